@@ -1,0 +1,39 @@
+"""DuckDB connections and the reference tables every SQL step joins."""
+from pathlib import Path
+
+import duckdb
+
+from pipelines.paths import REFERENCE_DIR
+
+# Bounded so that a run's memory does not grow with the size of the lake: DuckDB spills to disk instead.
+DEFAULT_MEMORY_LIMIT = "1536MB"
+
+REFERENCE_TABLES = {
+    "ref_analytes": "analytes.csv",
+    "ref_analyte_codes": "analyte_codes.csv",
+    "ref_units": "units.csv",
+    "ref_result_statuses": "result_statuses.csv",
+    "ref_qualitative_values": "qualitative_values.csv",
+    "ref_code_systems": "code_systems.csv",
+}
+
+
+def connect(database: str | Path = ":memory:", *, temp_dir: Path | None = None,
+            memory_limit: str = DEFAULT_MEMORY_LIMIT, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(database), read_only=read_only)
+    con.execute("set memory_limit = $limit", {"limit": memory_limit})
+    if temp_dir is not None:
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        con.execute("set temp_directory = $dir", {"dir": str(temp_dir)})
+    return con
+
+
+def load_reference_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Reference value sets live as CSV data next to the SQL; load them as typed-as-text tables."""
+    for table, file_name in REFERENCE_TABLES.items():
+        con.execute(
+            f"create or replace table {table} as "
+            "select * from read_csv($path, header = true, all_varchar = true)",
+            {"path": str(REFERENCE_DIR / file_name)},
+        )
+    con.execute("alter table ref_units alter factor_to_canonical type double")

@@ -1,0 +1,193 @@
+-- lab_rows: one row per data record of one lab export file, with its outcome.
+--
+-- Grain: one input record (source_row). Every record gets exactly one outcome:
+--   accepted     typed, mapped to an analyte, converted to the analyte's canonical unit;
+--   quarantined  with the first failing reason, checked in this order:
+--                malformed_row, unknown_status, missing_patient_id, unknown_analyte, unparseable_date,
+--                implausible_date, future_date, unparseable_value, unknown_unit, implausible_value;
+--   dropped      by a named rule: cancelled, entered_in_error (status), duplicate (an exact duplicate of an
+--                earlier record of this file or of a result already in the lake).
+-- Nothing is guessed: a unit, analyte or patient that is not known sends the row to quarantine.
+-- Inputs: raw_file (all fields as text, null = field missing from the record), the reference tables
+-- ref_analyte_codes, ref_analytes, ref_units, ref_result_statuses, ref_qualitative_values, and
+-- existing_lab_keys (the duplicate keys of results already in the lake). $ingest_date is the run's date.
+
+with source as (
+    select * from raw_file
+),
+
+fields as (
+    select
+        source_row,
+        -- A field that the record did not have at all is null (the reader pads short records with null);
+        -- an empty field is ''. That difference is what tells a malformed record from an empty value.
+        (patient_id is null or accession is null or loinc is null or local_code is null
+            or test_name is null or result_value is null or unit is null or reference_range is null
+            or abnormal_flag is null or status is null or collected_at is null or resulted_at is null
+            or performing_lab is null or _overflow is not null) as is_malformed,
+        nullif(trim(patient_id), '') as patient_id,
+        nullif(trim(accession), '') as accession,
+        nullif(trim(loinc), '') as loinc,
+        nullif(trim(local_code), '') as local_code,
+        nullif(trim(test_name), '') as test_name,
+        nullif(trim(result_value), '') as value_raw,
+        nullif(trim(unit), '') as unit_raw,
+        nullif(trim(reference_range), '') as reference_range,
+        nullif(trim(abnormal_flag), '') as abnormal_flag,
+        lower(trim(status)) as status_key,
+        nullif(trim(collected_at), '') as collected_at_raw,
+        nullif(trim(resulted_at), '') as resulted_at_raw,
+        nullif(trim(performing_lab), '') as performing_lab,
+        -- Unit spellings vary in case, spaces and the micro sign (U+00B5 or Greek mu U+03BC).
+        replace(replace(replace(replace(lower(trim(unit)), ' ', ''), chr(181), 'u'), chr(956), 'u'), 'mcg', 'ug')
+            as unit_key,
+        regexp_extract(
+            trim(result_value),
+            '^(<=|>=|<|>|=)?\s*([+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?)$',
+            ['comparator', 'number']
+        ) as value_parts,
+        concat_ws(',', patient_id, accession, loinc, local_code, test_name, result_value, unit,
+            reference_range, abnormal_flag, status, collected_at, resulted_at, performing_lab, _overflow) as raw
+    from source
+),
+
+mapped as (
+    select
+        fields.*,
+        statuses.status,
+        statuses.action as status_action,
+        coalesce(by_loinc.analyte, by_local.analyte) as analyte,
+        analytes.canonical_unit as unit_si,
+        analytes.value_kind,
+        units.unit_canonical_spelling as unit_reported,
+        units.factor_to_canonical,
+        qualitative.value_text as qualitative_text,
+        try_cast(collected_at_raw as timestamp) as collected_at,
+        try_cast(resulted_at_raw as timestamp) as resulted_at,
+        nullif(value_parts['comparator'], '') as comparator_raw,
+        try_cast(nullif(value_parts['number'], '') as double) as number_reported
+    from fields
+    left join ref_result_statuses as statuses
+        on fields.status_key = statuses.status_raw
+    left join ref_analyte_codes as by_loinc
+        on by_loinc.code_type = 'loinc' and fields.loinc = by_loinc.code
+    left join ref_analyte_codes as by_local
+        on by_local.code_type = 'local' and upper(fields.local_code) = upper(by_local.code)
+    left join ref_analytes as analytes
+        on analytes.analyte = coalesce(by_loinc.analyte, by_local.analyte)
+    left join ref_units as units
+        on units.analyte = coalesce(by_loinc.analyte, by_local.analyte) and units.unit = fields.unit_key
+    left join ref_qualitative_values as qualitative
+        on qualitative.text = lower(fields.value_raw)
+),
+
+checked as (
+    select
+        mapped.*,
+        case
+            when is_malformed then 'malformed_row'
+            when status_action = 'drop_cancelled' then 'cancelled'
+            when status_action = 'drop_entered_in_error' then 'entered_in_error'
+            when status_action is null then 'unknown_status'
+            when patient_id is null then 'missing_patient_id'
+            when analyte is null then 'unknown_analyte'
+            when collected_at is null then 'unparseable_date'
+            when collected_at < timestamp '1900-01-01' then 'implausible_date'
+            when cast(collected_at as date) > $ingest_date then 'future_date'
+            when value_kind = 'qualitative' and qualitative_text is null then 'unparseable_value'
+            when value_kind = 'numeric' and number_reported is null then 'unparseable_value'
+            when value_kind = 'numeric' and unit_reported is null then 'unknown_unit'
+            -- Only the impossible is implausible: a concentration, count or volume cannot be zero or
+            -- negative. Extreme but possible values are accepted (CLINICAL_RULES.md section 7).
+            when value_kind = 'numeric' and number_reported <= 0 then 'implausible_value'
+        end as reason
+    from mapped
+),
+
+typed as (
+    select
+        checked.*,
+        case when comparator_raw = '=' then null else comparator_raw end as comparator,
+        case when value_kind = 'numeric' then number_reported end as value_reported,
+        case when value_kind = 'numeric' then number_reported * factor_to_canonical end as value_si,
+        case when value_kind = 'qualitative' then qualitative_text end as value_text,
+        regexp_extract(reference_range, '^\s*([0-9]*[.]?[0-9]+)\s*-\s*([0-9]*[.]?[0-9]+)\s*$', ['low', 'high'])
+            as range_parts,
+        regexp_extract(reference_range, '^\s*(<=|<)\s*([0-9]*[.]?[0-9]+)\s*$', 2) as range_upper_only
+    from checked
+),
+
+with_ranges as (
+    select
+        typed.*,
+        try_cast(nullif(range_parts['low'], '') as double) * factor_to_canonical as ref_low_si,
+        coalesce(
+            try_cast(nullif(range_parts['high'], '') as double),
+            try_cast(nullif(range_upper_only, '') as double)
+        ) * factor_to_canonical as ref_high_si
+    from typed
+),
+
+deduplicated as (
+    select
+        with_ranges.*,
+        case
+            when reason is not null then reason
+            -- Exact duplicates: same patient, analyte, collection time, accession, status and value.
+            when row_number() over (
+                partition by reason is null, patient_id, analyte, collected_at, accession, status,
+                    comparator, value_si, value_text
+                order by source_row
+            ) > 1 then 'duplicate'
+            when exists (
+                select 1
+                from existing_lab_keys as existing
+                where existing.patient_id = with_ranges.patient_id
+                    and existing.analyte = with_ranges.analyte
+                    and existing.collected_at = with_ranges.collected_at
+                    and existing.accession is not distinct from with_ranges.accession
+                    and existing.status = with_ranges.status
+                    and existing.comparator is not distinct from with_ranges.comparator
+                    and existing.value_si is not distinct from with_ranges.value_si
+                    and existing.value_text is not distinct from with_ranges.value_text
+            ) then 'duplicate'
+        end as final_reason
+    from with_ranges
+),
+
+final as (
+    select
+        source_row,
+        case
+            when final_reason is null then 'accepted'
+            when final_reason in ('cancelled', 'entered_in_error', 'duplicate') then 'dropped'
+            else 'quarantined'
+        end as outcome,
+        final_reason as reason,
+        patient_id,
+        accession,
+        analyte,
+        loinc,
+        local_code,
+        test_name,
+        collected_at,
+        resulted_at,
+        value_raw,
+        unit_raw,
+        comparator,
+        value_reported,
+        unit_reported,
+        value_si,
+        unit_si,
+        value_text,
+        reference_range,
+        ref_low_si,
+        ref_high_si,
+        abnormal_flag,
+        status,
+        performing_lab,
+        raw
+    from deduplicated
+)
+
+select * from final

@@ -1,0 +1,85 @@
+-- medication_rows: one row per data record of one medications export file, with its outcome.
+--
+-- Grain: one input record (source_row). Quarantined: malformed_row, missing_patient_id, missing_drug (no
+-- drug name and no ATC code), unparseable_date (start date missing or not ISO, or an end date given but
+-- not ISO), implausible_date (before 1900), end_before_start. A start date in the future is accepted:
+-- planned prescriptions are real and the rules only count records started on or before the as-of date.
+-- Dropped: duplicate (identical record).
+
+with source as (
+    select * from raw_file
+),
+
+fields as (
+    select
+        source_row,
+        (patient_id is null or drug is null or atc_code is null or route is null or dose is null
+            or start_date is null or end_date is null or _overflow is not null) as is_malformed,
+        nullif(trim(patient_id), '') as patient_id,
+        nullif(trim(drug), '') as drug,
+        nullif(upper(trim(atc_code)), '') as atc_code,
+        nullif(trim(route), '') as route,
+        nullif(trim(dose), '') as dose,
+        nullif(trim(start_date), '') as start_date_raw,
+        nullif(trim(end_date), '') as end_date_raw,
+        concat_ws(',', patient_id, drug, atc_code, route, dose, start_date, end_date, _overflow) as raw
+    from source
+),
+
+typed as (
+    select
+        fields.*,
+        cast(try_cast(start_date_raw as timestamp) as date) as start_date,
+        cast(try_cast(end_date_raw as timestamp) as date) as end_date
+    from fields
+),
+
+checked as (
+    select
+        typed.*,
+        case
+            when is_malformed then 'malformed_row'
+            when patient_id is null then 'missing_patient_id'
+            when drug is null and atc_code is null then 'missing_drug'
+            when start_date is null then 'unparseable_date'
+            when end_date_raw is not null and end_date is null then 'unparseable_date'
+            when start_date < date '1900-01-01' then 'implausible_date'
+            when end_date < start_date then 'end_before_start'
+        end as reason
+    from typed
+),
+
+deduplicated as (
+    select
+        checked.*,
+        case
+            when reason is not null then reason
+            when row_number() over (
+                partition by reason is null, patient_id, drug, atc_code, route, dose, start_date, end_date
+                order by source_row
+            ) > 1 then 'duplicate'
+        end as final_reason
+    from checked
+),
+
+final as (
+    select
+        source_row,
+        case
+            when final_reason is null then 'accepted'
+            when final_reason = 'duplicate' then 'dropped'
+            else 'quarantined'
+        end as outcome,
+        final_reason as reason,
+        patient_id,
+        drug,
+        atc_code,
+        route,
+        dose,
+        start_date,
+        end_date,
+        raw
+    from deduplicated
+)
+
+select * from final
