@@ -178,7 +178,8 @@ def ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, 
     if export.kind.name == "labs":
         _register_existing_lab_keys(con, earlier_lab_files)
     sql = read_sql(INGEST_SQL_DIR / export.kind.sql_file)
-    con.execute(f"create or replace temp table parsed_rows as {sql}", {"ingest_date": ingest_date})
+    params = {"ingest_date": ingest_date} if "$ingest_date" in sql else {}
+    con.execute(f"create or replace temp table parsed_rows as {sql}", params)
     if missing_columns:
         # Not the expected layout: no field can be trusted, so every record goes to quarantine.
         con.execute("update parsed_rows set outcome = 'quarantined', reason = 'missing_columns'")
