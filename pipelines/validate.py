@@ -75,24 +75,30 @@ def _dates_as_timestamps(frame: pd.DataFrame) -> pd.DataFrame:
     return converted
 
 
-def prepare_context(gx_dir: Path, expectations_dir: Path = EXPECTATIONS_DIR):
-    """A file-backed GX context in gx_dir holding a copy of the committed project and suites."""
+def expectations_dir() -> Path:
+    """The committed GX project, or a site's own (B12LAB_EXPECTATIONS_DIR), for example with tighter suites."""
+    return Path(os.environ.get("B12LAB_EXPECTATIONS_DIR") or EXPECTATIONS_DIR)
+
+
+def prepare_context(gx_dir: Path, project_dir: Path | None = None):
+    """A file-backed GX context in gx_dir holding a copy of the GX project and its suites."""
     _quiet_gx()
+    project_dir = project_dir or expectations_dir()
     import great_expectations as gx
 
     if gx_dir.exists():
         shutil.rmtree(gx_dir)
-    shutil.copytree(expectations_dir / "suites", gx_dir / "suites")
-    shutil.copy2(expectations_dir / "great_expectations.yml", gx_dir / "great_expectations.yml")
+    shutil.copytree(project_dir / "suites", gx_dir / "suites")
+    shutil.copy2(project_dir / "great_expectations.yml", gx_dir / "great_expectations.yml")
     return gx.get_context(context_root_dir=str(gx_dir))
 
 
 def validate_tables(tables: dict[str, pd.DataFrame], gx_dir: Path, today: date,
-                    expectations_dir: Path = EXPECTATIONS_DIR) -> ValidationReport:
+                    project_dir: Path | None = None) -> ValidationReport:
     """Validate each table's new rows against its suite; build Data Docs; return every outcome."""
     import great_expectations as gx
 
-    context = prepare_context(gx_dir, expectations_dir)
+    context = prepare_context(gx_dir, project_dir)
     source = context.data_sources.add_pandas(name="lake")
     validations = []
     for table, frame in tables.items():
