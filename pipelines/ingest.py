@@ -2,16 +2,24 @@
 
 The row-level work is SQL (transforms/ingest/<kind>_rows.sql) run by DuckDB over the whole file at once;
 this module only finds the files, reads their header, and moves the outcome into the lake.
+
+Two input formats feed the same machinery. A CSV file is read as text fields into the temp table raw_file.
+A FHIR Bulk Data NDJSON file is read line by line into fhir_lines, and a SQL model
+(transforms/ingest/fhir_<resource>_fields.sql) flattens each line into the same raw_file columns. From
+raw_file on, both take the same path: the kind's row model, the lake files and the accounting.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from pipelines.duck import load_reference_tables
 from pipelines.lake import Lake
@@ -73,6 +81,21 @@ EXPORT_KINDS: dict[str, ExportKind] = {
     ),
 }
 
+# FHIR Bulk Data ($export) writes one resource type per NDJSON file, named after it (Observation.ndjson,
+# Observation-2.ndjson.gz). Each resource type is flattened onto the columns of one export kind.
+FHIR_RESOURCES: dict[str, str] = {
+    "Observation": "labs",
+    "Patient": "patients",
+    "Condition": "diagnoses",
+    "MedicationRequest": "medications",
+    "MedicationStatement": "medications",
+}
+# The resource type is the start of the name, followed by anything but a letter (so ObservationDefinition
+# is not an Observation file).
+_FHIR_FILE_NAME = re.compile(
+    rf"^({'|'.join(FHIR_RESOURCES)})(?![a-z]).*[.]ndjson(?:[.]gz)?$", re.IGNORECASE
+)
+
 DROP_RULES = ("cancelled", "entered_in_error", "duplicate")
 
 
@@ -81,10 +104,16 @@ class ExportFile:
     path: Path
     kind: ExportKind
     source_hash: str
+    # NDJSON files only: the FHIR resource type the file holds. None for a CSV file.
+    fhir_resource: str | None = None
 
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def format(self) -> str:
+        return "csv" if self.fhir_resource is None else "ndjson"
 
 
 @dataclass
@@ -109,8 +138,20 @@ class ReconciliationError(RuntimeError):
     pass
 
 
+def fhir_resource_of(path: Path) -> str | None:
+    """Observation*.ndjson[.gz] -> Observation, ...; None for any other file."""
+    match = _FHIR_FILE_NAME.match(path.name)
+    if match is None:
+        return None
+    return next(resource for resource in FHIR_RESOURCES if resource.lower() == match.group(1).lower())
+
+
 def export_kind_of(path: Path) -> ExportKind | None:
-    """labs*.csv[.gz] -> labs, patients*.csv -> patients, ...; anything else is not an export file."""
+    """labs*.csv[.gz] -> labs, patients*.csv -> patients, ..., Observation*.ndjson[.gz] -> labs, ...;
+    anything else is not an export file."""
+    resource = fhir_resource_of(path)
+    if resource is not None:
+        return EXPORT_KINDS[FHIR_RESOURCES[resource]]
     name = path.name.lower()
     if not (name.endswith(".csv") or name.endswith(".csv.gz")):
         return None
@@ -136,7 +177,8 @@ def discover_exports(input_dir: Path) -> tuple[list[ExportFile], list[Path]]:
         if kind is None:
             ignored.append(path)
         else:
-            exports.append(ExportFile(path=path, kind=kind, source_hash=content_hash(path)))
+            exports.append(ExportFile(path=path, kind=kind, source_hash=content_hash(path),
+                                      fhir_resource=fhir_resource_of(path)))
     return exports, ignored
 
 
@@ -168,13 +210,66 @@ def _load_raw_file(con: duckdb.DuckDBPyConnection, export: ExportFile, header: l
         con.execute(f"alter table raw_file add column {missing} varchar")
 
 
+# NDJSON lines are handed to DuckDB in Arrow batches of about this many bytes.
+_LINE_BATCH_BYTES = 8 << 20
+_LINE_SCHEMA = pa.schema([("source_row", pa.int64()), ("line", pa.string())])
+
+
+def _ndjson_line_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    """Every line of an NDJSON file (plain or gzip), blank ones included, with its 1-based line number.
+
+    Read here rather than with DuckDB's CSV reader because that reader skips empty lines, and then a record
+    number is no longer the line number. Bytes that are not UTF-8 are kept as backslash escapes (\\xff):
+    `\\x` is no JSON escape, so such a line fails json_valid (unless a stray backslash precedes the byte) and
+    is quarantined with its bytes visible, instead of being silently altered.
+    """
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    numbers: list[int] = []
+    lines: list[str] = []
+    size = 0
+    with opener(path, "rb") as stream:
+        for number, data in enumerate(stream, start=1):
+            data = data.rstrip(b"\r\n")
+            if number == 1 and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
+            numbers.append(number)
+            lines.append(data.decode("utf-8", errors="backslashreplace"))
+            size += len(data)
+            if size >= _LINE_BATCH_BYTES:
+                yield _line_batch(numbers, lines)
+                numbers, lines, size = [], [], 0
+    if numbers:
+        yield _line_batch(numbers, lines)
+
+
+def _line_batch(numbers: list[int], lines: list[str]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([pa.array(numbers, pa.int64()), pa.array(lines, pa.string())],
+                                      schema=_LINE_SCHEMA)
+
+
+def _load_fhir_file(con: duckdb.DuckDBPyConnection, export: ExportFile) -> None:
+    """The file's lines into fhir_lines, then flattened by fhir_<resource>_fields.sql into raw_file."""
+    batches = pa.RecordBatchReader.from_batches(_LINE_SCHEMA, _ndjson_line_batches(export.path))
+    con.register("ndjson_line_batches", batches)
+    try:
+        con.execute("create or replace temp table fhir_lines as select source_row, line from ndjson_line_batches")
+    finally:
+        con.unregister("ndjson_line_batches")
+    sql = read_sql(INGEST_SQL_DIR / f"fhir_{export.fhir_resource.lower()}_fields.sql")
+    con.execute(f"create or replace temp table raw_file as {sql}")
+
+
 def ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, run_id: str,
                 ingest_date: date, earlier_lab_files: list[Path]) -> FileAccount:
     """Parse one export file and write its accepted and quarantined rows to the lake (uncommitted)."""
     load_reference_tables(con)
-    header = read_header(export.path)
-    missing_columns = [name for name in export.kind.columns if name not in header]
-    _load_raw_file(con, export, header)
+    if export.format == "ndjson":
+        missing_columns = []  # the fields model always gives every column of the kind
+        _load_fhir_file(con, export)
+    else:
+        header = read_header(export.path)
+        missing_columns = [name for name in export.kind.columns if name not in header]
+        _load_raw_file(con, export, header)
     if export.kind.name == "labs":
         _register_existing_lab_keys(con, earlier_lab_files)
     sql = read_sql(INGEST_SQL_DIR / export.kind.sql_file)
@@ -183,6 +278,12 @@ def ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, 
     if missing_columns:
         # Not the expected layout: no field can be trusted, so every record goes to quarantine.
         con.execute("update parsed_rows set outcome = 'quarantined', reason = 'missing_columns'")
+    if export.format == "ndjson":
+        # An NDJSON record is its line: quarantine keeps the resource as it came, not the flattened fields.
+        con.execute(
+            "update parsed_rows set raw = fhir_lines.line from fhir_lines "
+            "where fhir_lines.source_row = parsed_rows.source_row and parsed_rows.outcome = 'quarantined'"
+        )
 
     lineage = {"source_file": export.name, "source_hash": export.source_hash, "ingest_run": run_id}
     lineage_sql = "$source_file as source_file, source_row, $source_hash as source_hash, $ingest_run as ingest_run"

@@ -1,0 +1,220 @@
+"""The nightly pipeline as a Prefect flow: ingest -> validate -> commit -> classify -> publish.
+
+The flow is a short ordered script; every task calls plain functions of the other modules, which tests
+call directly. Only file I/O that can fail for passing reasons (a drop folder on a network share) retries.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+from prefect import flow, task
+
+from pipelines import publish
+from pipelines.duck import connect
+from pipelines.ingest import (ExportFile, FileAccount, ReconciliationError, discover_exports, ingest_file)
+from pipelines.lake import Lake
+from pipelines.locking import run_lock
+from pipelines.rules import Rules, load_rules
+from pipelines.validate import CriticalExpectationFailed, ValidationReport, validate_tables
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    as_of: date
+    started_at: datetime
+    rules_version: str
+    rules_profile: str
+    status: str = "running"
+    message: str = ""
+    finished_at: datetime | None = None
+    files: list[FileAccount] = field(default_factory=list)
+    files_skipped: list[str] = field(default_factory=list)
+    files_ignored: list[str] = field(default_factory=list)
+    expectations_evaluated: int = 0
+    expectations_failed: list[str] = field(default_factory=list)
+    expectation_warnings: list[str] = field(default_factory=list)
+    warehouse: Path | None = None
+    publication: Path | None = None
+    data_docs: Path | None = None
+
+    def total(self, attribute: str) -> int:
+        return sum(getattr(account, attribute) for account in self.files)
+
+    def as_record(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "as_of": self.as_of,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "status": self.status,
+            "message": self.message,
+            "rules_version": self.rules_version,
+            "rules_profile": self.rules_profile,
+            "files_ingested": len(self.files),
+            "files_skipped": len(self.files_skipped),
+            "rows_read": self.total("rows_read"),
+            "rows_accepted": self.total("rows_accepted"),
+            "rows_quarantined": self.total("rows_quarantined"),
+            "rows_dropped": self.total("rows_dropped"),
+            "expectations_evaluated": self.expectations_evaluated,
+            "expectations_failed": len(self.expectations_failed),
+            "expectation_warnings": len(self.expectation_warnings),
+        }
+
+    def to_json(self) -> str:
+        payload = self.as_record()
+        payload["files"] = [
+            {**{k: v for k, v in asdict(a).items() if k != "by_reason"},
+             "by_reason": [{"outcome": o, "reason": r, "rows": n} for (o, r), n in sorted(a.by_reason.items())]}
+            for a in self.files
+        ]
+        payload["files_skipped"] = self.files_skipped
+        payload["files_ignored"] = self.files_ignored
+        payload["expectations_failed_list"] = self.expectations_failed
+        payload["expectation_warnings_list"] = self.expectation_warnings
+        for name in ("warehouse", "publication", "data_docs"):
+            value = getattr(self, name)
+            payload[name] = str(value) if value else None
+        return json.dumps(payload, indent=2, default=str)
+
+
+@task(retries=2, retry_delay_seconds=5)
+def find_exports(input_dir: Path) -> tuple[list[ExportFile], list[Path]]:
+    return discover_exports(input_dir)
+
+
+@task
+def ingest_export(export: ExportFile, lake_root: Path, run_id: str, ingest_date: date,
+                  earlier_lab_files: list[Path]) -> FileAccount:
+    lake = Lake(lake_root)
+    with connect(temp_dir=lake_root.parent / ".tmp") as con:
+        account = ingest_file(con, export, lake, run_id, ingest_date, earlier_lab_files)
+    print(f"{export.name}: read {account.rows_read}, accepted {account.rows_accepted}, "
+          f"quarantined {account.rows_quarantined}, dropped {account.rows_dropped}")
+    return account
+
+
+@task
+def reconcile(accounts: list[FileAccount]) -> None:
+    broken = [a.source_file for a in accounts if not a.reconciles]
+    if broken:
+        raise ReconciliationError(
+            f"rows read != accepted + quarantined + dropped in {', '.join(broken)}: nothing was committed"
+        )
+
+
+@task
+def validate_new_rows(lake_root: Path, source_hashes: list[str], gx_dir: Path, today: date) -> ValidationReport:
+    lake = Lake(lake_root)
+    with connect() as con:
+        tables = publish.new_rows_frames(con, lake, source_hashes)
+    report = validate_tables(tables, gx_dir, today)
+    for outcome in report.warnings:
+        print(f"expectation warning: {outcome.description}")
+    return report
+
+
+@task
+def commit(lake_root: Path, run_id: str, accounts: list[FileAccount]) -> None:
+    publish.commit_files(Lake(lake_root), run_id, accounts)
+
+
+@task
+def build_and_publish(output_dir: Path, run_id: str, rules: Rules, as_of: date, summary_record: dict,
+                      validation: ValidationReport | None) -> Path:
+    return publish.build_publication(output_dir, run_id, rules, as_of, summary_record, validation)
+
+
+def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, rules_file: Path | None = None,
+                 profile: str | None = None) -> RunSummary:
+    """The pipeline's steps in order; the Prefect flow `nightly` is this function."""
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    # Configuration errors are caught before any data is touched.
+    rules = load_rules(rules_file, profile)
+    if not input_dir.is_dir():
+        raise FileNotFoundError(f"input folder not found: {input_dir}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    as_of = as_of or date.today()
+    summary = RunSummary(
+        run_id=datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6],
+        as_of=as_of, started_at=datetime.now(), rules_version=rules.version, rules_profile=rules.profile,
+    )
+    lake = Lake(output_dir / "lake")
+    with run_lock(output_dir):
+        try:
+            _run_steps(input_dir, output_dir, lake, rules, summary)
+        except Exception as error:
+            summary.status = "failed"
+            summary.message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            summary.finished_at = datetime.now()
+            publish.record_run(lake, summary.as_record())
+            publish.write_summary(output_dir, summary.run_id, summary.to_json())
+            raise
+    return summary
+
+
+def _run_steps(input_dir: Path, output_dir: Path, lake: Lake, rules: Rules, summary: RunSummary) -> None:
+    removed = lake.remove_uncommitted()
+    if removed:
+        print(f"removed {removed} uncommitted lake files left by an interrupted run")
+    exports, ignored = find_exports(input_dir)
+    summary.files_ignored = [path.name for path in ignored]
+    for path in ignored:
+        print(f"{path.name}: not an export file (expected labs*, patients*, diagnoses*, medications* .csv[.gz], "
+              "or FHIR <ResourceType>*.ndjson[.gz]); ignored")
+
+    committed = lake.committed_hashes()
+    new_exports, seen = [], set(committed)
+    for export in exports:
+        if export.source_hash in seen:
+            summary.files_skipped.append(export.name)
+        else:
+            seen.add(export.source_hash)
+            new_exports.append(export)
+    print(f"{len(new_exports)} new export files, {len(summary.files_skipped)} already ingested")
+
+    ingest_date = date.today()
+    lab_files = lake.committed_files("lab_results")
+    for export in new_exports:
+        account = ingest_export(export, lake.root, summary.run_id, ingest_date, list(lab_files))
+        summary.files.append(account)
+        if export.kind.table == "lab_results":
+            lab_files.append(lake.data_file("lab_results", export.source_hash))
+    reconcile(summary.files)
+
+    validation = None
+    gx_dir = publish.staging_dir(output_dir, summary.run_id) / "gx"
+    if new_exports:
+        validation = validate_new_rows(lake.root, [e.source_hash for e in new_exports], gx_dir, ingest_date)
+        summary.expectations_evaluated = validation.evaluated
+        summary.expectations_failed = [o.description for o in validation.critical_failures]
+        summary.expectation_warnings = [o.description for o in validation.warnings]
+        summary.data_docs = validation.data_docs_index
+        if validation.critical_failures:
+            raise CriticalExpectationFailed(
+                f"critical expectation failed: {validation.critical_failures[0].description}"
+                + (f" (and {len(validation.critical_failures) - 1} more)" if len(validation.critical_failures) > 1 else "")
+            )
+        commit(lake.root, summary.run_id, summary.files)
+
+    summary.status = "published"
+    summary.finished_at = datetime.now()
+    publication = build_and_publish(output_dir, summary.run_id, rules, summary.as_of, summary.as_record(), validation)
+    summary.publication = publication
+    summary.warehouse = output_dir / "warehouse.duckdb"
+    publish.write_summary(output_dir, summary.run_id, summary.to_json())
+
+
+@flow(name="b12lab-nightly", log_prints=True)
+def nightly(input_dir: Path, output_dir: Path, as_of: date | None = None, rules_file: Path | None = None,
+            profile: str | None = None) -> dict:
+    """Ingest the drop folder, validate, classify every patient as of `as_of`, publish the warehouse."""
+    summary = run_pipeline(input_dir, output_dir, as_of, rules_file, profile)
+    return summary.as_record()

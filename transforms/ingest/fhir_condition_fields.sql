@@ -1,0 +1,87 @@
+-- fhir_condition_fields: the lines of one FHIR Bulk Data Condition NDJSON file as the text fields of a
+-- diagnoses export (the raw_file that diagnosis_rows.sql reads).
+--
+-- Grain: one record = one non-blank line; source_row is its 1-based line number in the file. A blank line
+-- (empty or only whitespace) is not a record: it is skipped and not counted, so source_row may have gaps.
+-- A line that is not valid JSON, or not a Condition, has every field null, which diagnosis_rows treats as
+-- malformed_row. Any other missing value is '' (never null), so it meets the ordinary reasons.
+-- Mapping (first match wins):
+--   patient_id    subject.reference Patient/<id> (relative or absolute, /_history/ ignored) -> <id>
+--   code_system   system of the first code.coding whose system is in ref_code_systems (ICD-10, ICD-9,
+--                 SNOMED CT, by FHIR URL or name), else of the first code.coding (then: unknown_code_system);
+--                 diagnosis_rows normalises it (http://hl7.org/fhir/sid/icd-10 -> ICD-10)
+--   code          code of that same coding
+--   recorded_at   recordedDate, onsetDateTime
+-- Not mapped: clinicalStatus and verificationStatus (a refuted or entered-in-error Condition is ingested
+-- like any other: diagnosis_rows has no status to drop it by).
+-- Input: fhir_lines (source_row, line): every line of the file, numbered; ref_code_systems.
+
+with lines as (
+    select source_row, line
+    from fhir_lines
+    where not regexp_full_match(line, '\s*')
+),
+
+parsed as (
+    select
+        source_row,
+        -- Parsed once into the subset of the resource that is used; a value of another JSON type than
+        -- declared reads as null.
+        case when json_valid(line) then from_json(line, '{
+            "resourceType": "VARCHAR",
+            "subject": {"reference": "VARCHAR"},
+            "code": {"coding": [{"system": "VARCHAR", "code": "VARCHAR"}]},
+            "recordedDate": "VARCHAR",
+            "onsetDateTime": "VARCHAR"
+        }') end as resource
+    from lines
+),
+
+conditions as (
+    select source_row, resource
+    from parsed
+    where resource.resourceType = 'Condition'
+),
+
+known_systems as (
+    select list(variant) as variants
+    from ref_code_systems
+),
+
+codings as (
+    select
+        source_row,
+        resource,
+        coalesce(
+            list_filter(resource.code.coding, lambda c: list_contains(variants, lower(trim(c.system))))[1],
+            resource.code.coding[1]
+        ) as coding
+    from conditions
+    cross join known_systems
+),
+
+fields as (
+    select
+        source_row,
+        coalesce(regexp_extract(
+            resource.subject.reference, '^(?:.*/)?Patient/([^/]+)(?:/_history/[^/]*)?$', 1
+        ), '') as patient_id,
+        coalesce(coding.system, '') as code_system,
+        coalesce(coding.code, '') as code,
+        coalesce(resource.recordedDate, resource.onsetDateTime, '') as recorded_at
+    from codings
+),
+
+final as (
+    select
+        lines.source_row,
+        fields.patient_id,
+        fields.code_system,
+        fields.code,
+        fields.recorded_at,
+        null::varchar as _overflow
+    from lines
+    left join fields on fields.source_row = lines.source_row
+)
+
+select * from final

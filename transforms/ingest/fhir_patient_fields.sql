@@ -1,0 +1,73 @@
+-- fhir_patient_fields: the lines of one FHIR Bulk Data Patient NDJSON file as the text fields of a patients
+-- export (the raw_file that patient_rows.sql reads).
+--
+-- Grain: one record = one non-blank line; source_row is its 1-based line number in the file. A blank line
+-- (empty or only whitespace) is not a record: it is skipped and not counted, so source_row may have gaps.
+-- A line that is not valid JSON, or not a Patient, has every field null, which patient_rows treats as
+-- malformed_row. Any other missing value is '' (never null), so it meets the ordinary reasons.
+-- Mapping (first match wins):
+--   patient_id   id
+--   birth_date   birthDate (a partial date such as 1950 or 1950-02 does not parse: unparseable_date)
+--   sex          gender: male -> M, female -> F, other -> O, unknown -> U; any other value as given
+--   practice     generalPractitioner[0].display, managingOrganization.display
+-- Input: fhir_lines (source_row, line): every line of the file, numbered.
+
+with lines as (
+    select source_row, line
+    from fhir_lines
+    where not regexp_full_match(line, '\s*')
+),
+
+parsed as (
+    select
+        source_row,
+        -- Parsed once into the subset of the resource that is used; a value of another JSON type than
+        -- declared reads as null.
+        case when json_valid(line) then from_json(line, '{
+            "resourceType": "VARCHAR",
+            "id": "VARCHAR",
+            "birthDate": "VARCHAR",
+            "gender": "VARCHAR",
+            "generalPractitioner": [{"display": "VARCHAR"}],
+            "managingOrganization": {"display": "VARCHAR"}
+        }') end as resource
+    from lines
+),
+
+patients as (
+    select source_row, resource
+    from parsed
+    where resource.resourceType = 'Patient'
+),
+
+fields as (
+    select
+        source_row,
+        coalesce(resource.id, '') as patient_id,
+        coalesce(resource.birthDate, '') as birth_date,
+        case lower(resource.gender)
+            when 'male' then 'M'
+            when 'female' then 'F'
+            when 'other' then 'O'
+            when 'unknown' then 'U'
+            else coalesce(resource.gender, '')
+        end as sex,
+        coalesce(
+            nullif(resource.generalPractitioner[1].display, ''), resource.managingOrganization.display, ''
+        ) as practice
+    from patients
+),
+
+final as (
+    select
+        lines.source_row,
+        fields.patient_id,
+        fields.birth_date,
+        fields.sex,
+        fields.practice,
+        null::varchar as _overflow
+    from lines
+    left join fields on fields.source_row = lines.source_row
+)
+
+select * from final
