@@ -208,3 +208,11 @@ def test_a_file_without_the_lab_columns_is_quarantined_whole(tmp_path, ingest):
 def test_header_only_file(tmp_path, ingest):
     result = ingest(write_labs(tmp_path / "in" / "labs.csv", []))
     assert result.account.rows_read == 0 and result.account.reconciles
+
+
+@pytest.mark.parametrize("value, expected", [("410", 0.41), ("400", 0.4), ("370", 0.37), ("270", 0.27)])
+def test_conversion_adds_no_floating_point_noise_at_boundaries(tmp_path, ingest, value, expected):
+    path = write_labs(tmp_path / "in" / "labs.csv",
+                      [lab_row(loinc="13964-2", result_value=value, unit="nmol/L", reference_range="0-" + value)])
+    [row] = ingest(path).rows()
+    assert row["value_si"] == expected and row["ref_high_si"] == expected

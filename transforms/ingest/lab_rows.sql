@@ -109,7 +109,9 @@ typed as (
         checked.*,
         case when comparator_raw = '=' then null else comparator_raw end as comparator,
         case when value_kind = 'numeric' then number_reported end as value_reported,
-        case when value_kind = 'numeric' then number_reported * factor_to_canonical end as value_si,
+        -- Rounded so that a conversion never adds floating-point noise that could cross a boundary
+        -- (410 nmol/L * 0.001 is 0.41000000000000003 in binary floating point).
+        case when value_kind = 'numeric' then round(number_reported * factor_to_canonical, 9) end as value_si,
         case when value_kind = 'qualitative' then qualitative_text end as value_text,
         regexp_extract(reference_range, '^\s*([0-9]*[.]?[0-9]+)\s*-\s*([0-9]*[.]?[0-9]+)\s*$', ['low', 'high'])
             as range_parts,
@@ -120,11 +122,14 @@ typed as (
 with_ranges as (
     select
         typed.*,
-        try_cast(nullif(range_parts['low'], '') as double) * factor_to_canonical as ref_low_si,
-        coalesce(
-            try_cast(nullif(range_parts['high'], '') as double),
-            try_cast(nullif(range_upper_only, '') as double)
-        ) * factor_to_canonical as ref_high_si
+        round(try_cast(nullif(range_parts['low'], '') as double) * factor_to_canonical, 9) as ref_low_si,
+        round(
+            coalesce(
+                try_cast(nullif(range_parts['high'], '') as double),
+                try_cast(nullif(range_upper_only, '') as double)
+            ) * factor_to_canonical,
+            9
+        ) as ref_high_si
     from typed
 ),
 

@@ -1,0 +1,206 @@
+"""Commit ingested files to the lake, build a publication, and switch it in atomically.
+
+A publication is OUTPUT/publications/<run_id>/ (one Parquet file per output table) plus the DuckDB catalog
+OUTPUT/warehouse.duckdb. The catalog is built under a temporary name and renamed over the old one: an
+analyst who holds the old file open keeps reading the old publication, a new connection sees the new one,
+and no one ever sees a mix. The lake views in the catalog name the committed lake files explicitly, so a
+later run adding files does not change what an older catalog shows.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import yaml
+
+from pipelines.duck import connect
+from pipelines.ingest import FileAccount
+from pipelines.lake import COMMIT_TABLE, DATA_TABLES, OUTCOMES_TABLE, RUNS_TABLE, Lake
+from pipelines.models import build_models
+from pipelines.paths import TRANSFORMS_DIR
+from pipelines.rules import Rules, install_rules
+from pipelines.validate import ValidationReport
+
+WAREHOUSE_NAME = "warehouse.duckdb"
+PUBLICATIONS_KEPT = 7
+
+# The output contract: tables analysts query, published in the catalog and as Parquet.
+MART_TABLES = (
+    "result_classification", "patient_status", "cohort_deficient", "cohort_borderline",
+    "cohort_under_monitored", "patient_flags",
+)
+LAKE_VIEWS = (*DATA_TABLES, COMMIT_TABLE, OUTCOMES_TABLE, RUNS_TABLE)
+
+_EMPTY_SCHEMAS = {
+    # Used when the lake holds no file of a table yet, so the view still exists with its columns.
+    "lab_results": "patient_id varchar, accession varchar, analyte varchar, loinc varchar, local_code varchar, "
+                   "test_name varchar, collected_at timestamp, resulted_at timestamp, value_raw varchar, "
+                   "unit_raw varchar, comparator varchar, value_reported double, unit_reported varchar, "
+                   "value_si double, unit_si varchar, value_text varchar, reference_range varchar, "
+                   "ref_low_si double, ref_high_si double, abnormal_flag varchar, status varchar, "
+                   "performing_lab varchar",
+    "patients": "patient_id varchar, birth_date date, sex varchar, practice varchar",
+    "diagnoses": "patient_id varchar, code_system varchar, code varchar, code_normalised varchar, recorded_at date",
+    "medications": "patient_id varchar, drug varchar, atc_code varchar, route varchar, dose varchar, "
+                   "start_date date, end_date date",
+    "quarantine": "source_file varchar, source_row bigint, source_hash varchar, ingest_run varchar, "
+                  "table_name varchar, reason varchar, raw varchar",
+    "ingested_files": "source_file varchar, source_hash varchar, kind varchar, ingest_run varchar, "
+                      "committed_at timestamp, rows_read bigint, rows_accepted bigint, rows_quarantined bigint, "
+                      "rows_dropped bigint",
+    "ingest_outcomes": "source_file varchar, source_hash varchar, ingest_run varchar, outcome varchar, "
+                       "reason varchar, rows bigint",
+    "runs": "run_id varchar, as_of date, started_at timestamp, finished_at timestamp, status varchar, "
+            "message varchar, rules_version varchar, rules_profile varchar, files_ingested bigint, "
+            "files_skipped bigint, rows_read bigint, rows_accepted bigint, rows_quarantined bigint, "
+            "rows_dropped bigint, expectations_evaluated bigint, expectations_failed bigint, "
+            "expectation_warnings bigint",
+}
+_LINEAGE = "source_file varchar, source_row bigint, source_hash varchar, ingest_run varchar"
+
+
+def staging_dir(output_dir: Path, run_id: str) -> Path:
+    return output_dir / "publications" / run_id
+
+
+def new_rows_frames(con: duckdb.DuckDBPyConnection, lake: Lake, source_hashes: list[str]) -> dict[str, pd.DataFrame]:
+    """The rows this run wrote to each lake table (not yet committed), as DataFrames for validation."""
+    frames = {}
+    for table in DATA_TABLES:
+        files = [str(path) for h in source_hashes if (path := lake.data_file(table, h)).exists()]
+        if files:
+            frame = con.execute("select * from read_parquet($files)", {"files": files}).df()
+            if len(frame):
+                frames[table] = frame
+    return frames
+
+
+def commit_files(lake: Lake, run_id: str, accounts: list[FileAccount]) -> None:
+    """Record the outcomes, then the commit record: from this moment the files are part of the lake."""
+    if not accounts:
+        return
+    committed_at = datetime.now()
+    outcomes = [
+        {"source_file": a.source_file, "source_hash": a.source_hash, "ingest_run": run_id,
+         "outcome": outcome, "reason": reason, "rows": rows}
+        for a in accounts for (outcome, reason), rows in sorted(a.by_reason.items())
+    ]
+    lake.append_records(OUTCOMES_TABLE, run_id, pa.Table.from_pylist(outcomes))
+    files = [
+        {"source_file": a.source_file, "source_hash": a.source_hash, "kind": a.kind, "ingest_run": run_id,
+         "committed_at": committed_at, "rows_read": a.rows_read, "rows_accepted": a.rows_accepted,
+         "rows_quarantined": a.rows_quarantined, "rows_dropped": a.rows_dropped}
+        for a in accounts
+    ]
+    lake.append_records(COMMIT_TABLE, run_id, pa.Table.from_pylist(files))
+
+
+def record_run(lake: Lake, record: dict) -> None:
+    lake.append_records(RUNS_TABLE, record["run_id"], pa.Table.from_pylist([record]))
+
+
+def write_summary(output_dir: Path, run_id: str, text: str) -> Path:
+    """OUTPUT/run_summary.json (latest run) and a copy in the run's publication folder."""
+    run_folder = staging_dir(output_dir, run_id)
+    run_folder.mkdir(parents=True, exist_ok=True)
+    (run_folder / "run_summary.json").write_text(text)
+    latest = output_dir / "run_summary.json"
+    temporary = latest.with_suffix(".json.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, latest)
+    return latest
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def create_lake_views(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """One view per lake table over the committed files, named explicitly (see the module docstring).
+
+    A view's definition is stored SQL and cannot hold bound parameters, so the file paths are written in
+    as properly quoted literals; they are paths this program made (hash- or run-named), never input names.
+    """
+    for table in LAKE_VIEWS:
+        files = lake.committed_files(table) if table in DATA_TABLES else lake.files(table)
+        if files:
+            paths = ", ".join(_quote_literal(str(path.resolve())) for path in files)
+            con.execute(f"create or replace view {table} as select * from read_parquet([{paths}], union_by_name = true)")
+        else:
+            columns = _EMPTY_SCHEMAS[table] + (f", {_LINEAGE}" if table in DATA_TABLES and table != "quarantine" else "")
+            con.execute(f"create or replace table {table} ({columns})")
+
+
+def build_publication(output_dir: Path, run_id: str, rules: Rules, as_of: date, run_record: dict,
+                      validation: ValidationReport | None) -> Path:
+    lake = Lake(output_dir / "lake")
+    record_run(lake, run_record)
+    publication = staging_dir(output_dir, run_id)
+    publication.mkdir(parents=True, exist_ok=True)
+    temporary_warehouse = output_dir / f".{WAREHOUSE_NAME}.{run_id}.tmp"
+    temporary_warehouse.unlink(missing_ok=True)
+    with connect(temporary_warehouse, temp_dir=output_dir / ".tmp") as con:
+        create_lake_views(con, lake)
+        install_rules(con, rules, as_of)
+        built = build_models(con)
+        for table in MART_TABLES:
+            con.execute("copy (select * from " + table + ") to $target (format parquet, compression zstd)",
+                        {"target": str(publication / f"{table}.parquet")})
+        _drop_working_tables(con, built)
+        apply_comments(con)
+        con.execute("checkpoint")
+    os.replace(temporary_warehouse, output_dir / WAREHOUSE_NAME)
+    _point_current_at(output_dir, publication)
+    _prune_publications(output_dir, keep=publication)
+    return publication
+
+
+def _drop_working_tables(con: duckdb.DuckDBPyConnection, built: list[str]) -> None:
+    """Staging and intermediate models are steps, not products: the catalog keeps the marts and rules."""
+    for table in built:
+        if table not in MART_TABLES:
+            con.execute(f"drop table if exists {table}")
+
+
+def _point_current_at(output_dir: Path, publication: Path) -> None:
+    """OUTPUT/current -> publications/<run_id>, switched atomically (a new link renamed over the old)."""
+    link = output_dir / "current"
+    temporary = output_dir / ".current.tmp"
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(publication.relative_to(output_dir), target_is_directory=True)
+    os.replace(temporary, link)
+
+
+def _prune_publications(output_dir: Path, keep: Path) -> None:
+    """Keep the last few publications (an analyst may hold an old catalog open) and no more."""
+    folders = sorted(p for p in (output_dir / "publications").iterdir() if p.is_dir())
+    for folder in folders[:-PUBLICATIONS_KEPT]:
+        if folder != keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def apply_comments(con: duckdb.DuckDBPyConnection) -> None:
+    """COMMENT ON every table and column described in transforms/schema.yaml (and the marts' own docs)."""
+    schema = yaml.safe_load((TRANSFORMS_DIR / "schema.yaml").read_text(encoding="utf-8"))
+    lineage = schema.get("lineage", {})
+    existing = {
+        (table, column) for table, column in con.execute(
+            "select table_name, column_name from duckdb_columns() where schema_name = 'main'"
+        ).fetchall()
+    }
+    tables = {name for name, _ in existing}
+    for table, spec in schema["tables"].items():
+        if table not in tables:
+            continue
+        kind = "view" if con.execute(
+            "select count(*) from duckdb_views() where view_name = $t", {"t": table}
+        ).fetchone()[0] else "table"
+        con.execute(f"comment on {kind} {table} is {_quote_literal(spec['description'])}")
+        for column, text in {**lineage, **spec.get("columns", {})}.items():
+            if (table, column) in existing:
+                con.execute(f"comment on column {table}.{column} is {_quote_literal(str(text))}")

@@ -1,0 +1,89 @@
+"""The model files themselves: conventions, no rule values in SQL, build order, the mart names."""
+from __future__ import annotations
+
+import re
+
+import duckdb
+import pytest
+
+from pipelines.models import MART_TABLES, ModelError, build_models, discover_models
+from pipelines.rules import install_rules
+from tests.transforms.lake import AS_OF, create_lake, rules_for
+
+MODELS = discover_models()
+_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+_STRINGS = re.compile(r"'(?:[^']|'')*'")
+
+
+def code_of(sql: str) -> str:
+    """The SQL without comments and string literals."""
+    return _STRINGS.sub("''", _COMMENTS.sub(" ", sql))
+
+
+def test_layers_and_marts():
+    by_layer = {layer: [m.name for m in MODELS if m.layer == layer] for layer in ("staging", "intermediate", "marts")}
+    assert sorted(by_layer["marts"]) == sorted(MART_TABLES)
+    assert all(name.startswith("stg_") for name in by_layer["staging"])
+    assert all(name.startswith("int_") for name in by_layer["intermediate"])
+
+
+@pytest.mark.parametrize("model", MODELS, ids=[m.name for m in MODELS])
+def test_model_conventions(model):
+    first_line = model.sql.splitlines()[0]
+    assert first_line.startswith("-- grain: "), "opens with a comment giving the grain"
+    assert "rule" in model.sql.split("\nwith\n")[0], "the opening comment states the rule"
+    code = code_of(model.sql)
+    assert re.match(r"^\s*with\b", code), "a chain of with blocks"
+    assert re.search(r"\bfinal as \(", code)
+    assert code.rstrip().endswith("select * from final")
+    assert code == code.lower(), "lowercase SQL"
+
+
+@pytest.mark.parametrize("model", MODELS, ids=[m.name for m in MODELS])
+def test_no_rule_values_in_sql(model):
+    """Thresholds and windows come from rules_settings only: the only numbers allowed are the severity ranks
+    (1-3), row_number() = 1 and "none" (count = 0)."""
+    numbers = set(re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", code_of(model.sql)))
+    assert numbers <= {"0", "1", "2", "3"}
+
+
+def test_dependencies_come_first():
+    built = []
+    for model in MODELS:
+        assert model.depends_on <= set(built), model.name
+        built.append(model.name)
+
+
+def test_build_refuses_a_connection_without_inputs():
+    with pytest.raises(ModelError, match="missing input tables lab_results, patients"):
+        build_models(duckdb.connect())
+
+
+def test_build_returns_the_tables_in_order():
+    con = duckdb.connect()
+    create_lake(con, {})
+    install_rules(con, rules_for(None), AS_OF)
+    built = build_models(con)
+    assert built == [m.name for m in MODELS]
+    tables = {row[0] for row in con.execute("select table_name from duckdb_tables()").fetchall()}
+    assert set(built) <= tables
+    for mart in MART_TABLES:
+        assert con.execute(f"select count(*) from {mart}").fetchone() == (0,)
+
+
+def test_a_failing_model_is_named_and_no_value_leaks(tmp_path):
+    from tests.transforms.lake import lab
+
+    (tmp_path / "staging").mkdir()
+    (tmp_path / "staging" / "stg_broken.sql").write_text(
+        "-- grain: none\nwith\nfinal as (select cast(patient_id as integer) as n from lab_results)\n"
+        "select * from final\n", encoding="utf-8")
+    con = duckdb.connect()
+    create_lake(con, {"lab_results": [lab(patient="PATIENT-0042", value=100)]})
+    install_rules(con, rules_for(None), AS_OF)
+    with pytest.raises(ModelError) as failed:
+        build_models(con, tmp_path)
+    message = str(failed.value)
+    assert message.startswith("model staging/stg_broken failed: ")
+    assert "PATIENT-0042" not in message
+    assert "\n" not in message

@@ -1,0 +1,40 @@
+-- grain: one patient whose status as of the as-of date is borderline_needs_mma or borderline_mma_normal.
+-- rule (CLINICAL_RULES section 5, Borderline): the index result (borderline b12 or indeterminate holotc) as
+-- reported, and mma_status: "needed" when no MMA result lies in the MMA window around the index result
+-- (BORDERLINE_NEEDS_MMA), "normal" when the window holds only normal MMA results (BORDERLINE_MMA_NORMAL).
+-- A borderline index with an elevated MMA is deficient (FUNCTIONAL_MMA) and is in cohort_deficient instead.
+with
+
+borderline_patients as (
+    select patient_status.*
+    from patient_status
+    where patient_status.status in ('borderline_needs_mma', 'borderline_mma_normal')
+),
+
+final as (
+    select
+        borderline_patients.patient_id,
+        borderline_patients.rule_id,
+        borderline_patients.index_value,
+        borderline_patients.index_unit,
+        borderline_patients.index_date,
+        case borderline_patients.status
+            when 'borderline_needs_mma' then 'needed'
+            when 'borderline_mma_normal' then 'normal'
+        end as mma_status,
+        borderline_patients.index_analyte,
+        borderline_patients.index_category,
+        borderline_patients.index_comparator,
+        borderline_patients.index_value_si,
+        borderline_patients.index_unit_si,
+        borderline_patients.mma_value,
+        borderline_patients.mma_unit,
+        borderline_patients.mma_date,
+        borderline_patients.has_pa,
+        borderline_patients.on_b12,
+        borderline_patients.practice
+    from borderline_patients
+    order by borderline_patients.patient_id
+)
+
+select * from final
