@@ -1,6 +1,7 @@
 """The `b12lab` command line: run, synth, sql (and serve)."""
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from datetime import date
@@ -12,6 +13,34 @@ import click
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+_exit_status = {"code": 0}
+
+
+def _leave_without_interpreter_teardown() -> None:
+    """Registered first, so it runs after every other exit handler (Prefect stops its server in one).
+
+    After a Prefect task has run in a process that used DuckDB, the interpreter's final teardown makes
+    DuckDB's bindings print pages of "nanobind: leaked ..." noise. All work and all clean-up are done by
+    now; skipping that last teardown keeps the operator's terminal and the scheduler's log clean.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status["code"])
+
+
+atexit.register(_leave_without_interpreter_teardown)
+
+
+def entry_point() -> None:
+    """The `b12lab` console script: run the CLI and keep its exit status for the exit handler."""
+    try:
+        main()
+    except SystemExit as leaving:
+        code = leaving.code
+        _exit_status["code"] = code if isinstance(code, int) else (0 if code is None else 1)
+        raise
 
 
 def _fail(message: str) -> None:
@@ -145,4 +174,4 @@ def sql(query: str | None, output_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entry_point()

@@ -112,9 +112,7 @@ def reconcile(accounts: list[FileAccount]) -> None:
 
 @task
 def validate_new_rows(lake_root: Path, source_hashes: list[str], gx_dir: Path, today: date) -> ValidationReport:
-    lake = Lake(lake_root)
-    with connect() as con:
-        tables = publish.new_rows_frames(con, lake, source_hashes)
+    tables = publish.new_rows_frames(Lake(lake_root), source_hashes)
     report = validate_tables(tables, gx_dir, today)
     for outcome in report.warnings:
         print(f"expectation warning: {outcome.description}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 
 from pipelines.duck import connect
@@ -68,13 +69,13 @@ def staging_dir(output_dir: Path, run_id: str) -> Path:
     return output_dir / "publications" / run_id
 
 
-def new_rows_frames(con: duckdb.DuckDBPyConnection, lake: Lake, source_hashes: list[str]) -> dict[str, pd.DataFrame]:
+def new_rows_frames(lake: Lake, source_hashes: list[str]) -> dict[str, pd.DataFrame]:
     """The rows this run wrote to each lake table (not yet committed), as DataFrames for validation."""
     frames = {}
     for table in DATA_TABLES:
         files = [str(path) for h in source_hashes if (path := lake.data_file(table, h)).exists()]
         if files:
-            frame = con.execute("select * from read_parquet($files)", {"files": files}).df()
+            frame = pq.read_table(files).to_pandas()
             if len(frame):
                 frames[table] = frame
     return frames

@@ -10,7 +10,25 @@ os.environ["GX_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="b12lab-prefect-home-"))
 
+import sys  # noqa: E402
+
 import pytest  # noqa: E402
+
+_session_status = {"code": 0}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _session_status["code"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Leave without the interpreter's final teardown, as the CLI does (see pipelines.cli): after Prefect
+    tasks ran in a process that used DuckDB, that teardown prints pages of binding "leaked" noise below
+    pytest's summary line. Everything, the report included, is written by now."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_session_status["code"])
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +38,20 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+SAMPLE_AS_OF = "2026-10-31"
+
+
+@pytest.fixture(scope="session")
+def sample_output(prefect_harness, tmp_path_factory):
+    """One nightly run of the flow on data/sample (as of SAMPLE_AS_OF), shared by the tests that read its outputs."""
+    from datetime import date
+    from pathlib import Path
+
+    from pipelines.flow import nightly
+
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample"
+    output = tmp_path_factory.mktemp("sample-output")
+    nightly(input_dir=sample, output_dir=output, as_of=date.fromisoformat(SAMPLE_AS_OF))
+    return output
