@@ -96,7 +96,6 @@ _FHIR_FILE_NAME = re.compile(
     rf"^({'|'.join(FHIR_RESOURCES)})(?![a-z]).*[.]ndjson(?:[.]gz)?$", re.IGNORECASE
 )
 
-DROP_RULES = ("cancelled", "entered_in_error", "duplicate")
 
 
 @dataclass(frozen=True)
@@ -208,6 +207,8 @@ def _load_raw_file(con: duckdb.DuckDBPyConnection, export: ExportFile, header: l
     )
     for missing in (name for name in export.kind.columns if name not in columns):
         con.execute(f"alter table raw_file add column {missing} varchar")
+    # The record's own status exists only in FHIR resources; CSV registries have none.
+    con.execute("alter table raw_file add column if not exists record_status varchar")
 
 
 # NDJSON lines are handed to DuckDB in Arrow batches of about this many bytes.

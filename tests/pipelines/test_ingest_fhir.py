@@ -339,3 +339,43 @@ def test_a_line_that_is_not_utf8_is_quarantined_with_its_bytes_visible(tmp_path,
 def test_an_empty_file(tmp_path, ingest):
     result = ingest(write_ndjson(tmp_path / "in" / "Condition.ndjson", []))
     assert result.account.rows_read == 0 and result.account.reconciles
+
+
+@pytest.mark.parametrize(
+    "resource, status_field, status, outcome",
+    [
+        ("Condition", "verificationStatus", "confirmed", "accepted"),
+        ("Condition", "verificationStatus", "refuted", ("dropped", "refuted")),
+        ("Condition", "verificationStatus", "entered-in-error", ("dropped", "entered_in_error")),
+        ("MedicationRequest", "status", "active", "accepted"),
+        ("MedicationRequest", "status", "completed", "accepted"),
+        ("MedicationRequest", "status", "cancelled", ("dropped", "cancelled")),
+        ("MedicationRequest", "status", "draft", ("dropped", "cancelled")),
+        ("MedicationRequest", "status", "entered-in-error", ("dropped", "entered_in_error")),
+        ("MedicationStatement", "status", "active", "accepted"),
+        ("MedicationStatement", "status", "not-taken", ("dropped", "not_taken")),
+        ("MedicationStatement", "status", "entered-in-error", ("dropped", "entered_in_error")),
+    ],
+)
+def test_refuted_cancelled_and_erroneous_registry_resources_do_not_count(tmp_path, ingest, resource, status_field,
+                                                                          status, outcome):
+    body = {"resourceType": resource, "subject": {"reference": "Patient/P1"}}
+    if resource == "Condition":
+        body.update(code={"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "D51.0"}]},
+                    recordedDate="2024-01-02",
+                    verificationStatus={"coding": [{"code": status}]})
+    else:
+        concept = {"text": "Hydroxocobalamin 1mg", "coding": [{"system": "http://www.whocc.no/atc", "code": "B03BA03"}]}
+        body.update(medicationCodeableConcept=concept, status=status)
+        if resource == "MedicationRequest":
+            body["authoredOn"] = "2024-01-02"
+        else:
+            body["effectivePeriod"] = {"start": "2024-01-02"}
+    path = tmp_path / "in" / f"{resource}.ndjson"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(body) + "\n")
+    result = ingest(path)
+    if outcome == "accepted":
+        assert result.account.rows_accepted == 1
+    else:
+        assert result.account.by_reason == {outcome: 1}

@@ -3,7 +3,8 @@
 -- Grain: one input record (source_row). The code system is normalised through ref_code_systems (ICD10,
 -- ICD-10-CM and the FHIR system URL all become ICD-10). Quarantined: malformed_row, missing_patient_id,
 -- unknown_code_system, missing_code, unparseable_date, implausible_date, future_date.
--- Dropped: duplicate (same patient, code system, code and date).
+-- Dropped: refuted and entered_in_error (a FHIR Condition's verificationStatus, in record_status, which is
+-- null for CSV exports), duplicate (same patient, code system, code and date).
 
 with source as (
     select * from raw_file
@@ -18,6 +19,7 @@ fields as (
         lower(trim(code_system)) as code_system_key,
         nullif(trim(code), '') as code,
         nullif(trim(recorded_at), '') as recorded_at_raw,
+        record_status,
         concat_ws(',', patient_id, code_system, code, recorded_at, _overflow) as raw
     from source
 ),
@@ -39,6 +41,8 @@ checked as (
         typed.*,
         case
             when is_malformed then 'malformed_row'
+            when record_status = 'entered-in-error' then 'entered_in_error'
+            when record_status = 'refuted' then 'refuted'
             when patient_id is null then 'missing_patient_id'
             when code_system is null then 'unknown_code_system'
             when code is null then 'missing_code'
@@ -67,7 +71,7 @@ final as (
         source_row,
         case
             when final_reason is null then 'accepted'
-            when final_reason = 'duplicate' then 'dropped'
+            when final_reason in ('duplicate', 'entered_in_error', 'refuted') then 'dropped'
             else 'quarantined'
         end as outcome,
         final_reason as reason,

@@ -12,8 +12,9 @@
 --                 diagnosis_rows normalises it (http://hl7.org/fhir/sid/icd-10 -> ICD-10)
 --   code          code of that same coding
 --   recorded_at   recordedDate, onsetDateTime
--- Not mapped: clinicalStatus and verificationStatus (a refuted or entered-in-error Condition is ingested
--- like any other: diagnosis_rows has no status to drop it by).
+--   record_status verificationStatus code (refuted and entered-in-error conditions are dropped by
+--                 diagnosis_rows). clinicalStatus is not used: a resolved or inactive pernicious anaemia is
+--                 still a history of pernicious anaemia.
 -- Input: fhir_lines (source_row, line): every line of the file, numbered; ref_code_systems.
 
 with lines as (
@@ -32,7 +33,8 @@ parsed as (
             "subject": {"reference": "VARCHAR"},
             "code": {"coding": [{"system": "VARCHAR", "code": "VARCHAR"}]},
             "recordedDate": "VARCHAR",
-            "onsetDateTime": "VARCHAR"
+            "onsetDateTime": "VARCHAR",
+            "verificationStatus": {"coding": [{"code": "VARCHAR"}]}
         }') end as resource
     from lines
 ),
@@ -68,7 +70,8 @@ fields as (
         ), '') as patient_id,
         coalesce(coding.system, '') as code_system,
         coalesce(coding.code, '') as code,
-        coalesce(resource.recordedDate, resource.onsetDateTime, '') as recorded_at
+        coalesce(resource.recordedDate, resource.onsetDateTime, '') as recorded_at,
+        lower(resource.verificationStatus.coding[1].code) as record_status
     from codings
 ),
 
@@ -79,6 +82,7 @@ final as (
         fields.code_system,
         fields.code,
         fields.recorded_at,
+        fields.record_status,
         null::varchar as _overflow
     from lines
     left join fields on fields.source_row = lines.source_row

@@ -13,8 +13,8 @@
 --   dose         dosage.doseAndRate[0].doseQuantity: value and unit (or UCUM code), space separated
 --   start_date   dosage.timing.repeat.boundsPeriod.start, authoredOn
 --   end_date     dosage.timing.repeat.boundsPeriod.end
--- Not mapped: medicationReference (no drug: missing_drug), status and intent (a cancelled, entered-in-error
--- or proposed request is ingested like any other: medication_rows has no status to drop it by).
+-- Not mapped: medicationReference (no drug: missing_drug).
+--   record_status status (cancelled, draft and entered-in-error requests are dropped by medication_rows)
 -- Input: fhir_lines (source_row, line): every line of the file, numbered.
 
 with lines as (
@@ -30,6 +30,7 @@ parsed as (
         -- declared reads as null, a number declared VARCHAR reads as its text.
         case when json_valid(line) then from_json(line, '{
             "resourceType": "VARCHAR",
+            "status": "VARCHAR",
             "subject": {"reference": "VARCHAR"},
             "medicationCodeableConcept": {
                 "text": "VARCHAR", "coding": [{"system": "VARCHAR", "code": "VARCHAR", "display": "VARCHAR"}]
@@ -70,7 +71,8 @@ fields as (
             coalesce(nullif(dosage.doseAndRate[1].doseQuantity.unit, ''), dosage.doseAndRate[1].doseQuantity.code)
         ) as dose,
         coalesce(dosage.timing.repeat.boundsPeriod.start, resource.authoredOn, '') as start_date,
-        coalesce(dosage.timing.repeat.boundsPeriod.end, '') as end_date
+        coalesce(dosage.timing.repeat.boundsPeriod.end, '') as end_date,
+        lower(resource.status) as record_status
     from requests
 ),
 
@@ -84,6 +86,7 @@ final as (
         fields.dose,
         fields.start_date,
         fields.end_date,
+        fields.record_status,
         null::varchar as _overflow
     from lines
     left join fields on fields.source_row = lines.source_row

@@ -4,7 +4,8 @@
 -- drug name and no ATC code), unparseable_date (start date missing or not ISO, or an end date given but
 -- not ISO), implausible_date (before 1900), end_before_start. A start date in the future is accepted:
 -- planned prescriptions are real and the rules only count records started on or before the as-of date.
--- Dropped: duplicate (identical record).
+-- Dropped: cancelled (a FHIR request cancelled, or a draft never issued), entered_in_error, not_taken (a FHIR
+-- statement), read from record_status, which is null for CSV exports; duplicate (identical record).
 
 with source as (
     select * from raw_file
@@ -22,6 +23,7 @@ fields as (
         nullif(trim(dose), '') as dose,
         nullif(trim(start_date), '') as start_date_raw,
         nullif(trim(end_date), '') as end_date_raw,
+        record_status,
         concat_ws(',', patient_id, drug, atc_code, route, dose, start_date, end_date, _overflow) as raw
     from source
 ),
@@ -39,6 +41,9 @@ checked as (
         typed.*,
         case
             when is_malformed then 'malformed_row'
+            when record_status = 'entered-in-error' then 'entered_in_error'
+            when record_status in ('cancelled', 'draft') then 'cancelled'
+            when record_status = 'not-taken' then 'not_taken'
             when patient_id is null then 'missing_patient_id'
             when drug is null and atc_code is null then 'missing_drug'
             when start_date is null then 'unparseable_date'
@@ -67,7 +72,7 @@ final as (
         source_row,
         case
             when final_reason is null then 'accepted'
-            when final_reason = 'duplicate' then 'dropped'
+            when final_reason in ('duplicate', 'cancelled', 'entered_in_error', 'not_taken') then 'dropped'
             else 'quarantined'
         end as outcome,
         final_reason as reason,
