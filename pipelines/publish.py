@@ -154,6 +154,7 @@ def build_publication(output_dir: Path, run_id: str, rules: Rules, as_of: date, 
                         {"target": str(publication / f"{table}.parquet")})
         _drop_working_tables(con, built)
         apply_comments(con)
+        comment_rules_settings(con, rules)
         con.execute("checkpoint")
     os.replace(temporary_warehouse, output_dir / WAREHOUSE_NAME)
     _point_current_at(output_dir, publication)
@@ -183,6 +184,16 @@ def _prune_publications(output_dir: Path, keep: Path) -> None:
     for folder in folders[:-PUBLICATIONS_KEPT]:
         if folder != keep:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def comment_rules_settings(con: duckdb.DuckDBPyConnection, rules: Rules) -> None:
+    """Each rules_settings column explained by the rules file itself: what it means and where it comes from."""
+    columns = {name for (name,) in con.execute(
+        "select column_name from duckdb_columns() where table_name = 'rules_settings'").fetchall()}
+    for name in sorted(columns & set(rules.settings)):
+        unit = f" [{rules.units[name]}]" if rules.units.get(name) else ""
+        text = f"{rules.descriptions.get(name, name)}{unit}. Source: {rules.sources.get(name, 'rules file')}"
+        con.execute(f"comment on column rules_settings.{name} is {_quote_literal(text)}")
 
 
 def apply_comments(con: duckdb.DuckDBPyConnection) -> None:

@@ -78,7 +78,9 @@ def test_run_publishes_every_contract_table_with_comments(tmp_path):
             "lab_results", "quarantine", "runs")
     uncommented = read(warehouse, """
         select table_name || '.' || column_name from duckdb_columns()
-        where table_name in ('lab_results', 'quarantine', 'runs', 'patient_status', 'cohort_deficient')
+        where table_name in ('lab_results', 'quarantine', 'runs', 'result_classification', 'patient_status',
+                             'cohort_deficient', 'cohort_borderline', 'cohort_under_monitored', 'patient_flags',
+                             'rules_settings')
           and comment is null""")
     assert uncommented == []
     assert read(warehouse, "select count(*) from duckdb_tables() where table_name = 'patient_status' and comment is not null") == [(1,)]
