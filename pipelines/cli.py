@@ -75,6 +75,15 @@ def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profi
         _fail(str(error))
     if not input_dir.is_dir():
         _fail(f"input folder not found: {input_dir}")
+    if output_dir.is_dir():
+        # A quick look before Prefect starts; the flow itself holds the lock for the whole run.
+        from pipelines.locking import RunInProgress, run_lock
+
+        try:
+            with run_lock(output_dir):
+                pass
+        except RunInProgress as error:
+            _fail(str(error))
 
     from pipelines.flow import nightly
 

@@ -20,10 +20,12 @@ import pyarrow.parquet as pq
 import yaml
 
 from pipelines.duck import connect
+from pipelines.faults import crash_point
 from pipelines.ingest import FileAccount
 from pipelines.lake import COMMIT_TABLE, DATA_TABLES, OUTCOMES_TABLE, RUNS_TABLE, Lake
 from pipelines.models import build_models
 from pipelines.paths import TRANSFORMS_DIR
+from pipelines.pseudonymise import ANALYTICS_NAME, KEY_VARIABLE, build_analytics, pseudonym_key
 from pipelines.rules import Rules, install_rules
 from pipelines.validate import ValidationReport
 
@@ -149,6 +151,7 @@ def build_publication(output_dir: Path, run_id: str, rules: Rules, as_of: date, 
         create_lake_views(con, lake)
         install_rules(con, rules, as_of)
         built = build_models(con)
+        crash_point("classify")
         for table in MART_TABLES:
             con.execute("copy (select * from " + table + ") to $target (format parquet, compression zstd)",
                         {"target": str(publication / f"{table}.parquet")})
@@ -156,10 +159,34 @@ def build_publication(output_dir: Path, run_id: str, rules: Rules, as_of: date, 
         apply_comments(con)
         comment_rules_settings(con, rules)
         con.execute("checkpoint")
+    _publish_analytics(output_dir, run_id, temporary_warehouse)
+    crash_point("publish")
     os.replace(temporary_warehouse, output_dir / WAREHOUSE_NAME)
     _point_current_at(output_dir, publication)
     _prune_publications(output_dir, keep=publication)
     return publication
+
+
+def remove_stale_temporaries(output_dir: Path) -> int:
+    """Catalogs half-built by a run that was killed: never switched in, so nobody can be reading them."""
+    stale = [*output_dir.glob(f".{WAREHOUSE_NAME}.*.tmp"), *output_dir.glob(".current.tmp"),
+             *(output_dir / "analytics").glob(f".{ANALYTICS_NAME}.*.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
+def _publish_analytics(output_dir: Path, run_id: str, warehouse: Path) -> None:
+    """The pseudonymised mart beside the identified warehouse, switched in the same way (if a key is set)."""
+    key = pseudonym_key()
+    if key is None:
+        print(f"pseudonymised analytics mart not written: set {KEY_VARIABLE} to publish it")
+        return
+    folder = output_dir / "analytics"
+    folder.mkdir(exist_ok=True)
+    temporary = folder / f".{ANALYTICS_NAME}.{run_id}.tmp"
+    build_analytics(warehouse, MART_TABLES, temporary, key)
+    os.replace(temporary, folder / ANALYTICS_NAME)
 
 
 def _drop_working_tables(con: duckdb.DuckDBPyConnection, built: list[str]) -> None:

@@ -88,8 +88,11 @@ def prepare_context(gx_dir: Path, project_dir: Path | None = None):
 
     if gx_dir.exists():
         shutil.rmtree(gx_dir)
-    shutil.copytree(project_dir / "suites", gx_dir / "suites")
-    shutil.copy2(project_dir / "great_expectations.yml", gx_dir / "great_expectations.yml")
+    # Plain copies: the package's file modes must not override the run's private umask.
+    (gx_dir / "suites").mkdir(parents=True)
+    for suite in (project_dir / "suites").glob("*.json"):
+        shutil.copyfile(suite, gx_dir / "suites" / suite.name)
+    shutil.copyfile(project_dir / "great_expectations.yml", gx_dir / "great_expectations.yml")
     return gx.get_context(context_root_dir=str(gx_dir))
 
 
