@@ -8,7 +8,10 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export DO_NOT_TRACK := 1
 
-.PHONY: run test install clean
+# The report's browser test and screenshot use Debian's chromium (Playwright drives it; no browser download).
+CHROMIUM_INSTALL := command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+.PHONY: run test install clean report-screenshot bench
 
 $(BIN)/b12lab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +25,19 @@ run: install
 	$(BIN)/b12lab run --input $(INPUT) --output $(OUTPUT)
 
 test: install
+	$(CHROMIUM_INSTALL)
 	$(BIN)/python -m pytest -q
+
+# After `make run`: a full-page screenshot of the report, to look at it as a reader would.
+report-screenshot: install
+	$(CHROMIUM_INSTALL)
+	$(BIN)/python -m pipelines.report_screenshot $(OUTPUT)/report/index.html $(OUTPUT)/report/screenshot.png
 
 clean:
 	rm -rf $(OUTPUT) .pytest_cache
+
+# Performance harness (benchmarks/README.md): make bench [ROWS=10000000] [BENCH_ARGS="--skip pandas"]
+ROWS ?= 1000000
+BENCH_ARGS ?=
+bench: install
+	$(BIN)/python -m benchmarks --rows $(ROWS) $(BENCH_ARGS)

@@ -15,13 +15,16 @@ from pathlib import Path
 import duckdb
 from prefect import flow, task
 
-from pipelines import publish
+from pipelines import publish, report
 from pipelines.duck import connect
 from pipelines.ingest import (ExportFile, FileAccount, ReconciliationError, discover_exports, ingest_file)
 from pipelines.lake import Lake
 from pipelines.locking import run_lock
 from pipelines.rules import Rules, load_rules
 from pipelines.validate import CriticalExpectationFailed, ValidationReport, validate_tables
+
+
+OUTPUT_UMASK = 0o027
 
 
 @dataclass
@@ -130,6 +133,12 @@ def build_and_publish(output_dir: Path, run_id: str, rules: Rules, as_of: date, 
     return publish.build_publication(output_dir, run_id, rules, as_of, summary_record, validation)
 
 
+@task
+def write_report(output_dir: Path, run_id: str, rules: Rules) -> Path:
+    """OUTPUT/report/index.html and the worklists, from the publication just switched in."""
+    return report.build_report(output_dir, run_id, rules)
+
+
 def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, rules_file: Path | None = None,
                  profile: str | None = None) -> RunSummary:
     """The pipeline's steps in order; the Prefect flow `nightly` is this function."""
@@ -138,6 +147,8 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
     rules = load_rules(rules_file, profile)
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input folder not found: {input_dir}")
+    # Everything a run writes holds patient data: readable by the owner and the group, nobody else.
+    os.umask(OUTPUT_UMASK)
     output_dir.mkdir(parents=True, exist_ok=True)
     as_of = as_of or date.today()
     summary = RunSummary(
@@ -159,9 +170,9 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
 
 
 def _run_steps(input_dir: Path, output_dir: Path, lake: Lake, rules: Rules, summary: RunSummary) -> None:
-    removed = lake.remove_uncommitted()
+    removed = lake.remove_uncommitted() + publish.remove_stale_temporaries(output_dir)
     if removed:
-        print(f"removed {removed} uncommitted lake files left by an interrupted run")
+        print(f"removed {removed} uncommitted files left by an interrupted run")
     exports, ignored = find_exports(input_dir)
     summary.files_ignored = [path.name for path in ignored]
     for path in ignored:
@@ -208,6 +219,10 @@ def _run_steps(input_dir: Path, output_dir: Path, lake: Lake, rules: Rules, summ
     summary.publication = publication
     summary.warehouse = output_dir / "warehouse.duckdb"
     publish.write_summary(output_dir, summary.run_id, summary.to_json())
+    # The run has published: a report that cannot be built is logged, not a failed run.
+    report_state = write_report(output_dir, summary.run_id, rules, return_state=True)
+    if report_state.is_failed():
+        print(f"report not written: {report_state.message}")
 
 
 @flow(name="b12lab-nightly", log_prints=True)

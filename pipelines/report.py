@@ -1,0 +1,385 @@
+"""The QI analyst's morning report: OUTPUT/report/index.html, written after every published run.
+
+One self-contained page (inline CSS, charts as inline SVG, no script, no external resource), so it opens from
+a file or as an email attachment. It shows counts only, never a patient identifier; the identified lists for
+care teams are the worklists beside it (`pipelines.worklists`), readable by owner and group only.
+
+What the page holds, and where each number comes from:
+- header: the run (`runs`), the rules version and profile (`rules_settings`);
+- headline counts per cohort, reason and flag (the marts), each with its change since the latest earlier
+  published run; the history is OUTPUT/lake/run_metrics/<run_id>.parquet (run_id, as_of, metric, value);
+- the same counts per practice (the marts' `practice`), as a table and a chart;
+- a 24-month trend: the whole model chain re-run as of each month end over the lake (`monthly_trend`);
+- the distribution of counted B12 results with the rules' thresholds;
+- data quality: row accounting (`ingested_files`, `ingest_outcomes`, `quarantine`) and the Great
+  Expectations results (`runs`, run_summary.json), with a link to the run's Data Docs.
+"""
+from __future__ import annotations
+
+import calendar
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines import report_charts as charts
+from pipelines.duck import connect
+from pipelines.lake import Lake
+from pipelines.models import Model, ModelError, discover_models
+from pipelines.publish import WAREHOUSE_NAME, create_lake_views, staging_dir
+from pipelines.report_template import render_page
+from pipelines.rules import Rules, install_rules
+from pipelines.worklists import NO_PRACTICE_LABEL, REASON_SEVERITY, Worklist, write_worklists
+
+REPORT_DIR_NAME = "report"
+REQUIRED_LAKE_TABLES = ("lab_results", "patients", "diagnoses", "medications")  # what the models read
+METRICS_TABLE = "run_metrics"
+TREND_MONTHS = 24
+
+REASONS = (
+    "PA_NO_POST_TREATMENT_RECHECK", "PA_OVERDUE_ANNUAL_B12", "BORDERLINE_NO_MMA", "SUPPLEMENTED_NO_MMA",
+    "TREATED_BELOW_TARGET",
+)
+FLAGS = ("FOLATE_BEFORE_B12", "MACROCYTOSIS_NOT_TESTED")
+assert set(REASONS) == set(REASON_SEVERITY)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One headline count: distinct patients of `table` (where `column` = `code`, when given)."""
+    key: str
+    label: str
+    table: str
+    column: str | None = None
+    code: str | None = None
+
+    def count_sql(self, by_practice: bool) -> tuple[str, dict]:
+        where = f"where {self.column} = $code" if self.column else ""
+        params = {"code": self.code} if self.column else {}
+        if by_practice:
+            return (f"select coalesce(nullif(trim(practice), ''), $no_practice) as practice, "
+                    f"count(distinct patient_id) from {self.table} {where} group by 1",
+                    {**params, "no_practice": NO_PRACTICE_LABEL})
+        return f"select count(distinct patient_id) from {self.table} {where}", params
+
+
+METRICS = (
+    Metric("patients", "Patients known", "patient_status"),
+    Metric("deficient", "Deficient", "cohort_deficient"),
+    Metric("deficient_untreated", "Deficient, untreated", "cohort_deficient", "treatment", "untreated"),
+    Metric("borderline", "Borderline", "cohort_borderline"),
+    Metric("borderline_needs_mma", "Borderline, MMA needed", "cohort_borderline", "mma_status", "needed"),
+    Metric("borderline_mma_normal", "Borderline, MMA normal", "cohort_borderline", "mma_status", "normal"),
+    Metric("under_monitored", "Under-monitored", "cohort_under_monitored"),
+    *(Metric(f"under_monitored.{reason}", reason, "cohort_under_monitored", "reason", reason) for reason in REASONS),
+    *(Metric(f"flag.{flag}", flag, "patient_flags", "flag", flag) for flag in FLAGS),
+)
+METRIC_KEYS = tuple(metric.key for metric in METRICS)
+
+
+@dataclass
+class ReportData:
+    run: dict
+    settings: dict
+    metrics: dict[str, int]
+    by_practice: list[dict]                      # practice, and one count per metric key
+    previous: dict | None = None                 # {"run_id", "as_of", "metrics": {key: value}}
+    trend: list[charts.TrendPoint] = field(default_factory=list)
+    trend_seconds: float | None = None
+    b12_values: list[float] = field(default_factory=list)
+    b12_censored: int = 0
+    b12_period: tuple[date | None, date | None] = (None, None)
+    b12_units: list[tuple[str, int]] = field(default_factory=list)
+    files_this_run: list[dict] = field(default_factory=list)
+    accounting: dict = field(default_factory=dict)  # {"this_run": {...}, "total": {...}}
+    outcomes: list[dict] = field(default_factory=list)
+    quarantine_by_file: list[dict] = field(default_factory=list)
+    validation: dict = field(default_factory=dict)
+    worklists: list[dict] = field(default_factory=list)
+    generated_at: datetime = field(default_factory=lambda: datetime.now().astimezone())
+    build_seconds: float | None = None
+
+
+# --- reading the publication ---------------------------------------------------------------------------
+
+
+def _rows(con: duckdb.DuckDBPyConnection, query: str, params: dict | None = None) -> list[dict]:
+    result = con.execute(query, params or {})
+    names = [d[0] for d in result.description]
+    return [dict(zip(names, row)) for row in result.fetchall()]
+
+
+def headline_metrics(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """metric key -> number of distinct patients, from the publication's marts."""
+    values = {}
+    for metric in METRICS:
+        query, params = metric.count_sql(by_practice=False)
+        values[metric.key] = int(con.execute(query, params).fetchone()[0])
+    return values
+
+
+def practice_metrics(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """One row per practice of any known patient ("(no practice)" for none), with a count per metric key."""
+    table: dict[str, dict] = {}
+    for metric in METRICS:
+        query, params = metric.count_sql(by_practice=True)
+        for practice, count in con.execute(query, params).fetchall():
+            table.setdefault(practice, {key: 0 for key in METRIC_KEYS})[metric.key] = int(count)
+    flagged = con.execute(
+        "select coalesce(nullif(trim(practice), ''), $no_practice), count(distinct patient_id) "
+        "from patient_flags group by 1", {"no_practice": NO_PRACTICE_LABEL}).fetchall()
+    for practice, count in flagged:
+        table.setdefault(practice, {key: 0 for key in METRIC_KEYS})["flagged"] = int(count)
+    rows = [{"practice": practice, "flagged": 0, **counts} for practice, counts in table.items()]
+    return sorted(rows, key=lambda row: (row["practice"] == NO_PRACTICE_LABEL, row["practice"]))
+
+
+def read_run(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
+    rows = _rows(con, "select * from runs where run_id = $run_id order by status = 'published' desc limit 1",
+                 {"run_id": run_id})
+    if not rows:
+        raise ValueError(f"run {run_id} is not in the warehouse's runs table")
+    return rows[0]
+
+
+def read_settings(con: duckdb.DuckDBPyConnection) -> dict:
+    return _rows(con, "select * from rules_settings")[0]
+
+
+def b12_distribution(con: duckdb.DuckDBPyConnection) -> tuple[list[float], int, tuple, list]:
+    """Counted B12 results in pmol/L (a censored result at its bound), how many are censored, their period,
+    and how many were reported in each unit."""
+    values = [v for (v,) in con.execute(
+        "select value_si from result_classification where analyte = 'b12' and value_si is not null").fetchall()]
+    censored, first, last = con.execute(
+        "select count(*) filter (where comparator is not null), min(collected_on), max(collected_on) "
+        "from result_classification where analyte = 'b12'").fetchone()
+    units = con.execute(
+        "select unit_reported, count(*) from result_classification where analyte = 'b12' "
+        "group by 1 order by 2 desc").fetchall()
+    return values, int(censored), (first, last), units
+
+
+def data_quality(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
+    files = _rows(con, """
+        select source_file, kind, rows_read, rows_accepted, rows_quarantined, rows_dropped
+        from ingested_files where ingest_run = $run_id order by source_file""", {"run_id": run_id})
+    columns = "count(*) as files, coalesce(sum(rows_read), 0) as rows_read, " \
+              "coalesce(sum(rows_accepted), 0) as rows_accepted, " \
+              "coalesce(sum(rows_quarantined), 0) as rows_quarantined, coalesce(sum(rows_dropped), 0) as rows_dropped"
+    this_run = _rows(con, f"select {columns} from ingested_files where ingest_run = $run_id", {"run_id": run_id})[0]
+    total = _rows(con, f"select {columns} from ingested_files")[0]
+    outcomes = _rows(con, """
+        select outcome, reason,
+               coalesce(sum(rows) filter (where ingest_run = $run_id), 0) as this_run,
+               sum(rows) as total
+        from ingest_outcomes
+        where outcome <> 'accepted'
+        group by outcome, reason
+        order by outcome desc, total desc, reason""", {"run_id": run_id})
+    quarantine = _rows(con, """
+        select source_file, table_name, reason,
+               count(*) filter (where ingest_run = $run_id) as this_run,
+               count(*) as total
+        from quarantine
+        group by source_file, table_name, reason
+        order by source_file, total desc, reason""", {"run_id": run_id})
+    return {"files": files, "this_run": this_run, "total": total, "outcomes": outcomes, "quarantine": quarantine}
+
+
+def validation_results(output_dir: Path, report_dir: Path, run: dict) -> dict:
+    """GX counts from `runs`, the failed expectations from run_summary.json, and a relative Data Docs link."""
+    summary_path = staging_dir(output_dir, run["run_id"]) / "run_summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    docs = staging_dir(output_dir, run["run_id"]) / "gx" / "data_docs" / "index.html"
+    warnings: dict[str, int] = {}
+    for text in summary.get("expectation_warnings_list", []):
+        warnings[text] = warnings.get(text, 0) + 1
+    return {
+        "evaluated": int(run.get("expectations_evaluated") or 0),
+        "failed": int(run.get("expectations_failed") or 0),
+        "warnings": int(run.get("expectation_warnings") or 0),
+        "warning_list": sorted(warnings.items()),
+        "failed_list": summary.get("expectations_failed_list", []),
+        "files_skipped": len(summary.get("files_skipped", [])) if isinstance(summary.get("files_skipped"), list)
+        else int(run.get("files_skipped") or 0),
+        "data_docs": Path(os.path.relpath(docs, report_dir)).as_posix() if docs.exists() else None,
+    }
+
+
+# --- history of headline metrics -----------------------------------------------------------------------
+
+
+def write_run_metrics(lake: Lake, run_id: str, as_of: date, metrics: dict[str, int]) -> Path:
+    """OUTPUT/lake/run_metrics/<run_id>.parquet, written atomically (one new file per run)."""
+    for leftover in lake.table_dir(METRICS_TABLE).glob("*.tmp"):  # a run killed while writing
+        leftover.unlink(missing_ok=True)
+    table = pa.table({
+        "run_id": pa.array([run_id] * len(metrics), pa.string()),
+        "as_of": pa.array([as_of] * len(metrics), pa.date32()),
+        "metric": pa.array(list(metrics), pa.string()),
+        "value": pa.array(list(metrics.values()), pa.int64()),
+    })
+    return lake.append_records(METRICS_TABLE, run_id, table)
+
+
+def previous_metrics(con: duckdb.DuckDBPyConnection, lake: Lake, run: dict) -> dict | None:
+    """The metrics of the most recent published run before `run` that recorded them, or None (first run)."""
+    recorded = {path.stem: path for path in lake.files(METRICS_TABLE)}
+    earlier = con.execute("""
+        select run_id, as_of from runs
+        where status = 'published' and run_id <> $run_id and started_at < $started_at
+        order by started_at desc""", {"run_id": run["run_id"], "started_at": run["started_at"]}).fetchall()
+    for run_id, as_of in earlier:
+        if run_id in recorded:
+            table = pq.read_table(recorded[run_id], columns=["metric", "value"]).to_pylist()
+            return {"run_id": run_id, "as_of": as_of, "metrics": {r["metric"]: r["value"] for r in table}}
+    return None
+
+
+# --- the 24-month trend ----------------------------------------------------------------------------------
+
+
+def month_ends(as_of: date, months: int = TREND_MONTHS) -> list[date]:
+    """The last `months` month ends up to as_of, oldest first; the as-of month's point is as_of itself."""
+    dates = []
+    year, month = as_of.year, as_of.month
+    for _ in range(months):
+        end = date(year, month, calendar.monthrange(year, month)[1])
+        dates.append(min(end, as_of))
+        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+    return dates[::-1]
+
+
+TREND_TABLES = ("patient_status", "cohort_under_monitored")
+
+
+def models_for(tables: tuple[str, ...]) -> list[Model]:
+    """The models `tables` are built from (themselves and every model they depend on), in build order."""
+    models = discover_models()
+    by_name = {model.name: model for model in models}
+    needed, pending = set(), list(tables)
+    while pending:
+        name = pending.pop()
+        if name not in needed:
+            needed.add(name)
+            pending.extend(by_name[name].depends_on)
+    return [model for model in models if model.name in needed]
+
+
+def monthly_trend(lake: Lake, rules: Rules, dates: list[date], temp_dir: Path | None = None) -> list[charts.TrendPoint]:
+    """Deficient, borderline and under-monitored patients as of each date, by running the model chain (the
+    same SQL and rules as the publication) as of that date, in one in-memory DuckDB over the lake.
+
+    Correct rather than clever: every date re-runs the whole chain behind patient_status and
+    cohort_under_monitored (corrections, duplicates, lookbacks and windows all evaluated as of that date), so
+    the cost is about one model build per date. Two savings keep the result identical: the lake views are
+    read into tables once instead of once per date, and the models no trend count reads
+    (result_classification, patient_flags, the other cohorts) are not built.
+    """
+    models = models_for(TREND_TABLES)
+    points = []
+    with connect(temp_dir=temp_dir) as con:
+        create_lake_views(con, lake)
+        views = {name for (name,) in con.execute("select view_name from duckdb_views()").fetchall()}
+        for table in REQUIRED_LAKE_TABLES:  # a snapshot of the committed lake, read once
+            if table in views:
+                con.execute(f"create table {table}__snapshot as select * from {table}")
+                con.execute(f"drop view {table}")
+                con.execute(f"alter table {table}__snapshot rename to {table}")
+        for as_of in dates:
+            install_rules(con, rules, as_of)
+            for model in models:
+                try:
+                    con.execute(f"create or replace table {model.name} as\n{model.sql}")
+                except duckdb.Error as error:  # the database's message may quote a value: not logged
+                    raise ModelError(f"trend as of {as_of}: model {model.layer}/{model.name} failed "
+                                     f"({type(error).__name__})") from None
+            deficient, borderline = con.execute(
+                "select count(*) filter (where status = 'deficient'), "
+                "count(*) filter (where status in ('borderline_needs_mma', 'borderline_mma_normal')) "
+                "from patient_status").fetchone()
+            under_monitored = con.execute("select count(distinct patient_id) from cohort_under_monitored").fetchone()[0]
+            points.append(charts.TrendPoint(as_of, int(deficient), int(borderline), int(under_monitored)))
+    return points
+
+
+# --- building the page -----------------------------------------------------------------------------------
+
+
+def gather(con: duckdb.DuckDBPyConnection, output_dir: Path, run_id: str) -> ReportData:
+    """Everything the page shows that the publication holds (all but history, trend and worklists)."""
+    report_dir = output_dir / REPORT_DIR_NAME
+    run = read_run(con, run_id)
+    values, censored, period, units = b12_distribution(con)
+    quality = data_quality(con, run_id)
+    return ReportData(
+        run=run,
+        settings=read_settings(con),
+        metrics=headline_metrics(con),
+        by_practice=practice_metrics(con),
+        b12_values=values,
+        b12_censored=censored,
+        b12_period=period,
+        b12_units=units,
+        files_this_run=quality["files"],
+        accounting={"this_run": quality["this_run"], "total": quality["total"]},
+        outcomes=quality["outcomes"],
+        quarantine_by_file=quality["quarantine"],
+        validation=validation_results(output_dir, report_dir, run),
+    )
+
+
+def worklist_index(worklists: list[Worklist], report_dir: Path) -> list[dict]:
+    """Per practice, the worklist file and row count of each cohort (counts and relative links only)."""
+    rows: dict[str, dict] = {}
+    for worklist in worklists:
+        row = rows.setdefault(worklist.practice, {"practice": worklist.practice})
+        row[worklist.cohort] = {"rows": worklist.rows,
+                                "href": Path(os.path.relpath(worklist.path, report_dir)).as_posix()}
+    return sorted(rows.values(), key=lambda row: (row["practice"] == NO_PRACTICE_LABEL, row["practice"]))
+
+
+def write_page(report_dir: Path, html: str) -> Path:
+    """report_dir/index.html, replaced atomically (readers see the old page or the new one)."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    target = report_dir / "index.html"
+    temporary = report_dir / ".index.html.tmp"
+    temporary.write_text(html, encoding="utf-8")
+    os.chmod(temporary, 0o640)  # owner and group only, like every other output
+    os.replace(temporary, target)
+    return target
+
+
+def build_report(output_dir: Path, run_id: str, rules: Rules, trend_months: int = TREND_MONTHS) -> Path:
+    """Write OUTPUT/report/index.html and the worklists for the published run `run_id`; return the page."""
+    started = time.perf_counter()
+    output_dir = Path(output_dir)
+    report_dir = output_dir / REPORT_DIR_NAME
+    lake = Lake(output_dir / "lake")
+    with duckdb.connect(str(output_dir / WAREHOUSE_NAME), read_only=True) as con:
+        data = gather(con, output_dir, run_id)
+        if data.run.get("status") != "published":
+            raise ValueError(f"run {run_id} did not publish: no report")
+        data.previous = previous_metrics(con, lake, data.run)
+        write_run_metrics(lake, run_id, data.run["as_of"], data.metrics)
+        worklists = write_worklists(con, report_dir, run_tag=run_id)
+    data.worklists = worklist_index(worklists, report_dir)
+
+    trend_started = time.perf_counter()
+    data.trend = monthly_trend(lake, rules, month_ends(data.run["as_of"], trend_months),
+                               temp_dir=output_dir / ".tmp")
+    data.trend_seconds = time.perf_counter() - trend_started
+    data.build_seconds = time.perf_counter() - started  # before rendering: the page cannot time itself
+    page = write_page(report_dir, render_page(data))
+    print(f"report: {page} (built in {time.perf_counter() - started:.1f} s, of which the "
+          f"{len(data.trend)}-month trend {data.trend_seconds:.1f} s)")
+    return page
+
+
