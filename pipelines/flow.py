@@ -20,6 +20,7 @@ from pipelines.duck import connect
 from pipelines.ingest import (ExportFile, FileAccount, ReconciliationError, discover_exports, ingest_file)
 from pipelines.lake import Lake
 from pipelines.locking import run_lock
+from pipelines.progress import tracked
 from pipelines.rules import Rules, load_rules
 from pipelines.validate import CriticalExpectationFailed, ValidationReport, validate_tables
 
@@ -191,7 +192,7 @@ def _run_steps(input_dir: Path, output_dir: Path, lake: Lake, rules: Rules, summ
 
     ingest_date = date.today()
     lab_files = lake.committed_files("lab_results")
-    for export in new_exports:
+    for export in tracked(new_exports, "ingesting", label=lambda e: e.name):
         account = ingest_export(export, lake.root, summary.run_id, ingest_date, list(lab_files))
         summary.files.append(account)
         if export.kind.table == "lab_results":
