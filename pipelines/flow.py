@@ -153,7 +153,8 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
     output_dir.mkdir(parents=True, exist_ok=True)
     as_of = as_of or date.today()
     summary = RunSummary(
-        run_id=datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6],
+        # Microseconds: run ids sort in the order the runs started, which the report's trend reuse relies on.
+        run_id=datetime.now().strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6],
         as_of=as_of, started_at=datetime.now(), rules_version=rules.version, rules_profile=rules.profile,
     )
     lake = Lake(output_dir / "lake")

@@ -9,7 +9,9 @@ What the page holds, and where each number comes from:
 - headline counts per cohort, reason and flag (the marts), each with its change since the latest earlier
   published run; the history is OUTPUT/lake/run_metrics/<run_id>.parquet (run_id, as_of, metric, value);
 - the same counts per practice (the marts' `practice`), as a table and a chart;
-- a 24-month trend: the whole model chain re-run as of each month end over the lake (`monthly_trend`);
+- a 24-month trend: the whole model chain re-run as of each month end over the lake (`monthly_trend`),
+  kept in OUTPUT/lake/trend_points/ and reused the next night for every month end that no newly ingested
+  record can change (`trend_with_reuse`);
 - the distribution of counted B12 results with the rules' thresholds;
 - data quality: row accounting (`ingested_files`, `ingest_outcomes`, `quarantine`) and the Great
   Expectations results (`runs`, run_summary.json), with a link to the run's Data Docs.
@@ -17,6 +19,7 @@ What the page holds, and where each number comes from:
 from __future__ import annotations
 
 import calendar
+import hashlib
 import json
 import os
 import time
@@ -40,6 +43,7 @@ from pipelines.worklists import NO_PRACTICE_LABEL, REASON_SEVERITY, Worklist, wr
 REPORT_DIR_NAME = "report"
 REQUIRED_LAKE_TABLES = ("lab_results", "patients", "diagnoses", "medications")  # what the models read
 METRICS_TABLE = "run_metrics"
+TREND_TABLE = "trend_points"
 TREND_MONTHS = 24
 
 REASONS = (
@@ -310,6 +314,79 @@ def monthly_trend(lake: Lake, rules: Rules, dates: list[date], temp_dir: Path | 
     return points
 
 
+def rules_fingerprint(rules: Rules) -> str:
+    """What the trend's numbers depend on in the rules: every setting and code, not the as-of date."""
+    content = json.dumps({"version": rules.version, "profile": rules.profile, "settings": dict(rules.settings),
+                          "codes": sorted(rules.codes)}, sort_keys=True, default=str)
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+def earliest_new_date(lake: Lake, since_run: str) -> date | None:
+    """The earliest clinical date (collection, diagnosis, medication start) among the records committed by
+    runs after `since_run`; None when nothing was committed since. A month end before it cannot have changed:
+    every rule only counts records dated on or before its as-of date. Registry-only patients are left out on
+    purpose: a patient without results is never deficient, borderline or under-monitored."""
+    files = [p for p in lake.files("ingested_files")]
+    if not files:
+        return None
+    committed = pq.read_table(files, columns=["source_hash", "ingest_run"]).to_pylist()
+    new = [row["source_hash"] for row in committed if row["ingest_run"] > since_run]
+    if not new:
+        return None
+    dated = {"lab_results": "collected_at", "diagnoses": "recorded_at", "medications": "start_date"}
+    earliest: list[date] = []
+    with duckdb.connect() as con:
+        for table, column in dated.items():
+            paths = [str(path) for h in new if (path := lake.data_file(table, h)).exists()]
+            if paths:
+                value = con.execute(f"select min(cast({column} as date)) from read_parquet($p)", {"p": paths}).fetchone()[0]
+                if value is not None:
+                    earliest.append(value)
+    # New files that hold no dated record (a patients file) change nothing the trend counts.
+    return min(earliest) if earliest else date.max
+
+
+def reusable_points(lake: Lake, fingerprint: str, dates: list[date]) -> dict[date, charts.TrendPoint]:
+    """Points of the latest earlier trend with the same rules that no record committed since can change."""
+    files = sorted(lake.files(TREND_TABLE), key=lambda path: path.stem)
+    for path in reversed(files):
+        rows = pq.read_table(path).to_pylist()
+        if not rows or rows[0]["rules_fingerprint"] != fingerprint:
+            continue
+        changed_from = earliest_new_date(lake, since_run=path.stem)
+        wanted = set(dates)
+        return {
+            row["month_end"]: charts.TrendPoint(row["month_end"], row["deficient"], row["borderline"],
+                                                row["under_monitored"])
+            for row in rows
+            if row["month_end"] in wanted and (changed_from is None or row["month_end"] < changed_from)
+        }
+    return {}
+
+
+def trend_with_reuse(lake: Lake, rules: Rules, run_id: str, dates: list[date], latest: charts.TrendPoint,
+                     temp_dir: Path | None = None) -> tuple[list[charts.TrendPoint], int]:
+    """The trend over `dates`, recomputing only what new data can have changed; returns (points, recomputed).
+
+    The last date is the run's as-of date, whose counts the publication already holds (`latest`). Points are
+    saved as OUTPUT/lake/trend_points/<run_id>.parquet for the next night.
+    """
+    fingerprint = rules_fingerprint(rules)
+    known = reusable_points(lake, fingerprint, dates[:-1])
+    missing = [d for d in dates[:-1] if d not in known]
+    computed = {point.month_end: point for point in monthly_trend(lake, rules, missing, temp_dir)} if missing else {}
+    points = [known.get(d) or computed[d] for d in dates[:-1]] + [latest]
+    table = pa.table({
+        "month_end": pa.array([p.month_end for p in points], pa.date32()),
+        "deficient": pa.array([p.deficient for p in points], pa.int64()),
+        "borderline": pa.array([p.borderline for p in points], pa.int64()),
+        "under_monitored": pa.array([p.under_monitored for p in points], pa.int64()),
+        "rules_fingerprint": pa.array([fingerprint] * len(points), pa.string()),
+    })
+    lake.append_records(TREND_TABLE, run_id, table)
+    return points, len(missing)
+
+
 # --- building the page -----------------------------------------------------------------------------------
 
 
@@ -373,13 +450,15 @@ def build_report(output_dir: Path, run_id: str, rules: Rules, trend_months: int 
     data.worklists = worklist_index(worklists, report_dir)
 
     trend_started = time.perf_counter()
-    data.trend = monthly_trend(lake, rules, month_ends(data.run["as_of"], trend_months),
-                               temp_dir=output_dir / ".tmp")
+    dates = month_ends(data.run["as_of"], trend_months)
+    latest = charts.TrendPoint(dates[-1], data.metrics["deficient"], data.metrics["borderline"],
+                               data.metrics["under_monitored"])
+    data.trend, recomputed = trend_with_reuse(lake, rules, run_id, dates, latest, temp_dir=output_dir / ".tmp")
     data.trend_seconds = time.perf_counter() - trend_started
     data.build_seconds = time.perf_counter() - started  # before rendering: the page cannot time itself
     page = write_page(report_dir, render_page(data))
     print(f"report: {page} (built in {time.perf_counter() - started:.1f} s, of which the "
-          f"{len(data.trend)}-month trend {data.trend_seconds:.1f} s)")
+          f"{len(data.trend)}-month trend {data.trend_seconds:.1f} s, {recomputed} month ends recomputed)")
     return page
 
 

@@ -475,3 +475,41 @@ def test_runs_keep_the_history_and_a_failed_report_does_not_fail_the_run(tmp_pat
     with duckdb.connect(str(output / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("select status from runs where run_id = $r", {"r": third["run_id"]}).fetchall() == [
             ("published",)]
+
+
+def test_the_next_night_recomputes_only_the_month_ends_new_data_can_change(tmp_path, monkeypatch):
+    """A second run reuses every month end before the earliest date of the records it added, and its trend
+    equals a trend computed from scratch on the same lake."""
+    import shutil
+
+    from pipelines.flow import nightly
+    from tests.helpers.exports import lab_row, write_labs
+
+    sample = Path(__file__).resolve().parents[2] / "data" / "sample"
+    inputs, output = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(sample, inputs)
+    as_of = date.fromisoformat(SAMPLE_AS_OF)
+    nightly(input_dir=inputs, output_dir=output, as_of=as_of)
+    lake, rules = Lake(output / "lake"), load_rules()
+    dates = report.month_ends(as_of)
+
+    # A late result: collected in March 2026, delivered tonight. Month ends before March 2026 cannot change.
+    write_labs(inputs / "labs_late.csv", [lab_row(patient_id="LATE-1", accession="L1", result_value="90",
+                                                  collected_at="2026-03-10")])
+    recomputed, compute = [], report.monthly_trend
+    monkeypatch.setattr(report, "monthly_trend", lambda lake_, rules_, dates_, *a: recomputed.extend(dates_) or
+                        compute(lake_, rules_, dates_, *a))
+    nightly(input_dir=inputs, output_dir=output, as_of=as_of)
+    # March to September 2026: the seven month ends on or after the late result's date.
+    assert recomputed == [d for d in dates[:-1] if d >= date(2026, 3, 1)] and len(recomputed) == 7
+    monkeypatch.undo()
+    [latest] = [path for path in lake.files(report.TREND_TABLE)][-1:]
+    saved = pq.read_table(latest).to_pylist()
+    from_scratch = report.monthly_trend(lake, rules, dates)
+    assert [(r["month_end"], r["deficient"], r["borderline"], r["under_monitored"]) for r in saved] == [
+        (p.month_end, p.deficient, p.borderline, p.under_monitored) for p in from_scratch]
+    reusable = report.reusable_points(lake, report.rules_fingerprint(rules), dates[:-1])
+    assert len(reusable) == 23  # nothing committed since the latest trend: every earlier month end is reusable
+    assert report.earliest_new_date(lake, since_run=latest.stem) is None
+    previous = [path for path in lake.files(report.TREND_TABLE)][-2]
+    assert report.earliest_new_date(lake, since_run=previous.stem) == date(2026, 3, 10)
