@@ -22,6 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.duck import load_reference_tables
+from pipelines.faults import crash_point
 from pipelines.lake import Lake
 from pipelines.paths import INGEST_SQL_DIR, read_sql
 
@@ -295,6 +296,7 @@ def ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, 
         lineage,
         lake.data_file(export.kind.table, export.source_hash),
     )
+    crash_point("ingest")
     lake.write_query(
         con,
         f"select {lineage_sql}, $table_name as table_name, reason, raw "
