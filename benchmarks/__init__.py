@@ -1,0 +1,1 @@
+"""The performance harness: `python -m benchmarks --rows N` (see benchmarks/README.md)."""

@@ -1,0 +1,92 @@
+"""Smoke tests of the performance harness (benchmarks/): it runs end to end at a tiny size and reports every
+contender. Nothing here asserts a duration or a memory figure: those belong to `make bench`, not to CI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import harness
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ROWS = 2000
+# Not a timing assertion: only a guard so that a hung Prefect server cannot hang the test session.
+HANG_GUARD_S = 600
+
+
+def run_harness(tmp_path: Path, *options: str) -> tuple[subprocess.CompletedProcess, dict]:
+    out = tmp_path / "result.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--rows", str(ROWS), "--out", str(out),
+         "--cache-dir", str(tmp_path / "cache"), "--work-dir", str(tmp_path / "work"), *options],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=HANG_GUARD_S,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return completed, json.loads(out.read_text())
+
+
+@pytest.mark.bench_smoke
+def test_every_contender_is_measured(tmp_path):
+    completed, result = run_harness(tmp_path)
+
+    assert set(result["contenders"]) == {"floor", "pandas", "run", "delta"}
+    for name, contender in result["contenders"].items():
+        assert contender["exit_code"] == 0, (name, contender.get("log_tail"))
+        assert contender["wall_s"] > 0, name
+        assert contender["rows_per_s"] > 0, name
+        assert contender["peak_rss_bytes"] > 0, name
+        assert contender["lab_rows"] > 0, name
+        assert contender["ratio_to_floor"] > 0, name
+    assert result["contenders"]["floor"]["ratio_to_floor"] == 1.0
+    assert result["input"]["lab_rows"] == result["contenders"]["run"]["lab_rows"]
+    # The delta is about 1 % more lab rows, in labs_delta_* files.
+    delta = result["contenders"]["delta"]
+    assert delta["lab_rows"] < result["input"]["lab_rows"]
+    assert all(name.startswith("labs_delta_") for name in delta["delta_files"])
+    assert result["prefect_server"]["startup_s"] > 0
+    # Stage times read back from the Prefect API.
+    tasks = {task["task"].split()[0] for task in result["contenders"]["run"]["prefect"]["tasks"]}
+    assert {"ingest_export", "validate_new_rows", "build_and_publish"} <= tasks
+    assert {check["target"] for check in result["targets"]}  # every target evaluated (pass or fail)
+    # The aligned table on stdout names every contender.
+    for title in harness.CONTENDER_TITLES.values():
+        assert title in completed.stdout
+
+
+@pytest.mark.bench_smoke
+def test_profile_times_the_stages(tmp_path):
+    completed, result = run_harness(tmp_path, "--profile")
+
+    assert result["run"]["exit_code"] == 0
+    assert result["run"]["wall_s"] > 0 and result["run"]["peak_rss_bytes"] > 0
+    steps = {step["stage"] for step in result["steps"]}
+    assert {"task validate_new_rows", "task build_and_publish", "SQL models (transforms/)"} <= steps
+    assert any(step.startswith("task ingest_export labs_") for step in steps)
+    assert "time per Prefect task" in completed.stdout
+
+
+def test_exports_are_generated_once_and_keyed_by_synth_source(tmp_path):
+    first = harness.cached_export(tmp_path, "labs", patients=3, seed=1, log=lambda message: None)
+    second = harness.cached_export(tmp_path, "labs", patients=3, seed=1, log=lambda message: None)
+
+    assert first.generated_seconds is not None and second.generated_seconds is None
+    assert first.folder == second.folder and first.rows == second.rows
+    assert harness.synth_hash() in first.folder.parent.name
+    assert first.lab_rows == sum(rows for name, rows in first.rows.items() if name.startswith("labs"))
+    assert sorted(p.name for p in first.folder.iterdir()) == sorted(first.rows)
+
+
+def test_stage_tree_shows_time_not_covered_by_children():
+    events = [
+        {"path": ["task a", "read"], "seconds": 1.0},
+        {"path": ["task a", "write"], "seconds": 2.0},
+        {"path": ["task a"], "seconds": 4.0},
+        {"path": ["task b"], "seconds": 0.5},
+    ]
+    rows = [(row["depth"], row["stage"], row["seconds"]) for row in harness.stage_tree(events)]
+
+    assert rows == [(0, "task a", 4.0), (1, "read", 1.0), (1, "write", 2.0), (1, "(other)", 1.0),
+                    (0, "task b", 0.5)]
