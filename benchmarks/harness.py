@@ -266,11 +266,15 @@ class Sampler(threading.Thread):
         self.peak = 0
         self.samples = 0
         self.killed_low_memory = False
+        self.timeline: dict[int, int] = {}  # whole second since the start (epoch) -> peak RSS in that second
         self._halt = threading.Event()
 
     def run(self) -> None:
         while not self._halt.is_set():
-            self.peak = max(self.peak, tree_rss(self.root))
+            rss = tree_rss(self.root)
+            self.peak = max(self.peak, rss)
+            second = int(time.time())
+            self.timeline[second] = max(self.timeline.get(second, 0), rss)
             self.samples += 1
             if self.min_available and psutil.virtual_memory().available < self.min_available:
                 # Better a failed measurement than the kernel's OOM killer choosing someone else's process.
@@ -345,6 +349,8 @@ def measure(name: str, command: list[str], env: dict, log_file: Path, *, timeout
         "load_average_before": round(load_before, 2),
         "code_sha256_12": code,
         "rss_samples": sampler.samples,
+        # [epoch second, peak RSS in it]: the harness attributes the peak to the Prefect task running then.
+        "rss_timeline": sorted(sampler.timeline.items()),
         "started_epoch": started_epoch,
         "ended_epoch": ended_epoch,
         "log": str(log_file),
@@ -479,27 +485,39 @@ def prefect_stages(server: PrefectServer, output_dir: Path, process: dict, wait_
         logs = server.post("/logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run["id"]]}}, "limit": 200})
         for entry in logs:
             if entry.get("task_run_id") and (match := _INGEST_LOG.match(entry.get("message", ""))):
-                files[entry["task_run_id"]] = match.group(1)
+                files.setdefault(entry["task_run_id"], []).append(match.group(1))
     except urllib.error.URLError:
         pass
     flow_start, flow_end = parse_time(flow_run.get("start_time")), parse_time(flow_run.get("end_time"))
+    timeline = process.get("rss_timeline") or []
+
+    def peak_between(start: float | None, end: float | None) -> int | None:
+        if start is None or end is None:
+            return None
+        inside = [rss for second, rss in timeline if int(start) <= second <= int(end)]
+        return max(inside) if inside else None
+
     task_rows = []
     for task in tasks:
         start, end = parse_time(task.get("start_time")), parse_time(task.get("end_time"))
         seconds = task.get("total_run_time") or ((end - start) if start and end else 0.0)
         base = task["name"].rsplit("-", 1)[0]
-        label = f"{base} {files[task['id']]}" if task["id"] in files else base
+        names = files.get(task["id"], [])  # a task of small files ingests several
+        label = f"{base} {names[0]}" + (f" and {len(names) - 1} more" if len(names) > 1 else "") if names else base
         task_rows.append({"task": label, "name": task["name"], "seconds": round(seconds, 3),
-                          "state": task.get("state_type")})
+                          "state": task.get("state_type"), "peak_rss_bytes": peak_between(start, end)})
     in_tasks = sum(t["seconds"] for t in task_rows)
     flow_seconds = (flow_end - flow_start) if flow_start and flow_end else None
     stages = [{"stage": "start-up: Python, imports, flow run creation",
-               "seconds": round(flow_start - process["started_epoch"], 3) if flow_start else None}]
-    stages += [{"stage": f"task {t['task']}", "seconds": t["seconds"]} for t in task_rows]
+               "seconds": round(flow_start - process["started_epoch"], 3) if flow_start else None,
+               "peak_rss_bytes": peak_between(process["started_epoch"], flow_start)}]
+    stages += [{"stage": f"task {t['task']}", "seconds": t["seconds"], "peak_rss_bytes": t["peak_rss_bytes"]}
+               for t in task_rows]
     if flow_seconds is not None:
         stages.append({"stage": "flow code between tasks", "seconds": round(flow_seconds - in_tasks, 3)})
         stages.append({"stage": "shut-down: flow run end to process exit",
-                       "seconds": round(process["ended_epoch"] - flow_end, 3)})
+                       "seconds": round(process["ended_epoch"] - flow_end, 3),
+                       "peak_rss_bytes": peak_between(flow_end, process["ended_epoch"])})
     for stage in stages:
         if stage["seconds"] is not None:
             stage["share_of_wall"] = round(stage["seconds"] / process["wall_s"], 4)
@@ -592,8 +610,9 @@ def target_rows(result: dict) -> tuple[list[str], list[list[str]]]:
 
 def stage_rows(stages: list[dict]) -> tuple[list[str], list[list[str]]]:
     rows = [[s["stage"], "" if s["seconds"] is None else f"{s['seconds']:.2f}",
-             "" if s.get("share_of_wall") is None else f"{100 * s['share_of_wall']:.1f}%"] for s in stages]
-    return ["stage", "s", "of wall"], rows
+             "" if s.get("share_of_wall") is None else f"{100 * s['share_of_wall']:.1f}%",
+             "" if s.get("peak_rss_bytes") is None else f"{s['peak_rss_bytes'] / MIB:,.0f}"] for s in stages]
+    return ["stage", "s", "of wall", "peak RSS MiB (1 s resolution)"], rows
 
 
 def evaluate_targets(contenders: dict) -> list[dict]:
@@ -802,9 +821,11 @@ def compare(args: argparse.Namespace, work: Path) -> int:
                 continue
             _log(f"{name} ...")
             target = work / name
-            record(name, measure(name, [sys.executable, str(script), "--input", str(base.folder), "--output",
-                                        str(target)], env, work / "logs" / f"{name}-{attempt + 1}.log",
-                                 timeout=args.timeout), base.lab_rows, attempt)
+            measured = measure(name, [sys.executable, str(script), "--input", str(base.folder), "--output",
+                                      str(target)], env, work / "logs" / f"{name}-{attempt + 1}.log",
+                               timeout=args.timeout)
+            measured.pop("rss_timeline", None)
+            record(name, measured, base.lab_rows, attempt)
             shutil.rmtree(target, ignore_errors=True)
 
     if "run" not in skip:
@@ -823,6 +844,7 @@ def compare(args: argparse.Namespace, work: Path) -> int:
                                             work / "logs" / f"run-{attempt + 1}.log", timeout=args.timeout),
                              base.lab_rows, attempt)
                 run["prefect"] = prefect_stages(server, output, run)
+                run.pop("rss_timeline", None)
                 run["prefect_server_rss_after_bytes"] = server.rss()
                 if delta is None or run["exit_code"] != 0:
                     continue
@@ -835,6 +857,7 @@ def compare(args: argparse.Namespace, work: Path) -> int:
                 measured["input_lab_rows"] = base.lab_rows + sum(added.values())
                 measured["delta_files"] = added
                 measured["prefect"] = prefect_stages(server, output, measured)
+                measured.pop("rss_timeline", None)
         finally:
             server.stop()
 
@@ -903,7 +926,7 @@ def print_comparison(result: dict, markdown: bool = False) -> None:
         if prefect:
             print()
             print(f"{CONTENDER_TITLES[name]}: time per stage (Prefect API)")
-            print(table(*stage_rows(prefect["stages"]), right={1, 2}))
+            print(table(*stage_rows(prefect["stages"]), right={1, 2, 3}))
 
 
 def profile(args: argparse.Namespace, work: Path) -> int:
@@ -924,6 +947,7 @@ def profile(args: argparse.Namespace, work: Path) -> int:
         run["lab_rows"] = base.lab_rows
         run["rows_per_s"] = round(base.lab_rows / run["wall_s"], 1)
         run["prefect"] = prefect_stages(server, output, run)
+        run.pop("rss_timeline", None)
     finally:
         server.stop()
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {"events": [], "marks": {}}
@@ -957,11 +981,11 @@ def print_profile(result: dict, markdown: bool = False) -> None:
     if run.get("prefect"):
         print()
         print("time per Prefect task (Prefect API)")
-        print(table(*stage_rows(run["prefect"]["stages"]), right={1, 2}))
+        print(table(*stage_rows(run["prefect"]["stages"]), right={1, 2, 3}))
     if result.get("steps"):
         print()
         print("steps inside the flow (timers of benchmarks/profile_run.py; steps under 0.2% of wall hidden)")
-        indent = "&nbsp;&nbsp;&nbsp;&nbsp;" if markdown else "  "
+        indent = "\u2003\u2003" if markdown else "  "  # em spaces: Markdown keeps them in a table cell
         print(table(*tree_table(result["steps"], run["wall_s"], indent=indent), right={1, 2}))
     if result.get("not_timed"):
         print(f"not timed (not found in the pipeline code): {', '.join(result['not_timed'])}")

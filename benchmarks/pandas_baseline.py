@@ -32,7 +32,7 @@ def main() -> None:
 
     frames = []
     for path in sorted(args.input.glob("labs*.csv*")):
-        frame = pd.read_csv(path, dtype=str)
+        frame = pd.read_csv(path)
         frame["source_file"] = path.name
         frames.append(frame)
     labs = pd.concat(frames, ignore_index=True)

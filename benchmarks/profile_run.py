@@ -175,8 +175,13 @@ def install() -> None:
     for name in dir(flow):
         value = getattr(flow, name)
         if isinstance(value, Task):
-            value.fn = timed(f"task {value.name}" if value.name != "ingest_export"
-                             else (lambda export, *a, **k: f"task ingest_export {export.name}"))(value.fn)
+            if value.name == "ingest_export":
+                label = lambda export, *a, **k: f"task ingest_export {export.name}"
+            elif value.name == "ingest_small_exports":
+                label = lambda exports, *a, **k: f"task ingest_small_exports {exports[0].name} and {len(exports) - 1} more"
+            else:
+                label = f"task {value.name}"
+            value.fn = timed(label)(value.fn)
     wrap(flow, "run_pipeline", "flow: run_pipeline")
 
     for module in (flow, publish):

@@ -7,12 +7,26 @@ Two input formats feed the same machinery. A CSV file is read as text fields int
 A FHIR Bulk Data NDJSON file is read line by line into fhir_lines, and a SQL model
 (transforms/ingest/fhir_<resource>_fields.sql) flattens each line into the same raw_file columns. From
 raw_file on, both take the same path: the kind's row model, the lake files and the accounting.
+
+Damaged input never stops the run with a traceback. A CSV file is read as gzip when its first bytes say so
+(whatever its name), with the delimiter its header is written with (comma, semicolon, tab or bar, when the
+header names every column of the kind with it), and as UTF-8; a file that is not valid UTF-8 (an old LIS
+writing Latin-1) is re-read line by line, each line that is not valid UTF-8 decoded as Latin-1, so 0xB5 is
+the micro sign, and a UTF-16 file (Excel's "Unicode text") is converted. A file that cannot be read at all
+(a truncated or corrupt gzip, a PDF or zip named *.csv) is not an error either: every record that could be
+read is quarantined as `unreadable_file`, and the file's one-line problem is kept in its FileAccount and
+printed (file name and problem only, never row content).
 """
 from __future__ import annotations
 
+import codecs
+import csv
 import gzip
 import hashlib
 import re
+import shutil
+import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -20,6 +34,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipelines.duck import load_reference_tables
 from pipelines.faults import crash_point
@@ -29,6 +44,40 @@ from pipelines.paths import INGEST_SQL_DIR, read_sql
 # A character that never occurs in a CSV field: the reader's "null string". Short records are padded with
 # null, while empty fields stay '', so the SQL can tell a missing field from an empty one.
 _NEVER_IN_DATA = "\x1e"
+
+# The file-level quarantine reasons (set in Python; the row models set the row-level ones).
+UNREADABLE_FILE = "unreadable_file"
+DUPLICATE_COLUMNS = "duplicate_columns"
+
+# DuckDB's CSV reader refuses a record longer than this (a longer one is read by Python's csv module instead):
+# far above any real record, which the row models quarantine as oversized_row beyond 64 KiB.
+_MAX_LINE_BYTES = 128 << 20
+
+# Delimiters a header may be written with. Comma is the contract; another is used only when the header names
+# every column of the export kind with it, so nothing is guessed.
+_DELIMITERS = (",", ";", "\t", "|")
+
+# First bytes of files that get renamed *.csv by mistake: not text, so not one record can be read from them.
+_NOT_TEXT_SIGNATURES = {
+    b"%PDF-": "a PDF document",
+    b"PK\x03\x04": "a zip archive or an Office Open XML workbook",
+    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1": "an old Office document (.xls)",
+    b"\x1f\x8b": "gzip data inside gzip",
+}
+
+# ISO 8601 dates and date-times, the only ones the exports may use (an offset is allowed and dropped: see
+# docs/data-model.md). DuckDB's cast alone is looser: it reads 'epoch' as 1970-01-01 and 'infinity' as a date,
+# and ignores what follows a time ('9:00 PM' is 09:00, '09:00 garbage' is 09:00), so text is matched first.
+_ISO_TIMESTAMP_MACRO = r"""
+create or replace temp macro iso_timestamp(text) as try_cast(
+    case when regexp_full_match(
+        text,
+        '[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([T ][0-9]{1,2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?\s?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?'
+    ) then text end as timestamp)
+"""
+
+# What the gzip module raises on a gzip stream that ends early or is corrupt.
+_GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
 
 @dataclass(frozen=True)
@@ -128,6 +177,8 @@ class FileAccount:
     rows_quarantined: int = 0
     rows_dropped: int = 0
     by_reason: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Why the file as a whole could not be read (one line, no row content); empty for a readable file.
+    problem: str = ""
 
     @property
     def reconciles(self) -> bool:
@@ -182,34 +233,269 @@ def discover_exports(input_dir: Path) -> tuple[list[ExportFile], list[Path]]:
     return exports, ignored
 
 
-def read_header(path: Path) -> list[str]:
+def _compression_of(path: Path) -> str:
+    """'gzip' when the file starts with the gzip magic number, whatever its name; else 'none'."""
+    with path.open("rb") as stream:
+        return "gzip" if stream.read(2) == b"\x1f\x8b" else "none"
+
+
+def _open_bytes(path: Path, compression: str):
+    return gzip.open(path, "rb") if compression == "gzip" else path.open("rb")
+
+
+def _ends_with_line_break(path: Path) -> bool:
+    with path.open("rb") as stream:
+        if stream.seek(0, 2) == 0:
+            return True
+        stream.seek(-1, 2)
+        return stream.read(1) in (b"\n", b"\r")
+
+
+def _first_bytes(path: Path, size: int = 1 << 12) -> bytes:
+    with path.open("rb") as stream:
+        return stream.read(size)
+
+
+def read_header(path: Path, delimiter: str = ",", compression: str | None = None) -> list[str]:
     """The header's column names, lower-cased, BOM and surrounding spaces and quotes removed."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as stream:
-        first_line = stream.readline()
-    return [name.strip().strip('"').strip().lower() for name in first_line.rstrip("\r\n").split(",")]
+    compression = compression or _compression_of(path)
+    with _open_bytes(path, compression) as raw:
+        stream = codecs.getreader("utf-8-sig")(raw, errors="replace")
+        try:
+            first_line = stream.readline()
+        except _GZIP_ERRORS:
+            first_line = ""
+    return [name.strip().strip('"').strip().lower() for name in first_line.rstrip("\r\n").split(delimiter)]
 
 
-def _load_raw_file(con: duckdb.DuckDBPyConnection, export: ExportFile, header: list[str]) -> None:
-    """Every data record of the file as text, numbered in file order, into the temp table raw_file."""
-    columns = {name or f"_unnamed_{i}": "VARCHAR" for i, name in enumerate(header)}
+def _sniff_delimiter(path: Path, kind: ExportKind, compression: str) -> str:
+    """The delimiter with which the header names every column of the kind; comma if none does."""
+    for delimiter in _DELIMITERS:
+        if set(kind.columns) <= set(read_header(path, delimiter, compression)):
+            return delimiter
+    return ","
+
+
+def _raw_columns(header: list[str], kind: ExportKind) -> tuple[dict[str, str], list[str]]:
+    """The raw_file column of each field of the header, and the kind's columns the header names twice.
+
+    A column of the kind keeps its name (its first occurrence); every other field gets a private name, so that
+    no header can shift fields by repeating a name, nor collide with source_row, _overflow or record_status.
+    """
+    columns: dict[str, str] = {}
+    repeated = []
+    for position, name in enumerate(header):
+        if name in kind.columns and name not in columns:
+            columns[name] = "VARCHAR"
+        else:
+            if name in kind.columns:
+                repeated.append(name)
+            columns[f"_field_{position + 1}"] = "VARCHAR"
     # One spare column catches records with more fields than the header: those are malformed.
     columns["_overflow"] = "VARCHAR"
-    con.execute(
-        """
-        create or replace temp table raw_file as
-        select row_number() over () as source_row, *
-        from read_csv(
-            $path, columns = $columns, header = true, auto_detect = false, delim = ',', quote = '"',
-            escape = '"', null_padding = true, strict_mode = false, parallel = false, nullstr = $null
-        )
-        """,
-        {"path": str(export.path), "columns": columns, "null": _NEVER_IN_DATA},
+    return columns, repeated
+
+
+_READ_CSV = """
+    read_csv(
+        $path, columns = $columns, header = true, auto_detect = false, delim = $delim, quote = '"', escape = '"',
+        null_padding = true, strict_mode = {strict}, parallel = false, nullstr = $null, compression = 'none',
+        max_line_size = $max_line, new_line = '\\n'
     )
-    for missing in (name for name in export.kind.columns if name not in columns):
-        con.execute(f"alter table raw_file add column {missing} varchar")
+"""
+
+
+def _load_raw_file(con: duckdb.DuckDBPyConnection, path: Path, kind: ExportKind, columns: dict[str, str],
+                   delimiter: str) -> None:
+    """Every data record of the (uncompressed) file as text, numbered in file order, into the temp table
+    raw_file.
+
+    DuckDB's lenient reader (strict_mode false) is what reads short and long records; but its reading of
+    malformed quoting is approximate: a closing quote followed by text loses a character ("P00"12 reads as
+    P001, another patient), and a file ending inside a quote loses its last byte. So its records are kept only
+    when the strict reader, which refuses such quoting, reads as many; otherwise Python's csv module, slower
+    and exact, reads the file.
+    """
+    # new_line '\n' makes LF, CRLF and a lone CR each end a record. Left to detection, a CRLF file with one lone
+    # CR loses the first character of the record after it (a patient id P001 read as 001).
+    params = {"path": str(path), "columns": columns, "null": _NEVER_IN_DATA, "delim": delimiter,
+              "max_line": _MAX_LINE_BYTES}
+    con.execute(f"create or replace temp table raw_file as select row_number() over () as source_row, * "
+                f"from {_READ_CSV.format(strict='false')}", params)
+    try:
+        strict_records = con.execute(f"select count(*) from {_READ_CSV.format(strict='true')}", params).fetchone()[0]
+    except duckdb.Error:
+        strict_records = None
+    if strict_records != con.execute("select count(*) from raw_file").fetchone()[0]:
+        _load_raw_file_with_python(con, path, columns, delimiter)
+    _complete_raw_file(con, kind)
+    _flag_swallowed_records(con, kind, delimiter)
+
+
+_PYTHON_BATCH_RECORDS = 50_000
+
+
+def _load_raw_file_with_python(con: duckdb.DuckDBPyConnection, path: Path, columns: dict[str, str],
+                               delimiter: str) -> None:
+    """raw_file as _load_raw_file makes it, read by Python's csv module: a quote that opens a field closes it
+    (text after it is kept), blank lines are not records, a record with more fields than the header keeps
+    them all in _overflow."""
+    names = list(columns)
+    width = len(names) - 1  # the fields of the header; _overflow is last
+    schema = pa.schema([("source_row", pa.int64()), *((name, pa.string()) for name in names)])
+    con.execute("create or replace temp table raw_file (source_row bigint, "
+                + ", ".join(f'"{name}" varchar' for name in names) + ")")
+    csv.field_size_limit(2**31 - 1)
+
+    def insert(batch: list[list]) -> None:
+        table = pa.Table.from_arrays([pa.array(column, type) for column, type in
+                                      zip(zip(*batch), schema.types)], schema=schema)
+        con.register("raw_batch", table)
+        try:
+            con.execute("insert into raw_file select * from raw_batch")
+        finally:
+            con.unregister("raw_batch")
+
+    with path.open(newline="", encoding="utf-8", errors="replace") as stream:
+        reader = csv.reader(stream, delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
+        next(reader, None)  # the header
+        batch: list[list] = []
+        number = 0
+        for record in reader:
+            if not record:
+                continue
+            number += 1
+            fields = [None if value == _NEVER_IN_DATA else value for value in record[:width]]
+            fields += [None] * (width - len(fields))
+            batch.append([number, *fields, delimiter.join(record[width:]) if len(record) > width else None])
+            if len(batch) == _PYTHON_BATCH_RECORDS:
+                insert(batch)
+                batch = []
+        if batch:
+            insert(batch)
+
+
+def _flag_swallowed_records(con: duckdb.DuckDBPyConnection, kind: ExportKind, delimiter: str) -> None:
+    """Flag as having more fields than the header (so malformed_row) a record one of whose fields holds a line
+    break and at least a whole record's worth of delimiters: an unbalanced quote that swallowed the records
+    after it. They stay in that record's raw text, in quarantine, instead of vanishing into an accepted field."""
+    condition = " or ".join(
+        f"((contains({name}, chr(10)) or contains({name}, chr(13)))"
+        f" and length({name}) - length(replace({name}, $delim, '')) >= $fields)"
+        for name in kind.columns
+    )
+    con.execute(f"update raw_file set _overflow = coalesce(_overflow, '') where {condition}",
+                {"delim": delimiter, "fields": len(kind.columns) - 1})
+
+
+def _complete_raw_file(con: duckdb.DuckDBPyConnection, kind: ExportKind) -> None:
+    for missing in kind.columns:
+        con.execute(f"alter table raw_file add column if not exists {missing} varchar")
     # The record's own status exists only in FHIR resources; CSV registries have none.
     con.execute("alter table raw_file add column if not exists record_status varchar")
+
+
+def _empty_raw_file(con: duckdb.DuckDBPyConnection, kind: ExportKind) -> None:
+    con.execute("create or replace temp table raw_file (source_row bigint, _overflow varchar)")
+    _complete_raw_file(con, kind)
+
+
+def _decompress(source: Path, target: Path) -> str:
+    """Decompress a gzip file to `target`; return a one-line problem, or '' when the whole stream was sound.
+
+    Here rather than in DuckDB, which does not check the gzip CRC: a stream damaged in the middle reads as
+    garbage records there (patient ids among them). A stream that ends early or is corrupt stops the copy;
+    what was decompressed before is kept, to be quarantined.
+    """
+    with gzip.open(source, "rb") as stream, target.open("wb") as out:
+        try:
+            # read1: a failing read then loses nothing that was decompressed before it.
+            while block := stream.read1(1 << 20):
+                out.write(block)
+        except _GZIP_ERRORS:
+            return "the gzip stream is truncated or corrupt"
+    return ""
+
+
+def _to_utf8(source: Path, target: Path, utf16: bool) -> None:
+    """Copy a text file to `target` as UTF-8.
+
+    Line by line: a line that is valid UTF-8 is copied as it is, any other line is decoded as Latin-1 (every
+    byte is a Latin-1 character, so nothing is dropped; a file mixing both keeps each line right). A file
+    starting with a UTF-16 byte order mark is decoded as UTF-16.
+    """
+    with source.open("rb") as stream, target.open("wb") as out:
+        if utf16:
+            text = codecs.getreader("utf-16")(stream, errors="replace")
+            for chunk in iter(lambda: text.read(1 << 20), ""):
+                out.write(chunk.encode("utf-8"))
+            return
+        for number, line in enumerate(stream):
+            if number == 0 and line.startswith(codecs.BOM_UTF8):
+                line = line[len(codecs.BOM_UTF8):]
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                line = line.decode("latin-1").encode("utf-8")
+            out.write(line)
+
+
+def _reader_failure(error: Exception) -> str:
+    """A one-line description of a CSV reader error, without the record text DuckDB quotes in its message."""
+    line = re.search(r"CSV Error on Line: (\d+)", str(error))
+    return f"the CSV reader failed ({type(error).__name__}" + (f" at line {line.group(1)})" if line else ")")
+
+
+def _load_csv_file(con: duckdb.DuckDBPyConnection, export: ExportFile, scratch: Path) -> tuple[list[str], str, str]:
+    """The CSV file's records into raw_file. Returns the kind's columns the header lacks, the column the
+    header repeats (if any), and the file's problem ('' when it was read)."""
+    kind = export.kind
+    path, problem = export.path, ""
+    if _compression_of(path) == "gzip":
+        path = scratch / "decompressed.csv"
+        problem = _decompress(export.path, path)
+    head = _first_bytes(path)
+    for signature, what in _NOT_TEXT_SIGNATURES.items():
+        if head.startswith(signature):
+            _empty_raw_file(con, kind)
+            return [], "", problem or f"not a CSV text file: {what}"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        _to_utf8(path, scratch / "utf8.csv", utf16=True)
+        path = scratch / "utf8.csv"
+    if not _ends_with_line_break(path):
+        # DuckDB drops the last byte of a file that ends inside a quote that never closes ('"P001' at the very
+        # end reads as 'P00'); after a final line break nothing is lost.
+        if path == export.path:
+            shutil.copyfile(path, scratch / "terminated.csv")
+            path = scratch / "terminated.csv"
+        with path.open("ab") as out:
+            out.write(b"\n")
+    delimiter = _sniff_delimiter(path, kind, "none")
+    header = read_header(path, delimiter, "none")
+    columns, repeated = _raw_columns(header, kind)
+    try:
+        _load_raw_file(con, path, kind, columns, delimiter)
+    except duckdb.Error:
+        # Most likely not UTF-8. Found out from the bytes, not from DuckDB's message, which quotes the record
+        # (and so may hold a patient id).
+        _to_utf8(path, scratch / "utf8-lines.csv", utf16=False)
+        path = scratch / "utf8-lines.csv"
+        header = read_header(path, delimiter, "none")
+        columns, repeated = _raw_columns(header, kind)
+        try:
+            _load_raw_file(con, path, kind, columns, delimiter)
+        except duckdb.Error:
+            # Valid UTF-8 now, and still refused (a record over the line limit, a quote DuckDB cannot resolve):
+            # Python's csv module reads it.
+            try:
+                _load_raw_file_with_python(con, path, columns, delimiter)
+                _complete_raw_file(con, kind)
+                _flag_swallowed_records(con, kind, delimiter)
+            except (csv.Error, duckdb.Error) as error:
+                problem = problem or _reader_failure(error)
+                _empty_raw_file(con, kind)
+    missing = [name for name in kind.columns if name not in header]
+    return missing, (repeated[0] if repeated else ""), problem
 
 
 # NDJSON lines are handed to DuckDB in Arrow batches of about this many bytes.
@@ -217,29 +503,32 @@ _LINE_BATCH_BYTES = 8 << 20
 _LINE_SCHEMA = pa.schema([("source_row", pa.int64()), ("line", pa.string())])
 
 
-def _ndjson_line_batches(path: Path) -> Iterator[pa.RecordBatch]:
+def _ndjson_line_batches(path: Path, problems: list[str]) -> Iterator[pa.RecordBatch]:
     """Every line of an NDJSON file (plain or gzip), blank ones included, with its 1-based line number.
 
     Read here rather than with DuckDB's CSV reader because that reader skips empty lines, and then a record
     number is no longer the line number. Bytes that are not UTF-8 are kept as backslash escapes (\\xff):
     `\\x` is no JSON escape, so such a line fails json_valid (unless a stray backslash precedes the byte) and
-    is quarantined with its bytes visible, instead of being silently altered.
+    is quarantined with its bytes visible, instead of being silently altered. A gzip stream that ends early or
+    is corrupt ends the lines (the incomplete last one is not a record) and adds its problem to `problems`.
     """
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
     numbers: list[int] = []
     lines: list[str] = []
     size = 0
-    with opener(path, "rb") as stream:
-        for number, data in enumerate(stream, start=1):
-            data = data.rstrip(b"\r\n")
-            if number == 1 and data.startswith(b"\xef\xbb\xbf"):
-                data = data[3:]
-            numbers.append(number)
-            lines.append(data.decode("utf-8", errors="backslashreplace"))
-            size += len(data)
-            if size >= _LINE_BATCH_BYTES:
-                yield _line_batch(numbers, lines)
-                numbers, lines, size = [], [], 0
+    with _open_bytes(path, _compression_of(path)) as stream:
+        try:
+            for number, data in enumerate(stream, start=1):
+                data = data.rstrip(b"\r\n")
+                if number == 1 and data.startswith(b"\xef\xbb\xbf"):
+                    data = data[3:]
+                numbers.append(number)
+                lines.append(data.decode("utf-8", errors="backslashreplace"))
+                size += len(data)
+                if size >= _LINE_BATCH_BYTES:
+                    yield _line_batch(numbers, lines)
+                    numbers, lines, size = [], [], 0
+        except _GZIP_ERRORS:
+            problems.append("the gzip stream is truncated or corrupt")
     if numbers:
         yield _line_batch(numbers, lines)
 
@@ -249,9 +538,11 @@ def _line_batch(numbers: list[int], lines: list[str]) -> pa.RecordBatch:
                                       schema=_LINE_SCHEMA)
 
 
-def _load_fhir_file(con: duckdb.DuckDBPyConnection, export: ExportFile) -> None:
-    """The file's lines into fhir_lines, then flattened by fhir_<resource>_fields.sql into raw_file."""
-    batches = pa.RecordBatchReader.from_batches(_LINE_SCHEMA, _ndjson_line_batches(export.path))
+def _load_fhir_file(con: duckdb.DuckDBPyConnection, export: ExportFile) -> str:
+    """The file's lines into fhir_lines, then flattened by fhir_<resource>_fields.sql into raw_file. Returns
+    the file's problem ('' when all of it was read)."""
+    problems: list[str] = []
+    batches = pa.RecordBatchReader.from_batches(_LINE_SCHEMA, _ndjson_line_batches(export.path, problems))
     con.register("ndjson_line_batches", batches)
     try:
         con.execute("create or replace temp table fhir_lines as select source_row, line from ndjson_line_batches")
@@ -259,27 +550,59 @@ def _load_fhir_file(con: duckdb.DuckDBPyConnection, export: ExportFile) -> None:
         con.unregister("ndjson_line_batches")
     sql = read_sql(INGEST_SQL_DIR / f"fhir_{export.fhir_resource.lower()}_fields.sql")
     con.execute(f"create or replace temp table raw_file as {sql}")
+    return problems[0] if problems else ""
+
+
+class IngestError(RuntimeError):
+    """An export file could not be ingested for a reason other than its content (which is never an error)."""
 
 
 def ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, run_id: str,
                 ingest_date: date, earlier_lab_files: list[Path]) -> FileAccount:
-    """Parse one export file and write its accepted and quarantined rows to the lake (uncommitted)."""
-    load_reference_tables(con)
+    """Parse one export file and write its accepted and quarantined rows to the lake (uncommitted).
+
+    Damaged content is accounted for, never raised. Anything else that fails (the file vanished, the disk is
+    full) stops the run with one line naming the file; DuckDB's own message is left out, since it may quote a
+    record and with it a patient id.
+    """
+    try:
+        return _ingest_file(con, export, lake, run_id, ingest_date, earlier_lab_files)
+    except OSError as error:
+        raise IngestError(f"{export.name}: could not be ingested: {error.strerror or error}") from error
+    except (duckdb.Error, csv.Error) as error:
+        raise IngestError(f"{export.name}: could not be ingested ({type(error).__name__}); nothing was committed") \
+            from error
+
+
+def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, run_id: str,
+                 ingest_date: date, earlier_lab_files: list[Path]) -> FileAccount:
+    if not con.execute("select count(*) from duckdb_tables() where table_name = 'ref_units'").fetchone()[0]:
+        load_reference_tables(con)  # once per connection: a task of small files shares one
+    con.execute(_ISO_TIMESTAMP_MACRO)
+    repeated_column = ""
     if export.format == "ndjson":
         missing_columns = []  # the fields model always gives every column of the kind
-        _load_fhir_file(con, export)
+        problem = _load_fhir_file(con, export)
     else:
-        header = read_header(export.path)
-        missing_columns = [name for name in export.kind.columns if name not in header]
-        _load_raw_file(con, export, header)
+        scratch_root = lake.root.parent / ".tmp"
+        scratch_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=scratch_root, prefix="ingest-") as scratch:
+            missing_columns, repeated_column, problem = _load_csv_file(con, export, Path(scratch))
     if export.kind.name == "labs":
         _register_existing_lab_keys(con, earlier_lab_files)
     sql = read_sql(INGEST_SQL_DIR / export.kind.sql_file)
     params = {"ingest_date": ingest_date} if "$ingest_date" in sql else {}
     con.execute(f"create or replace temp table parsed_rows as {sql}", params)
+    # File-level reasons, strongest last: every record of the file goes to quarantine.
     if missing_columns:
         # Not the expected layout: no field can be trusted, so every record goes to quarantine.
         con.execute("update parsed_rows set outcome = 'quarantined', reason = 'missing_columns'")
+    elif repeated_column:
+        # Two columns of the same name: which one holds the value is anybody's guess.
+        con.execute(f"update parsed_rows set outcome = 'quarantined', reason = '{DUPLICATE_COLUMNS}'")
+    if problem:
+        # Damaged: the records that could be read are kept, in quarantine, and none is trusted.
+        con.execute(f"update parsed_rows set outcome = 'quarantined', reason = '{UNREADABLE_FILE}'")
     if export.format == "ndjson":
         # An NDJSON record is its line: quarantine keeps the resource as it came, not the flattened fields.
         con.execute(
@@ -304,21 +627,54 @@ def ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, 
         {**lineage, "table_name": export.kind.table},
         lake.data_file("quarantine", export.source_hash),
     )
-    return _account(con, export)
+    account = _account(con, export)
+    if problem:
+        account.problem = problem
+        # Recorded even when not one record could be read, so the accounting names the reason.
+        account.by_reason.setdefault(("quarantined", UNREADABLE_FILE), 0)
+        print(f"{export.name}: unreadable file ({problem}): {account.rows_read} records read, "
+              f"all quarantined as {UNREADABLE_FILE}")
+    return account
+
+
+# The duplicate keys of small lake files, kept for the life of the process. A lake file never changes once
+# written (it is named by the hash of its export), and without this a drop of thousands of small files reads
+# every earlier file once per file: 1000 one-row files took 4 minutes, most of it here. Bounded: a file of more
+# than _KEY_CACHE_FILE_ROWS rows, or any file once _KEY_CACHE_ROWS rows are held, is read from Parquet each time.
+_KEY_SCHEMA = pa.schema([
+    ("patient_id", pa.string()), ("analyte", pa.string()), ("collected_at", pa.timestamp("us")),
+    ("accession", pa.string()), ("status", pa.string()), ("comparator", pa.string()), ("value_si", pa.float64()),
+    ("value_text", pa.string()),
+])
+_KEY_CACHE_FILE_ROWS = 10_000
+_KEY_CACHE_ROWS = 500_000
+_key_cache: dict[tuple[str, int, int], pa.Table] = {}
+
+
+def _cached_lab_keys(path: Path) -> pa.Table | None:
+    """The file's duplicate keys from the cache (read and kept if the file is small), or None."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)  # a file rewritten under the same name is another entry
+    if key not in _key_cache:
+        rows = pq.read_metadata(path).num_rows
+        held = sum(table.num_rows for table in _key_cache.values())
+        if rows > _KEY_CACHE_FILE_ROWS or held + rows > _KEY_CACHE_ROWS:
+            return None
+        _key_cache[key] = pq.read_table(path, columns=_KEY_SCHEMA.names).cast(_KEY_SCHEMA)
+    return _key_cache[key]
 
 
 def _register_existing_lab_keys(con: duckdb.DuckDBPyConnection, lab_files: list[Path]) -> None:
-    """The duplicate keys of lab results already in the lake (or ingested earlier in this run)."""
-    if lab_files:
-        con.execute(
-            """
-            create or replace temp table existing_lab_keys as
-            select patient_id, analyte, collected_at, accession, status, comparator, value_si, value_text
-            from read_parquet($files)
-            """,
-            {"files": [str(path) for path in lab_files]},
-        )
-    else:
+    """The duplicate keys of lab results already in the lake (or ingested earlier in this run), in the temp
+    table existing_lab_keys. A connection that ingests file after file keeps the table and adds only the
+    files it does not hold yet (listed in existing_lab_key_files): a task of thousands of small files would
+    otherwise gather every earlier file's keys once per file."""
+    wanted = [str(path) for path in lab_files]
+    held = con.execute(
+        "select count(*) from duckdb_tables() where table_name = 'existing_lab_key_files' and temporary"
+    ).fetchone()[0]
+    loaded = {path for (path,) in con.execute("select path from existing_lab_key_files").fetchall()} if held else None
+    if loaded is None or not loaded <= set(wanted):
         con.execute(
             """
             create or replace temp table existing_lab_keys (
@@ -327,6 +683,32 @@ def _register_existing_lab_keys(con: duckdb.DuckDBPyConnection, lab_files: list[
             )
             """
         )
+        con.execute("create or replace temp table existing_lab_key_files (path varchar)")
+        loaded = set()
+    cached, uncached = [], []
+    for path in lab_files:
+        if str(path) in loaded:
+            continue
+        keys = _cached_lab_keys(path)
+        if keys is None:
+            uncached.append(str(path))
+        else:
+            cached.append(keys)
+    if cached:
+        # One chunk: DuckDB scans a table of thousands of one-row chunks slowly.
+        con.register("cached_lab_keys", pa.concat_tables(cached).combine_chunks())
+        try:
+            con.execute("insert into existing_lab_keys select * from cached_lab_keys")
+        finally:
+            con.unregister("cached_lab_keys")
+    if uncached:
+        con.execute(
+            f"insert into existing_lab_keys select {', '.join(_KEY_SCHEMA.names)} from read_parquet($files)",
+            {"files": uncached},
+        )
+    added = [path for path in wanted if path not in loaded]
+    if added:
+        con.execute("insert into existing_lab_key_files select unnest($paths)", {"paths": added})
 
 
 def _account(con: duckdb.DuckDBPyConnection, export: ExportFile) -> FileAccount:

@@ -168,12 +168,21 @@ def build_publication(output_dir: Path, run_id: str, rules: Rules, as_of: date, 
 
 
 def remove_stale_temporaries(output_dir: Path) -> int:
-    """Catalogs half-built by a run that was killed: never switched in, so nobody can be reading them."""
+    """What a killed run leaves behind: catalogs never switched in (so nobody can be reading them), and its
+    scratch folder OUTPUT/.tmp (decompressed copies of exports, DuckDB spill files), which holds patient data
+    and belongs to no one once the run that wrote it is gone. Called under the run lock."""
     stale = [*output_dir.glob(f".{WAREHOUSE_NAME}.*.tmp"), *output_dir.glob(".current.tmp"),
              *(output_dir / "analytics").glob(f".{ANALYTICS_NAME}.*.tmp")]
     for path in stale:
         path.unlink(missing_ok=True)
-    return len(stale)
+    scratch = output_dir / ".tmp"
+    leftovers = list(scratch.iterdir()) if scratch.is_dir() else []
+    for path in leftovers:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return len(stale) + len(leftovers)
 
 
 def _publish_analytics(output_dir: Path, run_id: str, warehouse: Path) -> None:

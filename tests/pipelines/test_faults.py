@@ -69,8 +69,14 @@ def test_a_run_killed_at_any_step_leaves_the_publication_and_recovers_by_itself(
     if step == "ingest":
         assert Lake(output / "lake").committed_hashes() == committed_before
 
+    # What a kill during a gzip or Latin-1 file leaves: a decoded copy of the export in the run's scratch.
+    scratch_copy = output / ".tmp" / "ingest-killed" / "decompressed.csv"
+    scratch_copy.parent.mkdir(parents=True, exist_ok=True)
+    scratch_copy.write_text("patient_id,analyte\n")
+
     recovered = run_cli(inputs, output)
     assert recovered.returncode == 0, recovered.stderr[-2000:]
+    assert not scratch_copy.parent.exists()
     assert count(warehouse, "select count(*) from lab_results") == 80
     assert count(warehouse, "select count(*) from ingested_files where source_file = 'labs_2.csv'") == 1
     assert count(warehouse, "select count(distinct patient_id) from patient_status") == 80

@@ -1,10 +1,11 @@
 -- diagnosis_rows: one row per data record of one diagnoses export file, with its outcome.
 --
 -- Grain: one input record (source_row). The code system is normalised through ref_code_systems (ICD10,
--- ICD-10-CM and the FHIR system URL all become ICD-10). Quarantined: malformed_row, missing_patient_id,
--- unknown_code_system, missing_code, unparseable_date, implausible_date, future_date.
+-- ICD-10-CM and the FHIR system URL all become ICD-10). Quarantined: malformed_row, oversized_row,
+-- missing_patient_id, unknown_code_system, missing_code, unparseable_date, implausible_date, future_date.
 -- Dropped: refuted and entered_in_error (a FHIR Condition's verificationStatus, in record_status, which is
 -- null for CSV exports), duplicate (same patient, code system, code and date).
+-- Dates are read by iso_timestamp(text) (pipelines/ingest.py): ISO 8601 only, else null.
 
 with source as (
     select * from raw_file
@@ -15,7 +16,10 @@ fields as (
         source_row,
         (patient_id is null or code_system is null or code is null or recorded_at is null
             or _overflow is not null) as is_malformed,
-        nullif(trim(patient_id), '') as patient_id,
+        -- Surrounding whitespace trimmed, tabs, line breaks and no-break spaces included (trim() keeps tabs);
+        -- nothing else: spaces inside and leading zeros are part of the identifier.
+        nullif(regexp_replace(patient_id, '^[\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]+|[\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]+$',
+                              '', 'g'), '') as patient_id,
         lower(trim(code_system)) as code_system_key,
         nullif(trim(code), '') as code,
         nullif(trim(recorded_at), '') as recorded_at_raw,
@@ -30,7 +34,7 @@ typed as (
         systems.code_system,
         -- ICD codes arrive with and without the dot (D51.0, D510): compare on a dotless upper-case form.
         upper(replace(replace(fields.code, '.', ''), ' ', '')) as code_normalised,
-        cast(try_cast(recorded_at_raw as timestamp) as date) as recorded_at
+        cast(iso_timestamp(recorded_at_raw) as date) as recorded_at
     from fields
     left join ref_code_systems as systems
         on fields.code_system_key = systems.variant
@@ -41,6 +45,8 @@ checked as (
         typed.*,
         case
             when is_malformed then 'malformed_row'
+            -- No registry record is 64 KiB long: a blob or a runaway field, not to be stored in the lake.
+            when length(raw) > 65536 then 'oversized_row'
             when record_status = 'entered-in-error' then 'entered_in_error'
             when record_status = 'refuted' then 'refuted'
             when patient_id is null then 'missing_patient_id'

@@ -3,14 +3,19 @@
 -- Grain: one input record (source_row). Every record gets exactly one outcome:
 --   accepted     typed, mapped to an analyte, converted to the analyte's canonical unit;
 --   quarantined  with the first failing reason, checked in this order:
---                malformed_row, unknown_status, missing_patient_id, unknown_analyte, unparseable_date,
---                implausible_date, future_date, unparseable_value, unknown_unit, implausible_value;
+--                malformed_row, oversized_row, unknown_status, missing_patient_id, unknown_analyte,
+--                unparseable_date, implausible_date, future_date, unparseable_value, unknown_unit,
+--                implausible_value;
 --   dropped      by a named rule: cancelled, entered_in_error (status), duplicate (an exact duplicate of an
 --                earlier record of this file or of a result already in the lake).
--- Nothing is guessed: a unit, analyte or patient that is not known sends the row to quarantine.
+-- Nothing is guessed: a unit, analyte or patient that is not known sends the row to quarantine. Dates are ISO
+-- 8601 (2024-03-05, 2024-03-05T09:00:00): 05/03/2024, an Excel serial (45356) or 5-Mar-24 is unparseable_date.
+-- A decimal comma is read only where it cannot be a thousands separator (0,35 and 12,5 are read; 1,234 could
+-- be 1234 or 1.234 and is unparseable_value, as is any thousands separator).
 -- Inputs: raw_file (all fields as text, null = field missing from the record), the reference tables
 -- ref_analyte_codes, ref_analytes, ref_units, ref_result_statuses, ref_qualitative_values, and
 -- existing_lab_keys (the duplicate keys of results already in the lake). $ingest_date is the run's date.
+-- iso_timestamp(text) (pipelines/ingest.py) reads an ISO 8601 date or date-time, else null.
 
 with source as (
     select * from raw_file
@@ -25,7 +30,10 @@ fields as (
             or test_name is null or result_value is null or unit is null or reference_range is null
             or abnormal_flag is null or status is null or collected_at is null or resulted_at is null
             or performing_lab is null or _overflow is not null) as is_malformed,
-        nullif(trim(patient_id), '') as patient_id,
+        -- Surrounding whitespace trimmed, tabs, line breaks and no-break spaces included (trim() keeps tabs);
+        -- nothing else: spaces inside and leading zeros are part of the identifier.
+        nullif(regexp_replace(patient_id, '^[\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]+|[\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]+$',
+                              '', 'g'), '') as patient_id,
         nullif(trim(accession), '') as accession,
         nullif(trim(loinc), '') as loinc,
         nullif(trim(local_code), '') as local_code,
@@ -42,7 +50,14 @@ fields as (
         replace(replace(replace(replace(lower(trim(unit)), ' ', ''), chr(181), 'u'), chr(956), 'u'), 'mcg', 'ug')
             as unit_key,
         regexp_extract(
-            trim(result_value),
+            -- A decimal comma is read as a point when the digits after it are not exactly three, or the digits
+            -- before it are all zeros: then it cannot be a thousands separator.
+            case
+                when regexp_full_match(trim(result_value),
+                                       '(<=|>=|<|>|=)?\s*[+-]?(0+,[0-9]+|[0-9]+,([0-9]{1,2}|[0-9]{4,}))')
+                    then replace(trim(result_value), ',', '.')
+                else trim(result_value)
+            end,
             '^(<=|>=|<|>|=)?\s*([+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?)$',
             ['comparator', 'number']
         ) as value_parts,
@@ -62,8 +77,8 @@ mapped as (
         units.unit_canonical_spelling as unit_reported,
         units.factor_to_canonical,
         qualitative.value_text as qualitative_text,
-        try_cast(collected_at_raw as timestamp) as collected_at,
-        try_cast(resulted_at_raw as timestamp) as resulted_at,
+        iso_timestamp(collected_at_raw) as collected_at,
+        iso_timestamp(resulted_at_raw) as resulted_at,
         nullif(value_parts['comparator'], '') as comparator_raw,
         try_cast(nullif(value_parts['number'], '') as double) as number_reported
     from fields
@@ -86,6 +101,8 @@ checked as (
         mapped.*,
         case
             when is_malformed then 'malformed_row'
+            -- No lab record is 64 KiB long: a blob or a runaway field, not to be stored in the lake.
+            when length(raw) > 65536 then 'oversized_row'
             when status_action = 'drop_cancelled' then 'cancelled'
             when status_action = 'drop_entered_in_error' then 'entered_in_error'
             when status_action is null then 'unknown_status'
@@ -98,8 +115,12 @@ checked as (
             when value_kind = 'numeric' and number_reported is null then 'unparseable_value'
             when value_kind = 'numeric' and unit_reported is null then 'unknown_unit'
             -- Only the impossible is implausible: a concentration, count or volume cannot be zero or
-            -- negative. Extreme but possible values are accepted (CLINICAL_RULES.md section 7).
-            when value_kind = 'numeric' and number_reported <= 0 then 'implausible_value'
+            -- negative (nor so small that it is zero in the canonical unit), nor infinite, nor 1e10 or more in
+            -- the canonical unit (above the solubility of every analyte here: 1e10 pmol/L of cobalamin is
+            -- 13.5 g/L). Extreme but possible values are accepted (CLINICAL_RULES.md section 7).
+            when value_kind = 'numeric'
+                and not (round(number_reported * factor_to_canonical, 9) > 0
+                         and round(number_reported * factor_to_canonical, 9) < 1e10) then 'implausible_value'
         end as reason
     from mapped
 ),

@@ -1,11 +1,12 @@
 -- medication_rows: one row per data record of one medications export file, with its outcome.
 --
--- Grain: one input record (source_row). Quarantined: malformed_row, missing_patient_id, missing_drug (no
--- drug name and no ATC code), unparseable_date (start date missing or not ISO, or an end date given but
--- not ISO), implausible_date (before 1900), end_before_start. A start date in the future is accepted:
+-- Grain: one input record (source_row). Quarantined: malformed_row, oversized_row, missing_patient_id,
+-- missing_drug (no drug name and no ATC code), unparseable_date (start date missing or not ISO, or an end date
+-- given but not ISO), implausible_date (before 1900), end_before_start. A start date in the future is accepted:
 -- planned prescriptions are real and the rules only count records started on or before the as-of date.
 -- Dropped: cancelled (a FHIR request cancelled, or a draft never issued), entered_in_error, not_taken (a FHIR
 -- statement), read from record_status, which is null for CSV exports; duplicate (identical record).
+-- Dates are read by iso_timestamp(text) (pipelines/ingest.py): ISO 8601 only, else null.
 
 with source as (
     select * from raw_file
@@ -16,7 +17,10 @@ fields as (
         source_row,
         (patient_id is null or drug is null or atc_code is null or route is null or dose is null
             or start_date is null or end_date is null or _overflow is not null) as is_malformed,
-        nullif(trim(patient_id), '') as patient_id,
+        -- Surrounding whitespace trimmed, tabs, line breaks and no-break spaces included (trim() keeps tabs);
+        -- nothing else: spaces inside and leading zeros are part of the identifier.
+        nullif(regexp_replace(patient_id, '^[\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]+|[\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]+$',
+                              '', 'g'), '') as patient_id,
         nullif(trim(drug), '') as drug,
         nullif(upper(trim(atc_code)), '') as atc_code,
         nullif(trim(route), '') as route,
@@ -31,8 +35,8 @@ fields as (
 typed as (
     select
         fields.*,
-        cast(try_cast(start_date_raw as timestamp) as date) as start_date,
-        cast(try_cast(end_date_raw as timestamp) as date) as end_date
+        cast(iso_timestamp(start_date_raw) as date) as start_date,
+        cast(iso_timestamp(end_date_raw) as date) as end_date
     from fields
 ),
 
@@ -41,6 +45,8 @@ checked as (
         typed.*,
         case
             when is_malformed then 'malformed_row'
+            -- No registry record is 64 KiB long: a blob or a runaway field, not to be stored in the lake.
+            when length(raw) > 65536 then 'oversized_row'
             when record_status = 'entered-in-error' then 'entered_in_error'
             when record_status in ('cancelled', 'draft') then 'cancelled'
             when record_status = 'not-taken' then 'not_taken'

@@ -1,9 +1,11 @@
 -- patient_rows: one row per data record of one patients export file, with its outcome.
 --
--- Grain: one input record (source_row). Quarantined: malformed_row, missing_patient_id, unparseable_date
--- (a birth date that is given but is not an ISO date), implausible_date (before 1900), future_date.
+-- Grain: one input record (source_row). Quarantined: malformed_row, oversized_row, missing_patient_id,
+-- unparseable_date (a birth date that is given but is not an ISO date), implausible_date (before 1900),
+-- future_date.
 -- Dropped: duplicate (the same patient twice in the file with identical fields: counted once).
 -- An empty birth date, sex or practice is accepted as unknown.
+-- Dates are read by iso_timestamp(text) (pipelines/ingest.py): ISO 8601 only, else null.
 
 with source as (
     select * from raw_file
@@ -14,7 +16,10 @@ fields as (
         source_row,
         (patient_id is null or birth_date is null or sex is null or practice is null
             or _overflow is not null) as is_malformed,
-        nullif(trim(patient_id), '') as patient_id,
+        -- Surrounding whitespace trimmed, tabs, line breaks and no-break spaces included (trim() keeps tabs);
+        -- nothing else: spaces inside and leading zeros are part of the identifier.
+        nullif(regexp_replace(patient_id, '^[\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]+|[\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]+$',
+                              '', 'g'), '') as patient_id,
         nullif(trim(birth_date), '') as birth_date_raw,
         nullif(upper(trim(sex)), '') as sex,
         nullif(trim(practice), '') as practice,
@@ -25,7 +30,7 @@ fields as (
 typed as (
     select
         fields.*,
-        try_cast(birth_date_raw as date) as birth_date
+        cast(iso_timestamp(birth_date_raw) as date) as birth_date
     from fields
 ),
 
@@ -34,6 +39,8 @@ checked as (
         typed.*,
         case
             when is_malformed then 'malformed_row'
+            -- No registry record is 64 KiB long: a blob or a runaway field, not to be stored in the lake.
+            when length(raw) > 65536 then 'oversized_row'
             when patient_id is null then 'missing_patient_id'
             when birth_date_raw is not null and birth_date is null then 'unparseable_date'
             when birth_date < date '1900-01-01' then 'implausible_date'
