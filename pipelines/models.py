@@ -4,11 +4,18 @@ One model per file, file name = table name. The build order comes from the model
 depends on every other model whose name it mentions (outside comments), and the models are built in
 dependency order, layer by layer. The connection must already hold the lake tables (`lab_results`,
 `patients`, `diagnoses`, `medications`) and the rules tables (`pipelines.rules.install_rules`).
+
+Every date-dependent model keeps the as-of date in its grain and reads its dates from `stg_as_of_dates`,
+which holds the run's as_of alone in a publication. The report's trend builds the same models once with
+every month end there instead (`build_models(..., as_of_dates=...)`), so that the publication and the trend
+share one definition of each rule; the marts select the run's as_of.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +34,8 @@ MART_TABLES = (
     "cohort_under_monitored",
     "patient_flags",
 )
+# The model that holds the as-of dates every date-dependent model is evaluated on.
+AS_OF_DATES_MODEL = "stg_as_of_dates"
 
 _LINE_COMMENT = re.compile(r"--[^\n]*")
 _BLOCK_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
@@ -74,21 +83,71 @@ def discover_models(transforms_dir: Path | None = None) -> list[Model]:
     return _in_build_order(models)
 
 
-def build_models(con: Any, transforms_dir: Path | None = None) -> list[str]:
-    """Create or replace one table per model in `con`, in dependency order; return the table names built."""
+def models_for(tables: Iterable[str], transforms_dir: Path | None = None) -> list[Model]:
+    """The models `tables` are built from (themselves and every model they depend on), in build order."""
+    models = discover_models(transforms_dir)
+    by_name = {model.name: model for model in models}
+    unknown = sorted(set(tables) - set(by_name))
+    if unknown:
+        raise ModelError(f"no model named {', '.join(unknown)}")
+    needed, pending = set(), list(tables)
+    while pending:
+        name = pending.pop()
+        if name not in needed:
+            needed.add(name)
+            pending.extend(by_name[name].depends_on)
+    return [model for model in models if model.name in needed]
+
+
+def build_models(con: Any, transforms_dir: Path | None = None, *, tables: Iterable[str] | None = None,
+                 as_of_dates: Sequence[dt.date] | None = None) -> list[str]:
+    """Create or replace one table per model in `con`, in dependency order; return the table names built.
+
+    tables: build only these models and the models they depend on (default: every model). The models they
+    depend on are then working tables: each is dropped as soon as every model reading it is built, which
+    keeps a many-date build's memory down (returned, but no longer in `con`).
+    as_of_dates: evaluate the date-dependent models on each of these dates in one build, instead of on
+    rules_settings.as_of alone: `stg_as_of_dates` is made from them rather than from its SQL, and every
+    intermediate model then holds the rows of each date. The marts stay as of rules_settings.as_of, so a
+    caller asking for several dates reads the intermediate models (the report's trend does).
+    """
     existing = {row[0] for row in con.execute("select table_name from duckdb_tables() union all "
                                               "select view_name from duckdb_views()").fetchall()}
     missing = [table for table in REQUIRED_TABLES if table not in existing]
     if missing:
         raise ModelError(f"cannot build models: missing input tables {', '.join(missing)}")
+    if tables is None:
+        models, working_tables = discover_models(transforms_dir), set()
+    else:
+        tables = set(tables)
+        models = models_for(tables, transforms_dir)
+        working_tables = {model.name for model in models} - tables
+    last_reader = {dependency: model.name for model in models for dependency in model.depends_on}
     built: list[str] = []
-    for model in discover_models(transforms_dir):
-        try:
-            con.execute(f"create or replace table {model.name} as\n{model.sql}")
-        except Exception as error:  # noqa: BLE001 - re-raised with the model named, one line
-            raise ModelError(f"model {model.layer}/{model.name} failed: {_safe_message(error)}") from error
+    for model in models:
+        if model.name == AS_OF_DATES_MODEL and as_of_dates is not None:
+            _create_as_of_dates(con, as_of_dates)
+        else:
+            try:
+                con.execute(f"create or replace table {model.name} as\n{model.sql}")
+            except Exception as error:  # noqa: BLE001 - re-raised with the model named, one line
+                raise ModelError(f"model {model.layer}/{model.name} failed: {_safe_message(error)}") from error
         built.append(model.name)
+        for dependency in sorted(model.depends_on & working_tables):
+            if last_reader[dependency] == model.name:
+                con.execute(f"drop table {dependency}")
     return built
+
+
+def _create_as_of_dates(con: Any, as_of_dates: Sequence[dt.date]) -> None:
+    """The table of AS_OF_DATES_MODEL, with the same column, holding `as_of_dates` (each once)."""
+    if not all(isinstance(day, dt.date) and not isinstance(day, dt.datetime) for day in as_of_dates):
+        raise ModelError("as_of_dates: expected dates")
+    dates = sorted(set(as_of_dates))
+    if not dates:
+        raise ModelError("as_of_dates: expected at least one date")
+    con.execute(f"create or replace table {AS_OF_DATES_MODEL} (as_of date)")
+    con.executemany(f"insert into {AS_OF_DATES_MODEL} values (?)", [[day] for day in dates])
 
 
 def _safe_message(error: Exception) -> str:

@@ -9,9 +9,9 @@ What the page holds, and where each number comes from:
 - headline counts per cohort, reason and flag (the marts), each with its change since the latest earlier
   published run; the history is OUTPUT/lake/run_metrics/<run_id>.parquet (run_id, as_of, metric, value);
 - the same counts per practice (the marts' `practice`), as a table and a chart;
-- a 24-month trend: the whole model chain re-run as of each month end over the lake (`monthly_trend`),
-  kept in OUTPUT/lake/trend_points/ and reused the next night for every month end that no newly ingested
-  record can change (`trend_with_reuse`);
+- a 24-month trend: the model chain evaluated as of every month end in one build over the lake
+  (`monthly_trend`), kept in OUTPUT/lake/trend_points/ and reused the next night for every month end that no
+  newly ingested record can change (`trend_with_reuse`);
 - the distribution of counted B12 results with the rules' thresholds;
 - data quality: row accounting (`ingested_files`, `ingest_outcomes`, `quarantine`) and the Great
   Expectations results (`runs`, run_summary.json), with a link to the run's Data Docs.
@@ -34,14 +34,13 @@ import pyarrow.parquet as pq
 from pipelines import report_charts as charts
 from pipelines.duck import connect
 from pipelines.lake import Lake
-from pipelines.models import Model, ModelError, discover_models
+from pipelines.models import build_models
 from pipelines.publish import WAREHOUSE_NAME, create_lake_views, staging_dir
 from pipelines.report_template import render_page
 from pipelines.rules import Rules, install_rules
 from pipelines.worklists import NO_PRACTICE_LABEL, REASON_SEVERITY, Worklist, write_worklists
 
 REPORT_DIR_NAME = "report"
-REQUIRED_LAKE_TABLES = ("lab_results", "patients", "diagnoses", "medications")  # what the models read
 METRICS_TABLE = "run_metrics"
 TREND_TABLE = "trend_points"
 TREND_MONTHS = 24
@@ -261,57 +260,55 @@ def month_ends(as_of: date, months: int = TREND_MONTHS) -> list[date]:
     return dates[::-1]
 
 
-TREND_TABLES = ("patient_status", "cohort_under_monitored")
+# The per-date intermediate models behind patient_status and cohort_under_monitored: the marts hold the run's
+# as_of only, these hold every date of the build.
+TREND_TABLES = ("int_patient_status", "int_under_monitored")
 
 
-def models_for(tables: tuple[str, ...]) -> list[Model]:
-    """The models `tables` are built from (themselves and every model they depend on), in build order."""
-    models = discover_models()
-    by_name = {model.name: model for model in models}
-    needed, pending = set(), list(tables)
-    while pending:
-        name = pending.pop()
-        if name not in needed:
-            needed.add(name)
-            pending.extend(by_name[name].depends_on)
-    return [model for model in models if model.name in needed]
+def evaluate_trend(con: duckdb.DuckDBPyConnection, rules: Rules, dates: list[date]) -> list[charts.TrendPoint]:
+    """Deficient, borderline and under-monitored patients as of each date, from the lake tables in `con`:
+    one build of the models behind patient_status and cohort_under_monitored with every date as an as-of
+    date (`build_models(as_of_dates=...)`), counted per date the way the publication's headline counts them.
+    """
+    if not dates:
+        return []
+    # rules_settings needs one as-of date; the models the trend builds take theirs from the as-of dates.
+    install_rules(con, rules, max(dates))
+    build_models(con, tables=TREND_TABLES, as_of_dates=dates)
+    status_counts = {as_of: (deficient, borderline) for as_of, deficient, borderline in con.execute("""
+        select
+            as_of,
+            count(*) filter (where status = 'deficient'),
+            count(*) filter (where status in ('borderline_needs_mma', 'borderline_mma_normal'))
+        from int_patient_status
+        group by as_of""").fetchall()}
+    under_monitored_counts = dict(con.execute(
+        "select as_of, count(distinct patient_id) from int_under_monitored group by as_of").fetchall())
+    points = []
+    for as_of in dates:
+        deficient, borderline = status_counts.get(as_of, (0, 0))  # no known patient yet: nothing to count
+        points.append(charts.TrendPoint(as_of, int(deficient), int(borderline),
+                                        int(under_monitored_counts.get(as_of, 0))))
+    return points
 
 
 def monthly_trend(lake: Lake, rules: Rules, dates: list[date], temp_dir: Path | None = None) -> list[charts.TrendPoint]:
-    """Deficient, borderline and under-monitored patients as of each date, by running the model chain (the
-    same SQL and rules as the publication) as of that date, in one in-memory DuckDB over the lake.
+    """Deficient, borderline and under-monitored patients as of each date, with the same SQL and rules as the
+    publication, in one in-memory DuckDB over the lake.
 
-    Correct rather than clever: every date re-runs the whole chain behind patient_status and
-    cohort_under_monitored (corrections, duplicates, lookbacks and windows all evaluated as of that date), so
-    the cost is about one model build per date. Two savings keep the result identical: the lake views are
-    read into tables once instead of once per date, and the models no trend count reads
-    (result_classification, patient_flags, the other cohorts) are not built.
+    One set-based build for all dates (`evaluate_trend`), not a build per date: every date-dependent model
+    keeps the as-of date in its grain, so which results count (collected on or before the date, corrections
+    and duplicates resolved as of it), lookbacks and windows, medication active on the date, PA and treatment
+    known on it and each under-monitoring reason are evaluated for every date at once. The counts equal a
+    full publication build as of each date (tests/pipelines/test_report.py and tests/transforms/test_trend.py
+    compare them); the cost is about that of two publication builds, whatever the number of dates. The
+    models no trend count reads (result_classification, patient_flags, the other cohorts) are not built.
     """
-    models = models_for(TREND_TABLES)
-    points = []
+    if not dates:
+        return []
     with connect(temp_dir=temp_dir) as con:
         create_lake_views(con, lake)
-        views = {name for (name,) in con.execute("select view_name from duckdb_views()").fetchall()}
-        for table in REQUIRED_LAKE_TABLES:  # a snapshot of the committed lake, read once
-            if table in views:
-                con.execute(f"create table {table}__snapshot as select * from {table}")
-                con.execute(f"drop view {table}")
-                con.execute(f"alter table {table}__snapshot rename to {table}")
-        for as_of in dates:
-            install_rules(con, rules, as_of)
-            for model in models:
-                try:
-                    con.execute(f"create or replace table {model.name} as\n{model.sql}")
-                except duckdb.Error as error:  # the database's message may quote a value: not logged
-                    raise ModelError(f"trend as of {as_of}: model {model.layer}/{model.name} failed "
-                                     f"({type(error).__name__})") from None
-            deficient, borderline = con.execute(
-                "select count(*) filter (where status = 'deficient'), "
-                "count(*) filter (where status in ('borderline_needs_mma', 'borderline_mma_normal')) "
-                "from patient_status").fetchone()
-            under_monitored = con.execute("select count(distinct patient_id) from cohort_under_monitored").fetchone()[0]
-            points.append(charts.TrendPoint(as_of, int(deficient), int(borderline), int(under_monitored)))
-    return points
+        return evaluate_trend(con, rules, dates)
 
 
 def rules_fingerprint(rules: Rules) -> str:

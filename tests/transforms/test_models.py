@@ -47,6 +47,14 @@ def test_no_rule_values_in_sql(model):
     assert numbers <= {"0", "1", "2", "3"}
 
 
+def test_only_the_as_of_dates_model_and_the_marts_read_the_run_date():
+    """Every date-dependent intermediate model takes its dates from stg_as_of_dates and keeps the date in its
+    grain, so that one build can evaluate many as-of dates (the report's trend); a model reading
+    rules_settings.as_of would be pinned to the run's date. The marts select the run's date."""
+    readers = {model.name for model in MODELS if re.search(r"settings\.as_of\b", code_of(model.sql))}
+    assert readers <= {"stg_as_of_dates", *MART_TABLES}
+
+
 def test_dependencies_come_first():
     built = []
     for model in MODELS:

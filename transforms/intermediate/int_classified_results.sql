@@ -1,4 +1,5 @@
--- grain: one counted lab result, with its result-level category (CLINICAL_RULES section 2).
+-- grain: one counted lab result, with its result-level category (CLINICAL_RULES section 2) and the as-of
+-- dates it counts on (counted_from to counted_through, see stg_counted_results).
 -- rule: categories are evaluated top to bottom, the first that matches wins:
 --   b12          deficient below b12_deficient_below_*, borderline at or below b12_borderline_max_*, else normal.
 --                The comparison is made in the unit the lab reported when the rules give that unit (pg/mL and
@@ -183,7 +184,9 @@ final as (
         categorised.resulted_at,
         categorised.performing_lab,
         categorised.source_file,
-        categorised.source_row
+        categorised.source_row,
+        categorised.counted_from,
+        categorised.counted_through
     from categorised
 )
 

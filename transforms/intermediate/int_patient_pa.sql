@@ -1,13 +1,14 @@
--- grain: one patient with pernicious anaemia (PA) as of the as-of date; patients without PA have no row.
+-- grain: one as-of date D (stg_as_of_dates) and patient with pernicious anaemia (PA) as of D; patients
+-- without PA on D have no row for D.
 -- rule (CLINICAL_RULES section 4): PA is a diagnosis whose code system and normalised code are in the code
 -- list pa_diagnosis (ICD-10 D51.0, ICD-9 281.0, SNOMED CT 84027009), or a counted positive intrinsic factor
--- antibody result, on or before as-of. A diagnosis without a recorded date counts: it is on the record now,
+-- antibody result, on or before D. A diagnosis without a recorded date counts: it is on the record now,
 -- and dropping it would hide a PA patient from every monitoring rule.
 with
 
-settings as (
-    select rules_settings.as_of
-    from rules_settings
+as_of_dates as (
+    select stg_as_of_dates.as_of
+    from stg_as_of_dates
 ),
 
 pa_codes as (
@@ -20,31 +21,36 @@ pa_codes as (
 
 pa_diagnoses as (
     select
+        as_of_dates.as_of,
         stg_diagnoses.patient_id,
         min(stg_diagnoses.recorded_at) as first_evidence_on
     from stg_diagnoses
     inner join pa_codes
         on pa_codes.code_system = stg_diagnoses.code_system
        and pa_codes.code_normalised = stg_diagnoses.code_normalised
-    cross join settings
-    where stg_diagnoses.recorded_at <= settings.as_of
-       or stg_diagnoses.recorded_at is null
-    group by stg_diagnoses.patient_id
+    inner join as_of_dates
+        on stg_diagnoses.recorded_at <= as_of_dates.as_of
+        or stg_diagnoses.recorded_at is null
+    group by as_of_dates.as_of, stg_diagnoses.patient_id
 ),
 
 positive_if_antibody as (
-    -- counted results are already limited to collection on or before as-of
+    -- results counted on D are collected on or before D
     select
+        as_of_dates.as_of,
         int_classified_results.patient_id,
         min(int_classified_results.collected_on) as first_evidence_on
     from int_classified_results
+    inner join as_of_dates
+        on as_of_dates.as_of between int_classified_results.counted_from and int_classified_results.counted_through
     where int_classified_results.analyte = 'if_antibody'
       and int_classified_results.category = 'positive'
-    group by int_classified_results.patient_id
+    group by as_of_dates.as_of, int_classified_results.patient_id
 ),
 
 final as (
     select
+        coalesce(pa_diagnoses.as_of, positive_if_antibody.as_of) as as_of,
         coalesce(pa_diagnoses.patient_id, positive_if_antibody.patient_id) as patient_id,
         true as has_pa,
         case
@@ -57,6 +63,7 @@ final as (
     from pa_diagnoses
     full outer join positive_if_antibody
         on positive_if_antibody.patient_id = pa_diagnoses.patient_id
+       and positive_if_antibody.as_of = pa_diagnoses.as_of
 )
 
 select * from final

@@ -1,7 +1,7 @@
--- grain: one patient and evaluation date (see int_status_evaluation_dates), with the patient-level status
--- on that date.
+-- grain: one as-of date, patient and evaluation date (see int_status_evaluation_dates), with the
+-- patient-level status on the evaluation date as known on the as-of date.
 -- rule (CLINICAL_RULES section 3), for an evaluation date D:
---   * only results collected on or before D count;
+--   * only results counted on the as-of date (stg_counted_results) and collected on or before D count;
 --   * the index result is the most recent b12 or holotc result collected from D - lookback_days to D (both
 --     ends included); on the same collection time the more severe category wins (then b12 before holotc,
 --     then the lower value, then lineage order, so that the choice is always the same);
@@ -30,6 +30,7 @@ settings as (
 
 evaluation_dates as (
     select
+        int_status_evaluation_dates.as_of,
         int_status_evaluation_dates.patient_id,
         int_status_evaluation_dates.evaluated_on
     from int_status_evaluation_dates
@@ -37,6 +38,7 @@ evaluation_dates as (
 
 index_candidates as (
     select
+        evaluation_dates.as_of,
         evaluation_dates.patient_id,
         evaluation_dates.evaluated_on,
         int_classified_results.category,
@@ -51,7 +53,7 @@ index_candidates as (
             category := int_classified_results.category
         ) as result,
         row_number() over (
-            partition by evaluation_dates.patient_id, evaluation_dates.evaluated_on
+            partition by evaluation_dates.as_of, evaluation_dates.patient_id, evaluation_dates.evaluated_on
             order by
                 int_classified_results.collected_at desc,
                 int_classified_results.severity desc,
@@ -66,6 +68,8 @@ index_candidates as (
     cross join settings
     where int_classified_results.analyte in ('b12', 'holotc')
       and int_classified_results.category is not null
+      and evaluation_dates.as_of
+          between int_classified_results.counted_from and int_classified_results.counted_through
       and int_classified_results.collected_on
           between evaluation_dates.evaluated_on - settings.lookback_days and evaluation_dates.evaluated_on
 ),
@@ -86,6 +90,8 @@ mma_results as (
         int_classified_results.severity,
         int_classified_results.source_file,
         int_classified_results.source_row,
+        int_classified_results.counted_from,
+        int_classified_results.counted_through,
         struct_pack(
             analyte := int_classified_results.analyte,
             value_reported := int_classified_results.value_reported,
@@ -104,12 +110,13 @@ mma_results as (
 window_mma_ranked as (
     -- MMA results in the window around a borderline or indeterminate index result
     select
+        index_results.as_of,
         index_results.patient_id,
         index_results.evaluated_on,
         mma_results.category,
         mma_results.result,
         row_number() over (
-            partition by index_results.patient_id, index_results.evaluated_on
+            partition by index_results.as_of, index_results.patient_id, index_results.evaluated_on
             order by
                 mma_results.severity desc,
                 mma_results.collected_at desc,
@@ -122,6 +129,7 @@ window_mma_ranked as (
         on mma_results.patient_id = index_results.patient_id
     cross join settings
     where index_results.category in ('borderline', 'indeterminate')
+      and index_results.as_of between mma_results.counted_from and mma_results.counted_through
       and mma_results.collected_on
           between index_results.result.collected_on + settings.mma_window_start_offset_days
               and index_results.result.collected_on + settings.mma_window_end_offset_days
@@ -136,12 +144,13 @@ window_mma as (
 
 lookback_mma_ranked as (
     select
+        evaluation_dates.as_of,
         evaluation_dates.patient_id,
         evaluation_dates.evaluated_on,
         mma_results.category,
         mma_results.result,
         row_number() over (
-            partition by evaluation_dates.patient_id, evaluation_dates.evaluated_on
+            partition by evaluation_dates.as_of, evaluation_dates.patient_id, evaluation_dates.evaluated_on
             order by
                 mma_results.collected_at desc,
                 mma_results.severity desc,
@@ -153,7 +162,8 @@ lookback_mma_ranked as (
     inner join mma_results
         on mma_results.patient_id = evaluation_dates.patient_id
     cross join settings
-    where mma_results.collected_on
+    where evaluation_dates.as_of between mma_results.counted_from and mma_results.counted_through
+      and mma_results.collected_on
           between evaluation_dates.evaluated_on - settings.lookback_days and evaluation_dates.evaluated_on
 ),
 
@@ -165,6 +175,7 @@ latest_mma as (
 
 on_b12_supplementation as (
     select distinct
+        evaluation_dates.as_of,
         evaluation_dates.patient_id,
         evaluation_dates.evaluated_on
     from evaluation_dates
@@ -177,6 +188,7 @@ on_b12_supplementation as (
 
 status_rules as (
     select
+        evaluation_dates.as_of,
         evaluation_dates.patient_id,
         evaluation_dates.evaluated_on,
         on_b12_supplementation.patient_id is not null as on_b12,
@@ -204,19 +216,24 @@ status_rules as (
     left join index_results
         on index_results.patient_id = evaluation_dates.patient_id
        and index_results.evaluated_on = evaluation_dates.evaluated_on
+       and index_results.as_of = evaluation_dates.as_of
     left join window_mma
         on window_mma.patient_id = evaluation_dates.patient_id
        and window_mma.evaluated_on = evaluation_dates.evaluated_on
+       and window_mma.as_of = evaluation_dates.as_of
     left join latest_mma
         on latest_mma.patient_id = evaluation_dates.patient_id
        and latest_mma.evaluated_on = evaluation_dates.evaluated_on
+       and latest_mma.as_of = evaluation_dates.as_of
     left join on_b12_supplementation
         on on_b12_supplementation.patient_id = evaluation_dates.patient_id
        and on_b12_supplementation.evaluated_on = evaluation_dates.evaluated_on
+       and on_b12_supplementation.as_of = evaluation_dates.as_of
 ),
 
 evidence as (
     select
+        status_rules.as_of,
         status_rules.patient_id,
         status_rules.evaluated_on,
         status_rules.rule_id,
@@ -234,6 +251,7 @@ evidence as (
 
 final as (
     select
+        evidence.as_of,
         evidence.patient_id,
         evidence.evaluated_on,
         case evidence.rule_id

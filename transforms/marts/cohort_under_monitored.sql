@@ -1,6 +1,7 @@
 -- grain: one patient and under-monitoring reason, as of the as-of date (a patient may have several).
--- rule (CLINICAL_RULES section 5, Under-monitored); every window includes both ends, "monitoring result"
--- means a counted b12, holotc or mma result, and each reason runs only when its switch is on in the profile:
+-- rule (CLINICAL_RULES section 5, Under-monitored), computed in int_under_monitored for the run's as_of (see
+-- there for every window); "monitoring result" means a counted b12, holotc or mma result, and each reason
+-- runs only when its switch is on in the profile:
 --   PA_NO_POST_TREATMENT_RECHECK  PA, a treatment start S with as-of on or after S + pa_recheck_window_end_days,
 --                                 and no monitoring result from S + pa_recheck_window_start_days to
 --                                 S + pa_recheck_window_end_days ("recheck B12 after 3-6 months of treatment")
@@ -16,225 +17,25 @@
 with
 
 settings as (
-    select rules_settings.*
+    select rules_settings.as_of
     from rules_settings
 ),
 
-monitoring_results as (
-    select
-        int_classified_results.patient_id,
-        int_classified_results.analyte,
-        int_classified_results.collected_at,
-        int_classified_results.collected_on,
-        int_classified_results.value_reported,
-        int_classified_results.unit_reported,
-        int_classified_results.comparator,
-        int_classified_results.at_target,
-        int_classified_results.target_applied,
-        int_classified_results.compared_unit,
-        int_classified_results.severity,
-        int_classified_results.value_si,
-        int_classified_results.source_file,
-        int_classified_results.source_row
-    from int_classified_results
-    where int_classified_results.analyte in ('b12', 'holotc', 'mma')
-      and int_classified_results.category is not null
-),
-
-patient_facts as (
-    select
-        patient_status.patient_id,
-        patient_status.status,
-        patient_status.has_pa,
-        patient_status.on_b12,
-        patient_status.index_analyte,
-        patient_status.index_category,
-        patient_status.index_value,
-        patient_status.index_unit,
-        patient_status.index_comparator,
-        patient_status.index_date,
-        patient_status.treatment_start,
-        patient_status.practice
-    from patient_status
-),
-
-pa_no_post_treatment_recheck as (
-    select
-        patient_facts.patient_id,
-        'PA_NO_POST_TREATMENT_RECHECK' as reason,
-        'B12 treatment started ' || strftime(patient_facts.treatment_start, '%Y-%m-%d')
-            || '; no b12, holotc or mma result from '
-            || strftime(patient_facts.treatment_start + settings.pa_recheck_window_start_days, '%Y-%m-%d')
-            || ' to ' || strftime(patient_facts.treatment_start + settings.pa_recheck_window_end_days, '%Y-%m-%d')
-            as detail,
-        patient_facts.practice
-    from patient_facts
-    cross join settings
-    where settings.reason_pa_no_post_treatment_recheck_enabled
-      and patient_facts.has_pa
-      and patient_facts.treatment_start is not null
-      and settings.as_of >= patient_facts.treatment_start + settings.pa_recheck_window_end_days
-      and not exists (
-          select 1
-          from monitoring_results
-          where monitoring_results.patient_id = patient_facts.patient_id
-            and monitoring_results.collected_on
-                between patient_facts.treatment_start + settings.pa_recheck_window_start_days
-                    and patient_facts.treatment_start + settings.pa_recheck_window_end_days
-      )
-),
-
-last_monitoring_result as (
-    select
-        monitoring_results.patient_id,
-        max(monitoring_results.collected_on) as last_collected_on
-    from monitoring_results
-    group by monitoring_results.patient_id
-),
-
-pa_overdue_annual_b12 as (
-    select
-        patient_facts.patient_id,
-        'PA_OVERDUE_ANNUAL_B12' as reason,
-        'no b12, holotc or mma result from '
-            || strftime(settings.as_of - settings.pa_annual_recheck_days, '%Y-%m-%d')
-            || ' to ' || strftime(settings.as_of, '%Y-%m-%d')
-            || coalesce('; last on ' || strftime(last_monitoring_result.last_collected_on, '%Y-%m-%d'),
-                        '; none on record')
-            as detail,
-        patient_facts.practice
-    from patient_facts
-    cross join settings
-    left join last_monitoring_result
-        on last_monitoring_result.patient_id = patient_facts.patient_id
-    where settings.reason_pa_overdue_annual_b12_enabled
-      and patient_facts.has_pa
-      and (
-          last_monitoring_result.last_collected_on is null
-          or last_monitoring_result.last_collected_on < settings.as_of - settings.pa_annual_recheck_days
-      )
-),
-
-borderline_no_mma as (
-    select
-        patient_facts.patient_id,
-        'BORDERLINE_NO_MMA' as reason,
-        patient_facts.index_category || ' ' || patient_facts.index_analyte || ' '
-            || coalesce(patient_facts.index_comparator, '') || printf('%.10g', patient_facts.index_value)
-            || coalesce(' ' || patient_facts.index_unit, '')
-            || ' on ' || strftime(patient_facts.index_date, '%Y-%m-%d')
-            || '; no mma result from '
-            || strftime(patient_facts.index_date + settings.mma_window_start_offset_days, '%Y-%m-%d')
-            || ' to ' || strftime(
-                least(patient_facts.index_date + settings.mma_window_end_offset_days, settings.as_of), '%Y-%m-%d'
-            )
-            as detail,
-        patient_facts.practice
-    from patient_facts
-    cross join settings
-    where settings.reason_borderline_no_mma_enabled
-      and patient_facts.status = 'borderline_needs_mma'
-      and patient_facts.index_date <= settings.as_of - settings.borderline_mma_grace_days
-),
-
-supplemented_lookback_results as (
-    select
-        monitoring_results.patient_id,
-        max(case when monitoring_results.analyte = 'b12' then monitoring_results.collected_on end)
-            as last_b12_collected_on,
-        count(*) filter (where monitoring_results.analyte = 'mma') as mma_result_count
-    from monitoring_results
-    cross join settings
-    where monitoring_results.collected_on
-          between settings.as_of - settings.supplemented_mma_lookback_days and settings.as_of
-    group by monitoring_results.patient_id
-),
-
-supplemented_no_mma as (
-    select
-        patient_facts.patient_id,
-        'SUPPLEMENTED_NO_MMA' as reason,
-        'on B12 supplementation; b12 result on '
-            || strftime(supplemented_lookback_results.last_b12_collected_on, '%Y-%m-%d')
-            || '; no mma result from '
-            || strftime(settings.as_of - settings.supplemented_mma_lookback_days, '%Y-%m-%d')
-            || ' to ' || strftime(settings.as_of, '%Y-%m-%d')
-            as detail,
-        patient_facts.practice
-    from patient_facts
-    cross join settings
-    inner join supplemented_lookback_results
-        on supplemented_lookback_results.patient_id = patient_facts.patient_id
-    where settings.reason_supplemented_no_mma_enabled
-      and patient_facts.on_b12
-      and supplemented_lookback_results.last_b12_collected_on is not null
-      and supplemented_lookback_results.mma_result_count = 0
-),
-
-b12_after_treatment_ranked as (
-    select
-        monitoring_results.*,
-        patient_facts.treatment_start,
-        row_number() over (
-            partition by monitoring_results.patient_id
-            order by
-                monitoring_results.collected_at desc,
-                monitoring_results.severity desc,
-                monitoring_results.value_si,
-                monitoring_results.source_file,
-                monitoring_results.source_row
-        ) as recency
-    from monitoring_results
-    inner join patient_facts
-        on patient_facts.patient_id = monitoring_results.patient_id
-    cross join settings
-    where monitoring_results.analyte = 'b12'
-      and patient_facts.treatment_start is not null
-      and monitoring_results.collected_on >= patient_facts.treatment_start + settings.below_target_after_treatment_days
-),
-
-treated_below_target as (
-    select
-        patient_facts.patient_id,
-        'TREATED_BELOW_TARGET' as reason,
-        'latest b12 ' || coalesce(latest_b12.comparator, '') || printf('%.10g', latest_b12.value_reported)
-            || coalesce(' ' || latest_b12.unit_reported, '')
-            || ' on ' || strftime(latest_b12.collected_on, '%Y-%m-%d')
-            || ' is not above the target of ' || printf('%.10g', latest_b12.target_applied)
-            || ' ' || latest_b12.compared_unit
-            || '; B12 treatment started ' || strftime(latest_b12.treatment_start, '%Y-%m-%d')
-            as detail,
-        patient_facts.practice
-    from patient_facts
-    cross join settings
-    inner join b12_after_treatment_ranked as latest_b12
-        on latest_b12.patient_id = patient_facts.patient_id
-       and latest_b12.recency = 1
-    where settings.reason_treated_below_target_enabled
-      and patient_facts.has_pa
-      and not latest_b12.at_target
-),
-
-all_reasons as (
-    select * from pa_no_post_treatment_recheck
-    union all
-    select * from pa_overdue_annual_b12
-    union all
-    select * from borderline_no_mma
-    union all
-    select * from supplemented_no_mma
-    union all
-    select * from treated_below_target
+reasons_as_of as (
+    select int_under_monitored.*
+    from int_under_monitored
+    inner join settings
+        on int_under_monitored.as_of = settings.as_of
 ),
 
 final as (
     select
-        all_reasons.patient_id,
-        all_reasons.reason,
-        all_reasons.detail,
-        all_reasons.practice
-    from all_reasons
-    order by all_reasons.patient_id, all_reasons.reason
+        reasons_as_of.patient_id,
+        reasons_as_of.reason,
+        reasons_as_of.detail,
+        reasons_as_of.practice
+    from reasons_as_of
+    order by reasons_as_of.patient_id, reasons_as_of.reason
 )
 
 select * from final

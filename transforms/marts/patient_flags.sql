@@ -22,6 +22,16 @@ b12_treatment as (
         int_patient_b12_treatment.patient_id,
         int_patient_b12_treatment.treatment_start
     from int_patient_b12_treatment
+    inner join settings
+        on int_patient_b12_treatment.as_of = settings.as_of
+),
+
+status_as_known_on_as_of as (
+    -- the status on each evaluation date, with the results counted on the run's as_of
+    select int_status_on_date.*
+    from int_status_on_date
+    inner join settings
+        on int_status_on_date.as_of = settings.as_of
 ),
 
 folic_acid_starts as (
@@ -50,7 +60,7 @@ folic_acid_before_b12 as (
             partition by folic_acid_starts.patient_id order by folic_acid_starts.start_date
         ) as occurrence
     from folic_acid_starts
-    inner join int_status_on_date as status_then
+    inner join status_as_known_on_as_of as status_then
         on status_then.patient_id = folic_acid_starts.patient_id
        and status_then.evaluated_on = folic_acid_starts.start_date
     left join b12_treatment
@@ -86,8 +96,10 @@ b12_or_holotc_results as (
         int_classified_results.patient_id,
         int_classified_results.collected_on
     from int_classified_results
+    cross join settings
     where int_classified_results.analyte in ('b12', 'holotc')
       and int_classified_results.category is not null
+      and settings.as_of between int_classified_results.counted_from and int_classified_results.counted_through
 ),
 
 untested_macrocytosis as (
@@ -107,6 +119,7 @@ untested_macrocytosis as (
     cross join settings
     where mcv.analyte = 'mcv'
       and mcv.category = 'macrocytic'
+      and settings.as_of between mcv.counted_from and mcv.counted_through
       and mcv.collected_on <= settings.as_of - settings.macrocytosis_window_after_days
       and not exists (
           select 1

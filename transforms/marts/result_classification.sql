@@ -4,12 +4,20 @@
 -- compared in the unit the lab reported (compared_value / compared_unit say which); a censored result
 -- (comparator set) gets the most severe category any consistent value could have; at_target is the
 -- treatment-target flag (b12, homocysteine), not a category; folate and haemoglobin are counted but not
--- classified (category and rule_id null).
+-- classified (category and rule_id null). The results are those counted on the run's as_of
+-- (stg_counted_results: counted_from to counted_through).
 with
+
+settings as (
+    select rules_settings.as_of
+    from rules_settings
+),
 
 classified as (
     select int_classified_results.*
     from int_classified_results
+    inner join settings
+        on settings.as_of between int_classified_results.counted_from and int_classified_results.counted_through
 ),
 
 final as (
