@@ -4,7 +4,7 @@
 
 Before the command line runs, the functions the flow calls are wrapped (by name, in the modules that look
 them up) with timers: every Prefect task of the flow, the steps inside them (reading the CSV, the row model,
-the duplicate keys, writing the lake, new rows to pandas, Great Expectations, each SQL model, the mart Parquet
+the duplicate keys, writing the lake, Great Expectations (batches, uniqueness), each SQL model, the mart Parquet
 files, ...) and the DuckDB statements that create tables or write Parquet. Timers nest: each event is recorded
 with the path of the timers open around it, and the time of a step not covered by its children shows as
 "(other)" when the harness prints the tree (benchmarks/harness.py). The events are written to TIMINGS.json
@@ -135,28 +135,31 @@ def _timed_connect(connect):
 
 
 def _wrap_great_expectations(flow, validate) -> None:
-    """validate_tables, split into: importing GX (lazy, on the first validation), the context, each suite's
-    validation run, and the Data Docs. GX's own classes are wrapped once the pipeline has imported GX."""
-    original = getattr(flow, "validate_tables", None)
+    """validate_lake_files, split into: importing GX (lazy, on the first validation), the context, each
+    table's validation (its batches through GX, its whole-table uniqueness in DuckDB), and the Data Docs.
+    GX's own classes are wrapped once the pipeline has imported GX."""
+    original = getattr(flow, "validate_lake_files", None)
     if original is None:
-        MISSING.append("pipelines.flow.validate_tables")
+        MISSING.append("pipelines.flow.validate_lake_files")
         return
 
     @functools.wraps(original)
-    def validate_tables(*args, **kwargs):
+    def validate_lake_files(*args, **kwargs):
         with _Timer("Great Expectations"):
             with _Timer("import great_expectations"):
-                import great_expectations as gx
                 from great_expectations.data_context import AbstractDataContext
-            if not getattr(gx.ValidationDefinition.run, "_profiled", False):
-                run = timed(lambda definition, *a, **k: f"validate {definition.name}")(gx.ValidationDefinition.run)
-                run._profiled = True
-                gx.ValidationDefinition.run = run
-                AbstractDataContext.build_data_docs = timed("Data Docs (HTML)")(AbstractDataContext.build_data_docs)
+            if not getattr(AbstractDataContext.build_data_docs, "_profiled", False):
+                build = timed("Data Docs (HTML)")(AbstractDataContext.build_data_docs)
+                build._profiled = True
+                AbstractDataContext.build_data_docs = build
             return original(*args, **kwargs)
 
-    flow.validate_tables = validate_tables
+    flow.validate_lake_files = validate_lake_files
     wrap(validate, "prepare_context", "GX context and suites")
+    wrap(validate, "_validate_table", lambda context, source, con, table, *a, **k: f"validate {table}")
+    wrap(validate, "_validate_batch", "GX on a batch (one group of columns)")
+    wrap(validate, "_to_pandas_batch", "batch columns to pandas")
+    wrap(validate, "_uniqueness_result", "uniqueness over the whole table (DuckDB)")
 
 
 def install() -> None:
@@ -199,9 +202,7 @@ def install() -> None:
     wrap(ingest, "_account", "row accounting")
     wrap(lake.Lake, "committed_hashes", "lake: read commit records")
     wrap(lake.Lake, "remove_uncommitted", "lake: remove uncommitted files")
-    wrap(publish, "new_rows_frames", "new lake rows to pandas DataFrames")
     _wrap_great_expectations(flow, validate)
-    wrap(validate, "_dates_as_timestamps", "dates to timestamps (pandas)")
     wrap(publish, "commit_files", "commit records")
     wrap(publish, "record_run", "runs record")
     wrap(publish, "create_lake_views", "lake views")

@@ -22,7 +22,7 @@ from pipelines.lake import Lake
 from pipelines.locking import run_lock
 from pipelines.progress import tracked
 from pipelines.rules import Rules, load_rules
-from pipelines.validate import CriticalExpectationFailed, ValidationReport, validate_tables
+from pipelines.validate import CriticalExpectationFailed, ValidationReport, validate_lake_files
 
 
 OUTPUT_UMASK = 0o027
@@ -156,8 +156,9 @@ def reconcile(accounts: list[FileAccount]) -> None:
 
 @task
 def validate_new_rows(lake_root: Path, source_hashes: list[str], gx_dir: Path, today: date) -> ValidationReport:
-    tables = publish.new_rows_frames(Lake(lake_root), source_hashes)
-    report = validate_tables(tables, gx_dir, today)
+    # The files are read in batches (pipelines/validate.py): memory does not grow with the run's rows.
+    files = publish.new_rows_files(Lake(lake_root), source_hashes)
+    report = validate_lake_files(files, gx_dir, today, temp_dir=lake_root.parent / ".tmp")
     for outcome in report.warnings:
         print(f"expectation warning: {outcome.description}")
     return report

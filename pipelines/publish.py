@@ -14,9 +14,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
-import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from pipelines.duck import connect
@@ -71,16 +69,14 @@ def staging_dir(output_dir: Path, run_id: str) -> Path:
     return output_dir / "publications" / run_id
 
 
-def new_rows_frames(lake: Lake, source_hashes: list[str]) -> dict[str, pd.DataFrame]:
-    """The rows this run wrote to each lake table (not yet committed), as DataFrames for validation."""
-    frames = {}
+def new_rows_files(lake: Lake, source_hashes: list[str]) -> dict[str, list[Path]]:
+    """The files this run wrote to each lake table (not yet committed), for validation."""
+    files = {}
     for table in DATA_TABLES:
-        files = [str(path) for h in source_hashes if (path := lake.data_file(table, h)).exists()]
-        if files:
-            frame = pq.read_table(files).to_pandas()
-            if len(frame):
-                frames[table] = frame
-    return frames
+        paths = [path for h in source_hashes if (path := lake.data_file(table, h)).exists()]
+        if paths:
+            files[table] = paths
+    return files
 
 
 def commit_files(lake: Lake, run_id: str, accounts: list[FileAccount]) -> None:
