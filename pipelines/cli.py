@@ -69,9 +69,12 @@ def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profi
     from pipelines.rules import RulesError, load_rules
 
     # Configuration is checked before Prefect starts, so a typo costs a second, not a server start-up.
+    from pipelines.duck import ConfigurationError, check_memory_limit
+
     try:
         load_rules(rules_file, profile)
-    except (RulesError, OSError) as error:
+        check_memory_limit()
+    except (RulesError, ConfigurationError, OSError) as error:
         _fail(str(error))
     if not input_dir.is_dir():
         _fail(f"input folder not found: {input_dir}")

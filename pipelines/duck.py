@@ -1,4 +1,5 @@
 """DuckDB connections and the reference tables every SQL step joins."""
+import os
 from pathlib import Path
 
 import duckdb
@@ -6,7 +7,8 @@ import duckdb
 from pipelines.paths import REFERENCE_DIR
 
 # Bounded so that a run's memory does not grow with the size of the lake: DuckDB spills to disk instead.
-DEFAULT_MEMORY_LIMIT = "1536MB"
+# 1 GB leaves room under 2 GiB for Python, Prefect, GX and a validation batch (B12LAB_MEMORY_LIMIT to change).
+DEFAULT_MEMORY_LIMIT = os.environ.get("B12LAB_MEMORY_LIMIT") or "1GB"
 
 REFERENCE_TABLES = {
     "ref_analytes": "analytes.csv",
@@ -16,6 +18,20 @@ REFERENCE_TABLES = {
     "ref_qualitative_values": "qualitative_values.csv",
     "ref_code_systems": "code_systems.csv",
 }
+
+
+class ConfigurationError(ValueError):
+    pass
+
+
+def check_memory_limit(limit: str = DEFAULT_MEMORY_LIMIT) -> None:
+    """Refuse a memory limit DuckDB would not take, naming the setting, before any data is touched."""
+    try:
+        with duckdb.connect() as con:
+            con.execute("set memory_limit = $limit", {"limit": limit})
+    except duckdb.Error:
+        raise ConfigurationError(f"B12LAB_MEMORY_LIMIT: {limit!r} is not a memory size (for example 1GB or 1536MB)") \
+            from None
 
 
 def connect(database: str | Path = ":memory:", *, temp_dir: Path | None = None,

@@ -16,7 +16,7 @@ import duckdb
 from prefect import flow, task
 
 from pipelines import publish, report
-from pipelines.duck import connect
+from pipelines.duck import check_memory_limit, connect
 from pipelines.ingest import (ExportFile, FileAccount, ReconciliationError, discover_exports, ingest_file)
 from pipelines.lake import Lake
 from pipelines.locking import run_lock
@@ -187,6 +187,7 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     # Configuration errors are caught before any data is touched.
     rules = load_rules(rules_file, profile)
+    check_memory_limit()
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input folder not found: {input_dir}")
     # Everything a run writes holds patient data: readable by the owner and the group, nobody else.

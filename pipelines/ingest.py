@@ -76,6 +76,14 @@ create or replace temp macro iso_timestamp(text) as try_cast(
     ) then text end as timestamp)
 """
 
+# A patient id as the export wrote it, less the whitespace around it (tabs, line breaks and no-break spaces
+# too, which trim() keeps); spaces inside and leading zeros are part of the identifier. Empty is null. One
+# definition for the row models and for the duplicate check, which must match ids exactly as they do.
+_CLEAN_IDENTIFIER_MACRO = r"""
+create or replace temp macro clean_identifier(text) as nullif(
+    regexp_replace(text, '^[\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]+|[\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]+$', '', 'g'), '')
+"""
+
 # What the gzip module raises on a gzip stream that ends early or is corrupt.
 _GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
@@ -579,6 +587,7 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
     if not con.execute("select count(*) from duckdb_tables() where table_name = 'ref_units'").fetchone()[0]:
         load_reference_tables(con)  # once per connection: a task of small files shares one
     con.execute(_ISO_TIMESTAMP_MACRO)
+    con.execute(_CLEAN_IDENTIFIER_MACRO)
     repeated_column = ""
     if export.format == "ndjson":
         missing_columns = []  # the fields model always gives every column of the kind
@@ -646,6 +655,8 @@ _KEY_SCHEMA = pa.schema([
     ("accession", pa.string()), ("status", pa.string()), ("comparator", pa.string()), ("value_si", pa.float64()),
     ("value_text", pa.string()),
 ])
+_KEY_COLUMNS_SQL = ("patient_id varchar, analyte varchar, collected_at timestamp, accession varchar, "
+                    "status varchar, comparator varchar, value_si double, value_text varchar")
 _KEY_CACHE_FILE_ROWS = 10_000
 _KEY_CACHE_ROWS = 500_000
 _key_cache: dict[tuple[str, int, int], pa.Table] = {}
@@ -665,50 +676,50 @@ def _cached_lab_keys(path: Path) -> pa.Table | None:
 
 
 def _register_existing_lab_keys(con: duckdb.DuckDBPyConnection, lab_files: list[Path]) -> None:
-    """The duplicate keys of lab results already in the lake (or ingested earlier in this run), in the temp
-    table existing_lab_keys. A connection that ingests file after file keeps the table and adds only the
-    files it does not hold yet (listed in existing_lab_key_files): a task of thousands of small files would
-    otherwise gather every earlier file's keys once per file."""
+    """The duplicate keys of lab results already in the lake (or ingested earlier in this run) that the file in
+    raw_file can repeat, as the view existing_lab_keys.
+
+    Small lake files come from the in-process cache into existing_small_lab_keys, which a connection that
+    ingests file after file keeps, adding only the files it does not hold yet (listed in
+    existing_lab_key_files): a task of thousands of small files would otherwise gather every earlier file's
+    keys once per file. Large files are read again for each file, only the rows of the patients the file
+    names: a night's file repeats no one else's results, and the lake's history need not be held in memory."""
     wanted = [str(path) for path in lab_files]
     held = con.execute(
         "select count(*) from duckdb_tables() where table_name = 'existing_lab_key_files' and temporary"
     ).fetchone()[0]
     loaded = {path for (path,) in con.execute("select path from existing_lab_key_files").fetchall()} if held else None
     if loaded is None or not loaded <= set(wanted):
-        con.execute(
-            """
-            create or replace temp table existing_lab_keys (
-                patient_id varchar, analyte varchar, collected_at timestamp, accession varchar,
-                status varchar, comparator varchar, value_si double, value_text varchar
-            )
-            """
-        )
+        con.execute(f"create or replace temp table existing_small_lab_keys ({_KEY_COLUMNS_SQL})")
         con.execute("create or replace temp table existing_lab_key_files (path varchar)")
         loaded = set()
-    cached, uncached = [], []
+    cached, cached_paths, large = [], [], []
     for path in lab_files:
         if str(path) in loaded:
             continue
         keys = _cached_lab_keys(path)
         if keys is None:
-            uncached.append(str(path))
+            large.append(str(path))
         else:
             cached.append(keys)
+            cached_paths.append(str(path))
     if cached:
         # One chunk: DuckDB scans a table of thousands of one-row chunks slowly.
         con.register("cached_lab_keys", pa.concat_tables(cached).combine_chunks())
         try:
-            con.execute("insert into existing_lab_keys select * from cached_lab_keys")
+            con.execute("insert into existing_small_lab_keys select * from cached_lab_keys")
         finally:
             con.unregister("cached_lab_keys")
-    if uncached:
+        con.execute("insert into existing_lab_key_files select unnest($paths)", {"paths": cached_paths})
+    con.execute(f"create or replace temp table existing_large_lab_keys ({_KEY_COLUMNS_SQL})")
+    if large:
         con.execute(
-            f"insert into existing_lab_keys select {', '.join(_KEY_SCHEMA.names)} from read_parquet($files)",
-            {"files": uncached},
+            f"insert into existing_large_lab_keys select {', '.join(_KEY_SCHEMA.names)} from read_parquet($files) "
+            "where patient_id in (select clean_identifier(raw_file.patient_id) from raw_file)",
+            {"files": large},
         )
-    added = [path for path in wanted if path not in loaded]
-    if added:
-        con.execute("insert into existing_lab_key_files select unnest($paths)", {"paths": added})
+    con.execute("create or replace temp view existing_lab_keys as "
+                "select * from existing_small_lab_keys union all select * from existing_large_lab_keys")
 
 
 def _account(con: duckdb.DuckDBPyConnection, export: ExportFile) -> FileAccount:

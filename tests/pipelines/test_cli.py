@@ -1,6 +1,7 @@
 """The command line: fatal errors give one line and a non-zero exit before any data is touched."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +44,16 @@ def test_unreadable_rules_file_is_refused(tmp_path):
 def test_console_script_is_installed():
     result = subprocess.run([str(Path(sys.executable).parent / "b12lab"), "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "run" in result.stdout
+
+
+def test_a_memory_limit_duckdb_would_refuse_is_named_before_any_data_is_touched(tmp_path):
+    (tmp_path / "in").mkdir()
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "b12lab"), "run", "--input", str(tmp_path / "in"),
+         "--output", str(tmp_path / "out")],
+        env={**os.environ, "B12LAB_MEMORY_LIMIT": "plenty"}, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "b12lab: error: B12LAB_MEMORY_LIMIT: 'plenty' is not a memory size (for example 1GB or 1536MB)"]
+    assert not (tmp_path / "out").exists()

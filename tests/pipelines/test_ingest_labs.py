@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipelines import ingest as ingest_module
 from tests.helpers.exports import lab_row, write_csv, write_labs
 
 
@@ -160,6 +161,26 @@ def test_duplicates_of_results_already_in_the_lake_are_dropped(tmp_path, ingest)
                     earlier_lab_files=[lab_file])
     assert [r["source_row"] for r in second.rows()] == [2]
     assert second.account.by_reason[("dropped", "duplicate")] == 1
+
+
+@pytest.mark.parametrize("lake_file_size", ["small (cached keys)", "large (read for the file's patients)"])
+def test_duplicates_are_matched_on_the_cleaned_patient_id_whatever_the_lake_file_size(
+        tmp_path, ingest, monkeypatch, lake_file_size):
+    if lake_file_size.startswith("large"):
+        monkeypatch.setattr(ingest_module, "_KEY_CACHE_FILE_ROWS", 0)
+    monkeypatch.setattr(ingest_module, "_key_cache", {})
+    first = ingest(write_labs(tmp_path / "in" / "labs_1.csv", [
+        lab_row(patient_id="P001"), lab_row(patient_id="P002", accession="A2"),
+        lab_row(patient_id="P004", accession="A4")]))
+    lab_file = first.lake.data_file("lab_results", first.source_hash)
+    second = ingest(write_labs(tmp_path / "in" / "labs_2.csv", [
+        lab_row(patient_id="\tP001 "),                                # the same result, the id padded
+        lab_row(patient_id="P002", accession="A2", result_value="301"),  # another value
+        lab_row(patient_id="P003", accession="A3"),                     # another patient
+        lab_row(patient_id="P004", accession="A4")]),                   # the same result
+        earlier_lab_files=[lab_file])
+    assert [r["source_row"] for r in second.rows()] == [2, 3]
+    assert second.account.by_reason[("dropped", "duplicate")] == 2
 
 
 def test_patient_id_is_kept_exactly(tmp_path, ingest):

@@ -30,10 +30,9 @@ fields as (
             or test_name is null or result_value is null or unit is null or reference_range is null
             or abnormal_flag is null or status is null or collected_at is null or resulted_at is null
             or performing_lab is null or _overflow is not null) as is_malformed,
-        -- Surrounding whitespace trimmed, tabs, line breaks and no-break spaces included (trim() keeps tabs);
-        -- nothing else: spaces inside and leading zeros are part of the identifier.
-        nullif(regexp_replace(patient_id, '^[\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]+|[\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]+$',
-                              '', 'g'), '') as patient_id,
+        -- clean_identifier (pipelines/ingest.py): surrounding whitespace trimmed, tabs, line breaks and no-break
+        -- spaces included; spaces inside and leading zeros are part of the identifier.
+        clean_identifier(patient_id) as patient_id,
         nullif(trim(accession), '') as accession,
         nullif(trim(loinc), '') as loinc,
         nullif(trim(local_code), '') as local_code,

@@ -17,10 +17,9 @@ fields as (
         source_row,
         (patient_id is null or drug is null or atc_code is null or route is null or dose is null
             or start_date is null or end_date is null or _overflow is not null) as is_malformed,
-        -- Surrounding whitespace trimmed, tabs, line breaks and no-break spaces included (trim() keeps tabs);
-        -- nothing else: spaces inside and leading zeros are part of the identifier.
-        nullif(regexp_replace(patient_id, '^[\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]+|[\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]+$',
-                              '', 'g'), '') as patient_id,
+        -- clean_identifier (pipelines/ingest.py): surrounding whitespace trimmed, tabs, line breaks and no-break
+        -- spaces included; spaces inside and leading zeros are part of the identifier.
+        clean_identifier(patient_id) as patient_id,
         nullif(trim(drug), '') as drug,
         nullif(upper(trim(atc_code)), '') as atc_code,
         nullif(trim(route), '') as route,
