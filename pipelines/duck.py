@@ -1,4 +1,6 @@
 """DuckDB connections and the reference tables every SQL step joins."""
+import ctypes
+import ctypes.util
 import os
 from pathlib import Path
 
@@ -53,3 +55,18 @@ def load_reference_tables(con: duckdb.DuckDBPyConnection) -> None:
             {"path": str(REFERENCE_DIR / file_name)},
         )
     con.execute("alter table ref_units alter factor_to_canonical type double")
+
+
+def release_freed_memory() -> None:
+    """Hand the memory Python has freed back to the operating system (glibc only; elsewhere nothing).
+
+    Validation's pandas batches are freed when it ends, but glibc keeps the freed heap: measured at 10M lab
+    rows, the process still held about 1.2 GB through the model build and the report, on top of DuckDB's own
+    memory_limit, which took the run's peak past 2 GiB."""
+    library = ctypes.util.find_library("c")
+    if not library:
+        return
+    try:
+        ctypes.CDLL(library).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        pass

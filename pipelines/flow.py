@@ -16,7 +16,7 @@ import duckdb
 from prefect import flow, task
 
 from pipelines import publish, report
-from pipelines.duck import check_memory_limit, connect
+from pipelines.duck import check_memory_limit, connect, release_freed_memory
 from pipelines.ingest import (ExportFile, FileAccount, ReconciliationError, discover_exports, ingest_file)
 from pipelines.lake import Lake
 from pipelines.locking import run_lock
@@ -159,6 +159,7 @@ def validate_new_rows(lake_root: Path, source_hashes: list[str], gx_dir: Path, t
     # The files are read in batches (pipelines/validate.py): memory does not grow with the run's rows.
     files = publish.new_rows_files(Lake(lake_root), source_hashes)
     report = validate_lake_files(files, gx_dir, today, temp_dir=lake_root.parent / ".tmp")
+    release_freed_memory()
     for outcome in report.warnings:
         print(f"expectation warning: {outcome.description}")
     return report
