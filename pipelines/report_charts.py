@@ -14,6 +14,7 @@ from datetime import date
 from html import escape
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # no display; set before anything imports a backend
 
@@ -183,19 +184,21 @@ def _number(value: float) -> str:
     return f"{value:,.10g}"
 
 
-def b12_histogram(values_pmol_l: list[float], thresholds: B12Thresholds) -> str:
-    """Histogram of counted B12 results in pmol/L on a log axis, with the rules' thresholds drawn."""
+def b12_histogram(values_pmol_l, thresholds: B12Thresholds) -> str:
+    """Histogram of counted B12 results in pmol/L (a sequence or float array) on a log axis, with the rules'
+    thresholds drawn."""
+    values = np.asarray(values_pmol_l, dtype=float)
     with matplotlib.rc_context(_STYLE):
         fig = _figure(10, 3.8)
         ax = fig.subplots()
-        title = f"Serum B12 results (n = {len(values_pmol_l):,})"
+        title = f"Serum B12 results (n = {len(values):,})"
         _title(fig, title)
-        positive = [v for v in values_pmol_l if v and v > 0]
-        if not positive:
+        positive = values[values > 0]
+        if not positive.size:
             _no_data(ax, "No counted B12 result")
         else:
-            low = min(min(positive), thresholds.deficient_below) * 0.9
-            high = max(max(positive), thresholds.target_above) * 1.1
+            low = min(float(positive.min()), thresholds.deficient_below) * 0.9
+            high = max(float(positive.max()), thresholds.target_above) * 1.1
             edges_count = 48
             ratio = (high / low) ** (1 / edges_count)
             edges = [low * ratio ** i for i in range(edges_count + 1)]

@@ -216,18 +216,22 @@ def write_worklists(con: duckdb.DuckDBPyConnection, report_dir: Path, run_tag: s
     building.mkdir(mode=DIR_MODE)
     os.chmod(building, DIR_MODE)
 
-    results: dict[str, tuple[list[str], list[tuple]]] = {}
-    for cohort in COHORTS:
-        params = {"reasons": list(REASON_SEVERITY)} if cohort == "under_monitored" else {}
-        result = con.execute(QUERIES[cohort], params)
-        results[cohort] = ([d[0] for d in result.description], result.fetchall())
+    def cohort_params(cohort: str) -> dict:
+        return {"reasons": list(REASON_SEVERITY)} if cohort == "under_monitored" else {}
+
+    # Every practice gets a file in every cohort, even an empty one: the practices first, then one cohort's
+    # rows at a time, so that memory holds one cohort, not all three (hundreds of thousands of rows at scale).
     practices = {name for (name,) in con.execute(f"select distinct {_PRACTICE} from patient_status").fetchall()}
-    for columns, rows in results.values():
-        practices.update(row[columns.index("practice")] for row in rows)
+    for cohort in COHORTS:
+        practices.update(name for (name,) in con.execute(
+            f"select distinct worklist.practice from ({QUERIES[cohort]}) as worklist", cohort_params(cohort)
+        ).fetchall())
     slugs = practice_slugs(sorted(practices))
 
     written: list[Worklist] = []
-    for cohort, (columns, rows) in results.items():
+    for cohort in COHORTS:
+        result = con.execute(QUERIES[cohort], cohort_params(cohort))
+        columns, rows = [d[0] for d in result.description], result.fetchall()
         folder = building / cohort
         folder.mkdir(mode=DIR_MODE)
         os.chmod(folder, DIR_MODE)
@@ -244,6 +248,7 @@ def write_worklists(con: duckdb.DuckDBPyConnection, report_dir: Path, run_tag: s
                 writer.writerows([_safe_cell(value) for value in row] for row in practice_rows)
             os.chmod(path, FILE_MODE)
             written.append(Worklist(cohort, practice, target / cohort / path.name, len(practice_rows)))
+        del rows, by_practice
 
     previous = report_dir / f".{WORKLISTS_DIR_NAME}.{run_tag}.old"
     shutil.rmtree(previous, ignore_errors=True)
