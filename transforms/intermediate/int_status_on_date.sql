@@ -21,6 +21,8 @@
 -- makes MMA the primary test in supplemented patients, whose serum B12 says little). mma_*: the MMA result
 -- that decided FUNCTIONAL_MMA, BORDERLINE_MMA_NORMAL or MMA_ON_SUPPLEMENT (the most severe in the window,
 -- then the latest; for MMA_ON_SUPPLEMENT the latest in the lookback).
+-- Each pick ranks the patient's results once (precedence) and takes, per evaluation date, the minimum
+-- precedence among the results that qualify, rather than ranking the results of every evaluation date.
 with
 
 settings as (
@@ -36,11 +38,15 @@ evaluation_dates as (
     from int_status_evaluation_dates
 ),
 
-index_candidates as (
+index_results_ranked as (
+    -- every counted b12/holotc result, with its precedence among the patient's results: the order in which
+    -- the index result is picked (most recent first, then the tie-breakers of the rule above). Ranking once
+    -- per patient, instead of once per evaluation date, leaves each date a minimum to find.
     select
-        evaluation_dates.as_of,
-        evaluation_dates.patient_id,
-        evaluation_dates.evaluated_on,
+        int_classified_results.patient_id,
+        int_classified_results.collected_on,
+        int_classified_results.counted_from,
+        int_classified_results.counted_through,
         int_classified_results.category,
         struct_pack(
             analyte := int_classified_results.analyte,
@@ -53,7 +59,7 @@ index_candidates as (
             category := int_classified_results.category
         ) as result,
         row_number() over (
-            partition by evaluation_dates.as_of, evaluation_dates.patient_id, evaluation_dates.evaluated_on
+            partition by int_classified_results.patient_id
             order by
                 int_classified_results.collected_at desc,
                 int_classified_results.severity desc,
@@ -61,35 +67,52 @@ index_candidates as (
                 int_classified_results.value_si,
                 int_classified_results.source_file,
                 int_classified_results.source_row
-        ) as recency
-    from evaluation_dates
-    inner join int_classified_results
-        on int_classified_results.patient_id = evaluation_dates.patient_id
-    cross join settings
+        ) as precedence
+    from int_classified_results
     where int_classified_results.analyte in ('b12', 'holotc')
       and int_classified_results.category is not null
-      and evaluation_dates.as_of
-          between int_classified_results.counted_from and int_classified_results.counted_through
-      and int_classified_results.collected_on
-          between evaluation_dates.evaluated_on - settings.lookback_days and evaluation_dates.evaluated_on
+),
+
+index_picks as (
+    -- every evaluation date, with the precedence of its index result (null: no result in the lookback)
+    select
+        evaluation_dates.as_of,
+        evaluation_dates.patient_id,
+        evaluation_dates.evaluated_on,
+        min(index_results_ranked.precedence) as precedence
+    from evaluation_dates
+    cross join settings
+    left join index_results_ranked
+        on index_results_ranked.patient_id = evaluation_dates.patient_id
+       and evaluation_dates.as_of
+           between index_results_ranked.counted_from and index_results_ranked.counted_through
+       and index_results_ranked.collected_on
+           between evaluation_dates.evaluated_on - settings.lookback_days and evaluation_dates.evaluated_on
+    group by evaluation_dates.as_of, evaluation_dates.patient_id, evaluation_dates.evaluated_on
 ),
 
 index_results as (
-    select index_candidates.*
-    from index_candidates
-    where index_candidates.recency = 1
+    -- every evaluation date, with its index result (category and result null when there is none)
+    select
+        index_picks.as_of,
+        index_picks.patient_id,
+        index_picks.evaluated_on,
+        index_results_ranked.category,
+        index_results_ranked.result
+    from index_picks
+    left join index_results_ranked
+        on index_results_ranked.patient_id = index_picks.patient_id
+       and index_results_ranked.precedence = index_picks.precedence
 ),
 
 mma_results as (
+    -- every counted MMA result, with its precedence among the patient's MMA results in the two orders MMA
+    -- results are picked in: most severe first in the window (decisiveness), most recent first in the
+    -- lookback (recency)
     select
         int_classified_results.patient_id,
-        int_classified_results.collected_at,
         int_classified_results.collected_on,
-        int_classified_results.value_si,
         int_classified_results.category,
-        int_classified_results.severity,
-        int_classified_results.source_file,
-        int_classified_results.source_row,
         int_classified_results.counted_from,
         int_classified_results.counted_through,
         struct_pack(
@@ -101,29 +124,37 @@ mma_results as (
             unit_si := int_classified_results.unit_si,
             collected_on := int_classified_results.collected_on,
             category := int_classified_results.category
-        ) as result
+        ) as result,
+        row_number() over (
+            partition by int_classified_results.patient_id
+            order by
+                int_classified_results.severity desc,
+                int_classified_results.collected_at desc,
+                int_classified_results.value_si desc,
+                int_classified_results.source_file,
+                int_classified_results.source_row
+        ) as decisiveness,
+        row_number() over (
+            partition by int_classified_results.patient_id
+            order by
+                int_classified_results.collected_at desc,
+                int_classified_results.severity desc,
+                int_classified_results.value_si desc,
+                int_classified_results.source_file,
+                int_classified_results.source_row
+        ) as recency
     from int_classified_results
     where int_classified_results.analyte = 'mma'
       and int_classified_results.category is not null
 ),
 
-window_mma_ranked as (
+window_mma_picks as (
     -- MMA results in the window around a borderline or indeterminate index result
     select
         index_results.as_of,
         index_results.patient_id,
         index_results.evaluated_on,
-        mma_results.category,
-        mma_results.result,
-        row_number() over (
-            partition by index_results.as_of, index_results.patient_id, index_results.evaluated_on
-            order by
-                mma_results.severity desc,
-                mma_results.collected_at desc,
-                mma_results.value_si desc,
-                mma_results.source_file,
-                mma_results.source_row
-        ) as decisiveness
+        min(mma_results.decisiveness) as decisiveness
     from index_results
     inner join mma_results
         on mma_results.patient_id = index_results.patient_id
@@ -134,43 +165,20 @@ window_mma_ranked as (
           between index_results.result.collected_on + settings.mma_window_start_offset_days
               and index_results.result.collected_on + settings.mma_window_end_offset_days
       and mma_results.collected_on <= index_results.evaluated_on
+    group by index_results.as_of, index_results.patient_id, index_results.evaluated_on
 ),
 
 window_mma as (
-    select window_mma_ranked.*
-    from window_mma_ranked
-    where window_mma_ranked.decisiveness = 1
-),
-
-lookback_mma_ranked as (
     select
-        evaluation_dates.as_of,
-        evaluation_dates.patient_id,
-        evaluation_dates.evaluated_on,
+        window_mma_picks.as_of,
+        window_mma_picks.patient_id,
+        window_mma_picks.evaluated_on,
         mma_results.category,
-        mma_results.result,
-        row_number() over (
-            partition by evaluation_dates.as_of, evaluation_dates.patient_id, evaluation_dates.evaluated_on
-            order by
-                mma_results.collected_at desc,
-                mma_results.severity desc,
-                mma_results.value_si desc,
-                mma_results.source_file,
-                mma_results.source_row
-        ) as recency
-    from evaluation_dates
+        mma_results.result
+    from window_mma_picks
     inner join mma_results
-        on mma_results.patient_id = evaluation_dates.patient_id
-    cross join settings
-    where evaluation_dates.as_of between mma_results.counted_from and mma_results.counted_through
-      and mma_results.collected_on
-          between evaluation_dates.evaluated_on - settings.lookback_days and evaluation_dates.evaluated_on
-),
-
-latest_mma as (
-    select lookback_mma_ranked.*
-    from lookback_mma_ranked
-    where lookback_mma_ranked.recency = 1
+        on mma_results.patient_id = window_mma_picks.patient_id
+       and mma_results.decisiveness = window_mma_picks.decisiveness
 ),
 
 on_b12_supplementation as (
@@ -186,22 +194,68 @@ on_b12_supplementation as (
       and (stg_medications.end_date is null or stg_medications.end_date > evaluation_dates.evaluated_on)
 ),
 
+lookback_mma_picks as (
+    -- the latest MMA in the lookback only matters on a date the patient is on B12 (MMA_ON_SUPPLEMENT)
+    select
+        on_b12_supplementation.as_of,
+        on_b12_supplementation.patient_id,
+        on_b12_supplementation.evaluated_on,
+        min(mma_results.recency) as recency
+    from on_b12_supplementation
+    inner join mma_results
+        on mma_results.patient_id = on_b12_supplementation.patient_id
+    cross join settings
+    where on_b12_supplementation.as_of between mma_results.counted_from and mma_results.counted_through
+      and mma_results.collected_on
+          between on_b12_supplementation.evaluated_on - settings.lookback_days and on_b12_supplementation.evaluated_on
+    group by on_b12_supplementation.as_of, on_b12_supplementation.patient_id, on_b12_supplementation.evaluated_on
+),
+
+latest_mma as (
+    select
+        lookback_mma_picks.as_of,
+        lookback_mma_picks.patient_id,
+        lookback_mma_picks.evaluated_on,
+        mma_results.category,
+        mma_results.result
+    from lookback_mma_picks
+    inner join mma_results
+        on mma_results.patient_id = lookback_mma_picks.patient_id
+       and mma_results.recency = lookback_mma_picks.recency
+),
+
+supplementation_with_latest_mma as (
+    select
+        on_b12_supplementation.as_of,
+        on_b12_supplementation.patient_id,
+        on_b12_supplementation.evaluated_on,
+        latest_mma.category as latest_mma_category,
+        latest_mma.result as latest_mma_result
+    from on_b12_supplementation
+    left join latest_mma
+        on latest_mma.patient_id = on_b12_supplementation.patient_id
+       and latest_mma.evaluated_on = on_b12_supplementation.evaluated_on
+       and latest_mma.as_of = on_b12_supplementation.as_of
+),
+
 status_rules as (
     select
-        evaluation_dates.as_of,
-        evaluation_dates.patient_id,
-        evaluation_dates.evaluated_on,
-        on_b12_supplementation.patient_id is not null as on_b12,
+        index_results.as_of,
+        index_results.patient_id,
+        index_results.evaluated_on,
+        supplementation_with_latest_mma.patient_id is not null as on_b12,
         case
             when index_results.category = 'deficient' and index_results.result.analyte = 'b12'
                 then 'B12_DEFICIENT'
             when index_results.category = 'deficient' and index_results.result.analyte = 'holotc'
                 then 'HOLOTC_DEFICIENT'
-            when index_results.category in ('borderline', 'indeterminate') and window_mma.category = 'elevated'
+            when index_results.category in ('borderline', 'indeterminate')
+             and window_mma.category = 'elevated'
                 then 'FUNCTIONAL_MMA'
-            when on_b12_supplementation.patient_id is not null and latest_mma.category = 'elevated'
+            when supplementation_with_latest_mma.latest_mma_category = 'elevated'
                 then 'MMA_ON_SUPPLEMENT'
-            when index_results.category in ('borderline', 'indeterminate') and window_mma.category = 'normal'
+            when index_results.category in ('borderline', 'indeterminate')
+             and window_mma.category = 'normal'
                 then 'BORDERLINE_MMA_NORMAL'
             when index_results.category in ('borderline', 'indeterminate')
                 then 'BORDERLINE_NEEDS_MMA'
@@ -211,24 +265,16 @@ status_rules as (
         end as rule_id,
         index_results.result as index_result,
         window_mma.result as window_mma_result,
-        latest_mma.result as latest_mma_result
-    from evaluation_dates
-    left join index_results
-        on index_results.patient_id = evaluation_dates.patient_id
-       and index_results.evaluated_on = evaluation_dates.evaluated_on
-       and index_results.as_of = evaluation_dates.as_of
+        supplementation_with_latest_mma.latest_mma_result
+    from index_results
     left join window_mma
-        on window_mma.patient_id = evaluation_dates.patient_id
-       and window_mma.evaluated_on = evaluation_dates.evaluated_on
-       and window_mma.as_of = evaluation_dates.as_of
-    left join latest_mma
-        on latest_mma.patient_id = evaluation_dates.patient_id
-       and latest_mma.evaluated_on = evaluation_dates.evaluated_on
-       and latest_mma.as_of = evaluation_dates.as_of
-    left join on_b12_supplementation
-        on on_b12_supplementation.patient_id = evaluation_dates.patient_id
-       and on_b12_supplementation.evaluated_on = evaluation_dates.evaluated_on
-       and on_b12_supplementation.as_of = evaluation_dates.as_of
+        on window_mma.patient_id = index_results.patient_id
+       and window_mma.evaluated_on = index_results.evaluated_on
+       and window_mma.as_of = index_results.as_of
+    left join supplementation_with_latest_mma
+        on supplementation_with_latest_mma.patient_id = index_results.patient_id
+       and supplementation_with_latest_mma.evaluated_on = index_results.evaluated_on
+       and supplementation_with_latest_mma.as_of = index_results.as_of
 ),
 
 evidence as (

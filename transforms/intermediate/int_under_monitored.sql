@@ -199,6 +199,8 @@ supplemented_no_mma as (
 ),
 
 b12_after_treatment_ranked as (
+    -- only PA patients can be treated below target, so the others' results are not ranked (on each of many
+    -- dates)
     select
         monitoring_results.*,
         patient_facts.as_of,
@@ -218,6 +220,7 @@ b12_after_treatment_ranked as (
        and patient_facts.as_of between monitoring_results.counted_from and monitoring_results.counted_through
     cross join settings
     where monitoring_results.analyte = 'b12'
+      and patient_facts.has_pa
       and patient_facts.treatment_start is not null
       and monitoring_results.collected_on >= patient_facts.treatment_start + settings.below_target_after_treatment_days
 ),
