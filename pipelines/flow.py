@@ -134,14 +134,14 @@ def ingest_small_exports(exports: list[ExportFile], lake_root: Path, run_id: str
 def ingest_batches(exports: list[ExportFile]) -> list[list[ExportFile]]:
     """The new files in discovery order, cut into tasks: a large file alone, runs of small files together."""
     batches: list[list[ExportFile]] = []
+    last_batch_is_small = False
     for export in exports:
         small = export.path.stat().st_size < SMALL_FILE_BYTES
-        previous = batches[-1] if batches else None
-        if small and previous and len(previous) < SMALL_FILES_PER_TASK \
-                and previous[0].path.stat().st_size < SMALL_FILE_BYTES:
-            previous.append(export)
+        if small and last_batch_is_small and len(batches[-1]) < SMALL_FILES_PER_TASK:
+            batches[-1].append(export)
         else:
             batches.append([export])
+        last_batch_is_small = small
     return batches
 
 

@@ -336,6 +336,11 @@ def _load_raw_file(con: duckdb.DuckDBPyConnection, path: Path, kind: ExportKind,
         strict_records = None
     if strict_records != con.execute("select count(*) from raw_file").fetchone()[0]:
         _load_raw_file_with_python(con, path, columns, delimiter)
+    _finish_raw_file(con, kind, delimiter)
+
+
+def _finish_raw_file(con: duckdb.DuckDBPyConnection, kind: ExportKind, delimiter: str) -> None:
+    """Whichever reader filled raw_file: every column of the kind present, swallowed records flagged."""
     _complete_raw_file(con, kind)
     _flag_swallowed_records(con, kind, delimiter)
 
@@ -497,8 +502,7 @@ def _load_csv_file(con: duckdb.DuckDBPyConnection, export: ExportFile, scratch: 
             # Python's csv module reads it.
             try:
                 _load_raw_file_with_python(con, path, columns, delimiter)
-                _complete_raw_file(con, kind)
-                _flag_swallowed_records(con, kind, delimiter)
+                _finish_raw_file(con, kind, delimiter)
             except (csv.Error, duckdb.Error) as error:
                 problem = problem or _reader_failure(error)
                 _empty_raw_file(con, kind)
@@ -584,7 +588,7 @@ def ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, 
 
 def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, run_id: str,
                  ingest_date: date, earlier_lab_files: list[Path]) -> FileAccount:
-    if not con.execute("select count(*) from duckdb_tables() where table_name = 'ref_units'").fetchone()[0]:
+    if not _has_table(con, "ref_units"):
         load_reference_tables(con)  # once per connection: a task of small files shares one
     con.execute(_ISO_TIMESTAMP_MACRO)
     con.execute(_CLEAN_IDENTIFIER_MACRO)
@@ -675,6 +679,12 @@ def _cached_lab_keys(path: Path) -> pa.Table | None:
     return _key_cache[key]
 
 
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the connection already holds the table (a connection that ingests file after file keeps some)."""
+    return bool(con.execute("select count(*) from duckdb_tables() where table_name = $name",
+                            {"name": name}).fetchone()[0])
+
+
 def _register_existing_lab_keys(con: duckdb.DuckDBPyConnection, lab_files: list[Path]) -> None:
     """The duplicate keys of lab results already in the lake (or ingested earlier in this run) that the file in
     raw_file can repeat, as the view existing_lab_keys.
@@ -685,10 +695,8 @@ def _register_existing_lab_keys(con: duckdb.DuckDBPyConnection, lab_files: list[
     keys once per file. Large files are read again for each file, only the rows of the patients the file
     names: a night's file repeats no one else's results, and the lake's history need not be held in memory."""
     wanted = [str(path) for path in lab_files]
-    held = con.execute(
-        "select count(*) from duckdb_tables() where table_name = 'existing_lab_key_files' and temporary"
-    ).fetchone()[0]
-    loaded = {path for (path,) in con.execute("select path from existing_lab_key_files").fetchall()} if held else None
+    loaded = ({path for (path,) in con.execute("select path from existing_lab_key_files").fetchall()}
+              if _has_table(con, "existing_lab_key_files") else None)
     if loaded is None or not loaded <= set(wanted):
         con.execute(f"create or replace temp table existing_small_lab_keys ({_KEY_COLUMNS_SQL})")
         con.execute("create or replace temp table existing_lab_key_files (path varchar)")
