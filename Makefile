@@ -15,8 +15,8 @@ CHROMIUM_INSTALL := command -v chromium >/dev/null || (apt-get update -qq && apt
 
 $(BIN)/b12lab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --quiet --upgrade pip
+	$(BIN)/pip install --quiet --quiet -e '.[test]'
 	touch $@
 
 install: $(BIN)/b12lab

@@ -1,9 +1,16 @@
-"""The `b12lab` command line: run, synth, sql (and serve)."""
+"""The `b12lab` command line: run, synth, sql and serve.
+
+Whatever goes wrong, a command exits non-zero with one line on standard error that names the cause (and,
+for a run, its log file), never a traceback: 1 for an error, 130 for an interrupt (SIGINT, Ctrl-C), 143
+for SIGTERM. Exit 0 means the command did everything it promises (for `run`: published).
+"""
 from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -13,9 +20,12 @@ import click
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# Prefect's logging as the command line wants it: progress on stdout, no traceback (pipelines/logging.yml).
+os.environ.setdefault("PREFECT_LOGGING_SETTINGS_PATH", str(Path(__file__).with_name("logging.yml")))
 
 
 _exit_status = {"code": 0}
+EXIT_ERROR, EXIT_SIGINT, EXIT_SIGTERM = 1, 128 + signal.SIGINT, 128 + signal.SIGTERM
 
 
 def _leave_without_interpreter_teardown() -> None:
@@ -33,19 +43,134 @@ def _leave_without_interpreter_teardown() -> None:
 atexit.register(_leave_without_interpreter_teardown)
 
 
+class CommandFailed(Exception):
+    """A command's one-line failure, already worded for the operator."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM outside a flow run (inside one, Prefect's own handler raises its TerminationSignal)."""
+
+    def __init__(self, signum: int):
+        self.signal = signum
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signum)
+
+
+class _SignalsSeen:
+    """Which signals reached the process, whatever handler was installed when they came: Python's C-level
+    handler writes each one's number to the wakeup fd. Needed because a Ctrl-C or SIGTERM that lands inside
+    a DuckDB query comes back as DuckDB's own "Query interrupted", which does not say which it was."""
+
+    def __init__(self):
+        self._read, write = os.pipe()
+        for end in (self._read, write):
+            os.set_blocking(end, False)
+        signal.set_wakeup_fd(write)
+
+    def last(self, default: int) -> int:
+        try:
+            seen = os.read(self._read, 1024)
+        except BlockingIOError:
+            seen = b""
+        wanted = [number for number in seen if number in (signal.SIGINT, signal.SIGTERM)]
+        return wanted[-1] if wanted else default
+
+
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 def entry_point() -> None:
-    """The `b12lab` console script: run the CLI and keep its exit status for the exit handler."""
+    """The `b12lab` console script: every outcome becomes an exit status and at most one line on stderr."""
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    # Also when started in the background by a shell that set SIGINT to be ignored: SIGINT stops a run.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signals = _SignalsSeen()
+    code = 0
     try:
-        main()
-    except SystemExit as leaving:
-        code = leaving.code
-        _exit_status["code"] = code if isinstance(code, int) else (0 if code is None else 1)
-        raise
+        main(standalone_mode=False)
+    except click.exceptions.Exit as leaving:
+        code = leaving.exit_code
+    except click.ClickException as error:  # bad usage: click's own message and status (2)
+        error.show()
+        code = error.exit_code
+    except CommandFailed as error:
+        click.echo(f"b12lab: error: {error}", err=True)
+        code = EXIT_ERROR
+    except BaseException as error:  # noqa: BLE001 (the promise: no traceback reaches the terminal)
+        # An interrupt: KeyboardInterrupt, click's Abort (what click makes of it), ours, or Prefect's
+        # TerminationSignal (its SIGTERM handler during a flow run).
+        if isinstance(error, (KeyboardInterrupt, click.exceptions.Abort, Interrupted)) \
+                or type(error).__name__ == "TerminationSignal":
+            signum = signals.last(default=getattr(error, "signal", signal.SIGINT))
+            code = EXIT_SIGTERM if signum == signal.SIGTERM else EXIT_SIGINT
+            click.echo(f"b12lab: interrupted ({signal.Signals(signum).name}): nothing half-done was published; "
+                       "the next run carries on", err=True)
+        else:
+            click.echo(f"b12lab: error: {_one_line(error)}", err=True)
+            code = EXIT_ERROR
+    _exit_status["code"] = code
+    sys.exit(code)
 
 
 def _fail(message: str) -> None:
-    click.echo(f"b12lab: error: {message}", err=True)
-    sys.exit(1)
+    raise CommandFailed(message)
+
+
+@contextmanager
+def _prefect_api():
+    """The Prefect API the run reports to: PREFECT_API_URL when set (a running server: the UI shows the
+    run), else a temporary server of our own for this process.
+
+    Ours runs in its own session, so a Ctrl-C at the terminal reaches the run, which reports how it ended
+    before the server is stopped (Prefect's own temporary server shares the terminal's signals, dies first,
+    and leaves the run retrying a closed port for minutes).
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield
+        return
+    import logging
+    import subprocess
+
+    from prefect.server.api.server import SubprocessASGIServer
+
+    class SessionServer(SubprocessASGIServer):
+        def _run_uvicorn_command(self):
+            popen = subprocess.Popen
+
+            def in_own_session(*args, **kwargs):
+                return popen(*args, **{**kwargs, "start_new_session": True})
+
+            subprocess.Popen = in_own_session
+            try:
+                return super()._run_uvicorn_command()
+            finally:
+                subprocess.Popen = popen
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    # Its start and stop messages point at web pages this machine may not reach; the run prints its own.
+    server_logger = logging.getLogger("prefect")
+    server_logger.setLevel(logging.WARNING)
+    server = SessionServer()
+    try:
+        server.start(timeout=120)
+        server_logger.setLevel(logging.INFO)
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield
+    finally:
+        # Send the run's last logs and events while the server still listens: a worker left with them
+        # retries a closed port for a minute at exit.
+        for worker in (APILogWorker, EventsWorker):
+            worker.drain_all(timeout=10)
+        server_logger.setLevel(logging.WARNING)
+        server.stop()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -60,51 +185,64 @@ def main() -> None:
 @click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path),
               help="Output folder: lake, publications, warehouse.duckdb, report.")
 @click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="Classify patients as of this date (YYYY-MM-DD). Default: today.")
+              help="Classify patients as of this date (YYYY-MM-DD). Default: today. A date before the live "
+                   "publication's is a reproduction, written to OUTPUT/as-of/<date>/; a future date is refused.")
 @click.option("--rules", "rules_file", type=click.Path(path_type=Path), default=None,
               help="Rules file (YAML). Default: the shipped rules (seed guidance).")
 @click.option("--profile", default=None, help="Guideline profile in the rules file (seed, nice_ng239, bsh_2014).")
-def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profile: str | None) -> None:
+@click.option("--max-quarantine-share", envvar="B12LAB_MAX_QUARANTINE_SHARE", type=float,
+              default=0.2, show_default=True,
+              help="Stop the run when more than this share of a file's records is quarantined "
+                   "(env B12LAB_MAX_QUARANTINE_SHARE).")
+def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profile: str | None,
+        max_quarantine_share: float) -> None:
     """Run the nightly pipeline once: ingest, validate, classify, publish."""
+    from pipelines.duck import ConfigurationError, check_memory_limit
+    from pipelines.flow import check_as_of, check_quarantine_share
     from pipelines.rules import RulesError, load_rules
 
     # Configuration is checked before Prefect starts, so a typo costs a second, not a server start-up.
-    from pipelines.duck import ConfigurationError, check_memory_limit
-
     try:
         load_rules(rules_file, profile)
         check_memory_limit()
-    except (RulesError, ConfigurationError, OSError) as error:
-        _fail(str(error))
+        check_quarantine_share(max_quarantine_share)
+        if as_of:
+            check_as_of(as_of.date(), date.today())
+    except (RulesError, ConfigurationError, ValueError, OSError) as error:
+        _fail(_one_line(error))
     if not input_dir.is_dir():
         _fail(f"input folder not found: {input_dir}")
-    if output_dir.is_dir():
-        # A quick look before Prefect starts; the flow itself holds the lock for the whole run.
-        from pipelines.locking import RunInProgress, run_lock
+    # A quick look before Prefect starts; the flow itself holds the lock for the whole run.
+    from pipelines.flow import prepare_output
+    from pipelines.locking import RunInProgress, check_unlocked
 
-        try:
-            with run_lock(output_dir):
-                pass
-        except RunInProgress as error:
-            _fail(str(error))
+    try:
+        prepare_output(output_dir)
+        check_unlocked(output_dir)
+    except (RunInProgress, PermissionError) as error:
+        _fail(str(error))
 
     from pipelines.flow import nightly
 
     try:
-        record = nightly(input_dir=input_dir, output_dir=output_dir,
-                         as_of=as_of.date() if as_of else None, rules_file=rules_file, profile=profile)
-    except Exception as error:  # one line for the operator; the full trace is in the Prefect logs
-        _fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
+        with _prefect_api():
+            record = nightly(input_dir=input_dir, output_dir=output_dir,
+                             as_of=as_of.date() if as_of else None, rules_file=rules_file, profile=profile,
+                             max_quarantine_share=max_quarantine_share)
+    except KeyboardInterrupt:  # past click, which would print an empty line for it
+        raise Interrupted(signal.SIGINT) from None
+    except Exception as error:  # the one line names the log file; the trace is in it
+        _fail(_one_line(error))
     click.echo(
-        f"published run {record['run_id']} as of {record['as_of']}: read {record['rows_read']}, "
+        f"published run {record['run_id']} ({record['kind']}) as of {record['as_of']}: read {record['rows_read']}, "
         f"accepted {record['rows_accepted']}, quarantined {record['rows_quarantined']}, "
         f"dropped {record['rows_dropped']}"
     )
-    click.echo(f"warehouse:   {(output_dir / 'warehouse.duckdb').resolve()}")
-    click.echo(f"run summary: {(output_dir / 'run_summary.json').resolve()}")
-    report = output_dir / "report" / "index.html"
-    if report.exists():
-        click.echo(f"report:      {report.resolve()}")
+    warehouse = Path(record["warehouse"])
+    click.echo(f"warehouse:   {warehouse.absolute()}")
+    click.echo(f"report:      {(warehouse.parent / 'report' / 'index.html').absolute()}")
+    click.echo(f"run summary: {(warehouse.parent / 'run_summary.json').absolute()}")
+    click.echo(f"log:         {Path(record['log_file']).absolute()}")
 
 
 @main.command()
@@ -119,7 +257,10 @@ def synth(patients: int, out_dir: Path, seed: int, start, end) -> None:
 
     if end <= start:
         _fail("--end must be after --start")
-    summary = synthesize(patients, out_dir, seed=seed, start=start.date(), end=end.date())
+    try:
+        summary = synthesize(patients, out_dir, seed=seed, start=start.date(), end=end.date())
+    except OSError as error:
+        _fail(f"cannot write the synthetic exports to {out_dir}: {error.strerror or _one_line(error)}")
     click.echo(f"wrote synthetic exports for {patients} patients to {out_dir}")
     for name, rows in sorted(summary.get("rows", {}).items()):
         click.echo(f"  {name}: {rows} rows")
@@ -143,26 +284,41 @@ def _local_timezone() -> str:
               help="When to run, as a cron expression (env B12LAB_CRON).")
 @click.option("--timezone", "timezone", envvar="B12LAB_TIMEZONE", default=None,
               help="Time zone of the cron expression (env B12LAB_TIMEZONE). Default: this machine's.")
-@click.option("--rules", "rules_file", envvar="B12LAB_RULES", type=click.Path(path_type=Path), default=None)
-@click.option("--profile", envvar="B12LAB_PROFILE", default=None)
+@click.option("--rules", "rules_file", envvar="B12LAB_RULES", type=click.Path(path_type=Path), default=None,
+              help="Rules file (env B12LAB_RULES). Default: the shipped rules.")
+@click.option("--profile", envvar="B12LAB_PROFILE", default=None, help="Guideline profile (env B12LAB_PROFILE).")
+@click.option("--max-quarantine-share", envvar="B12LAB_MAX_QUARANTINE_SHARE", type=float, default=0.2,
+              show_default=True, help="As for `run` (env B12LAB_MAX_QUARANTINE_SHARE).")
 @click.option("--name", default="nightly", show_default=True, help="Deployment name.")
 def serve(input_dir: Path, output_dir: Path, cron: str, timezone: str | None, rules_file: Path | None,
-          profile: str | None, name: str) -> None:
+          profile: str | None, max_quarantine_share: float, name: str) -> None:
     """Serve the nightly flow on a cron schedule (a Prefect deployment); stop with Ctrl-C."""
+    from pipelines.flow import check_quarantine_share
     from pipelines.rules import RulesError, load_rules
 
     try:
         load_rules(rules_file, profile)
-    except (RulesError, OSError) as error:
-        _fail(str(error))
+        check_quarantine_share(max_quarantine_share)
+    except (RulesError, ValueError, OSError) as error:
+        _fail(_one_line(error))
     from prefect.schedules import Cron
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        _fail("PREFECT_API_URL is not set: start a Prefect server (`prefect server start`) and point "
+              "PREFECT_API_URL at it, so that the schedule outlives this process")
+    try:
+        schedule = Cron(cron, timezone=timezone or _local_timezone())
+    except ValueError as error:
+        _fail(f"--cron / B12LAB_CRON: {_one_line(error)}")
 
     from pipelines.flow import nightly
 
     parameters = {"input_dir": str(input_dir.resolve()), "output_dir": str(output_dir.resolve()),
-                  "rules_file": str(rules_file.resolve()) if rules_file else None, "profile": profile}
-    nightly.serve(name=name, schedules=[Cron(cron, timezone=timezone or _local_timezone())],
-                  parameters=parameters, description="Nightly B12 pipeline: ingest, validate, classify, publish.")
+                  "rules_file": str(rules_file.resolve()) if rules_file else None, "profile": profile,
+                  "max_quarantine_share": max_quarantine_share}
+    nightly.serve(name=name, schedules=[schedule], parameters=parameters,
+                  description="Nightly B12 pipeline: ingest, validate, classify, publish.")
 
 
 @main.command()
@@ -182,7 +338,7 @@ def sql(query: str | None, output_dir: Path) -> None:
         else:
             interactive(warehouse)
     except Exception as error:
-        _fail(str(error).splitlines()[0])
+        _fail(_one_line(error))
 
 
 if __name__ == "__main__":

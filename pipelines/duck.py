@@ -27,6 +27,13 @@ class ConfigurationError(ValueError):
     pass
 
 
+def is_interrupt(error: BaseException) -> bool:
+    """DuckDB answers a Ctrl-C that arrives during a query by ending the query with an error of its own
+    (duckdb 2.0 raises it as RuntimeError "Query interrupted"), not with KeyboardInterrupt."""
+    return isinstance(error, duckdb.InterruptException) or (
+        isinstance(error, RuntimeError) and str(error) == "Query interrupted")
+
+
 def check_memory_limit(limit: str = DEFAULT_MEMORY_LIMIT) -> None:
     """Refuse a memory limit DuckDB would not take, naming the setting, before any data is touched."""
     try:

@@ -2,9 +2,11 @@
 
 The flow is a short ordered script; every task calls plain functions of the other modules, which tests
 call directly. Only file I/O that can fail for passing reasons (a drop folder on a network share) retries.
-"""
-from __future__ import annotations
 
+No `from __future__ import annotations` here: Prefect validates a served flow's parameters from their
+annotations at run time, and string annotations leave its parameter model undefined ("NightlyModel is not
+fully defined"), so every run started from the deployment would fail.
+"""
 import json
 import os
 import uuid
@@ -12,26 +14,74 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
-import duckdb
 from prefect import flow, task
 
 from pipelines import publish, report
-from pipelines.duck import check_memory_limit, connect, release_freed_memory
-from pipelines.ingest import (ExportFile, FileAccount, ReconciliationError, discover_exports, ingest_file)
+from pipelines.duck import check_memory_limit, connect, is_interrupt, release_freed_memory
+from pipelines.ingest import ExportFile, FileAccount, ReconciliationError, discover_exports, ingest_file
 from pipelines.lake import Lake
-from pipelines.locking import run_lock
+from pipelines.locking import RunLock, run_lock
 from pipelines.progress import tracked
 from pipelines.rules import Rules, load_rules
+from pipelines.run_log import log_path, run_log
 from pipelines.validate import CriticalExpectationFailed, ValidationReport, validate_lake_files
 
 
 OUTPUT_UMASK = 0o027
+# The lake holds nothing older: a run as of an earlier date could only report an empty population.
+EARLIEST_AS_OF = date(1900, 1, 1)
+# A file of which more than this share of records is quarantined stops the run, as a failed critical
+# expectation does: a feed that changed its layout or broke looks like that (B12LAB_MAX_QUARANTINE_SHARE).
+DEFAULT_MAX_QUARANTINE_SHARE = 0.20
+NIGHTLY, REPRODUCTION = "nightly", "reproduction"
+
+
+class RunFailed(RuntimeError):
+    """A run that stopped: one line naming the cause and the log file that holds the details."""
+
+
+class NoExportFiles(RuntimeError):
+    pass
+
+
+class TooMuchQuarantined(RuntimeError):
+    pass
+
+
+def check_as_of(as_of: date, today: date) -> None:
+    """Refuse an as-of date no run can mean: after today, or before anything the lake can hold."""
+    if as_of > today:
+        raise ValueError(f"--as-of {as_of.isoformat()} is after today ({today.isoformat()}): "
+                         "a run cannot classify patients on a day that has not come")
+    if as_of < EARLIEST_AS_OF:
+        raise ValueError(f"--as-of {as_of.isoformat()} is before {EARLIEST_AS_OF.isoformat()}, "
+                         "the earliest date the lake accepts")
+
+
+def prepare_output(output_dir: Path) -> None:
+    """Create the output folder if need be and prove it writable, before anything is read."""
+    # Everything a run writes holds patient data: readable by the owner and the group, nobody else.
+    os.umask(OUTPUT_UMASK)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / f".write-test.{os.getpid()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise PermissionError(f"cannot write to the output folder {output_dir}: {error.strerror or error}") from None
+
+
+def check_quarantine_share(share: float) -> None:
+    if not 0 <= share <= 1:
+        raise ValueError(f"B12LAB_MAX_QUARANTINE_SHARE: {share} is not a share between 0 and 1 (default 0.2)")
 
 
 @dataclass
 class RunSummary:
     run_id: str
+    kind: str
     as_of: date
+    flow_run_id: str | None
     started_at: datetime
     rules_version: str
     rules_profile: str
@@ -47,6 +97,7 @@ class RunSummary:
     warehouse: Path | None = None
     publication: Path | None = None
     data_docs: Path | None = None
+    log_file: Path | None = None
 
     def total(self, attribute: str) -> int:
         return sum(getattr(account, attribute) for account in self.files)
@@ -54,6 +105,8 @@ class RunSummary:
     def as_record(self) -> dict:
         return {
             "run_id": self.run_id,
+            "kind": self.kind,
+            "flow_run_id": self.flow_run_id,
             "as_of": self.as_of,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
@@ -83,7 +136,7 @@ class RunSummary:
         payload["files_ignored"] = self.files_ignored
         payload["expectations_failed_list"] = self.expectations_failed
         payload["expectation_warnings_list"] = self.expectation_warnings
-        for name in ("warehouse", "publication", "data_docs"):
+        for name in ("warehouse", "publication", "data_docs", "log_file"):
             value = getattr(self, name)
             payload[name] = str(value) if value else None
         return json.dumps(payload, indent=2, default=str)
@@ -171,58 +224,127 @@ def commit(lake_root: Path, run_id: str, accounts: list[FileAccount]) -> None:
 
 
 @task
-def build_and_publish(output_dir: Path, run_id: str, rules: Rules, as_of: date, summary_record: dict,
-                      validation: ValidationReport | None) -> Path:
-    return publish.build_publication(output_dir, run_id, rules, as_of, summary_record, validation)
+def build_publication(output_dir: Path, publication: Path, rules: Rules, as_of: date,
+                      summary_record: dict) -> Path:
+    return publish.build_publication(output_dir, publication, rules, as_of, summary_record)
 
 
 @task
-def write_report(output_dir: Path, run_id: str, rules: Rules) -> Path:
-    """OUTPUT/report/index.html and the worklists, from the publication just switched in."""
-    return report.build_report(output_dir, run_id, rules)
+def write_report(output_dir: Path, publication: Path, run_id: str, rules: Rules, live: bool) -> Path:
+    """The report and worklists, into the publication before it is switched in: part of what it publishes."""
+    return report.build_report(output_dir, publication, run_id, rules, live=live)
+
+
+@task
+def switch_in(output_dir: Path, publication: Path, kind: str, as_of: date) -> Path:
+    if kind == NIGHTLY:
+        publish.switch_live(output_dir, publication)
+        return output_dir / publish.CURRENT_LINK
+    return publish.switch_reproduction(output_dir, publication, as_of)
+
+
+def new_run_id() -> str:
+    # Microseconds: run ids sort in the order the runs started, which the report's trend reuse relies on.
+    return datetime.now().strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
 
 
 def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, rules_file: Path | None = None,
-                 profile: str | None = None) -> RunSummary:
-    """The pipeline's steps in order; the Prefect flow `nightly` is this function."""
+                 profile: str | None = None, max_quarantine_share: float = DEFAULT_MAX_QUARANTINE_SHARE,
+                 flow_run_id: str | None = None) -> RunSummary:
+    """The pipeline's steps in order; the Prefect flow `nightly` is this function.
+
+    Whatever stops it (an error, an interrupt) is recorded in the `runs` table, the run summary and the log
+    file before it is raised; an error is raised again as RunFailed, one line that names the log file.
+    """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     # Configuration errors are caught before any data is touched.
     rules = load_rules(rules_file, profile)
     check_memory_limit()
+    check_quarantine_share(max_quarantine_share)
+    today = date.today()
+    as_of = as_of or today
+    check_as_of(as_of, today)
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input folder not found: {input_dir}")
-    # Everything a run writes holds patient data: readable by the owner and the group, nobody else.
-    os.umask(OUTPUT_UMASK)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    as_of = as_of or date.today()
-    summary = RunSummary(
-        # Microseconds: run ids sort in the order the runs started, which the report's trend reuse relies on.
-        run_id=datetime.now().strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6],
-        as_of=as_of, started_at=datetime.now(), rules_version=rules.version, rules_profile=rules.profile,
-    )
+    prepare_output(output_dir)
+    run_id = new_run_id()
     lake = Lake(output_dir / "lake")
-    with run_lock(output_dir):
+    with run_log(log_path(output_dir, run_id)) as log, run_lock(output_dir) as lock:
+        lock.record(run_id=run_id, flow_run_id=flow_run_id)
+        close_abandoned_run(lake, lock, run_id)
+        removed = lake.remove_uncommitted() + lake.remove_unreadable_bookkeeping() \
+            + publish.remove_stale_temporaries(output_dir)
+        if removed:
+            print(f"removed {removed} unfinished files left by an interrupted run")
+        live_as_of = publish.live_as_of(output_dir)
+        kind = REPRODUCTION if live_as_of is not None and as_of < live_as_of else NIGHTLY
+        summary = RunSummary(run_id=run_id, kind=kind, as_of=as_of, flow_run_id=flow_run_id, started_at=datetime.now(),
+                             rules_version=rules.version, rules_profile=rules.profile, log_file=log.path)
+        print(f"run {run_id} ({kind}) as of {as_of.isoformat()}; log: {log.path}")
         try:
-            _run_steps(input_dir, output_dir, lake, rules, summary)
-        except Exception as error:
-            summary.status = "failed"
-            summary.message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            if kind == NIGHTLY:
+                _run_steps(input_dir, output_dir, lake, rules, summary, max_quarantine_share)
+            else:
+                print(f"{as_of.isoformat()} is before the live publication's date ({live_as_of.isoformat()}): "
+                      f"a reproduction from the lake as committed, written to "
+                      f"{publish.reproduction_dir(output_dir, as_of)}; the drop folder is not read and the live "
+                      "publication is left alone")
+                _publish(output_dir, lake, rules, summary)
+        except BaseException as error:
+            interrupted = not isinstance(error, Exception) or is_interrupt(error)
+            summary.status = "interrupted" if interrupted else "failed"
+            cause = type(error).__name__ if interrupted else (str(error).splitlines() or [type(error).__name__])[0]
+            summary.message = cause
             summary.finished_at = datetime.now()
+            log.write_traceback(error)
             publish.record_run(lake, summary.as_record())
-            publish.write_summary(output_dir, summary.run_id, summary.to_json())
-            raise
+            kept_with = publish.staging_dir(output_dir, run_id) if kind == NIGHTLY else None
+            publish.write_summary(output_dir, kept_with, summary.to_json(), latest=kind == NIGHTLY)
+            if interrupted:
+                if isinstance(error, Exception):  # DuckDB's own word for a Ctrl-C
+                    raise KeyboardInterrupt from error
+                raise
+            raise RunFailed(f"{cause} (details: {log.path})") from error
     return summary
 
 
-def _run_steps(input_dir: Path, output_dir: Path, lake: Lake, rules: Rules, summary: RunSummary) -> None:
-    removed = lake.remove_uncommitted() + publish.remove_stale_temporaries(output_dir)
-    if removed:
-        print(f"removed {removed} uncommitted files left by an interrupted run")
+def close_abandoned_run(lake: Lake, lock: RunLock, run_id: str) -> None:
+    """A run named in the lock file was killed before it finished: record it, and end its Prefect flow run
+    (left "Running" by a process that could not report) as Crashed."""
+    holder = lock.previous or {}
+    abandoned = holder.get("run_id")
+    if abandoned and abandoned not in lake.run_ids():
+        publish.record_run(lake, {"run_id": abandoned, "status": "crashed", "finished_at": datetime.now(),
+                                  "message": f"the run ended without finishing (killed); found by run {run_id}"})
+        print(f"run {abandoned} ended without finishing (killed): recorded as crashed")
+    if holder.get("flow_run_id"):
+        mark_flow_run_crashed(holder["flow_run_id"], run_id)
+
+
+def mark_flow_run_crashed(flow_run_id: str, found_by: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(flow_run_id).state
+            if state is not None and not state.is_final():
+                client.set_flow_run_state(flow_run_id, Crashed(
+                    message=f"the process running it was killed; found by b12lab run {found_by}"), force=True)
+                print(f"flow run {flow_run_id} was left {state.name} by a killed process: marked Crashed")
+    except Exception as error:  # another Prefect database, or none: the lake's record is what counts
+        print(f"could not mark the killed run's flow run {flow_run_id} as crashed: {type(error).__name__}")
+
+
+def _run_steps(input_dir: Path, output_dir: Path, lake: Lake, rules: Rules, summary: RunSummary,
+               max_quarantine_share: float) -> None:
     exports, ignored = find_exports(input_dir)
     summary.files_ignored = [path.name for path in ignored]
     for path in ignored:
         print(f"{path.name}: not an export file (expected labs*, patients*, diagnoses*, medications* .csv[.gz], "
               "or FHIR <ResourceType>*.ndjson[.gz]); ignored")
+    if not exports:
+        raise NoExportFiles(f"no export files in {input_dir}: is the share mounted?")
 
     committed = lake.committed_hashes()
     new_exports, seen = [], set(committed)
@@ -246,10 +368,10 @@ def _run_steps(input_dir: Path, output_dir: Path, lake: Lake, rules: Rules, summ
         lab_files.extend(lake.data_file("lab_results", export.source_hash)
                          for export in batch if export.kind.table == "lab_results")
     reconcile(summary.files)
+    check_quarantined_shares(summary.files, max_quarantine_share)
 
-    validation = None
-    gx_dir = publish.staging_dir(output_dir, summary.run_id) / "gx"
     if new_exports:
+        gx_dir = publish.staging_dir(output_dir, summary.run_id) / "gx"
         validation = validate_new_rows(lake.root, [e.source_hash for e in new_exports], gx_dir, ingest_date)
         summary.expectations_evaluated = validation.evaluated
         summary.expectations_failed = [o.description for o in validation.critical_failures]
@@ -261,22 +383,43 @@ def _run_steps(input_dir: Path, output_dir: Path, lake: Lake, rules: Rules, summ
                 + (f" (and {len(validation.critical_failures) - 1} more)" if len(validation.critical_failures) > 1 else "")
             )
         commit(lake.root, summary.run_id, summary.files)
+    _publish(output_dir, lake, rules, summary)
 
+
+def check_quarantined_shares(accounts: list[FileAccount], max_share: float) -> None:
+    """Stop the run (nothing is committed) at the first file quarantined beyond the allowed share."""
+    for account in accounts:
+        if account.rows_read and account.rows_quarantined / account.rows_read > max_share:
+            reasons = sorted(((rows, reason) for (outcome, reason), rows in account.by_reason.items()
+                              if outcome == "quarantined"), reverse=True)
+            raise TooMuchQuarantined(
+                f"{account.source_file}: {account.rows_quarantined} of {account.rows_read} records quarantined "
+                f"({account.rows_quarantined / account.rows_read:.0%}, mostly {reasons[0][1]}), more than the "
+                f"{max_share:.0%} allowed (B12LAB_MAX_QUARANTINE_SHARE): nothing was committed")
+
+
+def _publish(output_dir: Path, lake: Lake, rules: Rules, summary: RunSummary) -> None:
+    """Build the whole publication (warehouse, marts, report, worklists), then switch it in at once."""
+    live = summary.kind == NIGHTLY
+    publication = (publish.staging_dir(output_dir, summary.run_id) if live
+                   else publish.reproduction_staging_dir(output_dir, summary.as_of, summary.run_id))
     summary.status = "published"
     summary.finished_at = datetime.now()
-    publication = build_and_publish(output_dir, summary.run_id, rules, summary.as_of, summary.as_record(), validation)
-    summary.publication = publication
-    summary.warehouse = output_dir / "warehouse.duckdb"
-    publish.write_summary(output_dir, summary.run_id, summary.to_json())
-    # The run has published: a report that cannot be built is logged, not a failed run.
-    report_state = write_report(output_dir, summary.run_id, rules, return_state=True)
-    if report_state.is_failed():
-        print(f"report not written: {report_state.message}")
+    summary.warehouse = build_publication(output_dir, publication, rules, summary.as_of, summary.as_record())
+    publish.write_summary(output_dir, publication, summary.to_json(), latest=False)
+    write_report(output_dir, publication, summary.run_id, rules, live)
+    summary.publication = switch_in(output_dir, publication, summary.kind, summary.as_of)
+    summary.warehouse = (output_dir if live else summary.publication) / publish.WAREHOUSE_NAME
+    publish.record_run(lake, summary.as_record())
+    publish.write_summary(output_dir, summary.publication, summary.to_json(), latest=live)
 
 
 @flow(name="b12lab-nightly", log_prints=True)
 def nightly(input_dir: Path, output_dir: Path, as_of: date | None = None, rules_file: Path | None = None,
-            profile: str | None = None) -> dict:
+            profile: str | None = None, max_quarantine_share: float = DEFAULT_MAX_QUARANTINE_SHARE) -> dict:
     """Ingest the drop folder, validate, classify every patient as of `as_of`, publish the warehouse."""
-    summary = run_pipeline(input_dir, output_dir, as_of, rules_file, profile)
-    return summary.as_record()
+    from prefect.runtime import flow_run
+
+    summary = run_pipeline(input_dir, output_dir, as_of, rules_file, profile, max_quarantine_share,
+                           flow_run_id=str(flow_run.id))
+    return {**summary.as_record(), "warehouse": str(summary.warehouse), "log_file": str(summary.log_file)}

@@ -28,6 +28,29 @@ COMMIT_TABLE = "ingested_files"
 OUTCOMES_TABLE = "ingest_outcomes"
 RUNS_TABLE = "runs"
 
+# The bookkeeping tables' columns, written out: a run that ingested a file with no record has no outcome
+# row, and a Parquet file inferred from no rows would have no columns, which no reader can open.
+BOOKKEEPING_SCHEMAS = {
+    COMMIT_TABLE: pa.schema([
+        ("source_file", pa.string()), ("source_hash", pa.string()), ("kind", pa.string()),
+        ("ingest_run", pa.string()), ("committed_at", pa.timestamp("us")), ("rows_read", pa.int64()),
+        ("rows_accepted", pa.int64()), ("rows_quarantined", pa.int64()), ("rows_dropped", pa.int64()),
+    ]),
+    OUTCOMES_TABLE: pa.schema([
+        ("source_file", pa.string()), ("source_hash", pa.string()), ("ingest_run", pa.string()),
+        ("outcome", pa.string()), ("reason", pa.string()), ("rows", pa.int64()),
+    ]),
+    RUNS_TABLE: pa.schema([
+        ("run_id", pa.string()), ("kind", pa.string()), ("flow_run_id", pa.string()), ("as_of", pa.date32()),
+        ("started_at", pa.timestamp("us")), ("finished_at", pa.timestamp("us")), ("status", pa.string()),
+        ("message", pa.string()), ("rules_version", pa.string()), ("rules_profile", pa.string()),
+        ("files_ingested", pa.int64()), ("files_skipped", pa.int64()), ("rows_read", pa.int64()),
+        ("rows_accepted", pa.int64()), ("rows_quarantined", pa.int64()), ("rows_dropped", pa.int64()),
+        ("expectations_evaluated", pa.int64()), ("expectations_failed", pa.int64()),
+        ("expectation_warnings", pa.int64()),
+    ]),
+}
+
 
 @dataclass(frozen=True)
 class Lake:
@@ -48,6 +71,10 @@ class Lake:
         if not files:
             return set()
         return set(pq.read_table(files, columns=["source_hash"]).column("source_hash").to_pylist())
+
+    def run_ids(self) -> set[str]:
+        """Every run with a record: published, failed or interrupted."""
+        return {path.stem for path in self.files(RUNS_TABLE)}
 
     def committed_files(self, table: str) -> list[Path]:
         committed = self.committed_hashes()
@@ -78,8 +105,25 @@ class Lake:
         )
         os.replace(temporary, target)
 
+    def remove_unreadable_bookkeeping(self) -> int:
+        """Delete bookkeeping files with no column (written by earlier versions for a file with no record):
+        they hold no row, and every reader of the table fails on them."""
+        removed = 0
+        for table in BOOKKEEPING_SCHEMAS:
+            for path in self.files(table):
+                if len(pq.read_schema(path)) == 0:
+                    path.unlink()
+                    removed += 1
+        return removed
+
+    def append_rows(self, table: str, name: str, rows: list[dict]) -> Path:
+        """Write bookkeeping rows (commit records, outcomes, runs) with the table's own columns, atomically."""
+        return self.append_records(table, name, pa.Table.from_pylist(rows, schema=BOOKKEEPING_SCHEMAS[table]))
+
     def append_records(self, table: str, name: str, records: pa.Table) -> Path:
         """Write a small bookkeeping table (commit record, outcomes, runs) as one new file, atomically."""
+        if records.num_columns == 0:
+            raise ValueError(f"refusing to write a {table} file with no column")
         target = self.table_dir(table) / f"{name}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_suffix(".tmp")

@@ -1,13 +1,28 @@
 """Commit ingested files to the lake, build a publication, and switch it in atomically.
 
-A publication is OUTPUT/publications/<run_id>/ (one Parquet file per output table) plus the DuckDB catalog
-OUTPUT/warehouse.duckdb. The catalog is built under a temporary name and renamed over the old one: an
-analyst who holds the old file open keeps reading the old publication, a new connection sees the new one,
-and no one ever sees a mix. The lake views in the catalog name the committed lake files explicitly, so a
-later run adding files does not change what an older catalog shows.
+A publication is one folder, OUTPUT/publications/<run_id>/, holding everything a run publishes:
+
+    warehouse.duckdb      the catalog analysts query: marts, lake tables and rules, all as tables
+    <mart>.parquet        each mart, for Spark, Trino or pandas
+    report/               the QI report and the worklists
+    gx/                   Great Expectations results and Data Docs
+    run_summary.json
+
+It is built whole, then made live by one atomic switch: the link OUTPUT/current is renamed over to point at
+it. OUTPUT/warehouse.duckdb and OUTPUT/report are fixed links through `current`, so the warehouse, the marts,
+the report and the worklists change together or not at all; a run that fails before the switch (a report
+that cannot be built included) leaves the previous publication whole. An analyst who holds the old
+warehouse open keeps reading it; a new connection sees the new one.
+
+The warehouse holds copies of the lake tables, not views over lake paths: it opens and reads the same data
+wherever the output folder is moved or copied, and a copy never reads the original's files.
+
+A run as of a date before the live publication's is a reproduction: the same folder is built under
+OUTPUT/as-of/<date>/ and the live publication is not touched.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from datetime import date, datetime
@@ -20,7 +35,7 @@ import yaml
 from pipelines.duck import connect
 from pipelines.faults import crash_point
 from pipelines.ingest import FileAccount
-from pipelines.lake import COMMIT_TABLE, DATA_TABLES, OUTCOMES_TABLE, RUNS_TABLE, Lake
+from pipelines.lake import BOOKKEEPING_SCHEMAS, COMMIT_TABLE, DATA_TABLES, OUTCOMES_TABLE, RUNS_TABLE, Lake
 from pipelines.models import build_models
 from pipelines.paths import TRANSFORMS_DIR
 from pipelines.pseudonymise import ANALYTICS_NAME, KEY_VARIABLE, build_analytics, pseudonym_key
@@ -28,6 +43,12 @@ from pipelines.rules import Rules, install_rules
 from pipelines.validate import ValidationReport
 
 WAREHOUSE_NAME = "warehouse.duckdb"
+REPORT_NAME = "report"
+SUMMARY_NAME = "run_summary.json"
+CURRENT_LINK = "current"
+REPRODUCTIONS_DIR = "as-of"
+# Earlier publications are kept a few nights for comparison; one an analyst holds open stays readable to
+# them after it is removed (the file lives on until its last reader closes it).
 PUBLICATIONS_KEPT = 7
 
 # The output contract: tables analysts query, published in the catalog and as Parquet.
@@ -56,7 +77,7 @@ _EMPTY_SCHEMAS = {
                       "rows_dropped bigint",
     "ingest_outcomes": "source_file varchar, source_hash varchar, ingest_run varchar, outcome varchar, "
                        "reason varchar, rows bigint",
-    "runs": "run_id varchar, as_of date, started_at timestamp, finished_at timestamp, status varchar, "
+    "runs": "run_id varchar, kind varchar, flow_run_id varchar, as_of date, started_at timestamp, finished_at timestamp, status varchar, "
             "message varchar, rules_version varchar, rules_profile varchar, files_ingested bigint, "
             "files_skipped bigint, rows_read bigint, rows_accepted bigint, rows_quarantined bigint, "
             "rows_dropped bigint, expectations_evaluated bigint, expectations_failed bigint, "
@@ -66,7 +87,25 @@ _LINEAGE = "source_file varchar, source_row bigint, source_hash varchar, ingest_
 
 
 def staging_dir(output_dir: Path, run_id: str) -> Path:
+    """Where a nightly run builds its publication (and keeps its GX results, published or not)."""
     return output_dir / "publications" / run_id
+
+
+def reproduction_staging_dir(output_dir: Path, as_of: date, run_id: str) -> Path:
+    return output_dir / REPRODUCTIONS_DIR / f".{as_of.isoformat()}.{run_id}.tmp"
+
+
+def reproduction_dir(output_dir: Path, as_of: date) -> Path:
+    return output_dir / REPRODUCTIONS_DIR / as_of.isoformat()
+
+
+def live_as_of(output_dir: Path) -> date | None:
+    """The as-of date of the live publication, or None before the first one."""
+    summary = output_dir / CURRENT_LINK / SUMMARY_NAME
+    try:
+        return date.fromisoformat(json.loads(summary.read_text())["as_of"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def new_rows_files(lake: Lake, source_hashes: list[str]) -> dict[str, list[Path]]:
@@ -89,62 +128,73 @@ def commit_files(lake: Lake, run_id: str, accounts: list[FileAccount]) -> None:
          "outcome": outcome, "reason": reason, "rows": rows}
         for a in accounts for (outcome, reason), rows in sorted(a.by_reason.items())
     ]
-    lake.append_records(OUTCOMES_TABLE, run_id, pa.Table.from_pylist(outcomes))
+    lake.append_rows(OUTCOMES_TABLE, run_id, outcomes)
     files = [
         {"source_file": a.source_file, "source_hash": a.source_hash, "kind": a.kind, "ingest_run": run_id,
          "committed_at": committed_at, "rows_read": a.rows_read, "rows_accepted": a.rows_accepted,
          "rows_quarantined": a.rows_quarantined, "rows_dropped": a.rows_dropped}
         for a in accounts
     ]
-    lake.append_records(COMMIT_TABLE, run_id, pa.Table.from_pylist(files))
+    lake.append_rows(COMMIT_TABLE, run_id, files)
 
 
 def record_run(lake: Lake, record: dict) -> None:
-    lake.append_records(RUNS_TABLE, record["run_id"], pa.Table.from_pylist([record]))
+    lake.append_rows(RUNS_TABLE, record["run_id"], [record])
 
 
-def write_summary(output_dir: Path, run_id: str, text: str) -> Path:
-    """OUTPUT/run_summary.json (latest run) and a copy in the run's publication folder."""
-    run_folder = staging_dir(output_dir, run_id)
-    run_folder.mkdir(parents=True, exist_ok=True)
-    (run_folder / "run_summary.json").write_text(text)
-    latest = output_dir / "run_summary.json"
-    temporary = latest.with_suffix(".json.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, latest)
-    return latest
+def write_summary(output_dir: Path, publication: Path | None, text: str, latest: bool = True) -> None:
+    """The run's summary in its publication folder and, for a nightly run, as OUTPUT/run_summary.json."""
+    if publication is not None:
+        publication.mkdir(parents=True, exist_ok=True)
+        (publication / SUMMARY_NAME).write_text(text)
+    if latest:
+        target = output_dir / SUMMARY_NAME
+        temporary = target.with_suffix(".json.tmp")
+        temporary.write_text(text)
+        os.replace(temporary, target)
 
 
 def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def create_lake_views(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
-    """One view per lake table over the committed files, named explicitly (see the module docstring).
+def create_lake_views(con: duckdb.DuckDBPyConnection, lake: Lake, materialise: bool = False,
+                      run_record: dict | None = None) -> None:
+    """One relation per lake table over the committed files; `run_record` is added to `runs`.
 
-    A view's definition is stored SQL and cannot hold bound parameters, so the file paths are written in
-    as properly quoted literals; they are paths this program made (hash- or run-named), never input names.
+    Views (for in-memory work) name the committed files explicitly, as quoted literals: a view's stored SQL
+    cannot hold bound parameters, and these are paths this program made (hash- or run-named), never input
+    names. `materialise` copies the rows into tables instead, which a published warehouse needs to stay
+    readable when it is moved and to never read another folder's lake.
     """
+    kind = "table" if materialise else "view"
     for table in LAKE_VIEWS:
         files = lake.committed_files(table) if table in DATA_TABLES else lake.files(table)
         if files:
             paths = ", ".join(_quote_literal(str(path.resolve())) for path in files)
-            con.execute(f"create or replace view {table} as select * from read_parquet([{paths}], union_by_name = true)")
+            con.execute(f"create or replace {kind} {table} as "
+                        f"select * from read_parquet([{paths}], union_by_name = true)")
         else:
             columns = _EMPTY_SCHEMAS[table] + (f", {_LINEAGE}" if table in DATA_TABLES and table != "quarantine" else "")
             con.execute(f"create or replace table {table} ({columns})")
+    if run_record is not None:
+        if not materialise:
+            raise ValueError("a run record is added to a materialised runs table only")
+        # The run's own record, published with it; the lake's copy is written once the switch is done.
+        this_run = pa.Table.from_pylist([run_record], schema=BOOKKEEPING_SCHEMAS[RUNS_TABLE])
+        con.register("this_run", this_run)
+        con.execute(f"insert into {RUNS_TABLE} by name select * from this_run")
+        con.unregister("this_run")
 
 
-def build_publication(output_dir: Path, run_id: str, rules: Rules, as_of: date, run_record: dict,
-                      validation: ValidationReport | None) -> Path:
+def build_publication(output_dir: Path, publication: Path, rules: Rules, as_of: date, run_record: dict) -> Path:
+    """Build the publication folder's warehouse and mart Parquet (not yet live); return the warehouse."""
     lake = Lake(output_dir / "lake")
-    record_run(lake, run_record)
-    publication = staging_dir(output_dir, run_id)
     publication.mkdir(parents=True, exist_ok=True)
-    temporary_warehouse = output_dir / f".{WAREHOUSE_NAME}.{run_id}.tmp"
-    temporary_warehouse.unlink(missing_ok=True)
-    with connect(temporary_warehouse, temp_dir=output_dir / ".tmp") as con:
-        create_lake_views(con, lake)
+    warehouse = publication / WAREHOUSE_NAME
+    warehouse.unlink(missing_ok=True)
+    with connect(warehouse, temp_dir=output_dir / ".tmp") as con:
+        create_lake_views(con, lake, materialise=True, run_record=run_record)
         install_rules(con, rules, as_of)
         built = build_models(con)
         crash_point("classify")
@@ -155,22 +205,58 @@ def build_publication(output_dir: Path, run_id: str, rules: Rules, as_of: date, 
         apply_comments(con)
         comment_rules_settings(con, rules)
         con.execute("checkpoint")
-    _publish_analytics(output_dir, run_id, temporary_warehouse)
+    return warehouse
+
+
+def switch_live(output_dir: Path, publication: Path) -> None:
+    """Make `publication` the live one: the pseudonymised mart, then the one switch of OUTPUT/current."""
+    _publish_analytics(output_dir, publication.name, publication / WAREHOUSE_NAME)
     crash_point("publish")
-    os.replace(temporary_warehouse, output_dir / WAREHOUSE_NAME)
     _point_current_at(output_dir, publication)
+    for name in (WAREHOUSE_NAME, REPORT_NAME):
+        _link_through_current(output_dir, name)
     _prune_publications(output_dir, keep=publication)
-    return publication
+
+
+def switch_reproduction(output_dir: Path, building: Path, as_of: date) -> Path:
+    """Move a reproduction's finished folder to OUTPUT/as-of/<date>/, replacing an earlier one of that date."""
+    target = reproduction_dir(output_dir, as_of)
+    replaced = target.with_name(f".{target.name}.{building.name}.old")
+    if target.exists():
+        os.replace(target, replaced)
+    os.replace(building, target)
+    shutil.rmtree(replaced, ignore_errors=True)
+    return target
+
+
+def _link_through_current(output_dir: Path, name: str) -> None:
+    """OUTPUT/<name> -> current/<name>, made once; what an earlier layout left there (a file or folder) is
+    replaced by the link."""
+    link = output_dir / name
+    wanted = f"{CURRENT_LINK}/{name}"
+    if link.is_symlink() and os.readlink(link) == wanted:
+        return
+    temporary = output_dir / f".{name}.link.tmp"
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(wanted)
+    if link.is_dir() and not link.is_symlink():
+        shutil.rmtree(link)
+    os.replace(temporary, link)
 
 
 def remove_stale_temporaries(output_dir: Path) -> int:
     """What a killed run leaves behind: catalogs never switched in (so nobody can be reading them), and its
     scratch folder OUTPUT/.tmp (decompressed copies of exports, DuckDB spill files), which holds patient data
     and belongs to no one once the run that wrote it is gone. Called under the run lock."""
-    stale = [*output_dir.glob(f".{WAREHOUSE_NAME}.*.tmp"), *output_dir.glob(".current.tmp"),
-             *(output_dir / "analytics").glob(f".{ANALYTICS_NAME}.*.tmp")]
+    stale = [*output_dir.glob(".*.tmp"),
+             *(output_dir / "analytics").glob(f".{ANALYTICS_NAME}.*.tmp"),
+             *(output_dir / REPRODUCTIONS_DIR).glob(".*.tmp"), *(output_dir / REPRODUCTIONS_DIR).glob(".*.old"),
+             *_unfinished_publications(output_dir)]
     for path in stale:
-        path.unlink(missing_ok=True)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     scratch = output_dir / ".tmp"
     leftovers = list(scratch.iterdir()) if scratch.is_dir() else []
     for path in leftovers:
@@ -179,6 +265,18 @@ def remove_stale_temporaries(output_dir: Path) -> int:
         else:
             path.unlink(missing_ok=True)
     return len(stale) + len(leftovers)
+
+
+def _unfinished_publications(output_dir: Path) -> list[Path]:
+    """Publication folders of runs that were killed: no runs record (a finished run, published or failed,
+    always has one) and not live."""
+    folder = output_dir / "publications"
+    if not folder.is_dir():
+        return []
+    recorded = Lake(output_dir / "lake").run_ids()
+    live = (output_dir / CURRENT_LINK).resolve()
+    return [path for path in folder.iterdir()
+            if path.is_dir() and path.name not in recorded and path.resolve() != live]
 
 
 def _publish_analytics(output_dir: Path, run_id: str, warehouse: Path) -> None:
@@ -203,8 +301,8 @@ def _drop_working_tables(con: duckdb.DuckDBPyConnection, built: list[str]) -> No
 
 def _point_current_at(output_dir: Path, publication: Path) -> None:
     """OUTPUT/current -> publications/<run_id>, switched atomically (a new link renamed over the old)."""
-    link = output_dir / "current"
-    temporary = output_dir / ".current.tmp"
+    link = output_dir / CURRENT_LINK
+    temporary = output_dir / f".{CURRENT_LINK}.tmp"
     temporary.unlink(missing_ok=True)
     temporary.symlink_to(publication.relative_to(output_dir), target_is_directory=True)
     os.replace(temporary, link)

@@ -36,12 +36,15 @@ from pipelines import report_charts as charts
 from pipelines.duck import connect
 from pipelines.lake import Lake
 from pipelines.models import build_models
-from pipelines.publish import WAREHOUSE_NAME, create_lake_views, staging_dir
+from pipelines.publish import REPORT_NAME, SUMMARY_NAME, WAREHOUSE_NAME, create_lake_views
 from pipelines.report_template import render_page
 from pipelines.rules import Rules, install_rules
 from pipelines.worklists import NO_PRACTICE_LABEL, REASON_SEVERITY, Worklist, write_worklists
 
-REPORT_DIR_NAME = "report"
+REPORT_DIR_NAME = REPORT_NAME
+# The report's link to the run's Data Docs: a link inside the report folder to ../gx/data_docs, so that the
+# page's relative link works however the folder is reached (OUTPUT/report is itself a link).
+DATA_DOCS_LINK = "data-docs"
 METRICS_TABLE = "run_metrics"
 TREND_TABLE = "trend_points"
 TREND_MONTHS = 24
@@ -199,14 +202,21 @@ def data_quality(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
     return {"files": files, "this_run": this_run, "total": total, "outcomes": outcomes, "quarantine": quarantine}
 
 
-def validation_results(output_dir: Path, report_dir: Path, run: dict) -> dict:
-    """GX counts from `runs`, the failed expectations from run_summary.json, and a relative Data Docs link."""
-    summary_path = staging_dir(output_dir, run["run_id"]) / "run_summary.json"
+def validation_results(publication: Path, run: dict) -> dict:
+    """GX counts from `runs`, the failed expectations from the run's summary, and the Data Docs link."""
+    summary_path = publication / SUMMARY_NAME
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    docs = staging_dir(output_dir, run["run_id"]) / "gx" / "data_docs" / "index.html"
+    docs = publication / "gx" / "data_docs"
     warnings: dict[str, int] = {}
     for text in summary.get("expectation_warnings_list", []):
         warnings[text] = warnings.get(text, 0) + 1
+    link = None
+    if (docs / "index.html").exists():
+        report_dir = publication / REPORT_DIR_NAME
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (report_dir / DATA_DOCS_LINK).unlink(missing_ok=True)
+        (report_dir / DATA_DOCS_LINK).symlink_to(Path("..") / "gx" / "data_docs", target_is_directory=True)
+        link = f"{DATA_DOCS_LINK}/index.html"
     return {
         "evaluated": int(run.get("expectations_evaluated") or 0),
         "failed": int(run.get("expectations_failed") or 0),
@@ -215,7 +225,7 @@ def validation_results(output_dir: Path, report_dir: Path, run: dict) -> dict:
         "failed_list": summary.get("expectations_failed_list", []),
         "files_skipped": len(summary.get("files_skipped", [])) if isinstance(summary.get("files_skipped"), list)
         else int(run.get("files_skipped") or 0),
-        "data_docs": Path(os.path.relpath(docs, report_dir)).as_posix() if docs.exists() else None,
+        "data_docs": link,
     }
 
 
@@ -236,11 +246,13 @@ def write_run_metrics(lake: Lake, run_id: str, as_of: date, metrics: dict[str, i
 
 
 def previous_metrics(con: duckdb.DuckDBPyConnection, lake: Lake, run: dict) -> dict | None:
-    """The metrics of the most recent published run before `run` that recorded them, or None (first run)."""
+    """The metrics of the most recent live (nightly) publication before `run` that recorded them, or None
+    (first run). Reproductions for earlier dates are never compared with."""
     recorded = {path.stem: path for path in lake.files(METRICS_TABLE)}
     earlier = con.execute("""
         select run_id, as_of from runs
-        where status = 'published' and run_id <> $run_id and started_at < $started_at
+        where status = 'published' and coalesce(kind, 'nightly') = 'nightly'
+          and run_id <> $run_id and started_at < $started_at
         order by started_at desc""", {"run_id": run["run_id"], "started_at": run["started_at"]}).fetchall()
     for run_id, as_of in earlier:
         if run_id in recorded:
@@ -390,9 +402,8 @@ def trend_with_reuse(lake: Lake, rules: Rules, run_id: str, dates: list[date], l
 # --- building the page -----------------------------------------------------------------------------------
 
 
-def gather(con: duckdb.DuckDBPyConnection, output_dir: Path, run_id: str) -> ReportData:
+def gather(con: duckdb.DuckDBPyConnection, publication: Path, run_id: str) -> ReportData:
     """Everything the page shows that the publication holds (all but history, trend and worklists)."""
-    report_dir = output_dir / REPORT_DIR_NAME
     run = read_run(con, run_id)
     values, censored, period, units = b12_distribution(con)
     quality = data_quality(con, run_id)
@@ -409,7 +420,7 @@ def gather(con: duckdb.DuckDBPyConnection, output_dir: Path, run_id: str) -> Rep
         accounting={"this_run": quality["this_run"], "total": quality["total"]},
         outcomes=quality["outcomes"],
         quarantine_by_file=quality["quarantine"],
-        validation=validation_results(output_dir, report_dir, run),
+        validation=validation_results(publication, run),
     )
 
 
@@ -434,18 +445,25 @@ def write_page(report_dir: Path, html: str) -> Path:
     return target
 
 
-def build_report(output_dir: Path, run_id: str, rules: Rules, trend_months: int = TREND_MONTHS) -> Path:
-    """Write OUTPUT/report/index.html and the worklists for the published run `run_id`; return the page."""
+def build_report(output_dir: Path, publication: Path, run_id: str, rules: Rules, live: bool = True,
+                 trend_months: int = TREND_MONTHS) -> Path:
+    """Write the report and worklists of run `run_id` into publication/report/, from the publication's
+    warehouse (before it is switched in: a report that cannot be built stops the publication); return the page.
+
+    A live (nightly) run compares itself with the previous live one and records its counts and trend for the
+    next night; a reproduction for an earlier date leaves that history alone.
+    """
     started = time.perf_counter()
-    output_dir = Path(output_dir)
-    report_dir = output_dir / REPORT_DIR_NAME
+    output_dir, publication = Path(output_dir), Path(publication)
+    report_dir = publication / REPORT_DIR_NAME
     lake = Lake(output_dir / "lake")
-    with duckdb.connect(str(output_dir / WAREHOUSE_NAME), read_only=True) as con:
-        data = gather(con, output_dir, run_id)
+    with duckdb.connect(str(publication / WAREHOUSE_NAME), read_only=True) as con:
+        data = gather(con, publication, run_id)
         if data.run.get("status") != "published":
-            raise ValueError(f"run {run_id} did not publish: no report")
-        data.previous = previous_metrics(con, lake, data.run)
-        write_run_metrics(lake, run_id, data.run["as_of"], data.metrics)
+            raise ValueError(f"run {run_id} is not publishing: no report")
+        if live:
+            data.previous = previous_metrics(con, lake, data.run)
+            write_run_metrics(lake, run_id, data.run["as_of"], data.metrics)
         worklists = write_worklists(con, report_dir, run_tag=run_id)
     data.worklists = worklist_index(worklists, report_dir)
 
@@ -453,12 +471,14 @@ def build_report(output_dir: Path, run_id: str, rules: Rules, trend_months: int 
     dates = month_ends(data.run["as_of"], trend_months)
     latest = charts.TrendPoint(dates[-1], data.metrics["deficient"], data.metrics["borderline"],
                                data.metrics["under_monitored"])
-    data.trend, recomputed = trend_with_reuse(lake, rules, run_id, dates, latest, temp_dir=output_dir / ".tmp")
+    if live:
+        data.trend, recomputed = trend_with_reuse(lake, rules, run_id, dates, latest, temp_dir=output_dir / ".tmp")
+    else:
+        data.trend = monthly_trend(lake, rules, dates[:-1], temp_dir=output_dir / ".tmp") + [latest]
+        recomputed = len(dates) - 1
     data.trend_seconds = time.perf_counter() - trend_started
     data.build_seconds = time.perf_counter() - started  # before rendering: the page cannot time itself
     page = write_page(report_dir, render_page(data))
-    print(f"report: {page} (built in {time.perf_counter() - started:.1f} s, of which the "
-          f"{len(data.trend)}-month trend {data.trend_seconds:.1f} s, {recomputed} month ends recomputed)")
+    print(f"report built in {time.perf_counter() - started:.1f} s, of which the "
+          f"{len(data.trend)}-month trend {data.trend_seconds:.1f} s, {recomputed} month ends recomputed")
     return page
-
-

@@ -97,12 +97,15 @@ class ExpectationOutcome:
     severity: str
     success: bool
     unexpected_count: int | None
+    # The rows it is about, when not all (`analyte=="b12"`): two expectations on one column tell apart.
+    condition: str | None = None
 
     @property
     def description(self) -> str:
         where = f"{self.table}.{self.column}" if self.column else self.table
+        subset = f" where {self.condition}" if self.condition else ""
         count = "" if self.unexpected_count is None else f" ({self.unexpected_count} rows)"
-        return f"{where}: {self.expectation}{count}"
+        return f"{where}: {self.expectation}{subset}{count}"
 
 
 @dataclass
@@ -577,8 +580,18 @@ def _outcomes(validation: TableValidation, suite_expectations: list) -> list[Exp
             severity=str(getattr(expectation.severity, "value", expectation.severity)),
             success=bool(item.success),
             unexpected_count=(item.result or {}).get("unexpected_count"),
+            condition=_row_condition_text(expectation.configuration.kwargs.get("row_condition")),
         ))
     return outcomes
+
+
+def _row_condition_text(condition) -> str | None:
+    """A suite's row condition as plain text: `analyte=="b12"` from GX's pass-through filter (or a string)."""
+    if not condition:
+        return None
+    if isinstance(condition, dict):
+        condition = condition.get("pass_through_filter") or condition.get("condition") or str(condition)
+    return str(condition).replace('"', "")
 
 
 def _store(context, validation: TableValidation, run_id) -> None:

@@ -46,3 +46,13 @@ def ingest(tmp_path):
 
     return run
 
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """A real `prefect server start` (scheduler and all services), as an operator runs it for `b12lab serve`."""
+    from tests.helpers.processes import PrefectServer
+
+    server = PrefectServer(tmp_path_factory.mktemp("prefect-server-home"))
+    yield server
+    server.stop()

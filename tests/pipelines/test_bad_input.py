@@ -423,7 +423,14 @@ def test_the_flow_publishes_past_damaged_files(tmp_path):
     good_labs(inputs)
     for name in FLOW_CASES:
         shutil.copy(bad(name), inputs / name)
-    record = nightly_run(inputs, output)
+    # At the default share, a file this damaged is an alarm: the run stops, naming the first such file.
+    from pipelines.flow import RunFailed
+
+    with pytest.raises(RunFailed, match=r"^labs_absurd_values.csv: \d+ of \d+ records quarantined"):
+        nightly_run(inputs, output)
+    assert not (output / "warehouse.duckdb").exists()
+    # A site that takes what it can get from such files, with every record accounted for:
+    record = nightly_run(inputs, output, max_quarantine_share=1.0)
     assert record["status"] == "published" and record["files_ingested"] == len(FLOW_CASES) + 1
     assert record["rows_read"] == record["rows_accepted"] + record["rows_quarantined"] + record["rows_dropped"]
 
@@ -452,15 +459,15 @@ def test_the_flow_publishes_past_damaged_files(tmp_path):
     # duplicates of the quarantined ones.
     write_labs(inputs / "labs_truncated_resent.csv.gz",
                [lab_row(patient_id=f"P{n:04d}", accession=f"A{n}") for n in range(1, 201)], gz=True)
-    again = nightly_run(inputs, output)
+    again = nightly_run(inputs, output, max_quarantine_share=1.0)
     assert again["files_ingested"] == 1 and again["files_skipped"] == len(FLOW_CASES) + 1
     assert again["rows_accepted"] == 200
 
 
-def nightly_run(inputs: Path, output: Path) -> dict:
+def nightly_run(inputs: Path, output: Path, **options) -> dict:
     from pipelines.flow import nightly
 
-    return nightly(input_dir=inputs, output_dir=output, as_of=AS_OF)
+    return nightly(input_dir=inputs, output_dir=output, as_of=AS_OF, **options)
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -480,10 +487,14 @@ def test_a_failure_that_is_not_about_content_stops_with_one_line_naming_the_file
 
     monkeypatch.setattr(ingest_module, "_load_csv_file", failing_load)
     write_labs(inputs / "labs_next.csv", [lab_row(patient_id="P123456")])
-    with pytest.raises(IngestError) as raised:
+    from pipelines.flow import RunFailed
+
+    with pytest.raises(RunFailed) as raised:
         nightly_run(inputs, output)
-    message = str(raised.value)
+    assert isinstance(raised.value.__cause__, IngestError)
+    message = str(raised.value.__cause__)
     assert message == "labs_next.csv: could not be ingested (ConversionException); nothing was committed"
+    assert str(raised.value).startswith(message + " (details: ")
     assert warehouse.read_bytes() == before and (output / "current").resolve() == current
     summary = json.loads((output / "run_summary.json").read_text())
     assert summary["status"] == "failed" and summary["message"] == message

@@ -10,11 +10,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.flow import nightly, run_pipeline
+from pipelines.flow import RunFailed, nightly, run_pipeline
 from pipelines.ingest import EXPORT_KINDS
 from pipelines.locking import RunInProgress, run_lock
 from pipelines.paths import EXPECTATIONS_DIR
-from pipelines.validate import CriticalExpectationFailed
 from tests.helpers.exports import lab_row, write_csv, write_labs
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -140,7 +139,7 @@ def test_a_failed_critical_expectation_stops_publication(tmp_path, monkeypatch):
     monkeypatch.setenv("B12LAB_EXPECTATIONS_DIR", str(strict))
     write_labs(inputs / "labs_folate.csv", [lab_row(loinc="2284-8", result_value="20", unit="nmol/L")])
 
-    with pytest.raises(CriticalExpectationFailed, match="lab_results.analyte: expect_column_values_to_be_in_set"):
+    with pytest.raises(RunFailed, match="lab_results.analyte: expect_column_values_to_be_in_set"):
         nightly(input_dir=inputs, output_dir=output, as_of=AS_OF)
     assert file_digest(warehouse) == before
     assert read(warehouse, "select count(*) from ingested_files where source_file = 'labs_folate.csv'") == [(0,)]

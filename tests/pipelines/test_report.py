@@ -3,6 +3,7 @@ rendered in a real browser (headless Debian chromium driven by Playwright)."""
 from __future__ import annotations
 
 import calendar
+import os
 import re
 import shutil
 from dataclasses import replace
@@ -297,7 +298,10 @@ def test_data_quality_matches_the_accounting_and_gx(page, sample_output, run_rec
                   "warnings": run_record["expectation_warnings"]}
     assert gx["evaluated"] > 0
     link = page.one("id", "data-docs-link")["attrs"]["href"]
-    assert link == f"../publications/{run_record['run_id']}/gx/data_docs/index.html"
+    # Relative to the page, so it works however the report folder is reached (OUTPUT/report is a link).
+    assert link == "data-docs/index.html"
+    assert (sample_output / "report" / link).resolve() == (
+        sample_output / "publications" / run_record["run_id"] / "gx" / "data_docs" / "index.html").resolve()
     assert (sample_output / "report" / link).resolve().is_file()
 
 
@@ -312,20 +316,22 @@ def test_headline_history_is_kept_in_the_lake(sample_output, run_record, expecte
 
 def test_changes_are_against_the_latest_earlier_published_run_with_metrics(tmp_path):
     lake = Lake(tmp_path / "lake")
-    for run_id, deficient in (("r1", 3), ("r2", 4), ("r4-later", 9)):
+    for run_id, deficient in (("r1", 3), ("r2", 4), ("r3c", 7), ("r4-later", 9)):
         report.write_run_metrics(lake, run_id, date(2026, 1, 1), {"deficient": deficient})
     with duckdb.connect() as con:
-        con.execute("create table runs (run_id varchar, status varchar, started_at timestamp, as_of date)")
+        con.execute("create table runs (run_id varchar, kind varchar, status varchar, started_at timestamp, as_of date)")
         con.execute("""insert into runs values
-            ('r1', 'published', '2026-01-01 02:00', '2026-01-01'),
-            ('r2', 'published', '2026-01-02 02:00', '2026-01-02'),
-            ('r3', 'failed',    '2026-01-03 02:00', '2026-01-03'),
-            ('r3b', 'published','2026-01-03 03:00', '2026-01-03'),
-            ('r4', 'published', '2026-01-04 02:00', '2026-01-04'),
-            ('r4-later', 'published', '2026-01-05 02:00', '2026-01-05')""")
+            ('r1', null, 'published', '2026-01-01 02:00', '2026-01-01'),
+            ('r2', 'nightly', 'published', '2026-01-02 02:00', '2026-01-02'),
+            ('r3', 'nightly', 'failed',    '2026-01-03 02:00', '2026-01-03'),
+            ('r3b', 'nightly', 'published','2026-01-03 03:00', '2026-01-03'),
+            ('r3c', 'reproduction', 'published','2026-01-03 04:00', '2025-06-30'),
+            ('r4', 'nightly', 'published', '2026-01-04 02:00', '2026-01-04'),
+            ('r4-later', 'nightly', 'published', '2026-01-05 02:00', '2026-01-05')""")
         current = {"run_id": "r4", "started_at": datetime(2026, 1, 4, 2)}
         previous = report.previous_metrics(con, lake, current)
-        assert previous["run_id"] == "r2" and previous["metrics"] == {"deficient": 4}  # r3b recorded none
+        # r3b recorded none; r3c is a reproduction for an earlier date, never compared with
+        assert previous["run_id"] == "r2" and previous["metrics"] == {"deficient": 4}
         assert report.previous_metrics(con, lake, {"run_id": "r1", "started_at": datetime(2026, 1, 1, 2)}) is None
 
 
@@ -435,7 +441,7 @@ def tiny_exports(folder: Path) -> Path:
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_runs_keep_the_history_and_a_failed_report_does_not_fail_the_run(tmp_path, monkeypatch, caplog):
+def test_runs_keep_the_history_and_a_report_that_cannot_be_built_stops_the_publication(tmp_path, monkeypatch):
     from pipelines.flow import nightly
     from tests.helpers.exports import lab_row, write_labs
 
@@ -465,15 +471,18 @@ def test_runs_keep_the_history_and_a_failed_report_does_not_fail_the_run(tmp_pat
     def broken(*args, **kwargs):
         raise RuntimeError("report broke")
 
+    from pipelines.flow import RunFailed
+
     monkeypatch.setattr(report, "build_report", broken)
-    before = (output / "report" / "index.html").read_bytes()
-    third = nightly(input_dir=inputs, output_dir=output, as_of=date(2026, 7, 31))
-    assert third["status"] == "published"
-    assert "report not written: Task run encountered an exception RuntimeError: report broke" in caplog.text
-    assert (output / "report" / "index.html").read_bytes() == before
-    with duckdb.connect(str(output / "warehouse.duckdb"), read_only=True) as con:
-        assert con.execute("select status from runs where run_id = $r", {"r": third["run_id"]}).fetchall() == [
-            ("published",)]
+    before = {name: (output / name).read_bytes() for name in ("report/index.html", "warehouse.duckdb")}
+    current = os.readlink(output / "current")
+    with pytest.raises(RunFailed, match="^report broke"):
+        nightly(input_dir=inputs, output_dir=output, as_of=date(2026, 7, 31))
+    # The report is part of the publication: nothing was switched in, the previous one is whole.
+    assert {name: (output / name).read_bytes() for name in before} == before
+    assert os.readlink(output / "current") == current
+    runs = pq.read_table(output / "lake" / "runs").to_pylist()
+    assert sorted(r["status"] for r in runs) == ["failed", "published", "published"]
 
 
 def test_the_next_night_recomputes_only_the_month_ends_new_data_can_change(tmp_path, monkeypatch):

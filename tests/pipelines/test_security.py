@@ -11,18 +11,21 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from click.testing import CliRunner
-
-from pipelines.cli import main
-from pipelines.flow import nightly
+from pipelines.flow import RunFailed, nightly
 from pipelines.ingest import EXPORT_KINDS
 from pipelines.rules import RulesError, load_rules
 from pipelines.validate import CriticalExpectationFailed
 from tests.helpers.exports import lab_row, write_csv, write_labs
+from tests.helpers.processes import b12lab
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 AS_OF = date(2025, 6, 1)
 SECRET_IDS = ["SECRET-PT-0001", "SECRET-PT-0002", "SECRET-PT-0003"]
+
+
+def run_night(**parameters) -> dict:
+    """The flow, allowing these files' share of quarantined records (two of three, on purpose)."""
+    return nightly(**parameters, max_quarantine_share=1.0)
 
 
 def exports(folder: Path, name: str = "labs.csv") -> Path:
@@ -38,9 +41,11 @@ def exports(folder: Path, name: str = "labs.csv") -> Path:
 
 def test_no_patient_identifier_reaches_the_logs(tmp_path, capsys, caplog):
     caplog.set_level(logging.DEBUG)
-    nightly(input_dir=exports(tmp_path / "in"), output_dir=tmp_path / "out", as_of=AS_OF)
+    run_night(input_dir=exports(tmp_path / "in"), output_dir=tmp_path / "out", as_of=AS_OF)
     captured = capsys.readouterr()
-    text = captured.out + captured.err + caplog.text
+    run_logs = "".join(path.read_text() for path in (tmp_path / "out" / "logs").glob("*.log"))
+    assert "labs.csv" in run_logs
+    text = captured.out + captured.err + caplog.text + run_logs
     assert "labs.csv" in text  # the logs do speak, in file names and counts
     assert not [pid for pid in SECRET_IDS if pid in text]
 
@@ -60,18 +65,20 @@ def test_no_patient_identifier_in_a_failed_runs_message(tmp_path, monkeypatch, c
                                   "severity": "critical", "meta": {}})
     suite_path.write_text(json.dumps(suite))
     monkeypatch.setenv("B12LAB_EXPECTATIONS_DIR", str(strict))
-    with pytest.raises(CriticalExpectationFailed) as failure:
-        nightly(input_dir=exports(tmp_path / "in"), output_dir=tmp_path / "out", as_of=AS_OF)
+    with pytest.raises(RunFailed) as failure:
+        run_night(input_dir=exports(tmp_path / "in"), output_dir=tmp_path / "out", as_of=AS_OF)
+    assert isinstance(failure.value.__cause__, CriticalExpectationFailed)
     captured = capsys.readouterr()
     text = str(failure.value) + captured.out + captured.err + caplog.text
     text += (tmp_path / "out" / "run_summary.json").read_text()
+    text += "".join(path.read_text() for path in (tmp_path / "out" / "logs").glob("*.log"))
     assert "lab_results.patient_id" in str(failure.value)
     assert not [pid for pid in SECRET_IDS if pid in text]
 
 
 def test_output_files_are_private_to_owner_and_group(tmp_path):
     output = tmp_path / "out"
-    nightly(input_dir=exports(tmp_path / "in"), output_dir=output, as_of=AS_OF)
+    run_night(input_dir=exports(tmp_path / "in"), output_dir=output, as_of=AS_OF)
     paths = [output, *output.rglob("*")]
     readable_by_others = [p for p in paths if not p.is_symlink() and p.stat().st_mode & stat.S_IRWXO]
     assert readable_by_others == []
@@ -82,7 +89,7 @@ def test_a_hostile_file_name_is_data_not_sql(tmp_path):
     name = "labs_x'); drop table lab_results; --.csv"
     exports(inputs, name=name)
     output = tmp_path / "out"
-    nightly(input_dir=inputs, output_dir=output, as_of=AS_OF)
+    run_night(input_dir=inputs, output_dir=output, as_of=AS_OF)
     with duckdb.connect(str(output / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("select distinct source_file from lab_results").fetchall() == [(name,)]
         assert con.execute("select count(*) from quarantine where source_file = $n", {"n": name}).fetchone()[0] == 2
@@ -106,7 +113,7 @@ def test_a_hostile_code_in_a_code_list_is_only_ever_compared_as_data(tmp_path):
     hostile = tmp_path / "rules.yaml"
     hostile.write_text(text)
     output = tmp_path / "out"
-    nightly(input_dir=exports(tmp_path / "in"), output_dir=output, as_of=AS_OF, rules_file=hostile)
+    run_night(input_dir=exports(tmp_path / "in"), output_dir=output, as_of=AS_OF, rules_file=hostile)
     with duckdb.connect(str(output / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from patients").fetchone()[0] == 3
         assert con.execute("select count(*) from rules_codes where code ilike '%drop table%'").fetchone()[0] == 1
@@ -114,18 +121,18 @@ def test_a_hostile_code_in_a_code_list_is_only_ever_compared_as_data(tmp_path):
 
 def test_the_analyst_connection_is_read_only(sample_output):
     for statement in ["create table notes (a int)", "drop table patient_status", "delete from patient_status"]:
-        result = CliRunner().invoke(main, ["sql", statement, "--output", str(sample_output)])
-        assert result.exit_code == 1 and "read-only" in result.output.lower()
-    result = CliRunner().invoke(main, ["sql", "select count(*) as patients from patient_status",
-                                       "--output", str(sample_output)])
-    assert result.exit_code == 0 and "patients" in result.output
+        result = b12lab("sql", statement, "--output", sample_output)
+        assert result.returncode == 1 and "read-only" in result.stderr.lower()
+        assert len(result.stderr.splitlines()) == 1
+    result = b12lab("sql", "select count(*) as patients from patient_status", "--output", sample_output)
+    assert result.returncode == 0 and "patients" in result.stdout
 
 
 def test_the_pseudonymised_mart_holds_keys_not_identities(tmp_path, monkeypatch):
     key = "a-site-secret-never-stored-with-the-data"
     monkeypatch.setenv("B12LAB_PSEUDONYM_KEY", key)
     output = tmp_path / "out"
-    nightly(input_dir=exports(tmp_path / "in"), output_dir=output, as_of=AS_OF)
+    run_night(input_dir=exports(tmp_path / "in"), output_dir=output, as_of=AS_OF)
     analytics = output / "analytics" / "analytics.duckdb"
     with duckdb.connect(str(analytics), read_only=True) as con:
         columns = {name for (name,) in con.execute("select distinct column_name from duckdb_columns()").fetchall()}
@@ -144,5 +151,5 @@ def test_the_pseudonymised_mart_holds_keys_not_identities(tmp_path, monkeypatch)
 def test_without_a_key_no_pseudonymised_mart_is_written(tmp_path, monkeypatch):
     monkeypatch.delenv("B12LAB_PSEUDONYM_KEY", raising=False)
     output = tmp_path / "out"
-    nightly(input_dir=exports(tmp_path / "in"), output_dir=output, as_of=AS_OF)
+    run_night(input_dir=exports(tmp_path / "in"), output_dir=output, as_of=AS_OF)
     assert not (output / "analytics" / "analytics.duckdb").exists()
