@@ -64,8 +64,12 @@ def main() -> None:
 @click.option("--rules", "rules_file", type=click.Path(path_type=Path), default=None,
               help="Rules file (YAML). Default: the shipped rules (seed guidance).")
 @click.option("--profile", default=None, help="Guideline profile in the rules file (seed, nice_ng239, bsh_2014).")
-def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profile: str | None) -> None:
+@click.option("--mapping", default=None, metavar="FILE|NAME",
+              help="Mapping for lab CSVs in a site's own layout: a YAML file, or a shipped name (lab_csv, mimic3).")
+def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profile: str | None,
+        mapping: str | None) -> None:
     """Run the nightly pipeline once: ingest, validate, classify, publish."""
+    from pipelines.mapping import MappingError, load_mapping
     from pipelines.rules import RulesError, load_rules
 
     # Configuration is checked before Prefect starts, so a typo costs a second, not a server start-up.
@@ -73,8 +77,9 @@ def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profi
 
     try:
         load_rules(rules_file, profile)
+        load_mapping(mapping)
         check_memory_limit()
-    except (RulesError, ConfigurationError, OSError) as error:
+    except (RulesError, MappingError, ConfigurationError, OSError) as error:
         _fail(str(error))
     if not input_dir.is_dir():
         _fail(f"input folder not found: {input_dir}")
@@ -92,7 +97,8 @@ def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profi
 
     try:
         record = nightly(input_dir=input_dir, output_dir=output_dir,
-                         as_of=as_of.date() if as_of else None, rules_file=rules_file, profile=profile)
+                         as_of=as_of.date() if as_of else None, rules_file=rules_file, profile=profile,
+                         mapping=mapping)
     except Exception as error:  # one line for the operator; the full trace is in the Prefect logs
         _fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
     click.echo(
@@ -113,13 +119,17 @@ def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profi
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed (same seed, same files).")
 @click.option("--start", type=click.DateTime(formats=["%Y-%m-%d"]), default="2021-01-01", show_default=True)
 @click.option("--end", type=click.DateTime(formats=["%Y-%m-%d"]), default="2025-12-31", show_default=True)
-def synth(patients: int, out_dir: Path, seed: int, start, end) -> None:
+@click.option("--format", "export_format", type=click.Choice(["csv", "fhir"]), default="csv", show_default=True,
+              help="csv: the lab and registry CSVs; fhir: the same population as FHIR Bulk Data NDJSON.")
+def synth(patients: int, out_dir: Path, seed: int, start, end, export_format: str) -> None:
     """Write a realistic synthetic export set in the input contract."""
     from pipelines.synth import synthesize
+    from pipelines.synth_fhir import synthesize_fhir
 
     if end <= start:
         _fail("--end must be after --start")
-    summary = synthesize(patients, out_dir, seed=seed, start=start.date(), end=end.date())
+    write = synthesize_fhir if export_format == "fhir" else synthesize
+    summary = write(patients, out_dir, seed=seed, start=start.date(), end=end.date())
     click.echo(f"wrote synthetic exports for {patients} patients to {out_dir}")
     for name, rows in sorted(summary.get("rows", {}).items()):
         click.echo(f"  {name}: {rows} rows")

@@ -18,6 +18,7 @@ from prefect import flow, task
 from pipelines import publish, report
 from pipelines.duck import check_memory_limit, connect, release_freed_memory
 from pipelines.ingest import (ExportFile, FileAccount, ReconciliationError, discover_exports, ingest_file)
+from pipelines.mapping import LabMapping, load_mapping
 from pipelines.lake import Lake
 from pipelines.locking import run_lock
 from pipelines.progress import tracked
@@ -90,8 +91,8 @@ class RunSummary:
 
 
 @task(retries=2, retry_delay_seconds=5)
-def find_exports(input_dir: Path) -> tuple[list[ExportFile], list[Path]]:
-    return discover_exports(input_dir)
+def find_exports(input_dir: Path, mapping: LabMapping | None = None) -> tuple[list[ExportFile], list[Path]]:
+    return discover_exports(input_dir, mapping)
 
 
 # Files under this size are ingested several to a task: a Prefect task and a DuckDB connection cost about
@@ -183,11 +184,12 @@ def write_report(output_dir: Path, run_id: str, rules: Rules) -> Path:
 
 
 def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, rules_file: Path | None = None,
-                 profile: str | None = None) -> RunSummary:
+                 profile: str | None = None, mapping: str | None = None) -> RunSummary:
     """The pipeline's steps in order; the Prefect flow `nightly` is this function."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     # Configuration errors are caught before any data is touched.
     rules = load_rules(rules_file, profile)
+    lab_mapping = load_mapping(mapping)
     check_memory_limit()
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input folder not found: {input_dir}")
@@ -203,7 +205,7 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
     lake = Lake(output_dir / "lake")
     with run_lock(output_dir):
         try:
-            _run_steps(input_dir, output_dir, lake, rules, summary)
+            _run_steps(input_dir, output_dir, lake, rules, summary, lab_mapping)
         except Exception as error:
             summary.status = "failed"
             summary.message = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -214,11 +216,12 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
     return summary
 
 
-def _run_steps(input_dir: Path, output_dir: Path, lake: Lake, rules: Rules, summary: RunSummary) -> None:
+def _run_steps(input_dir: Path, output_dir: Path, lake: Lake, rules: Rules, summary: RunSummary,
+               mapping: LabMapping | None = None) -> None:
     removed = lake.remove_uncommitted() + publish.remove_stale_temporaries(output_dir)
     if removed:
         print(f"removed {removed} uncommitted files left by an interrupted run")
-    exports, ignored = find_exports(input_dir)
+    exports, ignored = find_exports(input_dir, mapping)
     summary.files_ignored = [path.name for path in ignored]
     for path in ignored:
         print(f"{path.name}: not an export file (expected labs*, patients*, diagnoses*, medications* .csv[.gz], "
@@ -276,7 +279,8 @@ def _run_steps(input_dir: Path, output_dir: Path, lake: Lake, rules: Rules, summ
 
 @flow(name="b12lab-nightly", log_prints=True)
 def nightly(input_dir: Path, output_dir: Path, as_of: date | None = None, rules_file: Path | None = None,
-            profile: str | None = None) -> dict:
-    """Ingest the drop folder, validate, classify every patient as of `as_of`, publish the warehouse."""
-    summary = run_pipeline(input_dir, output_dir, as_of, rules_file, profile)
+            profile: str | None = None, mapping: str | None = None) -> dict:
+    """Ingest the drop folder, validate, classify every patient as of `as_of`, publish the warehouse.
+    `mapping`: a mapping file or shipped mapping name for lab CSVs in a site's own layout."""
+    summary = run_pipeline(input_dir, output_dir, as_of, rules_file, profile, mapping)
     return summary.as_record()
