@@ -287,3 +287,24 @@ def test_real_bulk_export_patient_and_conditions(tmp_path, ingest):
     conditions = ingest(tmp_path / "in" / "Condition.000.ndjson")
     assert conditions.account.rows_accepted == 6
     assert {row["code_system"] for row in conditions.rows()} == {"SNOMED-CT"}
+
+
+def test_real_bulk_export_through_the_entry_point(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import duckdb
+
+    output = tmp_path / "out"
+    result = subprocess.run([str(Path(sys.executable).parent / "b12lab"), "run", "--input", str(REAL),
+                             "--output", str(output), "--as-of", "2026-01-01"],
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")})
+    assert result.returncode == 0, result.stderr
+    assert "read 15, accepted 15, quarantined 0, dropped 0" in result.stdout
+    assert "MedicationRequest.000.ndjson: read 8, accepted 8, quarantined 0, dropped 0" in result.stderr
+    assert "Traceback" not in result.stderr
+    with duckdb.connect(str(output / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) filter (where end_date is null), count(*) from medications").fetchone() \
+            == (3, 8)
