@@ -194,21 +194,25 @@ def main() -> None:
               default=0.2, show_default=True,
               help="Stop the run when more than this share of a file's records is quarantined "
                    "(env B12LAB_MAX_QUARANTINE_SHARE).")
+@click.option("--mapping", default=None, metavar="FILE|NAME",
+              help="Mapping for lab CSVs in a site's own layout: a YAML file, or a shipped name (lab_csv, mimic3).")
 def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profile: str | None,
-        max_quarantine_share: float) -> None:
+        max_quarantine_share: float, mapping: str | None) -> None:
     """Run the nightly pipeline once: ingest, validate, classify, publish."""
     from pipelines.duck import ConfigurationError, check_memory_limit
     from pipelines.flow import check_as_of, check_quarantine_share
+    from pipelines.mapping import MappingError, load_mapping
     from pipelines.rules import RulesError, load_rules
 
     # Configuration is checked before Prefect starts, so a typo costs a second, not a server start-up.
     try:
         load_rules(rules_file, profile)
+        load_mapping(mapping)
         check_memory_limit()
         check_quarantine_share(max_quarantine_share)
         if as_of:
             check_as_of(as_of.date(), date.today())
-    except (RulesError, ConfigurationError, ValueError, OSError) as error:
+    except (RulesError, MappingError, ConfigurationError, ValueError, OSError) as error:
         _fail(_one_line(error))
     if not input_dir.is_dir():
         _fail(f"input folder not found: {input_dir}")
@@ -228,7 +232,7 @@ def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profi
         with _prefect_api():
             record = nightly(input_dir=input_dir, output_dir=output_dir,
                              as_of=as_of.date() if as_of else None, rules_file=rules_file, profile=profile,
-                             max_quarantine_share=max_quarantine_share)
+                             max_quarantine_share=max_quarantine_share, mapping=mapping)
     except KeyboardInterrupt:  # past click, which would print an empty line for it
         raise Interrupted(signal.SIGINT) from None
     except Exception as error:  # the one line names the log file; the trace is in it
@@ -251,14 +255,18 @@ def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profi
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed (same seed, same files).")
 @click.option("--start", type=click.DateTime(formats=["%Y-%m-%d"]), default="2021-01-01", show_default=True)
 @click.option("--end", type=click.DateTime(formats=["%Y-%m-%d"]), default="2025-12-31", show_default=True)
-def synth(patients: int, out_dir: Path, seed: int, start, end) -> None:
+@click.option("--format", "export_format", type=click.Choice(["csv", "fhir"]), default="csv", show_default=True,
+              help="csv: the lab and registry CSVs; fhir: the same population as FHIR Bulk Data NDJSON.")
+def synth(patients: int, out_dir: Path, seed: int, start, end, export_format: str) -> None:
     """Write a realistic synthetic export set in the input contract."""
     from pipelines.synth import synthesize
+    from pipelines.synth_fhir import synthesize_fhir
 
     if end <= start:
         _fail("--end must be after --start")
+    write = synthesize_fhir if export_format == "fhir" else synthesize
     try:
-        summary = synthesize(patients, out_dir, seed=seed, start=start.date(), end=end.date())
+        summary = write(patients, out_dir, seed=seed, start=start.date(), end=end.date())
     except OSError as error:
         _fail(f"cannot write the synthetic exports to {out_dir}: {error.strerror or _one_line(error)}")
     click.echo(f"wrote synthetic exports for {patients} patients to {out_dir}")
@@ -289,17 +297,21 @@ def _local_timezone() -> str:
 @click.option("--profile", envvar="B12LAB_PROFILE", default=None, help="Guideline profile (env B12LAB_PROFILE).")
 @click.option("--max-quarantine-share", envvar="B12LAB_MAX_QUARANTINE_SHARE", type=float, default=0.2,
               show_default=True, help="As for `run` (env B12LAB_MAX_QUARANTINE_SHARE).")
+@click.option("--mapping", envvar="B12LAB_MAPPING", default=None, metavar="FILE|NAME",
+              help="As for `run` (env B12LAB_MAPPING).")
 @click.option("--name", default="nightly", show_default=True, help="Deployment name.")
 def serve(input_dir: Path, output_dir: Path, cron: str, timezone: str | None, rules_file: Path | None,
-          profile: str | None, max_quarantine_share: float, name: str) -> None:
+          profile: str | None, max_quarantine_share: float, mapping: str | None, name: str) -> None:
     """Serve the nightly flow on a cron schedule (a Prefect deployment); stop with Ctrl-C."""
     from pipelines.flow import check_quarantine_share
+    from pipelines.mapping import MappingError, load_mapping
     from pipelines.rules import RulesError, load_rules
 
     try:
         load_rules(rules_file, profile)
+        load_mapping(mapping)
         check_quarantine_share(max_quarantine_share)
-    except (RulesError, ValueError, OSError) as error:
+    except (RulesError, MappingError, ValueError, OSError) as error:
         _fail(_one_line(error))
     from prefect.schedules import Cron
     from prefect.settings import PREFECT_API_URL
@@ -316,7 +328,8 @@ def serve(input_dir: Path, output_dir: Path, cron: str, timezone: str | None, ru
 
     parameters = {"input_dir": str(input_dir.resolve()), "output_dir": str(output_dir.resolve()),
                   "rules_file": str(rules_file.resolve()) if rules_file else None, "profile": profile,
-                  "max_quarantine_share": max_quarantine_share}
+                  "max_quarantine_share": max_quarantine_share,
+                  "mapping": str(Path(mapping).resolve()) if mapping and Path(mapping).exists() else mapping}
     nightly.serve(name=name, schedules=[schedule], parameters=parameters,
                   description="Nightly B12 pipeline: ingest, validate, classify, publish.")
 

@@ -19,6 +19,7 @@ from prefect import flow, task
 from pipelines import publish, report
 from pipelines.duck import check_memory_limit, connect, is_interrupt, release_freed_memory
 from pipelines.ingest import ExportFile, FileAccount, ReconciliationError, discover_exports, ingest_file
+from pipelines.mapping import LabMapping, load_mapping
 from pipelines.lake import Lake
 from pipelines.locking import RunLock, run_lock
 from pipelines.progress import tracked
@@ -143,8 +144,8 @@ class RunSummary:
 
 
 @task(retries=2, retry_delay_seconds=5)
-def find_exports(input_dir: Path) -> tuple[list[ExportFile], list[Path]]:
-    return discover_exports(input_dir)
+def find_exports(input_dir: Path, mapping: LabMapping | None = None) -> tuple[list[ExportFile], list[Path]]:
+    return discover_exports(input_dir, mapping)
 
 
 # Files under this size are ingested several to a task: a Prefect task and a DuckDB connection cost about
@@ -250,7 +251,7 @@ def new_run_id() -> str:
 
 def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, rules_file: Path | None = None,
                  profile: str | None = None, max_quarantine_share: float = DEFAULT_MAX_QUARANTINE_SHARE,
-                 flow_run_id: str | None = None) -> RunSummary:
+                 flow_run_id: str | None = None, mapping: str | None = None) -> RunSummary:
     """The pipeline's steps in order; the Prefect flow `nightly` is this function.
 
     Whatever stops it (an error, an interrupt) is recorded in the `runs` table, the run summary and the log
@@ -259,6 +260,7 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     # Configuration errors are caught before any data is touched.
     rules = load_rules(rules_file, profile)
+    lab_mapping = load_mapping(mapping)
     check_memory_limit()
     check_quarantine_share(max_quarantine_share)
     today = date.today()
@@ -283,7 +285,7 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
         print(f"run {run_id} ({kind}) as of {as_of.isoformat()}; log: {log.path}")
         try:
             if kind == NIGHTLY:
-                _run_steps(input_dir, output_dir, lake, rules, summary, max_quarantine_share)
+                _run_steps(input_dir, output_dir, lake, rules, summary, max_quarantine_share, lab_mapping)
             else:
                 print(f"{as_of.isoformat()} is before the live publication's date ({live_as_of.isoformat()}): "
                       f"a reproduction from the lake as committed, written to "
@@ -337,8 +339,8 @@ def mark_flow_run_crashed(flow_run_id: str, found_by: str) -> None:
 
 
 def _run_steps(input_dir: Path, output_dir: Path, lake: Lake, rules: Rules, summary: RunSummary,
-               max_quarantine_share: float) -> None:
-    exports, ignored = find_exports(input_dir)
+               max_quarantine_share: float, mapping: LabMapping | None = None) -> None:
+    exports, ignored = find_exports(input_dir, mapping)
     summary.files_ignored = [path.name for path in ignored]
     for path in ignored:
         print(f"{path.name}: not an export file (expected labs*, patients*, diagnoses*, medications* .csv[.gz], "
@@ -416,10 +418,12 @@ def _publish(output_dir: Path, lake: Lake, rules: Rules, summary: RunSummary) ->
 
 @flow(name="b12lab-nightly", log_prints=True)
 def nightly(input_dir: Path, output_dir: Path, as_of: date | None = None, rules_file: Path | None = None,
-            profile: str | None = None, max_quarantine_share: float = DEFAULT_MAX_QUARANTINE_SHARE) -> dict:
-    """Ingest the drop folder, validate, classify every patient as of `as_of`, publish the warehouse."""
+            profile: str | None = None, max_quarantine_share: float = DEFAULT_MAX_QUARANTINE_SHARE,
+            mapping: str | None = None) -> dict:
+    """Ingest the drop folder, validate, classify every patient as of `as_of`, publish the warehouse.
+    `mapping`: a mapping file or shipped mapping name for lab CSVs in a site's own layout."""
     from prefect.runtime import flow_run
 
     summary = run_pipeline(input_dir, output_dir, as_of, rules_file, profile, max_quarantine_share,
-                           flow_run_id=str(flow_run.id))
+                           flow_run_id=str(flow_run.id), mapping=mapping)
     return {**summary.as_record(), "warehouse": str(summary.warehouse), "log_file": str(summary.log_file)}

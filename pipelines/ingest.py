@@ -23,12 +23,13 @@ import codecs
 import csv
 import gzip
 import hashlib
+import json
 import re
 import shutil
 import tempfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -39,6 +40,7 @@ import pyarrow.parquet as pq
 from pipelines.duck import load_reference_tables
 from pipelines.faults import crash_point
 from pipelines.lake import Lake
+from pipelines.mapping import LabMapping, MappingError, raw_file_sql
 from pipelines.paths import INGEST_SQL_DIR, read_sql
 
 # A character that never occurs in a CSV field: the reader's "null string". Short records are padded with
@@ -75,6 +77,27 @@ create or replace temp macro iso_timestamp(text) as try_cast(
         '[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([T ][0-9]{1,2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?\s?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?'
     ) then text end as timestamp)
 """
+
+# FHIR dates may be partial: a year (2019) or a year and month (2019-07). Read as the first day of the period
+# they name, with the precision ('year', 'month', 'day') kept beside the date; anything else is left as it is
+# for iso_timestamp to judge.
+_PARTIAL_DATE_MACROS = (
+    r"""
+create or replace temp macro partial_date(text) as case
+    when regexp_full_match(trim(text), '[0-9]{4}') then trim(text) || '-01-01'
+    when regexp_full_match(trim(text), '[0-9]{4}-[0-9]{2}') then trim(text) || '-01'
+    else text
+end
+""",
+    r"""
+create or replace temp macro date_precision(text) as case
+    when nullif(trim(text), '') is null then null
+    when regexp_full_match(trim(text), '[0-9]{4}') then 'year'
+    when regexp_full_match(trim(text), '[0-9]{4}-[0-9]{2}') then 'month'
+    else 'day'
+end
+""",
+)
 
 # A patient id as the export wrote it, less the whitespace around it (tabs, line breaks and no-break spaces
 # too, which trim() keeps); spaces inside and leading zeros are part of the identifier. Empty is null. One
@@ -121,14 +144,14 @@ EXPORT_KINDS: dict[str, ExportKind] = {
         table="patients",
         columns=("patient_id", "birth_date", "sex", "practice"),
         sql_file="patient_rows.sql",
-        lake_columns=("patient_id", "birth_date", "sex", "practice"),
+        lake_columns=("patient_id", "birth_date", "birth_date_precision", "sex", "practice"),
     ),
     "diagnoses": ExportKind(
         name="diagnoses",
         table="diagnoses",
         columns=("patient_id", "code_system", "code", "recorded_at"),
         sql_file="diagnosis_rows.sql",
-        lake_columns=("patient_id", "code_system", "code", "code_normalised", "recorded_at"),
+        lake_columns=("patient_id", "code_system", "code", "code_normalised", "recorded_at", "recorded_at_precision"),
     ),
     "medications": ExportKind(
         name="medications",
@@ -163,10 +186,15 @@ class ExportFile:
     source_hash: str
     # NDJSON files only: the FHIR resource type the file holds. None for a CSV file.
     fhir_resource: str | None = None
+    # A lab CSV in a site's own layout: the mapping that translates it into the lab contract.
+    mapping: LabMapping | None = None
+    # A FHIR Bundle (one JSON document) holds several resource types: each is an export of its own, named
+    # <file>#<resource type>, whose records are the Bundle's entries of that type.
+    bundle: bool = False
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return f"{self.path.name}#{self.fhir_resource}" if self.bundle else self.path.name
 
     @property
     def format(self) -> str:
@@ -187,6 +215,8 @@ class FileAccount:
     by_reason: dict[tuple[str, str], int] = field(default_factory=dict)
     # Why the file as a whole could not be read (one line, no row content); empty for a readable file.
     problem: str = ""
+    # The columns the file's header lacks (every record then quarantined as missing_columns).
+    missing_columns: list[str] = field(default_factory=list)
 
     @property
     def reconciles(self) -> bool:
@@ -228,11 +258,91 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def discover_exports(input_dir: Path) -> tuple[list[ExportFile], list[Path]]:
-    """The export files of a drop folder in name order, and the files that are not exports."""
+# Resources that other resources reference and that are read only for that: a MedicationRequest's
+# medicationReference, a Patient's managingOrganization. Their NDJSON files are not exports of their own.
+_REFERENCED_RESOURCES = ("Medication", "Organization")
+_REFERENCE_FILE_NAME = re.compile(
+    rf"^({'|'.join(_REFERENCED_RESOURCES)})(?![a-z]).*[.]ndjson(?:[.]gz)?$", re.IGNORECASE
+)
+_BUNDLE_FILE_NAME = re.compile(r".*[.]json(?:[.]gz)?$", re.IGNORECASE)
+MANIFEST_NAME = "manifest.json"
+
+
+def _read_json_document(path: Path) -> object | None:
+    """A whole JSON file (plain or gzip), or None when it is not one."""
+    try:
+        with _open_bytes(path, _compression_of(path)) as stream:
+            return json.loads(stream.read().decode("utf-8-sig"))
+    except (ValueError, OSError, *_GZIP_ERRORS):
+        return None
+
+
+def _bundle_resource_types(path: Path) -> list[str]:
+    """The resource types of FHIR_RESOURCES that a Bundle file holds, in FHIR_RESOURCES order; [] when the
+    file is not a Bundle."""
+    document = _read_json_document(path)
+    if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
+        return []
+    present = {(entry.get("resource") or {}).get("resourceType")
+               for entry in document.get("entry") or [] if isinstance(entry, dict)}
+    return [resource for resource in FHIR_RESOURCES if resource in present]
+
+
+def read_manifest(input_dir: Path) -> dict | None:
+    """The Bulk Data $export manifest of a drop folder: the file names it lists and its transactionTime;
+    None when there is none (or it is not a manifest)."""
+    path = input_dir / MANIFEST_NAME
+    document = _read_json_document(path) if path.is_file() else None
+    if not isinstance(document, dict) or not isinstance(document.get("output"), list):
+        return None
+    names = [str(item.get("url", "")).rstrip("/").rsplit("/", 1)[-1]
+             for item in document["output"] if isinstance(item, dict)]
+    return {"files": [name for name in names if name], "transaction_time": document.get("transactionTime")}
+
+
+def discover_exports(input_dir: Path, mapping: LabMapping | None = None) -> tuple[list[ExportFile], list[Path]]:
+    """The export files of a drop folder in name order, and the files that are not exports.
+
+    With a mapping (--mapping), the files its pattern names are lab exports in the site's layout, and its
+    dictionary file is read with them (neither an export nor ignored); a dictionary that is nowhere to be
+    found is refused before any data is read (MappingError).
+
+    A FHIR Bundle (*.json) gives one export per resource type it holds. Medication and Organization NDJSON
+    files are read for references only (neither an export nor ignored). When the folder holds a $export
+    manifest.json, the NDJSON files it does not list are not part of that export and are ignored.
+    """
+    manifest = read_manifest(input_dir)
+    listed = set(manifest["files"]) if manifest else None
+    dictionary = mapping.dictionary_path(input_dir) if mapping is not None else None
     exports, ignored = [], []
     for path in sorted(p for p in input_dir.iterdir() if p.is_file() and not p.name.startswith(".")):
+        if path.name == MANIFEST_NAME and manifest is not None:
+            continue
+        if dictionary is not None and path.resolve() == dictionary.resolve():
+            continue
+        if mapping is not None and mapping.matches(path):
+            if mapping.dictionary is not None and dictionary is None:
+                raise MappingError(f"mapping {mapping.name}: key 'dictionary.file': {mapping.dictionary.file} "
+                                   "is neither in the drop folder nor beside the mapping")
+            exports.append(ExportFile(path=path, kind=EXPORT_KINDS["labs"], source_hash=content_hash(path),
+                                      mapping=mapping))
+            continue
+        is_ndjson = fhir_resource_of(path) is not None or _REFERENCE_FILE_NAME.match(path.name)
+        if listed is not None and is_ndjson and path.name not in listed:
+            ignored.append(path)
+            continue
+        if _REFERENCE_FILE_NAME.match(path.name):
+            continue
         kind = export_kind_of(path)
+        if kind is None and _BUNDLE_FILE_NAME.match(path.name):
+            resources = _bundle_resource_types(path)
+            if resources:
+                file_hash = content_hash(path)
+                for resource in resources:
+                    part_hash = hashlib.sha256(f"{file_hash}:{resource}".encode()).hexdigest()
+                    exports.append(ExportFile(path=path, kind=EXPORT_KINDS[FHIR_RESOURCES[resource]],
+                                              source_hash=part_hash, fhir_resource=resource, bundle=True))
+                continue
         if kind is None:
             ignored.append(path)
         else:
@@ -393,17 +503,22 @@ def _flag_swallowed_records(con: duckdb.DuckDBPyConnection, kind: ExportKind, de
     break and at least a whole record's worth of delimiters: an unbalanced quote that swallowed the records
     after it. They stay in that record's raw text, in quarantine, instead of vanishing into an accepted field."""
     condition = " or ".join(
-        f"((contains({name}, chr(10)) or contains({name}, chr(13)))"
-        f" and length({name}) - length(replace({name}, $delim, '')) >= $fields)"
+        f"((contains({_quoted(name)}, chr(10)) or contains({_quoted(name)}, chr(13)))"
+        f" and length({_quoted(name)}) - length(replace({_quoted(name)}, $delim, '')) >= $fields)"
         for name in kind.columns
     )
     con.execute(f"update raw_file set _overflow = coalesce(_overflow, '') where {condition}",
                 {"delim": delimiter, "fields": len(kind.columns) - 1})
 
 
+def _quoted(name: str) -> str:
+    """A column name as a SQL identifier (a mapped layout's columns may hold spaces)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _complete_raw_file(con: duckdb.DuckDBPyConnection, kind: ExportKind) -> None:
     for missing in kind.columns:
-        con.execute(f"alter table raw_file add column if not exists {missing} varchar")
+        con.execute(f"alter table raw_file add column if not exists {_quoted(missing)} varchar")
     # The record's own status exists only in FHIR resources; CSV registries have none.
     con.execute("alter table raw_file add column if not exists record_status varchar")
 
@@ -459,9 +574,11 @@ def _reader_failure(error: Exception) -> str:
     return f"the CSV reader failed ({type(error).__name__}" + (f" at line {line.group(1)})" if line else ")")
 
 
-def _load_csv_file(con: duckdb.DuckDBPyConnection, export: ExportFile, scratch: Path) -> tuple[list[str], str, str]:
+def _load_csv_file(con: duckdb.DuckDBPyConnection, export: ExportFile, scratch: Path,
+                   delimiter: str | None = None) -> tuple[list[str], str, str]:
     """The CSV file's records into raw_file. Returns the kind's columns the header lacks, the column the
-    header repeats (if any), and the file's problem ('' when it was read)."""
+    header repeats (if any), and the file's problem ('' when it was read). `delimiter`: the one the file is
+    known to be written with (a mapping's); else the one the header is written with."""
     kind = export.kind
     path, problem = export.path, ""
     if _compression_of(path) == "gzip":
@@ -483,7 +600,7 @@ def _load_csv_file(con: duckdb.DuckDBPyConnection, export: ExportFile, scratch: 
             path = scratch / "terminated.csv"
         with path.open("ab") as out:
             out.write(b"\n")
-    delimiter = _sniff_delimiter(path, kind, "none")
+    delimiter = delimiter or _sniff_delimiter(path, kind, "none")
     header = read_header(path, delimiter, "none")
     columns, repeated = _raw_columns(header, kind)
     try:
@@ -508,6 +625,48 @@ def _load_csv_file(con: duckdb.DuckDBPyConnection, export: ExportFile, scratch: 
                 _empty_raw_file(con, kind)
     missing = [name for name in kind.columns if name not in header]
     return missing, (repeated[0] if repeated else ""), problem
+
+
+def _load_mapped_file(con: duckdb.DuckDBPyConnection, export: ExportFile, scratch: Path) -> tuple[list[str], str, str]:
+    """A lab CSV in a site's layout into raw_file, through its mapping: read as any CSV (the same damage
+    handling) with the mapping's source columns as the layout, then translated into the contract's fields
+    (pipelines/mapping.py). Returns the source columns the header lacks, the one it repeats, the problem."""
+    mapping = export.mapping
+    source_columns = tuple(dict.fromkeys(column.lower() for column in mapping.source_columns()))
+    layout = ExportKind(name=f"mapping {mapping.name}", table="lab_results", columns=source_columns,
+                        sql_file="", lake_columns=())
+    missing, repeated, problem = _load_csv_file(con, replace(export, kind=layout, mapping=None), scratch,
+                                                delimiter=mapping.delimiter)
+    con.execute("create or replace temp table mapped_source as select * from raw_file")
+    dictionary_path = mapping.dictionary_path(export.path.parent)
+    if mapping.dictionary is not None:
+        if dictionary_path is None:
+            raise MappingError(f"mapping {mapping.name}: key 'dictionary.file': {mapping.dictionary.file} "
+                               "is neither in the drop folder nor beside the mapping")
+        header = read_header(dictionary_path, mapping.dictionary.delimiter)
+        wanted = [mapping.dictionary.key, *(column for _, column in mapping.dictionary.columns)]
+        absent = [column for column in wanted if column.lower() not in header]
+        if absent:
+            raise MappingError(f"mapping {mapping.name}: key 'dictionary': {dictionary_path.name} has no column "
+                               f"{', '.join(absent)}")
+        fields = ", ".join(f"max(nullif(trim({_quoted(column.lower())}), '')) as {_quoted(field)}"
+                           for field, column in mapping.dictionary.columns)
+        con.execute(
+            f"create or replace temp table mapped_dictionary as select trim({_quoted(mapping.dictionary.key.lower())}) "
+            f"as dictionary_key, {fields} from read_csv($path, header = true, all_varchar = true, "
+            "auto_detect = false, delim = $delim, quote = '\"', escape = '\"', normalize_names = false, "
+            "columns = $columns) group by 1",
+            {"path": str(dictionary_path), "delim": mapping.dictionary.delimiter,
+             "columns": {name: "VARCHAR" for name in header}})
+    con.execute("create or replace temp table mapped_local_codes (code varchar, analyte varchar)")
+    if mapping.local_codes:
+        con.execute("insert into mapped_local_codes select unnest($codes), unnest($analytes)",
+                    {"codes": [code for code, _ in mapping.local_codes],
+                     "analytes": [analyte for _, analyte in mapping.local_codes]})
+    names = {name: name for name in source_columns}
+    con.execute("create or replace temp table raw_file as "
+                + raw_file_sql(mapping, names, has_dictionary=mapping.dictionary is not None))
+    return missing, repeated, problem
 
 
 # NDJSON lines are handed to DuckDB in Arrow batches of about this many bytes.
@@ -550,16 +709,123 @@ def _line_batch(numbers: list[int], lines: list[str]) -> pa.RecordBatch:
                                       schema=_LINE_SCHEMA)
 
 
+_REFERENCE_SCHEMA = pa.schema([("reference", pa.string()), ("resource_type", pa.string()), ("line", pa.string())])
+# The referenced resources of NDJSON files, by (path, size, mtime): read once per process, not once per file.
+_reference_cache: dict[tuple[str, int, int], list[tuple[str, str, str]]] = {}
+
+
+def _references_of_ndjson(path: Path) -> list[tuple[str, str, str]]:
+    """(Type/id, type, JSON line) of every Medication or Organization of an NDJSON file; damaged lines are
+    skipped (such a file is no export: nothing of it is accounted)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _reference_cache:
+        rows = []
+        try:
+            with _open_bytes(path, _compression_of(path)) as stream:
+                for data in stream:
+                    try:
+                        resource = json.loads(data)
+                    except ValueError:
+                        continue
+                    if isinstance(resource, dict) and resource.get("resourceType") in _REFERENCED_RESOURCES \
+                            and resource.get("id"):
+                        rows.append((f"{resource['resourceType']}/{resource['id']}", resource["resourceType"],
+                                     json.dumps(resource)))
+        except _GZIP_ERRORS:
+            pass
+        _reference_cache[key] = rows
+    return _reference_cache[key]
+
+
+def _resolve_bundle(bundle: dict) -> list[dict]:
+    """The Bundle's entries' resources, each reference to another entry by its fullUrl (urn:uuid:...) or by
+    a conditional reference that names its identifier rewritten as Type/id (a resource without an id takes
+    the uuid of its fullUrl). Entries that are not objects are kept as None, so entry positions stay."""
+    resources: list = []
+    targets: dict[str, str] = {}
+    for entry in bundle.get("entry") or []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict):
+            resources.append(None)
+            continue
+        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+        if not resource.get("id") and full_url:
+            resource = {**resource, "id": full_url.rsplit(":", 1)[-1].rsplit("/", 1)[-1]}
+        if full_url and resource.get("resourceType") and resource.get("id"):
+            targets[full_url] = f"{resource['resourceType']}/{resource['id']}"
+        for identifier in resource.get("identifier") or []:
+            if isinstance(identifier, dict) and identifier.get("system") and identifier.get("value"):
+                targets[f"{resource.get('resourceType')}?identifier={identifier['system']}|{identifier['value']}"] = \
+                    f"{resource.get('resourceType')}/{resource.get('id')}"
+        resources.append(resource)
+
+    def rewrite(value):
+        if isinstance(value, dict):
+            return {k: (targets.get(v, v) if k == "reference" and isinstance(v, str) else rewrite(v))
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            return [rewrite(item) for item in value]
+        return value
+
+    return [rewrite(resource) if resource is not None else None for resource in resources]
+
+
+def _bundle_lines(export: ExportFile, problems: list[str]) -> tuple[pa.Table, list[tuple[str, str, str]]]:
+    """The Bundle's entries of the export's resource type as numbered lines (source_row: the entry's 1-based
+    position in the Bundle), and the Bundle's referenced resources."""
+    document = _read_json_document(export.path)
+    resources = _resolve_bundle(document) if isinstance(document, dict) else []
+    if not isinstance(document, dict):
+        problems.append("not a JSON document any more")
+    numbers, lines, references = [], [], []
+    for position, resource in enumerate(resources, start=1):
+        if resource is None:
+            continue
+        if resource.get("resourceType") == export.fhir_resource:
+            numbers.append(position)
+            lines.append(json.dumps(resource))
+        if resource.get("resourceType") in _REFERENCED_RESOURCES and resource.get("id"):
+            references.append((f"{resource['resourceType']}/{resource['id']}", resource["resourceType"],
+                               json.dumps(resource)))
+    table = pa.Table.from_arrays([pa.array(numbers, pa.int64()), pa.array(lines, pa.string())],
+                                 schema=_LINE_SCHEMA)
+    return table, references
+
+
+def _load_fhir_references(con: duckdb.DuckDBPyConnection, rows: list[tuple[str, str, str]]) -> None:
+    """The temp table fhir_references (reference Type/id, resource_type, line) the fields models join."""
+    table = pa.Table.from_arrays([pa.array(list(column), pa.string()) for column in zip(*rows)]
+                                 if rows else [pa.array([], pa.string())] * 3, schema=_REFERENCE_SCHEMA)
+    con.register("fhir_reference_rows", table)
+    try:
+        con.execute("create or replace temp table fhir_references as "
+                    "select distinct on (reference) * from fhir_reference_rows")
+    finally:
+        con.unregister("fhir_reference_rows")
+
+
 def _load_fhir_file(con: duckdb.DuckDBPyConnection, export: ExportFile) -> str:
     """The file's lines into fhir_lines, then flattened by fhir_<resource>_fields.sql into raw_file. Returns
-    the file's problem ('' when all of it was read)."""
+    the file's problem ('' when all of it was read).
+
+    The resources that records may reference (fhir_references) are the Bundle's own entries, or for an NDJSON
+    file the Medication and Organization NDJSON files beside it (the same $export)."""
     problems: list[str] = []
-    batches = pa.RecordBatchReader.from_batches(_LINE_SCHEMA, _ndjson_line_batches(export.path, problems))
-    con.register("ndjson_line_batches", batches)
+    if export.bundle:
+        lines, references = _bundle_lines(export, problems)
+        con.register("ndjson_line_batches", lines)
+    else:
+        references = [row for path in sorted(export.path.parent.iterdir())
+                      if path.is_file() and _REFERENCE_FILE_NAME.match(path.name)
+                      for row in _references_of_ndjson(path)]
+        batches = pa.RecordBatchReader.from_batches(_LINE_SCHEMA, _ndjson_line_batches(export.path, problems))
+        con.register("ndjson_line_batches", batches)
     try:
         con.execute("create or replace temp table fhir_lines as select source_row, line from ndjson_line_batches")
     finally:
         con.unregister("ndjson_line_batches")
+    _load_fhir_references(con, references)
     sql = read_sql(INGEST_SQL_DIR / f"fhir_{export.fhir_resource.lower()}_fields.sql")
     con.execute(f"create or replace temp table raw_file as {sql}")
     return problems[0] if problems else ""
@@ -592,6 +858,8 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
         load_reference_tables(con)  # once per connection: a task of small files shares one
     con.execute(_ISO_TIMESTAMP_MACRO)
     con.execute(_CLEAN_IDENTIFIER_MACRO)
+    for macro in _PARTIAL_DATE_MACROS:
+        con.execute(macro)
     repeated_column = ""
     if export.format == "ndjson":
         missing_columns = []  # the fields model always gives every column of the kind
@@ -600,9 +868,14 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
         scratch_root = lake.root.parent / ".tmp"
         scratch_root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=scratch_root, prefix="ingest-") as scratch:
-            missing_columns, repeated_column, problem = _load_csv_file(con, export, Path(scratch))
+            if export.mapping is not None:
+                missing_columns, repeated_column, problem = _load_mapped_file(con, export, Path(scratch))
+            else:
+                missing_columns, repeated_column, problem = _load_csv_file(con, export, Path(scratch))
     if export.kind.name == "labs":
         _register_existing_lab_keys(con, earlier_lab_files)
+        if export.mapping is None:
+            con.execute("create or replace temp table mapped_local_codes (code varchar, analyte varchar)")
     sql = read_sql(INGEST_SQL_DIR / export.kind.sql_file)
     params = {"ingest_date": ingest_date} if "$ingest_date" in sql else {}
     con.execute(f"create or replace temp table parsed_rows as {sql}", params)
@@ -622,6 +895,11 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
             "update parsed_rows set raw = fhir_lines.line from fhir_lines "
             "where fhir_lines.source_row = parsed_rows.source_row and parsed_rows.outcome = 'quarantined'"
         )
+    if export.kind.name == "labs":
+        # Out of scope is counted per code, and its text is kept nowhere: not even when a file-level reason
+        # quarantines the whole file (a survey answer or an address has no place in a B12 pipeline's lake).
+        con.execute("update parsed_rows set raw = null where outcome = 'quarantined' and analyte is null "
+                    "and (loinc is not null or local_code is not null)")
 
     lineage = {"source_file": export.name, "source_hash": export.source_hash, "ingest_run": run_id}
     lineage_sql = "$source_file as source_file, source_row, $source_hash as source_hash, $ingest_run as ingest_run"
@@ -640,7 +918,13 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
         {**lineage, "table_name": export.kind.table},
         lake.data_file("quarantine", export.source_hash),
     )
+    if export.kind.name == "labs":
+        _write_unmapped_codes(con, export, lake, lineage)
     account = _account(con, export)
+    if missing_columns:
+        account.missing_columns = list(missing_columns)
+        print(f"{export.name}: missing columns {', '.join(missing_columns)}: {account.rows_read} records, "
+              "all quarantined as missing_columns")
     if problem:
         account.problem = problem
         # Recorded even when not one record could be read, so the accounting names the reason.
@@ -648,6 +932,34 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
         print(f"{export.name}: unreadable file ({problem}): {account.rows_read} records read, "
               f"all quarantined as {UNREADABLE_FILE}")
     return account
+
+
+# The code system of a lab row's local code: FHIR names it (the coding's system URL); a CSV export does not.
+_UNMAPPED_CODES_SQL = """
+    select
+        $source_file as source_file, $source_hash as source_hash, $ingest_run as ingest_run,
+        case when parsed_rows.loinc is not null then 'http://loinc.org'
+             else coalesce(nullif({local_system}, ''), 'local') end as code_system,
+        coalesce(parsed_rows.loinc, parsed_rows.local_code) as code,
+        min(parsed_rows.test_name) as display,
+        count(*) as rows,
+        min(cast(parsed_rows.collected_at as date)) as first_seen,
+        max(cast(parsed_rows.collected_at as date)) as last_seen
+    from parsed_rows
+    join raw_file on raw_file.source_row = parsed_rows.source_row
+    where parsed_rows.reason = 'out_of_scope'
+    group by all
+    order by rows desc, code_system, code
+"""
+
+
+def _write_unmapped_codes(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, lineage: dict) -> None:
+    """The file's out-of-scope codes, one row per code system and code, into lake/unmapped_codes/."""
+    has_system = bool(con.execute(
+        "select count(*) from duckdb_columns() where table_name = 'raw_file' and column_name = 'local_code_system'"
+    ).fetchone()[0])
+    sql = _UNMAPPED_CODES_SQL.format(local_system="raw_file.local_code_system" if has_system else "null")
+    lake.write_query(con, sql, lineage, lake.data_file("unmapped_codes", export.source_hash))
 
 
 # The duplicate keys of small lake files, kept for the life of the process. A lake file never changes once

@@ -5,6 +5,7 @@ Layout under OUTPUT/lake/:
     lab_results/<source_hash>.parquet      accepted lab rows of one ingested file
     patients/ diagnoses/ medications/      accepted registry rows, same naming
     quarantine/<source_hash>.parquet       rejected rows of one file, with reason and raw text
+    unmapped_codes/<source_hash>.parquet   out-of-scope codes of one lab file, counted (no row text)
     ingest_outcomes/<run_id>.parquet       rows per file, outcome and reason (the accounting)
     ingested_files/<run_id>.parquet        one row per file ingested by a run: the commit record
     runs/<run_id>.parquet                  one row per pipeline run
@@ -23,7 +24,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-DATA_TABLES = ("lab_results", "patients", "diagnoses", "medications", "quarantine")
+DATA_TABLES = ("lab_results", "patients", "diagnoses", "medications", "quarantine", "unmapped_codes")
 COMMIT_TABLE = "ingested_files"
 OUTCOMES_TABLE = "ingest_outcomes"
 RUNS_TABLE = "runs"

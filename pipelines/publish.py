@@ -66,12 +66,15 @@ _EMPTY_SCHEMAS = {
                    "value_si double, unit_si varchar, value_text varchar, reference_range varchar, "
                    "ref_low_si double, ref_high_si double, abnormal_flag varchar, status varchar, "
                    "performing_lab varchar",
-    "patients": "patient_id varchar, birth_date date, sex varchar, practice varchar",
-    "diagnoses": "patient_id varchar, code_system varchar, code varchar, code_normalised varchar, recorded_at date",
+    "patients": "patient_id varchar, birth_date date, birth_date_precision varchar, sex varchar, practice varchar",
+    "diagnoses": "patient_id varchar, code_system varchar, code varchar, code_normalised varchar, recorded_at date, "
+                 "recorded_at_precision varchar",
     "medications": "patient_id varchar, drug varchar, atc_code varchar, route varchar, dose varchar, "
                    "start_date date, end_date date",
     "quarantine": "source_file varchar, source_row bigint, source_hash varchar, ingest_run varchar, "
                   "table_name varchar, reason varchar, raw varchar",
+    "unmapped_codes": "source_file varchar, source_hash varchar, ingest_run varchar, code_system varchar, "
+                      "code varchar, display varchar, rows bigint, first_seen date, last_seen date",
     "ingested_files": "source_file varchar, source_hash varchar, kind varchar, ingest_run varchar, "
                       "committed_at timestamp, rows_read bigint, rows_accepted bigint, rows_quarantined bigint, "
                       "rows_dropped bigint",
@@ -175,7 +178,7 @@ def create_lake_views(con: duckdb.DuckDBPyConnection, lake: Lake, materialise: b
             con.execute(f"create or replace {kind} {table} as "
                         f"select * from read_parquet([{paths}], union_by_name = true)")
         else:
-            columns = _EMPTY_SCHEMAS[table] + (f", {_LINEAGE}" if table in DATA_TABLES and table != "quarantine" else "")
+            columns = _EMPTY_SCHEMAS[table] + (f", {_LINEAGE}" if table in DATA_TABLES and table not in ("quarantine", "unmapped_codes") else "")
             con.execute(f"create or replace table {table} ({columns})")
     if run_record is not None:
         if not materialise:

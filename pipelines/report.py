@@ -184,6 +184,15 @@ def data_quality(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
               "coalesce(sum(rows_quarantined), 0) as rows_quarantined, coalesce(sum(rows_dropped), 0) as rows_dropped"
     this_run = _rows(con, f"select {columns} from ingested_files where ingest_run = $run_id", {"run_id": run_id})[0]
     total = _rows(con, f"select {columns} from ingested_files")[0]
+    # Out of scope (a code that maps to no analyte) is not damage: shown apart from the rows in scope, so that
+    # the quarantine is read against the rows the pipeline is about.
+    out_of_scope = _rows(con, """
+        select coalesce(sum(rows) filter (where ingest_run = $run_id), 0) as this_run, coalesce(sum(rows), 0) as total
+        from ingest_outcomes where outcome = 'dropped' and reason = 'out_of_scope'""", {"run_id": run_id})[0]
+    for key, counts in (("this_run", this_run), ("total", total)):
+        counts["rows_out_of_scope"] = int(out_of_scope[key])
+        counts["rows_in_scope"] = int(counts["rows_read"]) - counts["rows_out_of_scope"]
+        counts["rows_dropped_in_scope"] = int(counts["rows_dropped"]) - counts["rows_out_of_scope"]
     outcomes = _rows(con, """
         select outcome, reason,
                coalesce(sum(rows) filter (where ingest_run = $run_id), 0) as this_run,

@@ -396,7 +396,7 @@ a { color: #1d5fa3; }
       <table id="table-accounting">
         <thead><tr><th></th><th class="num">This run</th><th class="num">All runs</th></tr></thead>
         <tbody>
-        {%- for key, label in (("files", "Files ingested"), ("rows_read", "Rows read"), ("rows_accepted", "Accepted"), ("rows_quarantined", "Quarantined"), ("rows_dropped", "Dropped")) %}
+        {%- for key, label in (("files", "Files ingested"), ("rows_read", "Rows read"), ("rows_out_of_scope", "Out of scope (code of no analyte)"), ("rows_in_scope", "In scope"), ("rows_accepted", "Accepted"), ("rows_quarantined", "Quarantined"), ("rows_dropped_in_scope", "Dropped by another rule"), ("rows_dropped", "Dropped, all rules")) %}
           <tr><td>{{ label }}</td><td class="num" data-accounting="this_run.{{ key }}" data-value="{{ data.accounting.this_run[key] }}">{{ data.accounting.this_run[key] | number }}</td><td class="num" data-accounting="total.{{ key }}" data-value="{{ data.accounting.total[key] }}">{{ data.accounting.total[key] | number }}</td></tr>
         {%- endfor %}
         </tbody>

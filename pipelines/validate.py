@@ -52,7 +52,7 @@ import pyarrow as pa
 from pipelines.duck import connect
 from pipelines.paths import EXPECTATIONS_DIR
 
-SUITE_FILES = ("lab_results", "quarantine", "patients", "diagnoses", "medications")
+SUITE_FILES = ("lab_results", "quarantine", "patients", "diagnoses", "medications", "unmapped_codes")
 CRITICAL = "critical"
 
 # Rows of one table GX validates at a time: what bounds validation's memory. Measured on the 1M-row benchmark

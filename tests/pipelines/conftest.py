@@ -21,7 +21,8 @@ class Ingested:
     def rows(self, table: str | None = None) -> list[dict]:
         path = self.lake.data_file(table or self.table, self.source_hash)
         with duckdb.connect() as con:
-            relation = con.execute("select * from read_parquet($p) order by source_row", {"p": str(path)})
+            order = "code_system, code" if table == "unmapped_codes" else "source_row"
+            relation = con.execute(f"select * from read_parquet($p) order by {order}", {"p": str(path)})
             names = [d[0] for d in relation.description]
             return [dict(zip(names, values)) for values in relation.fetchall()]
 

@@ -180,8 +180,12 @@ def test_sample_data_end_to_end(tmp_path):
     assert all(r == a + q + d for r, a, q, d in files)
     assert record["rows_quarantined"] > 0 and record["rows_dropped"] > 0
     reasons = {r for (r,) in read(warehouse, "select distinct reason from quarantine")}
-    assert {"missing_patient_id", "unknown_unit", "unknown_analyte", "unparseable_value", "future_date",
+    assert {"missing_patient_id", "unknown_unit", "unparseable_value", "future_date",
             "implausible_value", "malformed_row"} <= reasons
+    # A code of no analyte is out of scope: dropped, counted per code in unmapped_codes, not quarantined.
+    out_of_scope = read(warehouse, "select sum(rows) from ingest_outcomes where reason = 'out_of_scope'")[0][0]
+    assert out_of_scope > 0
+    assert read(warehouse, "select sum(rows) from unmapped_codes")[0][0] == out_of_scope
     statuses = dict(read(warehouse, "select status, count(*) from patient_status group by all"))
     assert statuses.get("deficient", 0) > 0 and statuses.get("normal", 0) > 0
     assert read(warehouse, "select count(*) from patient_status") == read(

@@ -349,8 +349,8 @@ def test_an_empty_file(tmp_path, ingest):
         ("Condition", "verificationStatus", "entered-in-error", ("dropped", "entered_in_error")),
         ("MedicationRequest", "status", "active", "accepted"),
         ("MedicationRequest", "status", "completed", "accepted"),
-        ("MedicationRequest", "status", "cancelled", ("dropped", "cancelled")),
-        ("MedicationRequest", "status", "draft", ("dropped", "cancelled")),
+        ("MedicationRequest", "status", "cancelled", "accepted"),  # kept, ended at its start (see below)
+        ("MedicationRequest", "status", "draft", ("dropped", "draft")),
         ("MedicationRequest", "status", "entered-in-error", ("dropped", "entered_in_error")),
         ("MedicationStatement", "status", "active", "accepted"),
         ("MedicationStatement", "status", "not-taken", ("dropped", "not_taken")),

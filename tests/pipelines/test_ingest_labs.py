@@ -88,7 +88,7 @@ def test_every_quarantine_reason_next_to_good_rows(tmp_path, ingest):
     rows = [
         good,                                                             # 1 accepted
         lab_row(patient_id="  "),                                         # 2 missing_patient_id
-        lab_row(loinc="99999-9", local_code="", accession="A3"),          # 3 unknown_analyte
+        lab_row(loinc="", local_code="", accession="A3"),                 # 3 unknown_analyte (no code at all)
         lab_row(result_value="hemolyzed", accession="A4"),                # 4 unparseable_value
         lab_row(result_value="see comment", accession="A5"),              # 5 unparseable_value
         lab_row(unit="mg/dL", accession="A6"),                            # 6 unknown_unit
@@ -237,3 +237,41 @@ def test_conversion_adds_no_floating_point_noise_at_boundaries(tmp_path, ingest,
                       [lab_row(loinc="13964-2", result_value=value, unit="nmol/L", reference_range="0-" + value)])
     [row] = ingest(path).rows()
     assert row["value_si"] == expected and row["ref_high_si"] == expected
+
+
+def test_out_of_scope_codes_are_dropped_counted_and_not_stored(tmp_path, ingest):
+    """A code that maps to no analyte is not damage: dropped as out_of_scope, counted per code in
+    unmapped_codes, and its text kept nowhere, even when its other fields are damaged."""
+    path = write_labs(tmp_path / "in" / "labs.csv", [
+        lab_row(accession="A1"),                                                          # 1 accepted
+        lab_row(loinc="2093-3", test_name="Cholesterol", result_value="5.1", unit="mmol/L",
+                accession="A2", collected_at="2024-01-02"),                               # 2 out of scope
+        lab_row(loinc="2093-3", test_name="Cholesterol", result_value="Main Street 1",
+                accession="A3", collected_at="2024-03-04", patient_id=""),                # 3 out of scope
+        lab_row(loinc="", local_code="SURVEY9", test_name="Income", result_value="low",
+                accession="A4"),                                                          # 4 out of scope
+        lab_row(loinc="", local_code="", accession="A5"),                                 # 5 unknown_analyte
+    ])
+    result = ingest(path)
+    assert result.account.by_reason == {("accepted", ""): 1, ("dropped", "out_of_scope"): 3,
+                                        ("quarantined", "unknown_analyte"): 1}
+    assert result.account.reconciles
+    assert list(result.reasons().values()) == ["unknown_analyte"]
+    stored = " ".join(str(row["raw"]) for row in result.quarantine())
+    assert "Main Street" not in stored and "Income" not in stored
+    unmapped = {(row["code_system"], row["code"]): row for row in result.rows("unmapped_codes")}
+    assert set(unmapped) == {("http://loinc.org", "2093-3"), ("local", "SURVEY9")}
+    cholesterol = unmapped[("http://loinc.org", "2093-3")]
+    assert (cholesterol["rows"], cholesterol["display"], str(cholesterol["first_seen"]),
+            str(cholesterol["last_seen"])) == (2, "Cholesterol", "2024-01-02", "2024-03-04")
+    assert cholesterol["source_file"] == "labs.csv"
+
+
+def test_file_level_quarantine_keeps_no_text_of_out_of_scope_rows(tmp_path, ingest):
+    """A file quarantined as a whole (here a repeated column) keeps the raw text of its in-scope rows only."""
+    header = [*lab_row().keys(), "unit"]
+    rows = [[*lab_row(accession="A1").values(), "x"],
+            [*lab_row(loinc="8867-4", test_name="Heart rate", accession="A2").values(), "x"]]
+    path = write_csv(tmp_path / "in" / "labs.csv", header, rows)
+    quarantined = {row["source_row"]: row for row in ingest(path).quarantine()}
+    assert quarantined[1]["raw"] is not None and quarantined[2]["raw"] is None

@@ -291,6 +291,12 @@ def test_data_quality_matches_the_accounting_and_gx(page, sample_output, run_rec
         shown = [int(page.one("data-accounting", f"{scope}.{key}")["attrs"]["data-value"])
                  for key in ("files", "rows_read", "rows_accepted", "rows_quarantined", "rows_dropped")]
         assert shown == list(totals)
+        # Out of scope is shown apart: in scope + out of scope = read, and the quarantine is read against it.
+        scope_counts = {key: int(page.one("data-accounting", f"{scope}.{key}")["attrs"]["data-value"])
+                        for key in ("rows_in_scope", "rows_out_of_scope", "rows_dropped_in_scope")}
+        assert scope_counts["rows_out_of_scope"] == by_reason["out_of_scope"] > 0
+        assert scope_counts["rows_in_scope"] + scope_counts["rows_out_of_scope"] == totals[1]
+        assert scope_counts["rows_dropped_in_scope"] == totals[4] - by_reason["out_of_scope"]
     outcome_rows = {e["attrs"]["data-reason"]: e for e in page.with_attr("data-reason")}
     assert set(outcome_rows) == set(by_reason)
     gx = {e["attrs"]["data-gx"]: int(e["attrs"]["data-value"]) for e in page.with_attr("data-gx")}

@@ -33,7 +33,9 @@ typed as (
         systems.code_system,
         -- ICD codes arrive with and without the dot (D51.0, D510): compare on a dotless upper-case form.
         upper(replace(replace(fields.code, '.', ''), ' ', '')) as code_normalised,
-        cast(iso_timestamp(recorded_at_raw) as date) as recorded_at
+        -- A partial date (2019, 2019-07) is the first day of the period it names; its precision is kept.
+        cast(iso_timestamp(partial_date(recorded_at_raw)) as date) as recorded_at,
+        date_precision(recorded_at_raw) as recorded_at_precision
     from fields
     left join ref_code_systems as systems
         on fields.code_system_key = systems.variant
@@ -85,6 +87,7 @@ final as (
         code,
         code_normalised,
         recorded_at,
+        recorded_at_precision,
         raw
     from deduplicated
 )

@@ -11,7 +11,8 @@
 --                 SNOMED CT, by FHIR URL or name), else of the first code.coding (then: unknown_code_system);
 --                 diagnosis_rows normalises it (http://hl7.org/fhir/sid/icd-10 -> ICD-10)
 --   code          code of that same coding
---   recorded_at   recordedDate, onsetDateTime
+--   recorded_at   recordedDate, onsetDateTime, onsetPeriod.start (a partial date such as 2019 is read by
+--                 diagnosis_rows as its first day)
 --   record_status verificationStatus code (refuted and entered-in-error conditions are dropped by
 --                 diagnosis_rows). clinicalStatus is not used: a resolved or inactive pernicious anaemia is
 --                 still a history of pernicious anaemia.
@@ -34,6 +35,7 @@ parsed as (
             "code": {"coding": [{"system": "VARCHAR", "code": "VARCHAR"}]},
             "recordedDate": "VARCHAR",
             "onsetDateTime": "VARCHAR",
+            "onsetPeriod": {"start": "VARCHAR"},
             "verificationStatus": {"coding": [{"code": "VARCHAR"}]}
         }') end as resource
     from lines
@@ -70,7 +72,7 @@ fields as (
         ), '') as patient_id,
         coalesce(coding.system, '') as code_system,
         coalesce(coding.code, '') as code,
-        coalesce(resource.recordedDate, resource.onsetDateTime, '') as recorded_at,
+        coalesce(resource.recordedDate, resource.onsetDateTime, resource.onsetPeriod.start, '') as recorded_at,
         lower(resource.verificationStatus.coding[1].code) as record_status
     from codings
 ),

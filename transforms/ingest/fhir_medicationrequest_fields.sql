@@ -7,14 +7,19 @@
 -- treats as malformed_row. Any other missing value is '' (never null), so it meets the ordinary reasons.
 -- Mapping (first match wins; dosage = dosageInstruction[0]):
 --   patient_id   subject.reference Patient/<id> (relative or absolute, /_history/ ignored) -> <id>
---   drug         medicationCodeableConcept.text, medicationCodeableConcept.coding[0].display
---   atc_code     medicationCodeableConcept.coding[system = http://www.whocc.no/atc].code
+--   medication   medicationCodeableConcept, else the code of the Medication that medicationReference names:
+--                a contained one (#id), else one of the same export (fhir_references: Medication NDJSON
+--                files of the drop folder, or the Bundle's Medication entries)
+--   drug         medication.text, medication.coding[0].display (RxNorm, SNOMED CT or any other system)
+--   atc_code     medication.coding[system = http://www.whocc.no/atc].code
 --   route        dosage.route.text, dosage.route.coding[0].display
 --   dose         dosage.doseAndRate[0].doseQuantity: value and unit (or UCUM code), space separated
---   start_date   dosage.timing.repeat.boundsPeriod.start, authoredOn
---   end_date     dosage.timing.repeat.boundsPeriod.end
--- Not mapped: medicationReference (no drug: missing_drug).
---   record_status status (cancelled, draft and entered-in-error requests are dropped by medication_rows)
+--   start_date   dosage.timing.repeat.boundsPeriod.start, dispenseRequest.validityPeriod.start, authoredOn
+--   end_date     status decides: active, on-hold (and any other) keep the record ongoing unless
+--                dosage.timing.repeat.boundsPeriod.end ends it; completed, stopped and cancelled end it at
+--                boundsPeriod.end, else dispenseRequest.validityPeriod.end, else its own start date
+--   record_status status (draft and entered-in-error requests are dropped by medication_rows)
+-- Input: fhir_references (reference, resource_type, line): the resources other resources may reference.
 -- Input: fhir_lines (source_row, line): every line of the file, numbered.
 
 with lines as (
@@ -35,6 +40,11 @@ parsed as (
             "medicationCodeableConcept": {
                 "text": "VARCHAR", "coding": [{"system": "VARCHAR", "code": "VARCHAR", "display": "VARCHAR"}]
             },
+            "medicationReference": {"reference": "VARCHAR", "display": "VARCHAR"},
+            "contained": [{"resourceType": "VARCHAR", "id": "VARCHAR", "code": {
+                "text": "VARCHAR", "coding": [{"system": "VARCHAR", "code": "VARCHAR", "display": "VARCHAR"}]
+            }}],
+            "dispenseRequest": {"validityPeriod": {"start": "VARCHAR", "end": "VARCHAR"}},
             "authoredOn": "VARCHAR",
             "dosageInstruction": [{
                 "route": {"text": "VARCHAR", "coding": [{"display": "VARCHAR"}]},
@@ -45,14 +55,35 @@ parsed as (
     from lines
 ),
 
+referenced_medications as (
+    select
+        reference,
+        from_json(line, '{"code": {
+            "text": "VARCHAR", "coding": [{"system": "VARCHAR", "code": "VARCHAR", "display": "VARCHAR"}]
+        }}').code as code
+    from fhir_references
+    where resource_type = 'Medication'
+),
+
 requests as (
     select
-        source_row,
-        resource,
-        resource.medicationCodeableConcept as medication,
-        resource.dosageInstruction[1] as dosage
+        parsed.source_row,
+        parsed.resource,
+        coalesce(
+            parsed.resource.medicationCodeableConcept,
+            list_filter(
+                parsed.resource.contained,
+                lambda c: c.resourceType = 'Medication' and '#' || c.id = parsed.resource.medicationReference.reference
+            )[1].code,
+            referenced_medications.code,
+            {'text': parsed.resource.medicationReference.display, 'coding': []}
+        ) as medication,
+        parsed.resource.dosageInstruction[1] as dosage
     from parsed
-    where resource.resourceType = 'MedicationRequest'
+    left join referenced_medications
+        on referenced_medications.reference = regexp_extract(
+            parsed.resource.medicationReference.reference, '(Medication/[^/]+)(?:/_history/[^/]*)?$', 1)
+    where parsed.resource.resourceType = 'MedicationRequest'
 ),
 
 fields as (
@@ -70,8 +101,18 @@ fields as (
             dosage.doseAndRate[1].doseQuantity.value,
             coalesce(nullif(dosage.doseAndRate[1].doseQuantity.unit, ''), dosage.doseAndRate[1].doseQuantity.code)
         ) as dose,
-        coalesce(dosage.timing.repeat.boundsPeriod.start, resource.authoredOn, '') as start_date,
-        coalesce(dosage.timing.repeat.boundsPeriod.end, '') as end_date,
+        coalesce(
+            dosage.timing.repeat.boundsPeriod.start, resource.dispenseRequest.validityPeriod.start,
+            resource.authoredOn, ''
+        ) as start_date,
+        case
+            when lower(resource.status) in ('completed', 'stopped', 'cancelled') then coalesce(
+                dosage.timing.repeat.boundsPeriod.end, resource.dispenseRequest.validityPeriod.end,
+                dosage.timing.repeat.boundsPeriod.start, resource.dispenseRequest.validityPeriod.start,
+                resource.authoredOn, ''
+            )
+            else coalesce(dosage.timing.repeat.boundsPeriod.end, '')
+        end as end_date,
         lower(resource.status) as record_status
     from requests
 ),

@@ -7,13 +7,15 @@
 -- treats as malformed_row. Any other missing value is '' (never null), so it meets the ordinary reasons.
 -- Mapping (first match wins; dosage = dosage[0]):
 --   patient_id   subject.reference Patient/<id> (relative or absolute, /_history/ ignored) -> <id>
---   drug         medicationCodeableConcept.text, medicationCodeableConcept.coding[0].display
---   atc_code     medicationCodeableConcept.coding[system = http://www.whocc.no/atc].code
+--   medication   medicationCodeableConcept, else the code of the Medication that medicationReference names:
+--                a contained one (#id), else one of the same export (fhir_references)
+--   drug         medication.text, medication.coding[0].display
+--   atc_code     medication.coding[system = http://www.whocc.no/atc].code
 --   route        dosage.route.text, dosage.route.coding[0].display
 --   dose         dosage.doseAndRate[0].doseQuantity: value and unit (or UCUM code), space separated
---   start_date   effectivePeriod.start, effectiveDateTime
---   end_date     effectivePeriod.end
--- Not mapped: medicationReference (no drug: missing_drug).
+--   start_date   effectivePeriod.start, effectiveDateTime, dateAsserted
+--   end_date     effectivePeriod.end; completed, stopped and cancelled statements without one end at their start
+-- Input: fhir_references (reference, resource_type, line): the resources other resources may reference.
 --   record_status status (entered-in-error and not-taken statements are dropped by medication_rows)
 -- Input: fhir_lines (source_row, line): every line of the file, numbered.
 
@@ -35,6 +37,11 @@ parsed as (
             "medicationCodeableConcept": {
                 "text": "VARCHAR", "coding": [{"system": "VARCHAR", "code": "VARCHAR", "display": "VARCHAR"}]
             },
+            "medicationReference": {"reference": "VARCHAR", "display": "VARCHAR"},
+            "contained": [{"resourceType": "VARCHAR", "id": "VARCHAR", "code": {
+                "text": "VARCHAR", "coding": [{"system": "VARCHAR", "code": "VARCHAR", "display": "VARCHAR"}]
+            }}],
+            "dateAsserted": "VARCHAR",
             "effectiveDateTime": "VARCHAR",
             "effectivePeriod": {"start": "VARCHAR", "end": "VARCHAR"},
             "dosage": [{
@@ -45,14 +52,35 @@ parsed as (
     from lines
 ),
 
+referenced_medications as (
+    select
+        reference,
+        from_json(line, '{"code": {
+            "text": "VARCHAR", "coding": [{"system": "VARCHAR", "code": "VARCHAR", "display": "VARCHAR"}]
+        }}').code as code
+    from fhir_references
+    where resource_type = 'Medication'
+),
+
 statements as (
     select
-        source_row,
-        resource,
-        resource.medicationCodeableConcept as medication,
-        resource.dosage[1] as dosage
+        parsed.source_row,
+        parsed.resource,
+        coalesce(
+            parsed.resource.medicationCodeableConcept,
+            list_filter(
+                parsed.resource.contained,
+                lambda c: c.resourceType = 'Medication' and '#' || c.id = parsed.resource.medicationReference.reference
+            )[1].code,
+            referenced_medications.code,
+            {'text': parsed.resource.medicationReference.display, 'coding': []}
+        ) as medication,
+        parsed.resource.dosage[1] as dosage
     from parsed
-    where resource.resourceType = 'MedicationStatement'
+    left join referenced_medications
+        on referenced_medications.reference = regexp_extract(
+            parsed.resource.medicationReference.reference, '(Medication/[^/]+)(?:/_history/[^/]*)?$', 1)
+    where parsed.resource.resourceType = 'MedicationStatement'
 ),
 
 fields as (
@@ -70,8 +98,15 @@ fields as (
             dosage.doseAndRate[1].doseQuantity.value,
             coalesce(nullif(dosage.doseAndRate[1].doseQuantity.unit, ''), dosage.doseAndRate[1].doseQuantity.code)
         ) as dose,
-        coalesce(resource.effectivePeriod.start, resource.effectiveDateTime, '') as start_date,
-        coalesce(resource.effectivePeriod.end, '') as end_date,
+        coalesce(resource.effectivePeriod.start, resource.effectiveDateTime, resource.dateAsserted, '')
+            as start_date,
+        case
+            when lower(resource.status) in ('completed', 'stopped', 'cancelled') then coalesce(
+                resource.effectivePeriod.end, resource.effectivePeriod.start, resource.effectiveDateTime,
+                resource.dateAsserted, ''
+            )
+            else coalesce(resource.effectivePeriod.end, '')
+        end as end_date,
         lower(resource.status) as record_status
     from statements
 ),

@@ -10,16 +10,21 @@
 -- Mapping (first match wins):
 --   patient_id       subject.reference Patient/<id> (relative or absolute, /_history/ ignored) -> <id>
 --   accession        identifier[0].value, id
---   loinc            code.coding[system = http://loinc.org].code
---   local_code       the first other code.coding's code
+--                    (inside a Bundle, a urn:uuid: reference is first resolved through the entries' fullUrl)
+--   loinc            code.coding[system = http://loinc.org].code, in any position
+--   local_code       the first other code.coding's code (local_code_system: its system URL, for
+--                    unmapped_codes)
 --   test_name        code.text, code.coding[0].display
 --   result_value     valueQuantity.comparator || valueQuantity.value, valueString, valueInteger,
---                    valueCodeableConcept.text, valueCodeableConcept.coding[0].display
---   unit             valueQuantity.unit, valueQuantity.code
+--                    valueCodeableConcept.text, valueCodeableConcept.coding[0].display (SNOMED CT qualifier
+--                    displays such as "Detected (qualifier value)" are in ref_qualitative_values)
+--   unit             valueQuantity.code (the UCUM code, when given), valueQuantity.unit (display text)
 --   reference_range  referenceRange[0]: low-high, <high, >low, text
 --   abnormal_flag    interpretation[0].coding[0].code
 --   status           status (final, amended, corrected, preliminary, cancelled, ... are in ref_result_statuses)
---   collected_at     effectiveDateTime, effectiveInstant, effectivePeriod.start
+--   collected_at     effectiveDateTime, effectiveInstant, effectivePeriod.start, issued
+-- A component observation (a blood pressure panel) has no value of its own: its code decides (out of scope, or
+-- unparseable_value for an analyte's code).
 --   resulted_at      issued
 --   performing_lab   performer[0].display
 -- Input: fhir_lines (source_row, line): every line of the file, numbered.
@@ -47,7 +52,9 @@ parsed as (
             "effectivePeriod": {"start": "VARCHAR"},
             "issued": "VARCHAR",
             "performer": [{"display": "VARCHAR"}],
-            "valueQuantity": {"value": "VARCHAR", "comparator": "VARCHAR", "unit": "VARCHAR", "code": "VARCHAR"},
+            "valueQuantity": {
+                "value": "VARCHAR", "comparator": "VARCHAR", "unit": "VARCHAR", "system": "VARCHAR", "code": "VARCHAR"
+            },
             "valueString": "VARCHAR",
             "valueInteger": "VARCHAR",
             "valueCodeableConcept": {"text": "VARCHAR", "coding": [{"display": "VARCHAR"}]},
@@ -74,6 +81,8 @@ fields as (
         coalesce(list_filter(
             resource.code.coding, lambda c: c.system is distinct from 'http://loinc.org'
         )[1].code, '') as local_code,
+        list_filter(resource.code.coding, lambda c: c.system is distinct from 'http://loinc.org')[1].system
+            as local_code_system,
         coalesce(nullif(resource.code.text, ''), resource.code.coding[1].display, '') as test_name,
         coalesce(
             coalesce(resource.valueQuantity.comparator, '') || resource.valueQuantity.value,
@@ -83,7 +92,8 @@ fields as (
             resource.valueCodeableConcept.coding[1].display,
             ''
         ) as result_value,
-        coalesce(nullif(resource.valueQuantity.unit, ''), resource.valueQuantity.code, '') as unit,
+        -- The UCUM code is the unit; the unit element is display text ("picogram per milliliter").
+        coalesce(nullif(resource.valueQuantity.code, ''), resource.valueQuantity.unit, '') as unit,
         coalesce(
             resource.referenceRange[1].low.value || '-' || resource.referenceRange[1].high.value,
             '<' || resource.referenceRange[1].high.value,
@@ -94,7 +104,8 @@ fields as (
         coalesce(resource.interpretation[1].coding[1].code, '') as abnormal_flag,
         coalesce(resource.status, '') as status,
         coalesce(
-            resource.effectiveDateTime, resource.effectiveInstant, resource.effectivePeriod.start, ''
+            resource.effectiveDateTime, resource.effectiveInstant, resource.effectivePeriod.start, resource.issued,
+            ''
         ) as collected_at,
         coalesce(resource.issued, '') as resulted_at,
         coalesce(resource.performer[1].display, '') as performing_lab
@@ -117,7 +128,8 @@ final as (
         fields.collected_at,
         fields.resulted_at,
         fields.performing_lab,
-        null::varchar as _overflow
+        null::varchar as _overflow,
+        fields.local_code_system
     from lines
     left join fields on fields.source_row = lines.source_row
 )

@@ -7,10 +7,13 @@
 -- malformed_row. Any other missing value is '' (never null), so it meets the ordinary reasons.
 -- Mapping (first match wins):
 --   patient_id   id
---   birth_date   birthDate (a partial date such as 1950 or 1950-02 does not parse: unparseable_date)
+--   birth_date   birthDate (a partial date such as 1950 or 1950-02 is read by patient_rows as its first day)
 --   sex          gender: male -> M, female -> F, other -> O, unknown -> U; any other value as given
---   practice     generalPractitioner[0].display, managingOrganization.display
--- Input: fhir_lines (source_row, line): every line of the file, numbered.
+--   practice     generalPractitioner[0].display, managingOrganization.display, else the name of the
+--                Organization that generalPractitioner[0] or managingOrganization references, when the export
+--                holds it (fhir_references: Organization NDJSON files of the drop folder, or Bundle entries)
+-- Input: fhir_lines (source_row, line): every line of the file, numbered; fhir_references (reference,
+-- resource_type, line): the resources other resources may reference.
 
 with lines as (
     select source_row, line
@@ -28,16 +31,31 @@ parsed as (
             "id": "VARCHAR",
             "birthDate": "VARCHAR",
             "gender": "VARCHAR",
-            "generalPractitioner": [{"display": "VARCHAR"}],
-            "managingOrganization": {"display": "VARCHAR"}
+            "generalPractitioner": [{"reference": "VARCHAR", "display": "VARCHAR"}],
+            "managingOrganization": {"reference": "VARCHAR", "display": "VARCHAR"}
         }') end as resource
     from lines
 ),
 
+organizations as (
+    select reference, json_extract_string(line, '$.name') as name
+    from fhir_references
+    where resource_type = 'Organization'
+),
+
 patients as (
-    select source_row, resource
+    select
+        parsed.source_row,
+        parsed.resource,
+        coalesce(by_practitioner.name, by_managing.name) as organization_name
     from parsed
-    where resource.resourceType = 'Patient'
+    left join organizations as by_practitioner
+        on by_practitioner.reference = regexp_extract(
+            parsed.resource.generalPractitioner[1].reference, '(Organization/[^/]+)(?:/_history/[^/]*)?$', 1)
+    left join organizations as by_managing
+        on by_managing.reference = regexp_extract(
+            parsed.resource.managingOrganization.reference, '(Organization/[^/]+)(?:/_history/[^/]*)?$', 1)
+    where parsed.resource.resourceType = 'Patient'
 ),
 
 fields as (
@@ -53,7 +71,8 @@ fields as (
             else coalesce(resource.gender, '')
         end as sex,
         coalesce(
-            nullif(resource.generalPractitioner[1].display, ''), resource.managingOrganization.display, ''
+            nullif(resource.generalPractitioner[1].display, ''), nullif(resource.managingOrganization.display, ''),
+            organization_name, ''
         ) as practice
     from patients
 ),

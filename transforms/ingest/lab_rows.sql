@@ -3,22 +3,36 @@
 -- Grain: one input record (source_row). Every record gets exactly one outcome:
 --   accepted     typed, mapped to an analyte, converted to the analyte's canonical unit;
 --   quarantined  with the first failing reason, checked in this order:
---                malformed_row, oversized_row, unknown_status, missing_patient_id, unknown_analyte,
+--                malformed_row, oversized_row, unknown_analyte (no code at all), unknown_status,
+--                missing_patient_id,
 --                unparseable_date, implausible_date, future_date, unparseable_value, unknown_unit,
 --                implausible_value;
---   dropped      by a named rule: cancelled, entered_in_error (status), duplicate (an exact duplicate of an
---                earlier record of this file or of a result already in the lake).
+--   dropped      by a named rule: out_of_scope (a code that maps to no analyte: a lipid panel, a vital sign, a
+--                survey answer; counted per code in unmapped_codes, its text kept nowhere), cancelled,
+--                entered_in_error (status), duplicate (an exact duplicate of an earlier record of this file or
+--                of a result already in the lake).
 -- Nothing is guessed: a unit, analyte or patient that is not known sends the row to quarantine. Dates are ISO
 -- 8601 (2024-03-05, 2024-03-05T09:00:00): 05/03/2024, an Excel serial (45356) or 5-Mar-24 is unparseable_date.
 -- A decimal comma is read only where it cannot be a thousands separator (0,35 and 12,5 are read; 1,234 could
 -- be 1234 or 1.234 and is unparseable_value, as is any thousands separator).
 -- Inputs: raw_file (all fields as text, null = field missing from the record), the reference tables
--- ref_analyte_codes, ref_analytes, ref_units, ref_result_statuses, ref_qualitative_values, and
+-- ref_analyte_codes, ref_analytes, ref_units, ref_result_statuses, ref_qualitative_values, mapped_local_codes
+-- (the local codes of the file's mapping, --mapping; empty for a file in the contract layout; a mapping's code
+-- takes the place of a shipped local code of the same spelling), and
 -- existing_lab_keys (the duplicate keys of results already in the lake). $ingest_date is the run's date.
 -- iso_timestamp(text) (pipelines/ingest.py) reads an ISO 8601 date or date-time, else null.
 
 with source as (
     select * from raw_file
+),
+
+local_codes as (
+    select upper(code) as code, analyte
+    from mapped_local_codes
+    union all
+    select upper(code) as code, analyte
+    from ref_analyte_codes
+    where code_type = 'local' and upper(code) not in (select upper(code) from mapped_local_codes)
 ),
 
 fields as (
@@ -85,8 +99,8 @@ mapped as (
         on fields.status_key = statuses.status_raw
     left join ref_analyte_codes as by_loinc
         on by_loinc.code_type = 'loinc' and fields.loinc = by_loinc.code
-    left join ref_analyte_codes as by_local
-        on by_local.code_type = 'local' and upper(fields.local_code) = upper(by_local.code)
+    left join local_codes as by_local
+        on upper(fields.local_code) = by_local.code
     left join ref_analytes as analytes
         on analytes.analyte = coalesce(by_loinc.analyte, by_local.analyte)
     left join ref_units as units
@@ -102,11 +116,15 @@ checked as (
             when is_malformed then 'malformed_row'
             -- No lab record is 64 KiB long: a blob or a runaway field, not to be stored in the lake.
             when length(raw) > 65536 then 'oversized_row'
+            -- A record with a code that maps to no analyte is not damaged, it is about something else: dropped,
+            -- whatever else is wrong with it. A record with no code at all cannot be told apart from a B12
+            -- result with its code lost, so it is quarantined.
+            when loinc is null and local_code is null then 'unknown_analyte'
+            when analyte is null then 'out_of_scope'
             when status_action = 'drop_cancelled' then 'cancelled'
             when status_action = 'drop_entered_in_error' then 'entered_in_error'
             when status_action is null then 'unknown_status'
             when patient_id is null then 'missing_patient_id'
-            when analyte is null then 'unknown_analyte'
             when collected_at is null then 'unparseable_date'
             when collected_at < timestamp '1900-01-01' then 'implausible_date'
             when cast(collected_at as date) > $ingest_date then 'future_date'
@@ -185,7 +203,7 @@ final as (
         source_row,
         case
             when final_reason is null then 'accepted'
-            when final_reason in ('cancelled', 'entered_in_error', 'duplicate') then 'dropped'
+            when final_reason in ('out_of_scope', 'cancelled', 'entered_in_error', 'duplicate') then 'dropped'
             else 'quarantined'
         end as outcome,
         final_reason as reason,

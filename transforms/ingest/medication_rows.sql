@@ -4,8 +4,10 @@
 -- missing_drug (no drug name and no ATC code), unparseable_date (start date missing or not ISO, or an end date
 -- given but not ISO), implausible_date (before 1900), end_before_start. A start date in the future is accepted:
 -- planned prescriptions are real and the rules only count records started on or before the as-of date.
--- Dropped: cancelled (a FHIR request cancelled, or a draft never issued), entered_in_error, not_taken (a FHIR
--- statement), read from record_status, which is null for CSV exports; duplicate (identical record).
+-- Dropped: draft (a FHIR request never issued), entered_in_error, not_taken (a FHIR statement), read from
+-- record_status, which is null for CSV exports; duplicate (identical record). A cancelled, completed or stopped
+-- FHIR record is kept, ended (its fields model gives it an end date).
+-- Dates may be partial (2019, 2019-07): read as the first day of the period they name.
 -- Dates are read by iso_timestamp(text) (pipelines/ingest.py): ISO 8601 only, else null.
 
 with source as (
@@ -34,8 +36,8 @@ fields as (
 typed as (
     select
         fields.*,
-        cast(iso_timestamp(start_date_raw) as date) as start_date,
-        cast(iso_timestamp(end_date_raw) as date) as end_date
+        cast(iso_timestamp(partial_date(start_date_raw)) as date) as start_date,
+        cast(iso_timestamp(partial_date(end_date_raw)) as date) as end_date
     from fields
 ),
 
@@ -47,7 +49,7 @@ checked as (
             -- No registry record is 64 KiB long: a blob or a runaway field, not to be stored in the lake.
             when length(raw) > 65536 then 'oversized_row'
             when record_status = 'entered-in-error' then 'entered_in_error'
-            when record_status in ('cancelled', 'draft') then 'cancelled'
+            when record_status = 'draft' then 'draft'
             when record_status = 'not-taken' then 'not_taken'
             when patient_id is null then 'missing_patient_id'
             when drug is null and atc_code is null then 'missing_drug'
@@ -77,7 +79,7 @@ final as (
         source_row,
         case
             when final_reason is null then 'accepted'
-            when final_reason in ('duplicate', 'cancelled', 'entered_in_error', 'not_taken') then 'dropped'
+            when final_reason in ('duplicate', 'draft', 'entered_in_error', 'not_taken') then 'dropped'
             else 'quarantined'
         end as outcome,
         final_reason as reason,

@@ -29,7 +29,9 @@ fields as (
 typed as (
     select
         fields.*,
-        cast(iso_timestamp(birth_date_raw) as date) as birth_date
+        -- A partial date (1950, 1950-07) is the first day of the period it names; its precision is kept.
+        cast(iso_timestamp(partial_date(birth_date_raw)) as date) as birth_date,
+        date_precision(birth_date_raw) as birth_date_precision
     from fields
 ),
 
@@ -71,6 +73,7 @@ final as (
         final_reason as reason,
         patient_id,
         birth_date,
+        birth_date_precision,
         sex,
         practice,
         raw
