@@ -11,8 +11,9 @@ GUIDE = Path(__file__).resolve().parents[1] / "docs" / "analyst-guide.md"
 QUESTION = re.compile(r"^## (\d+)\. (.+)$", re.MULTILINE)
 SQL_BLOCK = re.compile(r"^```sql\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
-# Questions the sample data may leave without an answer (none today: every question finds rows in data/sample).
-MAY_BE_EMPTY: set[int] = set()
+# Questions the sample data may leave without an answer: 16 (MMA_RENAL_CAVEAT needs an MMA-decided deficiency
+# with a low eGFR, which the few hundred sample patients do not hold; larger synthetic exports do).
+MAY_BE_EMPTY: set[int] = {16}
 # Numbers that are rule values in the seed profile: the guide reads them from rules_settings instead.
 RULE_VALUES = ("150", "203", "258", "350", "300", "400", "365", "730", "183")
 
@@ -33,9 +34,9 @@ def questions() -> list[tuple[int, str, str]]:
 PARAMS = [pytest.param(number, title, query, id=f"q{number}") for number, title, query in questions()]
 
 
-def test_the_guide_answers_ten_questions_each_with_one_sql_block():
+def test_the_guide_answers_seventeen_questions_each_with_one_sql_block():
     found = questions()
-    assert [number for number, _, _ in found] == list(range(1, 11))
+    assert [number for number, _, _ in found] == list(range(1, 18))
     assert len(SQL_BLOCK.findall(GUIDE.read_text(encoding="utf-8"))) == len(found), "an sql block outside a question"
 
 

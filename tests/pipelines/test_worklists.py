@@ -34,7 +34,7 @@ def tiny(sample_output, tmp_path):
     con = duckdb.connect(str(tmp_path / "tiny.duckdb"))
     con.execute("attach $path as sample (read_only)", {"path": str(sample_output / "warehouse.duckdb")})
     for table in ("patient_status", "cohort_deficient", "cohort_borderline", "cohort_under_monitored",
-                  "result_classification"):
+                  "result_classification", "patient_flags"):
         con.execute(f"create table {table} as select * from sample.{table} limit 0")
     con.execute("detach sample")
     yield con
@@ -129,7 +129,7 @@ def test_files_are_owner_and_group_only_with_safe_names(tiny, tmp_path):
     written = write_worklists(tiny, report_dir)
     root = report_dir / "worklists"
     assert mode(root) == DIR_MODE == 0o750
-    for folder in ("deficient", "borderline", "under_monitored"):
+    for folder in ("deficient", "borderline", "under_monitored", "flagged"):
         assert mode(root / folder) == DIR_MODE
         files = sorted((root / folder).iterdir())
         assert all(SAFE_NAME.match(path.name) for path in files), [p.name for p in files]
