@@ -6,7 +6,7 @@
 -- and dropping it would hide a PA patient from every monitoring rule.
 -- pa_first_evidence_on: the earliest dated evidence (a PA diagnosis's recorded_at or a positive IF antibody's
 -- collection date); pa_has_undated_diagnosis: a PA diagnosis without a date is on record, which counts as
--- known long enough for PA_NOT_ON_TREATMENT (CLINICAL_RULES section 8).
+-- known long enough for PA_NOT_ON_TREATMENT (clinical rules release 2).
 with
 
 as_of_dates as (

@@ -5,7 +5,7 @@
 -- no end date or ending after it) or starts on it or up to deficient_treated_within_days after it
 -- (records starting after as-of are not yet known), else "untreated": the seed says these levels
 -- "mandate urgent intervention", so the untreated are the ones to act on.
--- neuro_involvement (CLINICAL_RULES section 8): the patient has a diagnosis in the value set
+-- neuro_involvement (clinical rules release 2): the patient has a diagnosis in the value set
 -- neurological_features recorded on or before as-of (or without a date). ICD-10 and ICD-9 codes of the value
 -- set match themselves and every code below them once dots are removed (G62 matches G62.9 and G629); other
 -- code systems (a site's SNOMED CT codes) match exactly. neuro_detail lists each matching diagnosis as

@@ -10,7 +10,7 @@
 --                            macrocytosis_window_after_days after it, once that many days have passed
 --                            (the MCV is on or before as-of - macrocytosis_window_after_days).
 --                            flag_date: the latest such MCV; detail counts the earlier ones.
--- and (CLINICAL_RULES section 8, beyond the seed):
+-- and (clinical rules release 2, beyond the seed):
 --   METFORMIN_B12_NOT_TESTED a metformin record active at as-of (started on or before it, no end date or ending
 --                            after it), the patient's first metformin start on or before
 --                            as-of - metformin_min_duration_days, and no b12 or holotc result from

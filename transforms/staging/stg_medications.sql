@@ -3,7 +3,7 @@
 -- name containing one of the `b12_drug` names (hydroxocobalamin, cyanocobalamin, methylcobalamin), any route;
 -- folic acid is an ATC code under a `folic_acid` ATC code (B03BB01) or a name containing "folic acid".
 -- ATC codes are compared normalised (upper case, no dots or spaces) and by prefix, drug names case-blind
--- as substrings. A combination product can be both. Metformin (CLINICAL_RULES section 8) is matched the same
+-- as substrings. A combination product can be both. Metformin (clinical rules release 2) is matched the same
 -- way from the `metformin` code list (A10BA02, "metformin"). is_intramuscular: the route, trimmed and in any
 -- case, is one of the `intramuscular_route` values as a whole (IM, intramuscular, SNOMED CT 78421000);
 -- "IM injection" or "IM/SC" are not, unless a site adds them.
