@@ -66,3 +66,11 @@ def test_question_runs_on_the_sample_warehouse(number, title, query, project_lik
     assert len(set(columns)) == len(columns), f"question {number} returns duplicate column names {columns}"
     if number not in MAY_BE_EMPTY:
         assert rows, f"question {number} ({title}) found no row in the sample data"
+
+
+def test_every_release_2_reason_and_flag_has_a_question():
+    queries = " ".join(query for _, _, query in questions())
+    for code in ("DEFICIENT_NO_IF_ANTIBODY", "DEFICIENT_NO_BLOOD_COUNT", "PA_NOT_ON_TREATMENT",
+                 "TREATED_MARKERS_NOT_NORMAL", "METFORMIN_B12_NOT_TESTED", "MMA_RENAL_CAVEAT",
+                 "B12_INJECTIONS_WITHOUT_DEFICIENCY", "neuro_involvement"):
+        assert code in queries, f"no question of the guide queries {code}"
