@@ -142,7 +142,8 @@ def test_under_monitored_release_2_urgency_and_next_actions(tiny, tmp_path):
     under_monitored(tiny, "U-target", "Hillview", ["TREATED_BELOW_TARGET"], date(2020, 1, 1))
     under_monitored(tiny, "U-mma-twice", "Hillview", ["BORDERLINE_NO_MMA", "SUPPLEMENTED_NO_MMA"], date(2026, 1, 1))
     write_worklists(tiny, tmp_path / "report")
-    rows = {r["patient_id"]: r for r in read_csv(tmp_path / "report" / "worklists" / "under_monitored" / "hillview.csv")}
+    path = tmp_path / "report" / "worklists" / "under_monitored" / "hillview.csv"
+    rows = {r["patient_id"]: r for r in read_csv(path)}
     assert list(rows) == ["U-lapsed", "U-target", "U-work-up", "U-mma-twice"]
     assert rows["U-lapsed"]["next_action"] == "restart maintenance B12 or record why stopped; order annual B12"
     assert rows["U-work-up"]["next_action"] == "order intrinsic factor antibody; order full blood count"

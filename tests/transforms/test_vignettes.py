@@ -87,8 +87,8 @@ def test_every_status_and_reason_has_a_vignette():
     statuses = {v["expect"]["status"] for v in VIGNETTES.values()}
     assert statuses == {"deficient", "borderline_needs_mma", "borderline_mma_normal", "normal", "not_tested"}
     reasons = {reason for v in VIGNETTES.values() for reason in v["expect"]["reasons"]}
-    assert reasons == {"PA_OVERDUE_ANNUAL_B12", "BORDERLINE_NO_MMA", "SUPPLEMENTED_NO_MMA",
-                       "TREATED_BELOW_TARGET", "DEFICIENT_NO_IF_ANTIBODY", "DEFICIENT_NO_BLOOD_COUNT",
+    assert reasons == {"PA_NO_POST_TREATMENT_RECHECK", "PA_OVERDUE_ANNUAL_B12", "BORDERLINE_NO_MMA",
+                       "SUPPLEMENTED_NO_MMA", "TREATED_BELOW_TARGET", "DEFICIENT_NO_IF_ANTIBODY", "DEFICIENT_NO_BLOOD_COUNT",
                        "PA_NOT_ON_TREATMENT", "TREATED_MARKERS_NOT_NORMAL"}
     flags = {flag for v in VIGNETTES.values() for flag in v["expect"]["flags"]}
     assert flags == {"FOLATE_BEFORE_B12", "MACROCYTOSIS_NOT_TESTED", "METFORMIN_B12_NOT_TESTED", "MMA_RENAL_CAVEAT",
