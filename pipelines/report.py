@@ -39,7 +39,7 @@ from pipelines.models import build_models
 from pipelines.publish import REPORT_NAME, SUMMARY_NAME, WAREHOUSE_NAME, create_lake_views
 from pipelines.report_template import render_page
 from pipelines.rules import Rules, install_rules
-from pipelines.worklists import NO_PRACTICE_LABEL, REASON_SEVERITY, Worklist, write_worklists
+from pipelines.worklists import FLAG_SEVERITY, NO_PRACTICE_LABEL, REASON_SEVERITY, Worklist, write_worklists
 
 REPORT_DIR_NAME = REPORT_NAME
 # The report's link to the run's Data Docs: a link inside the report folder to ../gx/data_docs, so that the
@@ -51,10 +51,15 @@ TREND_MONTHS = 24
 
 REASONS = (
     "PA_NO_POST_TREATMENT_RECHECK", "PA_OVERDUE_ANNUAL_B12", "BORDERLINE_NO_MMA", "SUPPLEMENTED_NO_MMA",
-    "TREATED_BELOW_TARGET",
+    "TREATED_BELOW_TARGET", "DEFICIENT_NO_IF_ANTIBODY", "DEFICIENT_NO_BLOOD_COUNT", "PA_NOT_ON_TREATMENT",
+    "TREATED_MARKERS_NOT_NORMAL",
 )
-FLAGS = ("FOLATE_BEFORE_B12", "MACROCYTOSIS_NOT_TESTED")
+FLAGS = (
+    "FOLATE_BEFORE_B12", "MACROCYTOSIS_NOT_TESTED", "METFORMIN_B12_NOT_TESTED", "MMA_RENAL_CAVEAT",
+    "B12_INJECTIONS_WITHOUT_DEFICIENCY",
+)
 assert set(REASONS) == set(REASON_SEVERITY)
+assert set(FLAGS) == set(FLAG_SEVERITY)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ METRICS = (
     Metric("patients", "Patients known", "patient_status"),
     Metric("deficient", "Deficient", "cohort_deficient"),
     Metric("deficient_untreated", "Deficient, untreated", "cohort_deficient", "treatment", "untreated"),
+    Metric("deficient_neuro", "Deficient, neurological features", "cohort_deficient", "neuro_involvement", True),
     Metric("borderline", "Borderline", "cohort_borderline"),
     Metric("borderline_needs_mma", "Borderline, MMA needed", "cohort_borderline", "mma_status", "needed"),
     Metric("borderline_mma_normal", "Borderline, MMA normal", "cohort_borderline", "mma_status", "normal"),

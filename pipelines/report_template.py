@@ -17,8 +17,8 @@ from pipelines import report_charts as charts
 
 REASON_TEXT = {
     "PA_NO_POST_TREATMENT_RECHECK": ("No recheck after treatment",
-                                     "PA, treated, and no B12, holoTC or MMA result from day {pa_recheck_window_start_days} "
-                                     "to day {pa_recheck_window_end_days} after treatment start",
+                                     "PA, treated at least {pa_recheck_window_end_days} days ago, and no B12, holoTC or "
+                                     "MMA result since day {pa_recheck_window_start_days} after treatment start",
                                      "reason_pa_no_post_treatment_recheck_enabled"),
     "PA_OVERDUE_ANNUAL_B12": ("Overdue annual B12",
                               "PA, and no B12, holoTC or MMA result in the last {pa_annual_recheck_days} days",
@@ -35,6 +35,23 @@ REASON_TEXT = {
                              "treatment start is not above {b12_target_above_pmol_l} pmol/L "
                              "({b12_target_above_pg_ml} pg/mL)",
                              "reason_treated_below_target_enabled"),
+    "DEFICIENT_NO_IF_ANTIBODY": ("Deficient, no IF antibody",
+                                 "Deficient for at least {deficient_if_antibody_grace_days} days, no PA recorded and "
+                                 "no intrinsic factor antibody result ever",
+                                 "reason_deficient_no_if_antibody_enabled"),
+    "DEFICIENT_NO_BLOOD_COUNT": ("Deficient, no blood count",
+                                 "Deficient for at least {deficient_blood_count_grace_days} days and no haemoglobin or "
+                                 "MCV around the deficient result",
+                                 "reason_deficient_no_blood_count_enabled"),
+    "PA_NOT_ON_TREATMENT": ("PA, not on treatment",
+                            "PA known for at least {pa_known_for_days} days and no B12 record current or ended in "
+                            "the last {pa_treatment_lapse_days} days",
+                            "reason_pa_not_on_treatment_enabled"),
+    "TREATED_MARKERS_NOT_NORMAL": ("Treated, markers not normal",
+                                   "PA, treated, and the latest homocysteine from day {markers_after_treatment_days} "
+                                   "is {homocysteine_above_target_from_umol_l} umol/L or more, or the latest MMA is "
+                                   "elevated",
+                                   "reason_treated_markers_not_normal_enabled"),
 }
 FLAG_TEXT = {
     "FOLATE_BEFORE_B12": ("Folic acid before B12",
@@ -45,6 +62,18 @@ FLAG_TEXT = {
                                 "{macrocytosis_window_before_days} days before to {macrocytosis_window_after_days} "
                                 "days after it",
                                 "flag_macrocytosis_not_tested_enabled"),
+    "METFORMIN_B12_NOT_TESTED": ("Metformin, B12 not tested",
+                                 "On metformin for at least {metformin_min_duration_days} days and no B12 or holoTC "
+                                 "result in the last {metformin_b12_lookback_days} days",
+                                 "flag_metformin_b12_not_tested_enabled"),
+    "MMA_RENAL_CAVEAT": ("MMA with low eGFR",
+                         "Deficiency decided by an MMA with an eGFR below {egfr_renal_impairment_below} within "
+                         "{egfr_mma_window_days} days of it: MMA rises with renal impairment",
+                         "flag_mma_renal_caveat_enabled"),
+    "B12_INJECTIONS_WITHOUT_DEFICIENCY": ("B12 injections, no indication",
+                                          "Intramuscular B12 now, no PA and no abnormal B12, holoTC or MMA result "
+                                          "ever: review, switch to oral or stop",
+                                          "flag_b12_injections_without_deficiency_enabled"),
 }
 COHORT_TEXT = {
     "deficient": ("Deficient",
@@ -121,7 +150,7 @@ class View:
     def cohorts(self) -> list[dict]:
         cards = []
         for key, tone, parts in (
-            ("deficient", "deficient", (("deficient_untreated", "untreated"),)),
+            ("deficient", "deficient", (("deficient_untreated", "untreated"), ("deficient_neuro", "neurological"))),
             ("borderline", "borderline", (("borderline_needs_mma", "MMA needed"), ("borderline_mma_normal", "MMA normal"))),
             ("under_monitored", "under", ()),
         ):
@@ -148,11 +177,11 @@ class View:
     def practice_columns(self) -> list[tuple[str, str, str]]:
         """(metric key, short header, tone) of the practice table of cohorts."""
         return [("patients", "Patients known", ""), ("deficient", "Deficient", "deficient"),
-                ("deficient_untreated", "of which untreated", "deficient"), ("borderline", "Borderline", "borderline"),
+                ("deficient_untreated", "of which untreated", "deficient"),
+                ("deficient_neuro", "of which neurological", "deficient"), ("borderline", "Borderline", "borderline"),
                 ("borderline_needs_mma", "of which MMA needed", "borderline"),
                 ("under_monitored", "Under-monitored", "under"),
-                ("flag.FOLATE_BEFORE_B12", "Folic acid before B12", "flag"),
-                ("flag.MACROCYTOSIS_NOT_TESTED", "Macrocytosis not tested", "flag")]
+                *((f"flag.{code}", label, "flag") for code, (label, _, _) in FLAG_TEXT.items())]
 
     @property
     def reason_columns(self) -> list[tuple[str, str, str]]:
@@ -318,7 +347,7 @@ a { color: #1d5fa3; }
   <p class="lede">Where the gaps are. Patients without a practice in the registry are shown as “{{ no_practice }}”.</p>
   <div class="panel">
     <figure class="chart" id="chart-practices">{{ view.practice_chart }}
-      <figcaption>Patients in each cohort per practice; “flag” counts patients with a folic-acid-before-B12 or untested-macrocytosis flag.</figcaption>
+      <figcaption>Patients in each cohort per practice; “flag” counts patients with any safety or case-finding flag.</figcaption>
     </figure>
   </div>
   <div class="panel">
@@ -328,7 +357,7 @@ a { color: #1d5fa3; }
       {%- for row in data.by_practice %}
         <tr data-practice="{{ row.practice }}"><td>{{ row.practice }}</td>
         {%- for key, header, tone in view.practice_columns %}
-          <td data-practice-metric="{{ key }}" data-value="{{ row[key] }}" class="num {% if row[key] == 0 %}zero{% elif key in ('deficient_untreated', 'flag.FOLATE_BEFORE_B12') %}hot tone-{{ tone }}{% endif %}">{{ row[key] | number }}</td>
+          <td data-practice-metric="{{ key }}" data-value="{{ row[key] }}" class="num {% if row[key] == 0 %}zero{% elif key in ('deficient_untreated', 'deficient_neuro', 'flag.FOLATE_BEFORE_B12') %}hot tone-{{ tone }}{% endif %}">{{ row[key] | number }}</td>
         {%- endfor %}</tr>
       {%- endfor %}
       </tbody>
@@ -457,15 +486,17 @@ a { color: #1d5fa3; }
     owner and group of the output folder only: do not forward them by email. The links work where that folder can be read.</div>
   <div class="panel">
     <table id="table-worklists">
-      <thead><tr><th>Practice</th><th class="num">Deficient</th><th class="num">Borderline</th><th class="num">Under-monitored</th></tr></thead>
+      <thead><tr><th>Practice</th><th class="num">Deficient</th><th class="num">Borderline</th><th class="num">Under-monitored</th><th class="num">Flagged</th></tr></thead>
       <tbody>{% for w in data.worklists %}<tr data-practice="{{ w.practice }}"><td>{{ w.practice }}</td>
-        {%- for cohort in ("deficient", "borderline", "under_monitored") %}{% set item = w.get(cohort) %}
+        {%- for cohort in ("deficient", "borderline", "under_monitored", "flagged") %}{% set item = w.get(cohort) %}
         <td class="num">{% if item %}<a href="{{ item.href }}" data-worklist="{{ cohort }}" data-value="{{ item.rows }}">{{ item.rows | number }} {{ "patient" if item.rows == 1 else "patients" }}</a>{% else %}–{% endif %}</td>
         {%- endfor %}</tr>{% endfor %}</tbody>
     </table>
-    <p class="off-note">One row per patient, most urgent first: deficient – untreated, then lowest B12, then oldest result;
-      borderline – MMA needed, then oldest result; under-monitored – most urgent reason
-      ({% for code in reason_order %}{{ code }}{% if not loop.last %} › {% endif %}{% endfor %}), then longest since the last B12, holoTC or MMA test.</p>
+    <p class="off-note">One row per patient, most urgent first, each with a plain next action: deficient – neurological
+      features first, then untreated, then lowest B12, then oldest result; borderline – MMA needed, then oldest result;
+      under-monitored – neurological features first, then most urgent reason
+      ({% for code in reason_order %}{{ code }}{% if not loop.last %} › {% endif %}{% endfor %}), then longest since the last B12, holoTC or MMA test;
+      flagged – most urgent flag ({% for code in flag_order %}{{ code }}{% if not loop.last %} › {% endif %}{% endfor %}), then oldest flag.</p>
   </div>
 </section>
 
@@ -487,9 +518,9 @@ _template = _environment.from_string(_TEMPLATE)
 
 def render_page(data) -> str:
     """The report page for `data` (a pipelines.report.ReportData)."""
-    from pipelines.worklists import NO_PRACTICE_LABEL, REASON_SEVERITY
+    from pipelines.worklists import FLAG_SEVERITY, NO_PRACTICE_LABEL, REASON_SEVERITY
 
     view = View(data)
     return _template.render(data=data, view=view, run=data.run, settings=data.settings, metrics=data.metrics,
                             previous=data.previous, no_practice=NO_PRACTICE_LABEL, outcome_text=OUTCOME_TEXT,
-                            reason_order=REASON_SEVERITY)
+                            reason_order=REASON_SEVERITY, flag_order=FLAG_SEVERITY)

@@ -63,6 +63,25 @@ SETTING_KINDS: Mapping[str, str] = MappingProxyType(
         "flag_macrocytosis_not_tested_enabled": "switch",
         "macrocytosis_window_before_days": "days",
         "macrocytosis_window_after_days": "days",
+        "reason_deficient_no_if_antibody_enabled": "switch",
+        "deficient_if_antibody_grace_days": "days",
+        "reason_deficient_no_blood_count_enabled": "switch",
+        "deficient_blood_count_grace_days": "days",
+        "blood_count_window_start_offset_days": "offset_days",
+        "blood_count_window_end_offset_days": "offset_days",
+        "reason_pa_not_on_treatment_enabled": "switch",
+        "pa_known_for_days": "days",
+        "pa_treatment_lapse_days": "days",
+        "reason_treated_markers_not_normal_enabled": "switch",
+        "markers_after_treatment_days": "days",
+        "neuro_involvement_enabled": "switch",
+        "flag_metformin_b12_not_tested_enabled": "switch",
+        "metformin_min_duration_days": "days",
+        "metformin_b12_lookback_days": "days",
+        "flag_mma_renal_caveat_enabled": "switch",
+        "egfr_renal_impairment_below": "threshold",
+        "egfr_mma_window_days": "days",
+        "flag_b12_injections_without_deficiency_enabled": "switch",
     }
 )
 
@@ -74,6 +93,7 @@ ORDERED_PAIRS: tuple[tuple[str, str], ...] = (
     ("homocysteine_above_target_from_umol_l", "homocysteine_elevated_above_umol_l"),
     ("mma_window_start_offset_days", "mma_window_end_offset_days"),
     ("pa_recheck_window_start_days", "pa_recheck_window_end_days"),
+    ("blood_count_window_start_offset_days", "blood_count_window_end_offset_days"),
 )
 
 # Code lists: value set -> the code systems it may use.
@@ -83,6 +103,9 @@ CODE_SYSTEMS: Mapping[str, frozenset[str]] = MappingProxyType(
         "b12_drug": frozenset({"ATC", "drug_name"}),
         "folic_acid": frozenset({"ATC", "drug_name"}),
         "b12_mass_unit": frozenset({"unit"}),
+        "neurological_features": frozenset({"ICD-10", "ICD-9", "SNOMED-CT"}),
+        "metformin": frozenset({"ATC", "drug_name"}),
+        "intramuscular_route": frozenset({"route"}),
     }
 )
 

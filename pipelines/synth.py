@@ -106,6 +106,18 @@ IF_ANTIBODY_OTHER = (0.94, 0.02, 0.04)
 ROUTINE_VISITS_PER_YEAR = 0.7
 DEFICIENCY_ONSET_DAYS = 540      # MCV rises and Hb falls over ~18 months before the diagnosis
 RECOVERY_DAYS = 90               # and recover within ~3 months of treatment
+# The rest of the pathway and its gaps (rules release 2).
+EGFR_AT_AGE = (105.0, 0.9, 30.0)  # median eGFR 105 mL/min/1.73m2 up to age 30, then 0.9 lower a year (CKD-EPI)
+EGFR_SD_LOG = (0.20, 0.07)       # between people, and visit to visit
+EGFR_ORDERED = (0.25, 0.60)      # share of blood draws with a renal panel: under 60, 60 and over
+EGFR_WITH_MMA = 0.6              # and of MMA requests, since MMA is read against renal function
+# MMA and homocysteine rise as the kidneys fail: log value + k * ln(60 / eGFR) below 60 (MMA about triples and
+# homocysteine about doubles at eGFR 30, as in CKD cohorts).
+RENAL_LOG_SHIFT_PER_LOG_EGFR_DEFICIT = {"mma": 1.5, "hcy": 1.0}
+SHARE_IM_WITHOUT_INDICATION = 0.012  # injections started without a documented deficiency, never reviewed
+SHARE_WORK_UP_WITHOUT_CBC = 0.20 # a deficient result whose work-up missed the blood count
+SHARE_NEURO_FEATURES = {"deficient": 0.25, "general": 0.02}  # paraesthesia, neuropathy, gait, memory
+HCY_ON_FOLLOW_UP = 0.30          # homocysteine at a recheck after treatment (the seed sets a target for it)
 
 # Report artefacts, as shares of result rows.
 SHARE_CANCELLED = 0.010
@@ -118,10 +130,11 @@ SHARE_NOT_IN_REGISTRY = 0.002    # patients with results but no patients.csv row
 # --------------------------------------------------------------------------------------------------------------
 # Codes
 # --------------------------------------------------------------------------------------------------------------
-B12, HOLOTC, MMA, HCY, FOLATE, HGB, MCV, IFAB = range(8)
-ANALYTE_COUNT = 8
-TUBE_OF_ANALYTE = np.array([1, 1, 2, 2, 1, 0, 0, 1])  # 0 EDTA (CBC), 1 serum, 2 send-out: one accession each
-TURNAROUND_HOURS = np.array([(4, 72), (4, 72), (72, 336), (72, 336), (4, 72), (1, 8), (1, 8), (48, 240)], float)
+B12, HOLOTC, MMA, HCY, FOLATE, HGB, MCV, IFAB, EGFR = range(9)
+ANALYTE_COUNT = 9
+TUBE_OF_ANALYTE = np.array([1, 1, 2, 2, 1, 0, 0, 1, 1])  # 0 EDTA (CBC), 1 serum, 2 send-out: one accession each
+TURNAROUND_HOURS = np.array([(4, 72), (4, 72), (72, 336), (72, 336), (4, 72), (1, 8), (1, 8), (48, 240), (2, 24)],
+                            float)
 
 GENERAL, PA, OTHER_DEFICIENCY, SUPPLEMENTED, MACROCYTOSIS = range(5)
 NEGATIVE, POSITIVE, EQUIVOCAL = range(3)
@@ -156,6 +169,10 @@ PA_DIAGNOSIS_CODES = (("ICD-10", "D51.0", 0.35), ("ICD10", "D51.0", 0.10), ("ICD
                       ("http://snomed.info/sct", "84027009", 0.10))
 OTHER_B12_DIAGNOSIS_CODES = (("ICD-10", "D51.9", 0.4), ("ICD-10", "D51.1", 0.2), ("ICD-10", "D51.8", 0.1),
                              ("ICD-10", "E53.8", 0.3))
+# Neurological features a GP codes (with and without the dot, and subcodes of the listed codes).
+NEURO_DIAGNOSIS_CODES = (("ICD-10", "R20.2", 0.30), ("ICD-10", "G62.9", 0.20), ("ICD-10", "R26.8", 0.15),
+                         ("ICD-10", "R202", 0.05), ("ICD-10", "G63.2", 0.05), ("ICD-10", "R27.0", 0.05),
+                         ("ICD-10", "R41.3", 0.10), ("ICD-10", "F06.7", 0.07), ("ICD-10", "G32.0", 0.03))
 UNRELATED_DIAGNOSIS_CODES = (("ICD-10", "E11.9", 0.16), ("ICD-10", "I10", 0.18), ("ICD-10", "E03.9", 0.08),
                              ("ICD-10", "K21.9", 0.08), ("ICD-10", "F32.9", 0.08), ("ICD-10", "N18.3", 0.05),
                              ("ICD-10", "D50.9", 0.06), ("ICD-10", "E78.5", 0.10), ("ICD-9", "250.00", 0.04),
@@ -166,7 +183,8 @@ UNRELATED_DIAGNOSIS_CODES = (("ICD-10", "E11.9", 0.16), ("ICD-10", "I10", 0.18),
 HYDROXOCOBALAMIN_PRODUCTS = (("Hydroxocobalamin", "B03BA03", "IM", "1 mg", 0.55),
                              ("Hydroxocobalamin 1mg/1ml solution for injection ampoules", "B03BA03", "intramuscular",
                               "1 mg", 0.35),
-                             ("HYDROXOCOBALAMIN", "", "IM", "1mg", 0.10))
+                             ("HYDROXOCOBALAMIN", "", "IM", "1mg", 0.05),
+                             ("Hydroxocobalamin 1mg/1ml injection", "B03BA03", "78421000", "1 mg", 0.05))
 CYANOCOBALAMIN_PRODUCTS = (("Cyanocobalamin", "B03BA01", "oral", "1000 micrograms", 0.55),
                            ("Cyanocobalamin 1000mcg tablets", "", "oral", "1000 micrograms", 0.30),
                            ("Cyanocobalamin 1000mcg tablets", "", "PO", "1000 mcg", 0.15))
@@ -255,6 +273,8 @@ SITES = (
              HGB: TestSpec("718-7", "HB", "Haemoglobin", (_one("g/L", 1, 0, ("130-170", "120-150")),)),
              MCV: TestSpec("787-2", "MCV", "Mean cell volume", (_one("fL", 1, 1, "80.0-100.0"),)),
              IFAB: TestSpec("31444-3", "IFAB", "Intrinsic factor antibody", (_one("", 1, 0, "Negative"),)),
+             EGFR: TestSpec("62238-1", "EGFR", "eGFR (CKD-EPI)", (_one("mL/min/1.73m2", 1, 0, "90-200",
+                                                                       censor_above=90),)),
          }),
     Site(name="Riverside Clinical Laboratory", file_name="labs_riverside.csv.gz", gzip=True, bom=False,
          time_style="space", accession_prefix="R", share_loinc_missing=0.0, share_local_code_missing=0.3,
@@ -272,6 +292,8 @@ SITES = (
              HGB: TestSpec("718-7", "HGB", "HEMOGLOBIN", (_one("g/dL", 0.1, 1, ("13.5-17.5", "12.0-15.5")),)),
              MCV: TestSpec("787-2", "MCV", "MCV", (_one("fL", 1, 0, "80-100"),)),
              IFAB: TestSpec("31444-3", "IFAB", "INTRINSIC FACTOR AB", (_one("", 1, 0, "NEGATIVE"),)),
+             EGFR: TestSpec("33914-3", "GFR", "EGFR MDRD", (_one("mL/min/{1.73_m2}", 1, 0, "60-200",
+                                                                 censor_above=60),)),
          }),
     Site(name="Valley Community Laboratory", file_name="labs_valley.csv", gzip=False, bom=False,
          time_style="date", accession_prefix="V", share_loinc_missing=0.4, share_local_code_missing=0.0,
@@ -288,6 +310,8 @@ SITES = (
              HGB: TestSpec("718-7", "HB", "Haemoglobin", (_one("g/l", 1, 0, ("130-180", "115-165")),)),
              MCV: TestSpec("787-2", "MCV", "MCV", (_one("fL", 1, 1, "80.0-100.0"),)),
              IFAB: TestSpec("31443-5", "IFAB", "Intrinsic Factor Antibodies", (_one("", 1, 0, "Negative"),)),
+             EGFR: TestSpec("98979-8", "EGFR", "eGFR", (_one("mL/min/1.73 m2", 1, 0, "90-200", weight=0.7),
+                                                         _one("ml/min/1.73m\u00b2", 1, 0, "90-200", weight=0.3))),
          }),
 )
 
@@ -453,7 +477,25 @@ def make_cohort(rng: np.random.Generator, n: int, window: Window) -> dict[str, n
     cohort.update(deficiency_histories(rng, group, birth, window))
     cohort.update(supplement_histories(rng, group, cohort, window))
     cohort.update(folic_acid_histories(rng, group, cohort, window))
+    cohort.update(injections_without_indication(rng, group, cohort, window))
+    cohort["egfr_log_at_30"] = rng.normal(np.log(EGFR_AT_AGE[0]), EGFR_SD_LOG[0], n)
     return cohort
+
+
+def injections_without_indication(rng: np.random.Generator, group: np.ndarray, cohort: dict,
+                                  window: Window) -> dict:
+    """People with no deficiency put on hydroxocobalamin injections (tiredness, "low normal" B12) and kept on
+    them: the review candidates audits of general practice keep finding."""
+    n = len(group)
+    chosen = (group == GENERAL) & (rng.random(n) < SHARE_IM_WITHOUT_INDICATION)
+    start = window.start - uniform_int(rng, -365, 2500, n)
+    treated_log = log_normal_logs(rng, IM_TREATED_B12_PMOL_L, n)
+    return {
+        "b12_start": np.where(chosen, start, cohort["b12_start"]),
+        "b12_end": np.where(chosen, NEVER, cohort["b12_end"]),
+        "b12_route": np.where(chosen, B12_IM, cohort["b12_route"]).astype(np.int8),
+        "b12_treated_log": np.where(chosen, treated_log, cohort["b12_treated_log"]),
+    }
 
 
 def assign_groups(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -604,6 +646,8 @@ def routine_encounters(rng: np.random.Generator, cohort: dict, window: Window) -
     panels[:, HCY] = rng.random(m) < np.where(panels[:, B12], 0.06, 0.004)
     panels[:, MMA] = rng.random(m) < np.where(g == SUPPLEMENTED, 0.35, np.where(panels[:, B12], 0.03, 0.005))
     panels[:, HOLOTC] = offers(site, HOLOTC) & (rng.random(m) < 0.03)
+    panels[:, EGFR] = rng.random(m) < np.where(panels[:, MMA], EGFR_WITH_MMA,
+                                               np.where(age >= 60, EGFR_ORDERED[1], EGFR_ORDERED[0]))
     return encounter_block(patient, day, site, panels)
 
 
@@ -621,6 +665,9 @@ def diagnostic_encounters(rng: np.random.Generator, cohort: dict, window: Window
     panels[:, HCY] = rng.random(m) < 0.10
     panels[:, MMA] = rng.random(m) < np.where(is_pa, 0.15, 0.35)
     panels[:, HOLOTC] = offers(site, HOLOTC) & (rng.random(m) < 0.10)
+    no_cbc = rng.random(m) < SHARE_WORK_UP_WITHOUT_CBC  # the work-up that forgot the blood count
+    panels[:, HGB] = panels[:, MCV] = ~no_cbc
+    panels[:, EGFR] = rng.random(m) < 0.5
     work_up = encounter_block(patient, day, site, panels)
 
     prevalent = np.nonzero(cohort["prevalent_pa"])[0]
@@ -662,6 +709,8 @@ def follow_up_encounters(rng: np.random.Generator, cohort: dict, window: Window)
     panels[:, FOLATE] = rng.random(m) < 0.35
     panels[:, MMA] = rng.random(m) < 0.15
     panels[:, HOLOTC] = offers(site, HOLOTC) & (rng.random(m) < 0.05)
+    panels[:, HCY] = rng.random(m) < HCY_ON_FOLLOW_UP
+    panels[:, EGFR] = rng.random(m) < EGFR_ORDERED[1]
     return encounter_block(visit_patient, day, site, panels)
 
 
@@ -686,6 +735,7 @@ def reflex_encounters(rng: np.random.Generator, cohort: dict, rows: dict[str, np
     panels[:, MMA] = is_borderline & (~wants_holotc | (rng.random(m) < 0.3))
     panels[:, B12] = is_borderline & (rng.random(m) < 0.25)
     panels[:, IFAB] = unexplained_low[trigger]
+    panels[:, EGFR] = panels[:, MMA] & (rng.random(m) < EGFR_WITH_MMA)  # renal function to read the MMA by
     return encounter_block(rows["patient"][trigger], day, site, panels)
 
 
@@ -769,15 +819,18 @@ def measure_mma(rng, cohort, patient, day, state):
     shift = (np.where(state["untreated_pa"], UNTREATED_MMA_LOG_SHIFT["pa"], 0.0)
              + np.where(state["untreated_other"], UNTREATED_MMA_LOG_SHIFT["other"], 0.0)
              + np.where(state["on_b12"] & cohort["poor_responder"][patient], SUPPLEMENT_POOR_RESPONDER[1], 0.0))
+    renal = renal_log_shift(cohort, patient, day, "mma")
     noise = rng.normal(0, WITHIN_PERSON_SD_LOG["mma"], len(patient))
-    return np.exp(hinge_prediction(MMA_ON_B12, state["b12_log"]) + cohort["mma_residual"][patient] + shift + noise)
+    return np.exp(hinge_prediction(MMA_ON_B12, state["b12_log"]) + cohort["mma_residual"][patient] + shift + renal
+                  + noise)
 
 
 def measure_homocysteine(rng, cohort, patient, day, state):
     shift = (np.where(state["untreated_pa"], UNTREATED_HCY_LOG_SHIFT["pa"], 0.0)
              + np.where(state["untreated_other"], UNTREATED_HCY_LOG_SHIFT["other"], 0.0))
     noise = rng.normal(0, WITHIN_PERSON_SD_LOG["hcy"], len(patient))
-    return np.exp(hinge_prediction(HCY_ON_B12, state["b12_log"]) + cohort["hcy_residual"][patient] + shift + noise)
+    return np.exp(hinge_prediction(HCY_ON_B12, state["b12_log"]) + cohort["hcy_residual"][patient] + shift
+                  + renal_log_shift(cohort, patient, day, "hcy") + noise)
 
 
 def measure_folate(rng, cohort, patient, day, state):
@@ -797,8 +850,24 @@ def measure_mcv(rng, cohort, patient, day, state):
     return base + state["severity"] * cohort["mcv_rise"][patient]
 
 
+def egfr_log(cohort, patient, day):
+    """The patient's own eGFR on the day (log): the set point at 30, falling with age after it."""
+    age = (day - cohort["birth"][patient]) / 365.25
+    median_ratio = np.maximum(0.1, 1 - EGFR_AT_AGE[1] * np.maximum(age - EGFR_AT_AGE[2], 0) / EGFR_AT_AGE[0])
+    return cohort["egfr_log_at_30"][patient] + np.log(median_ratio)
+
+
+def renal_log_shift(cohort, patient, day, marker):
+    deficit = np.maximum(0.0, np.log(60.0) - egfr_log(cohort, patient, day))
+    return RENAL_LOG_SHIFT_PER_LOG_EGFR_DEFICIT[marker] * deficit
+
+
+def measure_egfr(rng, cohort, patient, day, state):
+    return np.maximum(3.0, np.exp(egfr_log(cohort, patient, day) + rng.normal(0, EGFR_SD_LOG[1], len(patient))))
+
+
 MEASURES = {B12: measure_b12, HOLOTC: measure_holotc, MMA: measure_mma, HCY: measure_homocysteine,
-            FOLATE: measure_folate, HGB: measure_haemoglobin, MCV: measure_mcv}
+            FOLATE: measure_folate, HGB: measure_haemoglobin, MCV: measure_mcv, EGFR: measure_egfr}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1200,7 +1269,7 @@ def value_set_table(code_sets: tuple) -> tuple[list[tuple[str, ...]], dict[tuple
 
 
 DIAGNOSIS_TABLE, DIAGNOSIS_INDEX = value_set_table(
-    (PA_DIAGNOSIS_CODES, OTHER_B12_DIAGNOSIS_CODES, UNRELATED_DIAGNOSIS_CODES))
+    (PA_DIAGNOSIS_CODES, OTHER_B12_DIAGNOSIS_CODES, UNRELATED_DIAGNOSIS_CODES, NEURO_DIAGNOSIS_CODES))
 PRODUCT_TABLE, PRODUCT_INDEX = value_set_table(
     (HYDROXOCOBALAMIN_PRODUCTS, CYANOCOBALAMIN_PRODUCTS, METHYLCOBALAMIN_PRODUCTS, FOLIC_ACID_PRODUCTS,
      UNRELATED_PRODUCTS))
@@ -1225,10 +1294,16 @@ def make_diagnoses(rng: np.random.Generator, cohort: dict, window: Window) -> di
     counts = rng.poisson(0.9, n)
     unrelated, _ = ranges_to_index(counts)
     unrelated_day = uniform_int(rng, window.start - 10 * 365, window.end, len(unrelated))
+    deficient = np.isin(cohort["group"], (PA, OTHER_DEFICIENCY))
+    neuro = np.nonzero(rng.random(n) < np.where(deficient, SHARE_NEURO_FEATURES["deficient"],
+                                                 SHARE_NEURO_FEATURES["general"]))[0]
+    neuro_day = np.where(deficient[neuro], cohort["index_day"][neuro] + uniform_int(rng, -300, 60, len(neuro)),
+                         uniform_int(rng, window.start - 3 * 365, window.end, len(neuro)))
     parts = [coded_rows(rng, coded, pa_day, PA_DIAGNOSIS_CODES, DIAGNOSIS_INDEX),
              coded_rows(rng, second, second_day, PA_DIAGNOSIS_CODES, DIAGNOSIS_INDEX),
              coded_rows(rng, other, other_day, OTHER_B12_DIAGNOSIS_CODES, DIAGNOSIS_INDEX),
-             coded_rows(rng, unrelated, unrelated_day, UNRELATED_DIAGNOSIS_CODES, DIAGNOSIS_INDEX)]
+             coded_rows(rng, unrelated, unrelated_day, UNRELATED_DIAGNOSIS_CODES, DIAGNOSIS_INDEX),
+             coded_rows(rng, neuro, neuro_day, NEURO_DIAGNOSIS_CODES, DIAGNOSIS_INDEX)]
     return registry_order(concat_columns(parts), window)
 
 

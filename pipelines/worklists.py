@@ -6,17 +6,23 @@ patients, unlike the report page):
     deficient/<practice-slug>.csv         one row per deficient patient
     borderline/<practice-slug>.csv        one row per borderline patient
     under_monitored/<practice-slug>.csv   one row per under-monitored patient, all reasons joined
+    flagged/<practice-slug>.csv           one row per patient with a safety or case-finding flag, all flags joined
 
 Every practice known to the publication gets a file in every cohort (header only when it has no patient), so a
 care team that finds its file empty knows there is nothing to do rather than wondering whether the run failed.
 Patients without a practice go to `no-practice.csv`.
 
 Order (most urgent first; patient_id last, so the order is always the same):
-- deficient: untreated before treated; then the lowest index value in pmol/L (b12 or holotc; an index that is
-  not in pmol/L, the elevated MMA of MMA_ON_SUPPLEMENT, comes after those); then the oldest index date.
+- deficient: neurological involvement first (the seed: seek urgent specialist advice); then untreated before
+  treated; then the lowest index value in pmol/L (b12 or holotc; an index that is not in pmol/L, the elevated
+  MMA of MMA_ON_SUPPLEMENT, comes after those); then the oldest index date.
 - borderline: MMA needed before MMA normal; then the oldest index date.
-- under_monitored: the most severe reason of the patient (REASON_SEVERITY); then the oldest last monitoring
-  test (b12, holotc or mma; never tested first); then the oldest index date.
+- under_monitored: deficient patients with neurological involvement first; then the most severe reason of the
+  patient (REASON_SEVERITY); then the oldest last monitoring test (b12, holotc or mma; never tested first);
+  then the oldest index date.
+- flagged: the most severe flag of the patient (FLAG_SEVERITY); then the oldest flag date.
+Every row carries `next_action`: what to do, in plain words (NEXT_ACTION, FLAG_ACTION; for several reasons or
+flags, each action once, most urgent first).
 
 The folder is rebuilt whole under a temporary name and swapped in, so a practice that has left a cohort
 leaves no stale file behind.
@@ -39,16 +45,58 @@ DIR_MODE = 0o750
 FILE_MODE = 0o640
 NO_PRACTICE_LABEL = "(no practice)"
 NO_PRACTICE_SLUG = "no-practice"
-COHORTS = ("deficient", "borderline", "under_monitored")
+COHORTS = ("deficient", "borderline", "under_monitored", "flagged")
 
 # Most urgent first. A patient on several reasons is placed by the most urgent one.
 REASON_SEVERITY = (
+    "PA_NOT_ON_TREATMENT",           # PA, and the lifelong maintenance B12 has stopped (or never started)
     "TREATED_BELOW_TARGET",          # PA, treated, and the latest B12 shows the treatment is not working
+    "TREATED_MARKERS_NOT_NORMAL",    # PA, treated, and homocysteine or MMA shows it is not working in the cells
+    "DEFICIENT_NO_IF_ANTIBODY",      # deficient and the cause (pernicious anaemia) never looked for
+    "DEFICIENT_NO_BLOOD_COUNT",      # deficient and no blood count for megaloblastic anaemia
     "PA_NO_POST_TREATMENT_RECHECK",  # PA, treated, and nobody checked whether it works
     "PA_OVERDUE_ANNUAL_B12",         # PA, lifelong annual monitoring lapsed
     "BORDERLINE_NO_MMA",             # possible deficiency never confirmed or excluded
     "SUPPLEMENTED_NO_MMA",           # on B12, MMA (the primary test then) not done
 )
+NEXT_ACTION = {
+    "PA_NOT_ON_TREATMENT": "restart maintenance B12 or record why stopped",
+    "TREATED_BELOW_TARGET": "review B12 dose, interval and adherence",
+    "TREATED_MARKERS_NOT_NORMAL": "review treatment: repeat homocysteine or MMA, check adherence and folate",
+    "DEFICIENT_NO_IF_ANTIBODY": "order intrinsic factor antibody",
+    "DEFICIENT_NO_BLOOD_COUNT": "order full blood count",
+    "PA_NO_POST_TREATMENT_RECHECK": "order B12 recheck",
+    "PA_OVERDUE_ANNUAL_B12": "order annual B12",
+    "BORDERLINE_NO_MMA": "order MMA",
+    "SUPPLEMENTED_NO_MMA": "order MMA",
+}
+FLAG_SEVERITY = (
+    "FOLATE_BEFORE_B12",                  # the seed's critical pitfall
+    "MACROCYTOSIS_NOT_TESTED",            # possible deficiency never tested
+    "METFORMIN_B12_NOT_TESTED",           # long-term metformin, B12 never or not recently tested
+    "MMA_RENAL_CAVEAT",                   # a deficiency that may be the kidneys
+    "B12_INJECTIONS_WITHOUT_DEFICIENCY",  # injections without a documented indication
+)
+FLAG_ACTION = {
+    "FOLATE_BEFORE_B12": "start B12 now and review folic acid",
+    "MACROCYTOSIS_NOT_TESTED": "order B12 or holoTC",
+    "METFORMIN_B12_NOT_TESTED": "order B12",
+    "MMA_RENAL_CAVEAT": "interpret MMA with renal function: consider holoTC before treating",
+    "B12_INJECTIONS_WITHOUT_DEFICIENCY": "review: switch to oral or stop",
+}
+NEURO_ACTION = "seek urgent neurology and haematology advice; start B12 now"
+DEFICIENT_ACTION = {"untreated": "start B12 treatment", "treated": "check treatment and work-up"}
+
+
+def _action_sql(codes_and_actions: dict[str, str], severity: tuple[str, ...], column: str) -> str:
+    """A SQL case expression: the plain next action of `column`'s code (constants of this module only)."""
+    def quoted(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+    whens = " ".join(f"when {quoted(code)} then {quoted(codes_and_actions[code])}" for code in severity)
+    return f"case {column} {whens} end"
+
+
+assert set(NEXT_ACTION) == set(REASON_SEVERITY) and set(FLAG_ACTION) == set(FLAG_SEVERITY)
 
 _SLUG_MAX = 80
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
@@ -73,9 +121,17 @@ QUERIES = {
             mma_date,
             has_pa,
             on_b12,
-            treatment_start
+            treatment_start,
+            neuro_involvement,
+            neuro_detail,
+            case
+                when neuro_involvement then '{NEURO_ACTION}'
+                when treatment = 'untreated' then '{DEFICIENT_ACTION["untreated"]}'
+                else '{DEFICIENT_ACTION["treated"]}'
+            end as next_action
         from cohort_deficient
         order by
+            neuro_involvement desc nulls last,
             treatment = 'treated',
             case when index_unit_si = 'pmol/L' then index_value_si end asc nulls last,
             index_date asc nulls last,
@@ -114,6 +170,18 @@ QUERIES = {
             from cohort_under_monitored
             group by patient_id
         ),
+        actions as (
+            select patient_id, string_agg(next_action, '; ' order by severity) as next_action
+            from (
+                select
+                    patient_id,
+                    {_action_sql(NEXT_ACTION, REASON_SEVERITY, "reason")} as next_action,
+                    min(coalesce(list_position($reasons, reason), 999)) as severity
+                from cohort_under_monitored
+                group by all
+            )
+            group by patient_id
+        ),
         last_test as (
             select patient_id, max(collected_on) as last_test_date
             from result_classification
@@ -136,15 +204,65 @@ QUERIES = {
             patient_status.has_pa,
             patient_status.on_b12,
             patient_status.treatment_start,
+            coalesce(cohort_deficient.neuro_involvement, false) as neuro_involvement,
+            actions.next_action,
             reasons.details
         from reasons
         inner join patient_status on patient_status.patient_id = reasons.patient_id
+        left join actions on actions.patient_id = reasons.patient_id
+        left join cohort_deficient on cohort_deficient.patient_id = reasons.patient_id
         left join last_test on last_test.patient_id = reasons.patient_id
         order by
+            coalesce(cohort_deficient.neuro_involvement, false) desc,
             reasons.severity,
             last_test.last_test_date asc nulls first,
             patient_status.index_date asc nulls first,
             patient_status.patient_id
+    """,
+    "flagged": f"""
+        with
+        flags as (
+            select
+                patient_id,
+                min(coalesce(list_position($flags, flag), 999)) as severity,
+                min(flag_date) as first_flag_date,
+                string_agg(flag, '; ' order by coalesce(list_position($flags, flag), 999), flag) as flags,
+                string_agg(flag || ' (' || coalesce(strftime(flag_date, '%Y-%m-%d'), 'no date') || '): ' || detail,
+                           ' | ' order by coalesce(list_position($flags, flag), 999), flag) as details
+            from patient_flags
+            group by patient_id
+        ),
+        actions as (
+            select patient_id, string_agg(next_action, '; ' order by severity) as next_action
+            from (
+                select
+                    patient_id,
+                    {_action_sql(FLAG_ACTION, FLAG_SEVERITY, "flag")} as next_action,
+                    min(coalesce(list_position($flags, flag), 999)) as severity
+                from patient_flags
+                group by all
+            )
+            group by patient_id
+        )
+        select
+            flags.patient_id,
+            coalesce(nullif(trim(patient_status.practice), ''), '{NO_PRACTICE_LABEL}') as practice,
+            flags.flags,
+            flags.severity as priority,
+            flags.first_flag_date,
+            patient_status.status,
+            patient_status.rule_id,
+            patient_status.has_pa,
+            patient_status.on_b12,
+            actions.next_action,
+            flags.details
+        from flags
+        inner join patient_status on patient_status.patient_id = flags.patient_id
+        left join actions on actions.patient_id = flags.patient_id
+        order by
+            flags.severity,
+            flags.first_flag_date asc nulls first,
+            flags.patient_id
     """,
 }
 
@@ -217,7 +335,11 @@ def write_worklists(con: duckdb.DuckDBPyConnection, report_dir: Path, run_tag: s
     os.chmod(building, DIR_MODE)
 
     def cohort_params(cohort: str) -> dict:
-        return {"reasons": list(REASON_SEVERITY)} if cohort == "under_monitored" else {}
+        if cohort == "under_monitored":
+            return {"reasons": list(REASON_SEVERITY)}
+        if cohort == "flagged":
+            return {"flags": list(FLAG_SEVERITY)}
+        return {}
 
     # Every practice gets a file in every cohort, even an empty one: the practices first, then one cohort's
     # rows at a time, so that memory holds one cohort, not all three (hundreds of thousands of rows at scale).

@@ -11,8 +11,9 @@ GUIDE = Path(__file__).resolve().parents[1] / "docs" / "analyst-guide.md"
 QUESTION = re.compile(r"^## (\d+)\. (.+)$", re.MULTILINE)
 SQL_BLOCK = re.compile(r"^```sql\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
-# Questions the sample data may leave without an answer (none today: every question finds rows in data/sample).
-MAY_BE_EMPTY: set[int] = set()
+# Questions the sample data may leave without an answer: 16 (MMA_RENAL_CAVEAT needs an MMA-decided deficiency
+# with a low eGFR, which the few hundred sample patients do not hold; larger synthetic exports do).
+MAY_BE_EMPTY: set[int] = {16}
 # Numbers that are rule values in the seed profile: the guide reads them from rules_settings instead.
 RULE_VALUES = ("150", "203", "258", "350", "300", "400", "365", "730", "183")
 
@@ -33,9 +34,9 @@ def questions() -> list[tuple[int, str, str]]:
 PARAMS = [pytest.param(number, title, query, id=f"q{number}") for number, title, query in questions()]
 
 
-def test_the_guide_answers_ten_questions_each_with_one_sql_block():
+def test_the_guide_answers_seventeen_questions_each_with_one_sql_block():
     found = questions()
-    assert [number for number, _, _ in found] == list(range(1, 11))
+    assert [number for number, _, _ in found] == list(range(1, 18))
     assert len(SQL_BLOCK.findall(GUIDE.read_text(encoding="utf-8"))) == len(found), "an sql block outside a question"
 
 
@@ -65,3 +66,11 @@ def test_question_runs_on_the_sample_warehouse(number, title, query, project_lik
     assert len(set(columns)) == len(columns), f"question {number} returns duplicate column names {columns}"
     if number not in MAY_BE_EMPTY:
         assert rows, f"question {number} ({title}) found no row in the sample data"
+
+
+def test_every_release_2_reason_and_flag_has_a_question():
+    queries = " ".join(query for _, _, query in questions())
+    for code in ("DEFICIENT_NO_IF_ANTIBODY", "DEFICIENT_NO_BLOOD_COUNT", "PA_NOT_ON_TREATMENT",
+                 "TREATED_MARKERS_NOT_NORMAL", "METFORMIN_B12_NOT_TESTED", "MMA_RENAL_CAVEAT",
+                 "B12_INJECTIONS_WITHOUT_DEFICIENCY", "neuro_involvement"):
+        assert code in queries, f"no question of the guide queries {code}"

@@ -137,6 +137,7 @@ def test_the_pseudonymised_mart_holds_keys_not_identities(tmp_path, monkeypatch)
     with duckdb.connect(str(analytics), read_only=True) as con:
         columns = {name for (name,) in con.execute("select distinct column_name from duckdb_columns()").fetchall()}
         assert "patient_id" not in columns and "patient_key" in columns
+        assert {"neuro_involvement", "neuro_detail"} <= columns  # the release 2 columns reach analysts too
         keys = {k for (k,) in con.execute("select patient_key from patient_status").fetchall()}
     expected = {hmac.new(key.encode(), pid.encode(), hashlib.sha256).hexdigest() for pid in SECRET_IDS}
     assert keys == expected

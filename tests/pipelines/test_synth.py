@@ -241,3 +241,28 @@ def test_committed_sample_is_current(tmp_path):
 
 def test_committed_sample_stays_small():
     assert sum(path.stat().st_size for path in SAMPLE_DIR.iterdir()) < 1_000_000
+
+
+def test_release_2_situations_are_in_the_export(export):
+    """eGFR in three spellings (older patients tested more), IM and oral B12 routes, metformin users and
+    neurological diagnoses: what the release 2 rules need."""
+    out, _ = export
+    records = lab_records(out)
+    egfr = [r for r in records if r["loinc"] in ("62238-1", "33914-3", "98979-8") or r["local_code"] in ("EGFR", "GFR")]
+    assert {r["unit"] for r in egfr} == {"mL/min/1.73m2", "mL/min/{1.73_m2}", "mL/min/1.73 m2", "ml/min/1.73m\u00b2"}
+    assert any(r["result_value"].startswith(">") for r in egfr)
+    low = [r for r in egfr if r["result_value"].replace(".", "").isdigit() and float(r["result_value"]) < 60]
+    assert len(low) > 0.05 * len(egfr)
+    birth = {p[0]: p[1] for p in read_rows(out / "patients.csv")[1:]}
+    egfr_patients = {r["patient_id"] for r in egfr}
+    older = {pid for pid, born in birth.items() if born < "1961-01-01"}
+    younger = set(birth) - older
+    assert len(egfr_patients & older) / len(older) > len(egfr_patients & younger) / len(younger)
+    _, *medications = read_rows(out / "medications.csv")
+    routes = {m[3] for m in medications if "cobalamin" in m[1].lower()}
+    assert {"IM", "intramuscular", "oral"} <= routes
+    assert sum("metformin" in m[1].lower() for m in medications) > 0.03 * len(birth)
+    _, *diagnoses = read_rows(out / "diagnoses.csv")
+    neuro = {code for _, _, code, _ in diagnoses if code.replace(".", "")[:3] in ("G32", "G62", "G63", "R20", "R26",
+                                                                                  "R27", "R41", "F06")}
+    assert len(neuro) >= 3

@@ -34,7 +34,7 @@ def tiny(sample_output, tmp_path):
     con = duckdb.connect(str(tmp_path / "tiny.duckdb"))
     con.execute("attach $path as sample (read_only)", {"path": str(sample_output / "warehouse.duckdb")})
     for table in ("patient_status", "cohort_deficient", "cohort_borderline", "cohort_under_monitored",
-                  "result_classification"):
+                  "result_classification", "patient_flags"):
         con.execute(f"create table {table} as select * from sample.{table} limit 0")
     con.execute("detach sample")
     yield con
@@ -120,6 +120,56 @@ def test_under_monitored_one_row_per_patient_by_severity_then_oldest(tiny, tmp_p
     assert two["priority"] == str(REASON_SEVERITY.index("PA_OVERDUE_ANNUAL_B12") + 1)
 
 
+def test_deficient_with_neurological_features_first_with_next_actions(tiny, tmp_path):
+    deficient(tiny, "D-untreated", "Riverside", "untreated", 100.0, "pmol/L", date(2026, 1, 1))
+    deficient(tiny, "D-treated-neuro", "Riverside", "treated", 140.0, "pmol/L", date(2026, 2, 1))
+    deficient(tiny, "D-treated", "Riverside", "treated", 90.0, "pmol/L", date(2026, 2, 1))
+    tiny.execute("update cohort_deficient set neuro_involvement = (patient_id = 'D-treated-neuro'), "
+                 "neuro_detail = case when patient_id = 'D-treated-neuro' then 'R20.2 (ICD-10) on 2026-01-20' end")
+    write_worklists(tiny, tmp_path / "report")
+    rows = read_csv(tmp_path / "report" / "worklists" / "deficient" / "riverside.csv")
+    assert [r["patient_id"] for r in rows] == ["D-treated-neuro", "D-untreated", "D-treated"]
+    assert [r["next_action"] for r in rows] == [
+        "seek urgent neurology and haematology advice; start B12 now", "start B12 treatment",
+        "check treatment and work-up"]
+    assert rows[0]["neuro_detail"] == "R20.2 (ICD-10) on 2026-01-20" and rows[0]["neuro_involvement"] == "true"
+
+
+def test_under_monitored_release_2_urgency_and_next_actions(tiny, tmp_path):
+    under_monitored(tiny, "U-lapsed", "Hillview", ["PA_NOT_ON_TREATMENT", "PA_OVERDUE_ANNUAL_B12"], date(2026, 1, 1))
+    under_monitored(tiny, "U-work-up", "Hillview", ["DEFICIENT_NO_IF_ANTIBODY", "DEFICIENT_NO_BLOOD_COUNT"],
+                    date(2026, 1, 1))
+    under_monitored(tiny, "U-target", "Hillview", ["TREATED_BELOW_TARGET"], date(2020, 1, 1))
+    under_monitored(tiny, "U-mma-twice", "Hillview", ["BORDERLINE_NO_MMA", "SUPPLEMENTED_NO_MMA"], date(2026, 1, 1))
+    write_worklists(tiny, tmp_path / "report")
+    path = tmp_path / "report" / "worklists" / "under_monitored" / "hillview.csv"
+    rows = {r["patient_id"]: r for r in read_csv(path)}
+    assert list(rows) == ["U-lapsed", "U-target", "U-work-up", "U-mma-twice"]
+    assert rows["U-lapsed"]["next_action"] == "restart maintenance B12 or record why stopped; order annual B12"
+    assert rows["U-work-up"]["next_action"] == "order intrinsic factor antibody; order full blood count"
+    assert rows["U-mma-twice"]["next_action"] == "order MMA"  # each action once
+
+
+def test_flagged_worklist_by_flag_urgency_with_next_actions(tiny, tmp_path):
+    for patient_id, flags in (("F-injections", [("B12_INJECTIONS_WITHOUT_DEFICIENCY", date(2019, 1, 1))]),
+                              ("F-metformin", [("METFORMIN_B12_NOT_TESTED", date(2018, 1, 1))]),
+                              ("F-folic", [("FOLATE_BEFORE_B12", date(2026, 3, 1)),
+                                           ("MMA_RENAL_CAVEAT", date(2026, 2, 1))])):
+        patient(tiny, patient_id, "Hillview")
+        for flag, flag_date in flags:
+            tiny.execute("insert into patient_flags by name select $p as patient_id, $f as flag, $d as flag_date, "
+                         "'detail of ' || $f as detail, 'Hillview' as practice",
+                         {"p": patient_id, "f": flag, "d": flag_date})
+    write_worklists(tiny, tmp_path / "report")
+    rows = read_csv(tmp_path / "report" / "worklists" / "flagged" / "hillview.csv")
+    assert [r["patient_id"] for r in rows] == ["F-folic", "F-metformin", "F-injections"]
+    assert rows[0]["flags"] == "FOLATE_BEFORE_B12; MMA_RENAL_CAVEAT"
+    assert rows[0]["next_action"] == ("start B12 now and review folic acid; "
+                                      "interpret MMA with renal function: consider holoTC before treating")
+    assert rows[2]["next_action"] == "review: switch to oral or stop"
+    assert rows[1]["next_action"] == "order B12"
+
+
 def test_files_are_owner_and_group_only_with_safe_names(tiny, tmp_path):
     names = ["St. Mary's & Co / Surgery", "St Marys and Co Surgery", None, "", "../../etc/passwd", "CON",
              "Ünïcödé Practice", "$$$", "no-practice"]
@@ -129,7 +179,7 @@ def test_files_are_owner_and_group_only_with_safe_names(tiny, tmp_path):
     written = write_worklists(tiny, report_dir)
     root = report_dir / "worklists"
     assert mode(root) == DIR_MODE == 0o750
-    for folder in ("deficient", "borderline", "under_monitored"):
+    for folder in ("deficient", "borderline", "under_monitored", "flagged"):
         assert mode(root / folder) == DIR_MODE
         files = sorted((root / folder).iterdir())
         assert all(SAFE_NAME.match(path.name) for path in files), [p.name for p in files]

@@ -1,5 +1,6 @@
-"""cohort_under_monitored: the five reasons of CLINICAL_RULES section 5, each window edge on both sides,
-and each reason switched off by its profile setting."""
+"""cohort_under_monitored: the five reasons of CLINICAL_RULES section 5 (with the release 2 correction of
+PA_NO_POST_TREATMENT_RECHECK: a late recheck closes the gap), each window edge on both sides, and each reason
+switched off by its profile setting. The four release 2 reasons are pinned in test_release2_rules.py."""
 from __future__ import annotations
 
 import dataclasses
@@ -39,19 +40,24 @@ RECHECK = dict(value=500, day=S + 120)  # a recheck inside S+90..S+183
 
 # case id -> (rows, the exact set of reasons of that patient)
 CASES = {
-    # PA_NO_POST_TREATMENT_RECHECK: D >= S + 183 and no b12/holotc/mma from S+90 to S+183
+    # PA_NO_POST_TREATMENT_RECHECK: D >= S + 183 and no b12/holotc/mma from S+90 to D (a late one closes it)
     "recheck_s_183_days_ago": (pa_treated(ANNUAL, start=-183), {"PA_NO_POST_TREATMENT_RECHECK"}),
     "recheck_s_182_days_ago": (pa_treated(ANNUAL, start=-182), set()),
     "recheck_at_s_plus_90": (pa_treated(ANNUAL, dict(value=500, day=S + 90)), set()),
-    "recheck_at_s_plus_89": (pa_treated(ANNUAL, dict(value=500, day=S + 89)), {"PA_NO_POST_TREATMENT_RECHECK"}),
+    "recheck_at_s_plus_89": (pa_treated(dict(value=500, day=S + 89)),
+                             {"PA_NO_POST_TREATMENT_RECHECK", "PA_OVERDUE_ANNUAL_B12"}),
+    "recheck_late_annual_closes_gap": (pa_treated(ANNUAL), set()),
+    "recheck_late_on_as_of_closes_gap": (pa_treated(dict(value=500, day=0)), set()),
     "recheck_at_s_plus_183": (pa_treated(ANNUAL, dict(value=500, day=S + 183)), set()),
-    "recheck_at_s_plus_184": (pa_treated(ANNUAL, dict(value=500, day=S + 184)), {"PA_NO_POST_TREATMENT_RECHECK"}),
+    "recheck_late_at_s_plus_184": (pa_treated(ANNUAL, dict(value=500, day=S + 184)), set()),
+    "recheck_after_as_of_does_not_count": (pa_treated(dict(value=500, day=S + 89), dict(value=500, day=1)),
+                                           {"PA_NO_POST_TREATMENT_RECHECK", "PA_OVERDUE_ANNUAL_B12"}),
     "recheck_by_holotc": (pa_treated(ANNUAL, dict(analyte="holotc", value=90, day=S + 100)), set()),
     "recheck_by_mma": (pa_treated(ANNUAL, dict(analyte="mma", value=0.2, day=S + 100)), set()),
-    "recheck_folate_does_not_count": (pa_treated(ANNUAL, dict(analyte="folate", value=20, day=S + 100)),
-                                      {"PA_NO_POST_TREATMENT_RECHECK"}),
-    "recheck_preliminary_does_not_count": (pa_treated(ANNUAL, dict(value=500, day=S + 100, status="P")),
-                                           {"PA_NO_POST_TREATMENT_RECHECK"}),
+    "recheck_folate_does_not_count": (pa_treated(dict(analyte="folate", value=20, day=S + 100)),
+                                      {"PA_NO_POST_TREATMENT_RECHECK", "PA_OVERDUE_ANNUAL_B12"}),
+    "recheck_preliminary_does_not_count": (pa_treated(dict(value=500, day=S + 100, status="P")),
+                                           {"PA_NO_POST_TREATMENT_RECHECK", "PA_OVERDUE_ANNUAL_B12"}),
     "recheck_not_pa": (pa_treated(dict(value=500, day=-10), dict(analyte="mma", value=0.2, day=-10), pa=False),
                        set()),
     # PA_OVERDUE_ANNUAL_B12: PA and no b12/holotc/mma from D-365 to D
@@ -59,7 +65,7 @@ CASES = {
     "annual_day_366": (pa_treated(RECHECK, dict(value=500, day=-366)), {"PA_OVERDUE_ANNUAL_B12"}),
     "annual_by_mma": (pa_treated(RECHECK, dict(analyte="mma", value=0.2, day=-365)), set()),
     "annual_by_holotc": (pa_treated(RECHECK, dict(analyte="holotc", value=90, day=-100)), set()),
-    "annual_never_tested_untreated_pa": (pa_treated(start=None), {"PA_OVERDUE_ANNUAL_B12"}),
+    "annual_never_tested_untreated_pa": (pa_treated(start=None), {"PA_OVERDUE_ANNUAL_B12", "PA_NOT_ON_TREATMENT"}),
     "annual_result_after_as_of": (pa_treated(RECHECK, dict(value=500, day=1)), {"PA_OVERDUE_ANNUAL_B12"}),
     "annual_pa_by_if_antibody": (untreated(dict(analyte="if_antibody", text="positive", day=-10)),
                                  {"PA_OVERDUE_ANNUAL_B12"}),
@@ -97,7 +103,7 @@ CASES = {
                                           dict(analyte="mma", value=0.2, day=-10)), {"TREATED_BELOW_TARGET"}),
     "target_not_pa": (pa_treated(dict(value=300, day=S + 90), dict(analyte="mma", value=0.2, day=-10), pa=False),
                       set()),
-    "target_pa_untreated": (pa_treated(dict(value=250, day=-10), start=None), set()),
+    "target_pa_untreated": (pa_treated(dict(value=250, day=-10), start=None), {"PA_NOT_ON_TREATMENT"}),
 }
 
 
@@ -139,6 +145,7 @@ REASON_SWITCHES = {
     "BORDERLINE_NO_MMA": "reason_borderline_no_mma_enabled",
     "SUPPLEMENTED_NO_MMA": "reason_supplemented_no_mma_enabled",
     "TREATED_BELOW_TARGET": "reason_treated_below_target_enabled",
+    "PA_NOT_ON_TREATMENT": "reason_pa_not_on_treatment_enabled",
 }
 
 
@@ -155,7 +162,8 @@ def test_a_disabled_reason_produces_no_rows(built, reason, switch):
 def test_nice_profile_has_no_annual_b12_and_no_target_rule():
     con = build_cases({case_id: make_rows for case_id, (make_rows, _) in CASES.items()}, profile="nice_ng239")
     reasons = {row[0] for row in con.execute("select distinct reason from cohort_under_monitored").fetchall()}
-    assert reasons == {"PA_NO_POST_TREATMENT_RECHECK", "BORDERLINE_NO_MMA", "SUPPLEMENTED_NO_MMA"}
+    assert reasons == {"PA_NO_POST_TREATMENT_RECHECK", "BORDERLINE_NO_MMA", "SUPPLEMENTED_NO_MMA",
+                       "PA_NOT_ON_TREATMENT"}
 
 
 def test_contract_columns_come_first(built):

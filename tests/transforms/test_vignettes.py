@@ -15,7 +15,7 @@ VIGNETTES_PATH = Path(__file__).resolve().parents[1] / "data" / "vignettes.yaml"
 DOCUMENT = yaml.safe_load(VIGNETTES_PATH.read_text(encoding="utf-8"))
 AS_OF: dt.date = DOCUMENT["as_of"]
 VIGNETTES = {vignette["id"]: vignette for vignette in DOCUMENT["vignettes"]}
-COHORT_FIELDS = ("cohort", "treatment", "mma_status", "reasons", "flags")
+COHORT_FIELDS = ("cohort", "treatment", "mma_status", "reasons", "flags", "neuro_involvement", "neuro_detail")
 
 
 def days(date: dt.date | None) -> int | None:
@@ -31,8 +31,8 @@ def vignette_rows(vignette: dict):
                 comparator=row.get("comparator"), text=row.get("text"), status=row.get("status", "F"),
                 accession=row.get("accession", "auto"), resulted_day=days(row.get("resulted")), as_of=AS_OF))
         medications = [
-            medication(patient=patient_id, drug=row["drug"], atc_code=row.get("atc"), start=days(row["start"]),
-                       end=days(row.get("end")), as_of=AS_OF)
+            medication(patient=patient_id, drug=row["drug"], atc_code=row.get("atc"), route=row.get("route"),
+                       start=days(row["start"]), end=days(row.get("end")), as_of=AS_OF)
             for row in vignette.get("medications", [])
         ]
         diagnoses = [
@@ -70,6 +70,8 @@ def test_vignette(built, vignette_id):
     if deficient:
         assert deficient["treatment"] == expect["treatment"]
         assert deficient["practice"] == VIGNETTES[vignette_id]["practice"]
+        assert deficient["neuro_involvement"] == expect.get("neuro_involvement", False)
+        assert deficient["neuro_detail"] == expect.get("neuro_detail")
     if borderline:
         assert borderline["mma_status"] == expect["mma_status"]
 
@@ -86,9 +88,12 @@ def test_every_status_and_reason_has_a_vignette():
     assert statuses == {"deficient", "borderline_needs_mma", "borderline_mma_normal", "normal", "not_tested"}
     reasons = {reason for v in VIGNETTES.values() for reason in v["expect"]["reasons"]}
     assert reasons == {"PA_NO_POST_TREATMENT_RECHECK", "PA_OVERDUE_ANNUAL_B12", "BORDERLINE_NO_MMA",
-                       "SUPPLEMENTED_NO_MMA", "TREATED_BELOW_TARGET"}
+                       "SUPPLEMENTED_NO_MMA", "TREATED_BELOW_TARGET", "DEFICIENT_NO_IF_ANTIBODY", "DEFICIENT_NO_BLOOD_COUNT",
+                       "PA_NOT_ON_TREATMENT", "TREATED_MARKERS_NOT_NORMAL"}
     flags = {flag for v in VIGNETTES.values() for flag in v["expect"]["flags"]}
-    assert flags == {"FOLATE_BEFORE_B12", "MACROCYTOSIS_NOT_TESTED"}
+    assert flags == {"FOLATE_BEFORE_B12", "MACROCYTOSIS_NOT_TESTED", "METFORMIN_B12_NOT_TESTED", "MMA_RENAL_CAVEAT",
+                     "B12_INJECTIONS_WITHOUT_DEFICIENCY"}
+    assert any(v["expect"].get("neuro_involvement") for v in VIGNETTES.values())
 
 
 ORDER_KEYS = {

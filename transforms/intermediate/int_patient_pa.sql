@@ -4,6 +4,9 @@
 -- list pa_diagnosis (ICD-10 D51.0, ICD-9 281.0, SNOMED CT 84027009), or a counted positive intrinsic factor
 -- antibody result, on or before D. A diagnosis without a recorded date counts: it is on the record now,
 -- and dropping it would hide a PA patient from every monitoring rule.
+-- pa_first_evidence_on: the earliest dated evidence (a PA diagnosis's recorded_at or a positive IF antibody's
+-- collection date); pa_has_undated_diagnosis: a PA diagnosis without a date is on record, which counts as
+-- known long enough for PA_NOT_ON_TREATMENT (clinical rules release 2).
 with
 
 as_of_dates as (
@@ -23,7 +26,8 @@ pa_diagnoses as (
     select
         as_of_dates.as_of,
         stg_diagnoses.patient_id,
-        min(stg_diagnoses.recorded_at) as first_evidence_on
+        min(stg_diagnoses.recorded_at) as first_evidence_on,
+        bool_or(stg_diagnoses.recorded_at is null) as has_undated_diagnosis
     from stg_diagnoses
     inner join pa_codes
         on pa_codes.code_system = stg_diagnoses.code_system
@@ -59,7 +63,8 @@ final as (
             when pa_diagnoses.patient_id is not null then 'diagnosis'
             else 'if_antibody'
         end as pa_evidence,
-        least(pa_diagnoses.first_evidence_on, positive_if_antibody.first_evidence_on) as pa_first_evidence_on
+        least(pa_diagnoses.first_evidence_on, positive_if_antibody.first_evidence_on) as pa_first_evidence_on,
+        coalesce(pa_diagnoses.has_undated_diagnosis, false) as pa_has_undated_diagnosis
     from pa_diagnoses
     full outer join positive_if_antibody
         on positive_if_antibody.patient_id = pa_diagnoses.patient_id

@@ -5,12 +5,19 @@
 -- no end date or ending after it) or starts on it or up to deficient_treated_within_days after it
 -- (records starting after as-of are not yet known), else "untreated": the seed says these levels
 -- "mandate urgent intervention", so the untreated are the ones to act on.
+-- neuro_involvement (clinical rules release 2): the patient has a diagnosis in the value set
+-- neurological_features recorded on or before as-of (or without a date). ICD-10 and ICD-9 codes of the value
+-- set match themselves and every code below them once dots are removed (G62 matches G62.9 and G629); other
+-- code systems (a site's SNOMED CT codes) match exactly. neuro_detail lists each matching diagnosis as
+-- recorded, with its date, earliest first. When neuro_involvement_enabled is off, neuro_involvement is false
+-- and neuro_detail null. Worklists list these patients first ("seek urgent specialist advice").
 with
 
 settings as (
     select
         rules_settings.as_of,
-        rules_settings.deficient_treated_within_days
+        rules_settings.deficient_treated_within_days,
+        rules_settings.neuro_involvement_enabled
     from rules_settings
 ),
 
@@ -40,6 +47,50 @@ treated_patients as (
       )
 ),
 
+neuro_codes as (
+    select
+        stg_rules_codes.code_system,
+        stg_rules_codes.code_normalised
+    from stg_rules_codes
+    where stg_rules_codes.value_set = 'neurological_features'
+),
+
+neuro_diagnoses as (
+    select distinct
+        stg_diagnoses.patient_id,
+        stg_diagnoses.code_system,
+        stg_diagnoses.code,
+        stg_diagnoses.recorded_at
+    from deficient_patients
+    inner join stg_diagnoses
+        on stg_diagnoses.patient_id = deficient_patients.patient_id
+    inner join neuro_codes
+        on neuro_codes.code_system = stg_diagnoses.code_system
+       and (
+           stg_diagnoses.code_normalised = neuro_codes.code_normalised
+           or (
+               stg_diagnoses.code_system in ('ICD-10', 'ICD-9')
+               and starts_with(stg_diagnoses.code_normalised, neuro_codes.code_normalised)
+           )
+       )
+    cross join settings
+    where settings.neuro_involvement_enabled
+      and (stg_diagnoses.recorded_at <= settings.as_of or stg_diagnoses.recorded_at is null)
+),
+
+neuro_patients as (
+    select
+        neuro_diagnoses.patient_id,
+        string_agg(
+            neuro_diagnoses.code || ' (' || neuro_diagnoses.code_system || ') '
+                || coalesce('on ' || strftime(neuro_diagnoses.recorded_at, '%Y-%m-%d'), 'without a date'),
+            '; '
+            order by neuro_diagnoses.recorded_at nulls last, neuro_diagnoses.code
+        ) as neuro_detail
+    from neuro_diagnoses
+    group by neuro_diagnoses.patient_id
+),
+
 final as (
     select
         deficient_patients.patient_id,
@@ -58,10 +109,14 @@ final as (
         deficient_patients.has_pa,
         deficient_patients.on_b12,
         deficient_patients.treatment_start,
-        deficient_patients.practice
+        deficient_patients.practice,
+        neuro_patients.patient_id is not null as neuro_involvement,
+        neuro_patients.neuro_detail
     from deficient_patients
     left join treated_patients
         on treated_patients.patient_id = deficient_patients.patient_id
+    left join neuro_patients
+        on neuro_patients.patient_id = deficient_patients.patient_id
     order by deficient_patients.patient_id
 )
 

@@ -10,6 +10,20 @@
 --                            macrocytosis_window_after_days after it, once that many days have passed
 --                            (the MCV is on or before as-of - macrocytosis_window_after_days).
 --                            flag_date: the latest such MCV; detail counts the earlier ones.
+-- and (clinical rules release 2, beyond the seed):
+--   METFORMIN_B12_NOT_TESTED a metformin record active at as-of (started on or before it, no end date or ending
+--                            after it), the patient's first metformin start on or before
+--                            as-of - metformin_min_duration_days, and no b12 or holotc result from
+--                            as-of - metformin_b12_lookback_days to as-of. flag_date: the first metformin start.
+--   MMA_RENAL_CAVEAT         status FUNCTIONAL_MMA or MMA_ON_SUPPLEMENT (patient_status), and an egfr result
+--                            below egfr_renal_impairment_below (a censored one only when every value consistent
+--                            with it is) from egfr_mma_window_days before to egfr_mma_window_days after the
+--                            deciding MMA (patient_status.mma_date). flag_date: that MMA's date; detail: the
+--                            lowest such eGFR.
+--   B12_INJECTIONS_WITHOUT_DEFICIENCY  a B12 record given intramuscularly (route in intramuscular_route) active
+--                            at as-of, no PA, and never a b12 or holotc result deficient, borderline or
+--                            indeterminate nor an elevated mma result (counted on as-of). flag_date: the start of
+--                            the patient's first intramuscular B12 record.
 with
 
 settings as (
@@ -156,10 +170,180 @@ macrocytosis_not_tested as (
       and untested_macrocytosis.recency = 1
 ),
 
+metformin_records as (
+    select
+        stg_medications.patient_id,
+        min(stg_medications.start_date) as first_start,
+        count(*) filter (
+            where stg_medications.end_date is null or stg_medications.end_date > settings.as_of
+        ) as active_record_count
+    from stg_medications
+    cross join settings
+    where stg_medications.is_metformin
+      and stg_medications.start_date <= settings.as_of
+    group by stg_medications.patient_id
+),
+
+last_b12_or_holotc as (
+    select
+        b12_or_holotc_results.patient_id,
+        max(b12_or_holotc_results.collected_on) as last_collected_on
+    from b12_or_holotc_results
+    group by b12_or_holotc_results.patient_id
+),
+
+metformin_b12_not_tested as (
+    select
+        metformin_records.patient_id,
+        'METFORMIN_B12_NOT_TESTED' as flag,
+        metformin_records.first_start as flag_date,
+        'metformin since ' || strftime(metformin_records.first_start, '%Y-%m-%d')
+            || '; no b12 or holotc result from '
+            || strftime(settings.as_of - settings.metformin_b12_lookback_days, '%Y-%m-%d')
+            || ' to ' || strftime(settings.as_of, '%Y-%m-%d')
+            || coalesce('; last on ' || strftime(last_b12_or_holotc.last_collected_on, '%Y-%m-%d'), '; never tested')
+            as detail
+    from metformin_records
+    cross join settings
+    left join last_b12_or_holotc
+        on last_b12_or_holotc.patient_id = metformin_records.patient_id
+    where settings.flag_metformin_b12_not_tested_enabled
+      and metformin_records.active_record_count > 0
+      and metformin_records.first_start <= settings.as_of - settings.metformin_min_duration_days
+      and (
+          last_b12_or_holotc.last_collected_on is null
+          or last_b12_or_holotc.last_collected_on < settings.as_of - settings.metformin_b12_lookback_days
+      )
+),
+
+mma_decided as (
+    select
+        patient_status.patient_id,
+        patient_status.rule_id,
+        patient_status.mma_value,
+        patient_status.mma_unit,
+        patient_status.mma_date
+    from patient_status
+    where patient_status.rule_id in ('FUNCTIONAL_MMA', 'MMA_ON_SUPPLEMENT')
+      and patient_status.mma_date is not null
+),
+
+low_egfr_near_mma as (
+    select
+        mma_decided.patient_id,
+        mma_decided.rule_id,
+        mma_decided.mma_value,
+        mma_decided.mma_unit,
+        mma_decided.mma_date,
+        egfr.collected_on as egfr_date,
+        egfr.comparator as egfr_comparator,
+        egfr.value_reported as egfr_value,
+        egfr.unit_reported as egfr_unit,
+        row_number() over (
+            partition by mma_decided.patient_id
+            order by egfr.value_si, egfr.collected_at desc, egfr.source_file, egfr.source_row
+        ) as lowest
+    from mma_decided
+    inner join int_classified_results as egfr
+        on egfr.patient_id = mma_decided.patient_id
+    cross join settings
+    where egfr.analyte = 'egfr'
+      and egfr.value_si is not null
+      and settings.as_of between egfr.counted_from and egfr.counted_through
+      and egfr.collected_on
+          between mma_decided.mma_date - settings.egfr_mma_window_days
+              and mma_decided.mma_date + settings.egfr_mma_window_days
+      and (
+          (egfr.comparator is null and egfr.value_si < settings.egfr_renal_impairment_below)
+          or (egfr.comparator = '<' and egfr.value_si <= settings.egfr_renal_impairment_below)
+          or (egfr.comparator = '<=' and egfr.value_si < settings.egfr_renal_impairment_below)
+      )
+),
+
+mma_renal_caveat as (
+    select
+        low_egfr_near_mma.patient_id,
+        'MMA_RENAL_CAVEAT' as flag,
+        low_egfr_near_mma.mma_date as flag_date,
+        low_egfr_near_mma.rule_id || ' rests on mma ' || printf('%.10g', low_egfr_near_mma.mma_value)
+            || coalesce(' ' || low_egfr_near_mma.mma_unit, '')
+            || ' on ' || strftime(low_egfr_near_mma.mma_date, '%Y-%m-%d')
+            || '; eGFR ' || coalesce(low_egfr_near_mma.egfr_comparator, '')
+            || printf('%.10g', low_egfr_near_mma.egfr_value)
+            || coalesce(' ' || low_egfr_near_mma.egfr_unit, '')
+            || ' on ' || strftime(low_egfr_near_mma.egfr_date, '%Y-%m-%d')
+            || ': MMA rises with renal impairment' as detail
+    from low_egfr_near_mma
+    cross join settings
+    where settings.flag_mma_renal_caveat_enabled
+      and low_egfr_near_mma.lowest = 1
+),
+
+intramuscular_b12 as (
+    select
+        stg_medications.patient_id,
+        min(stg_medications.start_date) as first_start,
+        count(*) filter (
+            where stg_medications.end_date is null or stg_medications.end_date > settings.as_of
+        ) as active_record_count
+    from stg_medications
+    cross join settings
+    where stg_medications.is_b12_drug
+      and stg_medications.is_intramuscular
+      and stg_medications.start_date <= settings.as_of
+    group by stg_medications.patient_id
+),
+
+pa_on_as_of as (
+    select int_patient_pa.patient_id
+    from int_patient_pa
+    inner join settings
+        on int_patient_pa.as_of = settings.as_of
+),
+
+abnormal_b12_markers as (
+    select distinct int_classified_results.patient_id
+    from int_classified_results
+    cross join settings
+    where settings.as_of between int_classified_results.counted_from and int_classified_results.counted_through
+      and (
+          (int_classified_results.analyte in ('b12', 'holotc')
+           and int_classified_results.category in ('deficient', 'borderline', 'indeterminate'))
+          or (int_classified_results.analyte = 'mma' and int_classified_results.category = 'elevated')
+      )
+),
+
+b12_injections_without_deficiency as (
+    select
+        intramuscular_b12.patient_id,
+        'B12_INJECTIONS_WITHOUT_DEFICIENCY' as flag,
+        intramuscular_b12.first_start as flag_date,
+        'intramuscular B12 since ' || strftime(intramuscular_b12.first_start, '%Y-%m-%d')
+            || ', active on ' || strftime(settings.as_of, '%Y-%m-%d')
+            || '; no pernicious anaemia, and no deficient, borderline or indeterminate b12 or holotc'
+            || ' and no elevated mma result on record'
+            || coalesce('; last b12 or holotc on ' || strftime(last_b12_or_holotc.last_collected_on, '%Y-%m-%d'), '')
+            as detail
+    from intramuscular_b12
+    cross join settings
+    left join last_b12_or_holotc
+        on last_b12_or_holotc.patient_id = intramuscular_b12.patient_id
+    where settings.flag_b12_injections_without_deficiency_enabled
+      and intramuscular_b12.active_record_count > 0
+      and intramuscular_b12.patient_id not in (select pa_on_as_of.patient_id from pa_on_as_of)
+      and intramuscular_b12.patient_id not in (select abnormal_b12_markers.patient_id from abnormal_b12_markers)
+),
+
 all_flags as (
     select * from folate_before_b12
     union all
     select * from macrocytosis_not_tested
+    union all
+    select * from metformin_b12_not_tested
+    union all
+    select * from mma_renal_caveat
+    union all
+    select * from b12_injections_without_deficiency
 ),
 
 final as (

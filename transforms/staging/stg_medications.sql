@@ -3,7 +3,10 @@
 -- name containing one of the `b12_drug` names (hydroxocobalamin, cyanocobalamin, methylcobalamin), any route;
 -- folic acid is an ATC code under a `folic_acid` ATC code (B03BB01) or a name containing "folic acid".
 -- ATC codes are compared normalised (upper case, no dots or spaces) and by prefix, drug names case-blind
--- as substrings. A combination product can be both.
+-- as substrings. A combination product can be both. Metformin (clinical rules release 2) is matched the same
+-- way from the `metformin` code list (A10BA02, "metformin"). is_intramuscular: the route, trimmed and in any
+-- case, is one of the `intramuscular_route` values as a whole (IM, intramuscular, SNOMED CT 78421000);
+-- "IM injection" or "IM/SC" are not, unless a site adds them.
 with
 
 medication_records as (
@@ -13,6 +16,7 @@ medication_records as (
         medications.atc_code,
         upper(replace(replace(medications.atc_code, '.', ''), ' ', '')) as atc_normalised,
         upper(medications.drug) as drug_normalised,
+        upper(trim(medications.route)) as route_normalised,
         medications.route,
         medications.dose,
         medications.start_date,
@@ -26,6 +30,13 @@ atc_codes as (
         stg_rules_codes.code_normalised
     from stg_rules_codes
     where stg_rules_codes.code_system = 'ATC'
+),
+
+route_codes as (
+    select stg_rules_codes.code_normalised
+    from stg_rules_codes
+    where stg_rules_codes.value_set = 'intramuscular_route'
+      and stg_rules_codes.code_system = 'route'
 ),
 
 drug_names as (
@@ -68,7 +79,23 @@ final as (
                 where drug_names.value_set = 'folic_acid'
                   and contains(medication_records.drug_normalised, drug_names.code_normalised)
             )
-        ) as is_folic_acid
+        ) as is_folic_acid,
+        (
+            exists (
+                select 1 from atc_codes
+                where atc_codes.value_set = 'metformin'
+                  and starts_with(medication_records.atc_normalised, atc_codes.code_normalised)
+            )
+            or exists (
+                select 1 from drug_names
+                where drug_names.value_set = 'metformin'
+                  and contains(medication_records.drug_normalised, drug_names.code_normalised)
+            )
+        ) as is_metformin,
+        coalesce(
+            medication_records.route_normalised in (select route_codes.code_normalised from route_codes),
+            false
+        ) as is_intramuscular
     from medication_records
 )
 

@@ -2,7 +2,8 @@
 -- rule: codes are compared in one normalised spelling, the same the lake uses for diagnoses.code_normalised:
 -- upper case with dots and spaces removed (D51.0 -> D510, B03BA -> B03BA). Drug names are the exception:
 -- they are matched as substrings of free text, so only case is normalised and inner spaces are kept
--- ("folic acid" must not become "FOLICACID").
+-- ("folic acid" must not become "FOLICACID"); routes likewise keep their inner spaces (they are matched on
+-- the whole value, trimmed, any case).
 with
 
 rules_code_list as (
@@ -19,7 +20,7 @@ final as (
         rules_code_list.code_system,
         rules_code_list.code,
         case
-            when rules_code_list.code_system = 'drug_name'
+            when rules_code_list.code_system in ('drug_name', 'route')
                 then upper(trim(rules_code_list.code))
             else upper(replace(replace(rules_code_list.code, '.', ''), ' ', ''))
         end as code_normalised
