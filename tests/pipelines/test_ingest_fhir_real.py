@@ -303,8 +303,9 @@ def test_real_bulk_export_through_the_entry_point(tmp_path):
                             env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")})
     assert result.returncode == 0, result.stderr
     assert "read 15, accepted 15, quarantined 0, dropped 0" in result.stdout
-    assert "MedicationRequest.000.ndjson: read 8, accepted 8, quarantined 0, dropped 0" in result.stderr
-    assert "Traceback" not in result.stderr
+    # Progress is on stdout; stderr holds only a failure's one line.
+    assert "MedicationRequest.000.ndjson: read 8, accepted 8, quarantined 0, dropped 0" in result.stdout
+    assert result.stderr == "" and "Traceback" not in result.stdout
     with duckdb.connect(str(output / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) filter (where end_date is null), count(*) from medications").fetchone() \
             == (3, 8)

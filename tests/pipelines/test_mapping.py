@@ -81,7 +81,7 @@ def test_mimic3_through_the_real_entry_point(tmp_path):
                             capture_output=True, text=True, timeout=600,
                             env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")})
     assert result.returncode == 0, result.stderr
-    assert "LABEVENTS_trimmed.csv: read 5945, accepted 3121, quarantined 984, dropped 1840" in result.stderr
+    assert "LABEVENTS_trimmed.csv: read 5945, accepted 3121, quarantined 984, dropped 1840" in result.stdout
     assert "D_LABITEMS" not in result.stdout + result.stderr  # the dictionary is read with the file, not reported as ignored
     with duckdb.connect(str(output / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from lab_results where analyte = 'b12'").fetchone()[0] == 26
