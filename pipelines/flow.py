@@ -394,10 +394,11 @@ def check_quarantined_shares(accounts: list[FileAccount], max_share: float) -> N
         if account.rows_read and account.rows_quarantined / account.rows_read > max_share:
             reasons = sorted(((rows, reason) for (outcome, reason), rows in account.by_reason.items()
                               if outcome == "quarantined"), reverse=True)
+            missing = f" (missing columns: {', '.join(account.missing_columns)})" if account.missing_columns else ""
             raise TooMuchQuarantined(
                 f"{account.source_file}: {account.rows_quarantined} of {account.rows_read} records quarantined "
-                f"({account.rows_quarantined / account.rows_read:.0%}, mostly {reasons[0][1]}), more than the "
-                f"{max_share:.0%} allowed (B12LAB_MAX_QUARANTINE_SHARE): nothing was committed")
+                f"({account.rows_quarantined / account.rows_read:.0%}, mostly {reasons[0][1]}){missing}, more "
+                f"than the {max_share:.0%} allowed (B12LAB_MAX_QUARANTINE_SHARE): nothing was committed")
 
 
 def _publish(output_dir: Path, lake: Lake, rules: Rules, summary: RunSummary) -> None:

@@ -49,8 +49,10 @@ def test_mimic3_mapping_on_the_real_demo_file(tmp_path, ingest):
     result = mapped(tmp_path, ingest, folder / "LABEVENTS_trimmed.csv", "mimic3")
     account = result.account
     assert account.reconciles and account.rows_read == 5945
-    assert account.by_reason == {("accepted", ""): 3121, ("dropped", "out_of_scope"): 1840,
-                                 ("quarantined", "missing_patient_id"): 978, ("quarantined", "unparseable_value"): 6}
+    # eGFR (ITEMID 50920, LOINC 33914-3) is in scope: its 9 records with an admission say "See Comments",
+    # which is no value (unparseable_value), not out of scope.
+    assert account.by_reason == {("accepted", ""): 3121, ("dropped", "out_of_scope"): 1831,
+                                 ("quarantined", "missing_patient_id"): 981, ("quarantined", "unparseable_value"): 12}
     rows = result.rows()
     b12 = [row for row in rows if row["analyte"] == "b12"]
     # 38 B12 records: 26 with an admission (HADM_ID), 12 outpatient ones without (missing_patient_id).
@@ -70,7 +72,7 @@ def test_mimic3_mapping_on_the_real_demo_file(tmp_path, ingest):
     unmapped = {(row["code_system"], row["code"]): row for row in result.rows("unmapped_codes")}
     assert unmapped[("http://loinc.org", "2276-4")]["display"] == "Ferritin"
     assert ("http://loinc.org", "1964-6") in unmapped and ("mimic3", "50800") in unmapped  # no LOINC in D_LABITEMS
-    assert sum(row["rows"] for row in unmapped.values()) == 1840
+    assert sum(row["rows"] for row in unmapped.values()) == 1831
     assert not any("50924" in (row["raw"] or "") for row in result.quarantine())
 
 
@@ -81,11 +83,11 @@ def test_mimic3_through_the_real_entry_point(tmp_path):
                             capture_output=True, text=True, timeout=600,
                             env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")})
     assert result.returncode == 0, result.stderr
-    assert "LABEVENTS_trimmed.csv: read 5945, accepted 3121, quarantined 984, dropped 1840" in result.stdout
+    assert "LABEVENTS_trimmed.csv: read 5945, accepted 3121, quarantined 993, dropped 1831" in result.stdout
     assert "D_LABITEMS" not in result.stdout + result.stderr  # the dictionary is read with the file, not reported as ignored
     with duckdb.connect(str(output / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from lab_results where analyte = 'b12'").fetchone()[0] == 26
-        assert con.execute("select sum(rows) from unmapped_codes").fetchone()[0] == 1840
+        assert con.execute("select sum(rows) from unmapped_codes").fetchone()[0] == 1831
         assert con.execute("select count(*) from patient_status").fetchone()[0] > 0
 
 
@@ -169,7 +171,11 @@ def test_missing_columns_are_named_in_the_run_summary(tmp_path):
 
     row = lab_row()
     write_csv(tmp_path / "in" / "labs.csv", [c for c in row if c != "unit"], [row])
-    run_pipeline(tmp_path / "in", tmp_path / "out", date(2026, 1, 1))
+    from pipelines.flow import RunFailed
+
+    # Every record quarantined: the run stops, and says which columns the file lacks.
+    with pytest.raises(RunFailed, match=r"labs.csv: 1 of 1 records quarantined .*\(missing columns: unit\)"):
+        run_pipeline(tmp_path / "in", tmp_path / "out", date(2026, 1, 1))
     summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
     [account] = summary["files"]
     assert account["missing_columns"] == ["unit"]
