@@ -4,12 +4,12 @@ Run from the project root:
 
     .venv/bin/python benchmarks/calibrate_synth.py
 
-It reads ../shared/reference-data/nhanes/ (relative to the project root; override with
-B12LAB_REFERENCE_DATA=/path/to/reference-data) and prints, per analyte, the sample size, the log-normal fit
-(mean and sd of the natural log), a robust log sd (IQR / 1.349), the shares that matter for the clinical rules,
-and a quantile table; and, for MMA and homocysteine, a hinge regression on log B12 with its residual quantiles.
-The printed QUANTILE / REGRESSION blocks are pasted into synth.py by hand: the reference data is not shipped
-with the project, so the generator must not read it at run time.
+It reads tests/data/nhanes/ (the NHANES files kept with the tests, see their README.md; override with
+B12LAB_REFERENCE_DATA=/path/to/dir, a folder holding nhanes/) and prints, per analyte, the sample size, the
+log-normal fit (mean and sd of the natural log), a robust log sd (IQR / 1.349), the shares that matter for the
+clinical rules, and a quantile table; and, for MMA and homocysteine, a hinge regression on log B12 with its
+residual quantiles. The printed QUANTILE / REGRESSION blocks are pasted into synth.py by hand: the NHANES files
+are test data, not part of the installed package, so the generator must not read them at run time.
 
 NHANES codes "no result" as a blank row; those rows and non-positive values are dropped before fitting.
 """
@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DATA = Path(os.environ.get("B12LAB_REFERENCE_DATA", PROJECT_ROOT.parent / "shared" / "reference-data"))
-NHANES = REFERENCE_DATA / "nhanes"
+REFERENCE_DATA = os.environ.get("B12LAB_REFERENCE_DATA")
+NHANES = Path(REFERENCE_DATA) / "nhanes" if REFERENCE_DATA else PROJECT_ROOT / "tests" / "data" / "nhanes"
 
 # Probability grid of the quantile tables synth.py samples from (inverse-CDF sampling, interpolated in log
 # space). 0 and 1 are the observed min and max, so the real extreme tail (B12 > 14,000 pmol/L) is kept.

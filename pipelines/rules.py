@@ -1,10 +1,10 @@
 """The clinical rules file: load, validate, select a profile, and install it as SQL tables.
 
 The rules file (`transforms/rules/b12_rules.yaml`) holds every threshold, window, code list and switch of
-CLINICAL_RULES.md. This module is the only place that knows which settings exist and what type each has
-(`SETTING_KINDS`); the file must name exactly these settings, and the SQL models read them from the tables
-that `install_rules` creates. A bad file is refused before anything runs, with a one-line `RulesError` that
-names the offending key.
+the clinical rules (docs/models.md, "Clinical rules"). This module is the only place that knows which settings
+exist and what type each has (`SETTING_KINDS`); the file must name exactly these settings, and the SQL models
+read them from the tables that `install_rules` creates. A bad file is refused before anything runs, with a
+one-line `RulesError` that names the offending key.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`b12lab synth`: a realistic synthetic export set in the input contract (DESIGN.md, "Sample data").
+"""`b12lab synth`: a realistic synthetic export set in the input contract (README.md, "Input: what the drop
+folder may hold"; the sample it aims at: README.md, "Command line", `synth`).
 
 The generator builds a population of patients with hidden clinical states (pernicious anaemia, other B12
 deficiency, people on supplements, macrocytosis from other causes, everybody else), lets them visit their GP
@@ -39,7 +40,7 @@ DIAGNOSIS_COLUMNS = ("patient_id", "code_system", "code", "recorded_at")
 MEDICATION_COLUMNS = ("patient_id", "drug", "atc_code", "route", "dose", "start_date", "end_date")
 
 # --------------------------------------------------------------------------------------------------------------
-# Calibration, fitted by benchmarks/calibrate_synth.py on the NHANES files in ../shared/reference-data/nhanes/
+# Calibration, fitted by benchmarks/calibrate_synth.py on the NHANES files in tests/data/nhanes/
 # (CDC public-use laboratory files, as packaged in nhanesdata 1.1.1). Blank rows and values <= 0 were dropped.
 # Each *_LOG_QUANTILES tuple holds quantiles of the natural log of the value at QUANTILE_PROBS (0 and 1 are the
 # observed min and max, so the real extreme tail is kept). Sampling is inverse-CDF, interpolated in log space.
@@ -68,7 +69,8 @@ FOLATE_LOG_QUANTILES = np.array((0.4700, 1.7546, 2.0412, 2.1748, 2.3609, 2.5416,
                                  7.3528))
 # NHANES samples the general population; a health system's lab export holds patients whose B12 was ordered
 # on suspicion, whose median is lower. The fitted shape is kept and the location moved so the median is the
-# 350 pmol/L of DESIGN.md ("Sample data"): every quantile shifts by ln(350 / 391.1) = -0.1111.
+# 350 pmol/L the sample data aims at (README.md, "Command line", `synth`): every quantile shifts by
+# ln(350 / 391.1) = -0.1111.
 B12_TESTED_POPULATION_LOG_SHIFT = float(np.log(350.0 / 391.1))
 HINGE_B12_PMOL_L = 250.0
 MMA_ON_B12 = (-1.1956, -0.1405, 0.8824)  # intercept, slope on log B12, extra slope below the hinge
@@ -253,7 +255,7 @@ def _one(unit, per_si, decimals, reference_range, censor_below=None, censor_abov
     return UnitVariant(unit, per_si, decimals, reference_range, censor_below, censor_above, weight)
 
 
-PG_PER_PMOL = 1 / 0.7378   # CLINICAL_RULES.md section 1: 1 pg/mL = 0.7378 pmol/L
+PG_PER_PMOL = 1 / 0.7378   # docs/models.md, Analytes and units: 1 pg/mL = 0.7378 pmol/L
 NG_ML_PER_NMOL = 1 / 2.266
 
 SITES = (

@@ -5,8 +5,8 @@ Every participant of a cycle's B12 and MMA lab files becomes a patient; a partic
 MMA values become one result each, collected on the same day (NHANES measures both on one blood draw).
 Participants without values stay in the patient file and have no result: their status is not_tested.
 
-Files: ../shared/reference-data/nhanes/ beside the checkout (see its README). Units as published: B12 in pg/mL in every
-cycle used here, MMA in umol/L up to 2004 and in nmol/L from 2011.
+Files: tests/data/nhanes/ (see its README.md; B12LAB_NHANES_DIR points at another folder). Units as published: B12
+in pg/mL in every cycle used here, MMA in umol/L up to 2004 and in nmol/L from 2011.
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-# The shared reference data sits beside the project's checkout (../shared), in CI as on a developer's machine.
+# The NHANES files ship with the tests (tests/data/nhanes); B12LAB_NHANES_DIR overrides the folder.
 NHANES_DIR = Path(
     os.environ.get("B12LAB_NHANES_DIR")
-    or Path(__file__).resolve().parents[3] / "shared" / "reference-data" / "nhanes"
+    or Path(__file__).resolve().parents[1] / "data" / "nhanes"
 )
 
 LAB_COLUMNS = ["patient_id", "accession", "loinc", "local_code", "test_name", "result_value", "unit",
@@ -29,7 +29,7 @@ LAB_COLUMNS = ["patient_id", "accession", "loinc", "local_code", "test_name", "r
 PATIENT_COLUMNS = ["patient_id", "birth_date", "sex", "practice"]
 
 # The seed's values, written here on purpose rather than read from the rules file: this is the independent
-# computation the pipeline is compared with (CLINICAL_RULES section 2 and 3).
+# computation the pipeline is compared with (docs/models.md, Result categories and Patient status).
 B12_DEFICIENT_BELOW_PG_ML = 203.0
 B12_BORDERLINE_MAX_PG_ML = 350.0
 MMA_ELEVATED_ABOVE_UMOL_L = 0.40

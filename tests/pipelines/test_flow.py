@@ -19,7 +19,7 @@ from tests.helpers.exports import lab_row, write_csv, write_labs
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 AS_OF = date(2025, 6, 1)
 
-# The output contract of DESIGN.md: each table and at least these columns.
+# The output contract (README.md, "Output: what analysts query"): each table and at least these columns.
 CONTRACT = {
     "lab_results": ["patient_id", "analyte", "collected_at", "value_si", "unit_si", "comparator", "value_raw",
                     "unit_raw", "status", "source_file", "source_row"],

@@ -18,7 +18,7 @@ SAMPLE_DIR = PROJECT_ROOT / "data" / "sample"
 # How data/sample was made; test_committed_sample_is_current keeps it that way.
 SAMPLE_ARGS = {"patients": 300, "seed": 7, "start": date(2021, 11, 1), "end": date(2026, 10, 31)}
 
-# The input contract (DESIGN.md), spelled out here rather than imported, so the test pins it.
+# The input contract (README.md, "Lab CSV contract"), spelled out here rather than imported, so the test pins it.
 LAB_COLUMNS = ["patient_id", "accession", "loinc", "local_code", "test_name", "result_value", "unit",
                "reference_range", "abnormal_flag", "status", "collected_at", "resulted_at", "performing_lab"]
 REGISTRY_COLUMNS = {

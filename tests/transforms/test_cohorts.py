@@ -1,4 +1,4 @@
-"""cohort_deficient and cohort_borderline (CLINICAL_RULES section 5)."""
+"""cohort_deficient and cohort_borderline (docs/models.md, Deficient and Borderline)."""
 from __future__ import annotations
 
 import pytest

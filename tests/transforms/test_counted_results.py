@@ -1,4 +1,4 @@
-"""stg_counted_results: which results count (CLINICAL_RULES section 2, "Which results count")."""
+"""stg_counted_results: which results count (docs/models.md, "Which results count")."""
 from __future__ import annotations
 
 from tests.transforms.lake import lab, rows

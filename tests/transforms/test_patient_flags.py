@@ -1,4 +1,4 @@
-"""patient_flags: FOLATE_BEFORE_B12 and MACROCYTOSIS_NOT_TESTED (CLINICAL_RULES section 5)."""
+"""patient_flags: FOLATE_BEFORE_B12 and MACROCYTOSIS_NOT_TESTED (docs/models.md, Flags)."""
 from __future__ import annotations
 
 import dataclasses

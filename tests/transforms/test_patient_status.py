@@ -1,4 +1,4 @@
-"""patient_status: CLINICAL_RULES section 3 (status as of D) and section 4 (PA, on B12), every boundary.
+"""patient_status: the patient status as of D and PA and B12 treatment (docs/models.md), every boundary.
 
 Each case is a patient of its own; all cases are built once (as-of 2025-06-30) and checked one by one.
 """

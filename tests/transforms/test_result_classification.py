@@ -1,4 +1,4 @@
-"""result_classification: every result-level boundary of CLINICAL_RULES section 2, on both sides.
+"""result_classification: every result-level boundary (docs/models.md, Result categories), on both sides.
 
 Each case is one result of its own patient; all cases of a profile are built once and checked one by one.
 """

@@ -1,4 +1,4 @@
-"""cohort_under_monitored: the five reasons of CLINICAL_RULES section 5 (with the release 2 correction of
+"""cohort_under_monitored: the five release 1 reasons of docs/models.md (with the release 2 correction of
 PA_NO_POST_TREATMENT_RECHECK: a late recheck closes the gap), each window edge on both sides, and each reason
 switched off by its profile setting. The four release 2 reasons are pinned in test_release2_rules.py."""
 from __future__ import annotations

@@ -134,7 +134,7 @@ checked as (
             -- Only the impossible is implausible: a concentration, count or volume cannot be zero or
             -- negative (nor so small that it is zero in the canonical unit), nor infinite, nor 1e10 or more in
             -- the canonical unit (above the solubility of every analyte here: 1e10 pmol/L of cobalamin is
-            -- 13.5 g/L). Extreme but possible values are accepted (CLINICAL_RULES.md section 7).
+            -- 13.5 g/L). Extreme but possible values are accepted (docs/models.md, Analytes and units).
             when value_kind = 'numeric'
                 and not (round(number_reported * factor_to_canonical, 9) > 0
                          and round(number_reported * factor_to_canonical, 9) < 1e10) then 'implausible_value'

@@ -1,4 +1,4 @@
--- grain: one counted lab result, with its result-level category (CLINICAL_RULES section 2) and the as-of
+-- grain: one counted lab result, with its result-level category (docs/models.md, Result categories) and the as-of
 -- dates it counts on (counted_from to counted_through, see stg_counted_results).
 -- rule: categories are evaluated top to bottom, the first that matches wins:
 --   b12          deficient below b12_deficient_below_*, borderline at or below b12_borderline_max_*, else normal.

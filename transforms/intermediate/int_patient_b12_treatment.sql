@@ -1,6 +1,6 @@
 -- grain: one as-of date D (stg_as_of_dates) and patient with at least one B12 medication record started on
 -- or before D.
--- rule (CLINICAL_RULES section 4): the treatment start S is the start date of the patient's first B12
+-- rule (docs/models.md, PA and treatment): the treatment start S is the start date of the patient's first B12
 -- medication record (hydroxocobalamin, cyanocobalamin or methylcobalamin, any route). Records that start
 -- after D are not known on D and are ignored, so a report for a past date is reproducible; records without a
 -- start date cannot place S and are ignored too.

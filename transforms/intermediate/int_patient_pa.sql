@@ -1,6 +1,6 @@
 -- grain: one as-of date D (stg_as_of_dates) and patient with pernicious anaemia (PA) as of D; patients
 -- without PA on D have no row for D.
--- rule (CLINICAL_RULES section 4): PA is a diagnosis whose code system and normalised code are in the code
+-- rule (docs/models.md, PA and treatment): PA is a diagnosis whose code system and normalised code are in the code
 -- list pa_diagnosis (ICD-10 D51.0, ICD-9 281.0, SNOMED CT 84027009), or a counted positive intrinsic factor
 -- antibody result, on or before D. A diagnosis without a recorded date counts: it is on the record now,
 -- and dropping it would hide a PA patient from every monitoring rule.

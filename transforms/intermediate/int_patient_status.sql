@@ -1,6 +1,6 @@
 -- grain: one as-of date D (stg_as_of_dates) and patient known from any input, with the patient-level status
 -- as of D.
--- rule: CLINICAL_RULES section 3, computed in int_status_on_date for D itself (see there): the index result
+-- rule: the patient status (docs/models.md), computed in int_status_on_date for D itself (see there): the index result
 -- is the most recent b12 or holotc result within the lookback, and the status rules run top to bottom
 -- (B12_DEFICIENT / HOLOTC_DEFICIENT, FUNCTIONAL_MMA, MMA_ON_SUPPLEMENT, BORDERLINE_MMA_NORMAL,
 -- BORDERLINE_NEEDS_MMA, NORMAL, NO_RECENT_RESULT). has_pa and treatment_start follow section 4 as of D.

@@ -1,5 +1,5 @@
 -- grain: one patient known from any input (patient registry, diagnoses, medications or lab results).
--- rule (CLINICAL_RULES section 3): patient_status has a row for every known patient, tested or not, so the
+-- rule (docs/models.md, Patient status): patient_status has a row for every known patient, tested or not, so the
 -- spine is the union of every patient_id in every input; the registry adds practice, birth date and sex
 -- when the patient is in it. Preliminary and future-dated results also make a patient known: they are
 -- inputs, and "not tested" is the honest status for such a patient.

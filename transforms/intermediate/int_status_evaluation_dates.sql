@@ -1,6 +1,6 @@
 -- grain: one as-of date D (stg_as_of_dates), patient and date on which the patient-level status is evaluated
 -- with what is known on D.
--- rule: the status of CLINICAL_RULES section 3 is needed on D itself for every known patient
+-- rule: the patient status (docs/models.md) is needed on D itself for every known patient
 -- (patient_status), and on each date a folic acid record started, on or before D, for the patient who
 -- received it (FOLATE_BEFORE_B12: "folic acid started while status was deficient or borderline_needs_mma").
 -- Evaluating both with the same model keeps one definition of the status.

@@ -1,6 +1,6 @@
 -- grain: one as-of date, patient and evaluation date (see int_status_evaluation_dates), with the
 -- patient-level status on the evaluation date as known on the as-of date.
--- rule (CLINICAL_RULES section 3), for an evaluation date D:
+-- rule (docs/models.md, Patient status), for an evaluation date D:
 --   * only results counted on the as-of date (stg_counted_results) and collected on or before D count;
 --   * the index result is the most recent b12 or holotc result collected from D - lookback_days to D (both
 --     ends included); on the same collection time the more severe category wins (then b12 before holotc,

@@ -1,6 +1,6 @@
 -- grain: one as-of date D (stg_as_of_dates), patient and under-monitoring reason as of D (a patient may have
 -- several).
--- rule (CLINICAL_RULES section 5 and release 2 of the rules, docs/models.md, Under-monitored); every window includes both ends, "monitoring
+-- rule (docs/models.md: Cohorts, reasons and flags; release 2 under Codes); every window includes both ends, "monitoring
 -- result" means a b12, holotc or mma result counted on D, and each reason runs only when its switch is on in
 -- the profile:
 --   PA_NO_POST_TREATMENT_RECHECK  PA, a treatment start S with D on or after S + pa_recheck_window_end_days,

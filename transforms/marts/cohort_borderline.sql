@@ -1,5 +1,5 @@
 -- grain: one patient whose status as of the as-of date is borderline_needs_mma or borderline_mma_normal.
--- rule (CLINICAL_RULES section 5, Borderline): the index result (borderline b12 or indeterminate holotc) as
+-- rule (docs/models.md, Borderline): the index result (borderline b12 or indeterminate holotc) as
 -- reported, and mma_status: "needed" when no MMA result lies in the MMA window around the index result
 -- (BORDERLINE_NEEDS_MMA), "normal" when the window holds only normal MMA results (BORDERLINE_MMA_NORMAL).
 -- A borderline index with an elevated MMA is deficient (FUNCTIONAL_MMA) and is in cohort_deficient instead.

@@ -1,5 +1,5 @@
 -- grain: one patient whose status as of the as-of date is deficient.
--- rule (CLINICAL_RULES section 5, Deficient): every patient with status deficient, with the rule_id and the
+-- rule (docs/models.md, Deficient): every patient with status deficient, with the rule_id and the
 -- index result as reported (value, unit, date; for MMA_ON_SUPPLEMENT the index is the elevated MMA), and
 -- treatment: "treated" when a B12 medication record is active on the index date (started on or before it,
 -- no end date or ending after it) or starts on it or up to deficient_treated_within_days after it

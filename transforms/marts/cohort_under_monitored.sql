@@ -1,5 +1,5 @@
 -- grain: one patient and under-monitoring reason, as of the as-of date (a patient may have several).
--- rule (CLINICAL_RULES section 5, Under-monitored), computed in int_under_monitored for the run's as_of (see
+-- rule (docs/models.md, Under-monitored), computed in int_under_monitored for the run's as_of (see
 -- there for every window); "monitoring result" means a counted b12, holotc or mma result, and each reason
 -- runs only when its switch is on in the profile:
 --   PA_NO_POST_TREATMENT_RECHECK  PA, a treatment start S with as-of on or after S + pa_recheck_window_end_days,

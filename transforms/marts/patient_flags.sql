@@ -1,5 +1,5 @@
 -- grain: one patient and safety or case-finding flag, as of the as-of date.
--- rule (CLINICAL_RULES section 5), each flag only when its switch is on in the profile:
+-- rule (docs/models.md, Flags), each flag only when its switch is on in the profile:
 --   FOLATE_BEFORE_B12        a folic acid record started (on or before as-of) on a date when the patient's
 --                            status, evaluated on that date with the same rules as patient_status
 --                            (int_status_on_date), was deficient or borderline_needs_mma, and no B12 treatment

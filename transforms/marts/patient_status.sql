@@ -1,5 +1,5 @@
 -- grain: one patient known from any input, with the patient-level status as of the run's as-of date.
--- rule: CLINICAL_RULES section 3, computed in int_status_on_date for the as-of date (see there and
+-- rule: docs/models.md, Patient status, computed in int_status_on_date for the as-of date (see there and
 -- int_patient_status): the index result is the most recent b12 or holotc result within the lookback, and the
 -- status rules run top to bottom (B12_DEFICIENT / HOLOTC_DEFICIENT, FUNCTIONAL_MMA, MMA_ON_SUPPLEMENT,
 -- BORDERLINE_MMA_NORMAL, BORDERLINE_NEEDS_MMA, NORMAL, NO_RECENT_RESULT). index_value and index_unit are as

@@ -1,6 +1,6 @@
 -- grain: one counted lab result (final or corrected, corrections applied, duplicates once, collected on or
 -- before as-of), with its category and the rule_id that set it.
--- rule: CLINICAL_RULES section 2, computed in int_classified_results (see there for every boundary). B12 is
+-- rule: docs/models.md, Result categories, computed in int_classified_results (see there for every boundary). B12 is
 -- compared in the unit the lab reported (compared_value / compared_unit say which); a censored result
 -- (comparator set) gets the most severe category any consistent value could have; at_target is the
 -- treatment-target flag (b12, homocysteine), not a category; folate and haemoglobin are counted but not

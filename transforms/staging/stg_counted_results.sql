@@ -1,7 +1,7 @@
 -- grain: one lab result that counts on at least one as-of date D (stg_as_of_dates), with the as-of dates it
 -- counts on: from counted_from to counted_through, both included (a result classification and patient
 -- status may use on those dates).
--- rule (CLINICAL_RULES section 2, "Which results count"), for an as-of date D:
+-- rule (docs/models.md, "Which results count"), for an as-of date D:
 --   * only final (F) and corrected (C) results count; preliminary (P) results stay in the lake, uncounted;
 --   * only results collected on or before D count, so a report for a past date is reproducible: a result
 --     counts from its collection date (counted_from);

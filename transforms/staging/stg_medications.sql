@@ -1,5 +1,5 @@
 -- grain: one medication record from the registry, with its drug class.
--- rule (CLINICAL_RULES section 4): a B12 drug is an ATC code under a `b12_drug` ATC code (B03BA*) or a drug
+-- rule (docs/models.md, PA and treatment): a B12 drug is an ATC code under a `b12_drug` ATC code (B03BA*) or a drug
 -- name containing one of the `b12_drug` names (hydroxocobalamin, cyanocobalamin, methylcobalamin), any route;
 -- folic acid is an ATC code under a `folic_acid` ATC code (B03BB01) or a name containing "folic acid".
 -- ATC codes are compared normalised (upper case, no dots or spaces) and by prefix, drug names case-blind
