@@ -134,6 +134,22 @@ def test_route_is_kept(tmp_path, ingest):
         "Intramuscular"
 
 
+@pytest.mark.parametrize("route, kept", [
+    ({"coding": [{"system": "http://snomed.info/sct", "code": "78421000"}]}, "78421000"),  # the code alone
+    ({"coding": [{"system": "http://snomed.info/sct", "code": "78421000", "display": "Intramuscular"}]},
+     "Intramuscular"),
+    ({"text": "IM", "coding": [{"system": "http://snomed.info/sct", "code": "78421000"}]}, "IM"),
+])
+def test_the_route_is_its_text_else_its_display_else_its_code(tmp_path, ingest, route, kept):
+    """Any of the three is matched by the intramuscular value set (IM, intramuscular, 78421000)."""
+    for name, resource in (("MedicationRequest", request(dosageInstruction=[{"route": route}])),
+                           ("MedicationStatement", {"resourceType": "MedicationStatement", "status": "active",
+                                                    "subject": {"reference": "Patient/P1"},
+                                                    "medicationCodeableConcept": B12_CONCEPT,
+                                                    "effectiveDateTime": "2010-05-01", "dosage": [{"route": route}]})):
+        assert one(ingest, write_ndjson(tmp_path / name / f"{name}.ndjson", [resource]))["route"] == kept
+
+
 def test_statement_completed_without_end_ends_at_its_start(tmp_path, ingest):
     statement = {"resourceType": "MedicationStatement", "status": "completed", "subject": {"reference": "Patient/P1"},
                  "medicationCodeableConcept": B12_CONCEPT, "effectiveDateTime": "2010-05-01",

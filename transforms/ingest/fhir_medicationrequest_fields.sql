@@ -12,7 +12,7 @@
 --                files of the drop folder, or the Bundle's Medication entries)
 --   drug         medication.text, medication.coding[0].display (RxNorm, SNOMED CT or any other system)
 --   atc_code     medication.coding[system = http://www.whocc.no/atc].code
---   route        dosage.route.text, dosage.route.coding[0].display
+--   route        dosage.route.text, else dosage.route.coding[0].display, else its code (SNOMED CT 78421000 is intramuscular)
 --   dose         dosage.doseAndRate[0].doseQuantity: value and unit (or UCUM code), space separated
 --   start_date   dosage.timing.repeat.boundsPeriod.start, dispenseRequest.validityPeriod.start, authoredOn
 --   end_date     status decides: active, on-hold (and any other) keep the record ongoing unless
@@ -47,7 +47,7 @@ parsed as (
             "dispenseRequest": {"validityPeriod": {"start": "VARCHAR", "end": "VARCHAR"}},
             "authoredOn": "VARCHAR",
             "dosageInstruction": [{
-                "route": {"text": "VARCHAR", "coding": [{"display": "VARCHAR"}]},
+                "route": {"text": "VARCHAR", "coding": [{"display": "VARCHAR", "code": "VARCHAR"}]},
                 "doseAndRate": [{"doseQuantity": {"value": "VARCHAR", "unit": "VARCHAR", "code": "VARCHAR"}}],
                 "timing": {"repeat": {"boundsPeriod": {"start": "VARCHAR", "end": "VARCHAR"}}}
             }]
@@ -95,7 +95,7 @@ fields as (
         coalesce(nullif(medication.text, ''), medication.coding[1].display, '') as drug,
         coalesce(list_filter(medication.coding, lambda c: c.system = 'http://www.whocc.no/atc')[1].code, '')
             as atc_code,
-        coalesce(nullif(dosage.route.text, ''), dosage.route.coding[1].display, '') as route,
+        coalesce(nullif(dosage.route.text, ''), nullif(dosage.route.coding[1].display, ''), dosage.route.coding[1].code, '') as route,
         concat_ws(
             ' ',
             dosage.doseAndRate[1].doseQuantity.value,

@@ -11,7 +11,7 @@
 --                a contained one (#id), else one of the same export (fhir_references)
 --   drug         medication.text, medication.coding[0].display
 --   atc_code     medication.coding[system = http://www.whocc.no/atc].code
---   route        dosage.route.text, dosage.route.coding[0].display
+--   route        dosage.route.text, else dosage.route.coding[0].display, else its code (SNOMED CT 78421000 is intramuscular)
 --   dose         dosage.doseAndRate[0].doseQuantity: value and unit (or UCUM code), space separated
 --   start_date   effectivePeriod.start, effectiveDateTime, dateAsserted
 --   end_date     effectivePeriod.end; completed, stopped and cancelled statements without one end at their start
@@ -45,7 +45,7 @@ parsed as (
             "effectiveDateTime": "VARCHAR",
             "effectivePeriod": {"start": "VARCHAR", "end": "VARCHAR"},
             "dosage": [{
-                "route": {"text": "VARCHAR", "coding": [{"display": "VARCHAR"}]},
+                "route": {"text": "VARCHAR", "coding": [{"display": "VARCHAR", "code": "VARCHAR"}]},
                 "doseAndRate": [{"doseQuantity": {"value": "VARCHAR", "unit": "VARCHAR", "code": "VARCHAR"}}]
             }]
         }') end as resource
@@ -92,7 +92,7 @@ fields as (
         coalesce(nullif(medication.text, ''), medication.coding[1].display, '') as drug,
         coalesce(list_filter(medication.coding, lambda c: c.system = 'http://www.whocc.no/atc')[1].code, '')
             as atc_code,
-        coalesce(nullif(dosage.route.text, ''), dosage.route.coding[1].display, '') as route,
+        coalesce(nullif(dosage.route.text, ''), nullif(dosage.route.coding[1].display, ''), dosage.route.coding[1].code, '') as route,
         concat_ws(
             ' ',
             dosage.doseAndRate[1].doseQuantity.value,
