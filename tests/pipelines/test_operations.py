@@ -85,7 +85,7 @@ def test_a_published_run_exits_0_and_says_where_everything_is(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     lines = result.stdout.splitlines()
-    assert any(line.startswith("published run ") and "(nightly) as of 2026-10-31: read 4324" in line for line in lines)
+    assert any(line.startswith("published run ") and "(nightly) as of 2026-10-31: read 7380" in line for line in lines)
     for label, path in (("warehouse:", output / "warehouse.duckdb"), ("report:", output / "report" / "index.html")):
         assert f"{label}".ljust(13) + str(path.absolute()) in lines
     # Each warning once, and no packaging or traceback noise.
@@ -297,5 +297,5 @@ def test_a_moved_or_copied_output_folder_reads_its_own_lake(tmp_path):
         assert query(folder / "warehouse.duckdb", "select count(*) from lab_results") == expected
         assert query(folder / "warehouse.duckdb", "select count(*) from duckdb_views() where not internal") == [(0,)]
         sql = b12lab("sql", "select count(*) as n from quarantine", "--output", folder)
-        assert sql.returncode == 0 and "18" in sql.stdout
+        assert sql.returncode == 0 and "36" in sql.stdout
     assert str(tmp_path).encode() not in (copy / "warehouse.duckdb").read_bytes()

@@ -30,10 +30,10 @@ REASONS = ("PA_NO_POST_TREATMENT_RECHECK", "PA_OVERDUE_ANNUAL_B12", "BORDERLINE_
            "TREATED_MARKERS_NOT_NORMAL")
 FLAGS = ("FOLATE_BEFORE_B12", "MACROCYTOSIS_NOT_TESTED", "METFORMIN_B12_NOT_TESTED", "MMA_RENAL_CAVEAT",
          "B12_INJECTIONS_WITHOUT_DEFICIENCY")
-# Release 2 situations the sample of a few hundred patients shows (MMA_RENAL_CAVEAT needs a larger export).
+# Release 2 situations the sample (500 patients) shows, every one of them.
 SAMPLE_SHOWS = ("DEFICIENT_NO_IF_ANTIBODY", "DEFICIENT_NO_BLOOD_COUNT", "PA_NOT_ON_TREATMENT",
-                "TREATED_MARKERS_NOT_NORMAL", "METFORMIN_B12_NOT_TESTED", "B12_INJECTIONS_WITHOUT_DEFICIENCY",
-                "deficient_neuro")
+                "TREATED_MARKERS_NOT_NORMAL", "METFORMIN_B12_NOT_TESTED", "MMA_RENAL_CAVEAT",
+                "B12_INJECTIONS_WITHOUT_DEFICIENCY", "deficient_neuro")
 CHARTS = {"practices", "trend", "b12-distribution"}
 
 

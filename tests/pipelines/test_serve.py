@@ -64,5 +64,5 @@ def test_the_served_deployment_runs_on_demand_and_publishes_and_its_cron_is_sche
         runs = con.execute("select flow_run_id, status, kind from runs").fetchall()
         patients = con.execute("select count(*) from patient_status").fetchone()[0]
     assert runs == [(flow_run["id"], "published", "nightly")]
-    assert patients == 300
+    assert patients == 500
     assert (output / "report" / "index.html").is_file()

@@ -16,7 +16,7 @@ from pipelines.synth import synthesize
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DIR = PROJECT_ROOT / "data" / "sample"
 # How data/sample was made; test_committed_sample_is_current keeps it that way.
-SAMPLE_ARGS = {"patients": 300, "seed": 7, "start": date(2021, 11, 1), "end": date(2026, 10, 31)}
+SAMPLE_ARGS = {"patients": 500, "seed": 4, "start": date(2021, 11, 1), "end": date(2026, 10, 31)}
 
 # The input contract (README.md, "Lab CSV contract"), spelled out here rather than imported, so the test pins it.
 LAB_COLUMNS = ["patient_id", "accession", "loinc", "local_code", "test_name", "result_value", "unit",
@@ -230,7 +230,7 @@ def test_registry_files_look_like_the_contract(export):
 
 
 def test_committed_sample_is_current(tmp_path):
-    """data/sample is exactly what synthesize(300, ..., seed=7) writes, so it never goes stale."""
+    """data/sample is exactly what synthesize(500, ..., seed=4) writes (a seed whose 500 patients show every reason and flag), so it never goes stale."""
     summary = synthesize(out=tmp_path, **SAMPLE_ARGS)
     for name in summary["files"]:
         committed = SAMPLE_DIR / name
