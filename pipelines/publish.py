@@ -40,7 +40,6 @@ from pipelines.models import build_models
 from pipelines.paths import TRANSFORMS_DIR
 from pipelines.pseudonymise import ANALYTICS_NAME, KEY_VARIABLE, build_analytics, pseudonym_key
 from pipelines.rules import Rules, install_rules
-from pipelines.validate import ValidationReport
 
 WAREHOUSE_NAME = "warehouse.duckdb"
 REPORT_NAME = "report"
