@@ -34,6 +34,14 @@ def is_interrupt(error: BaseException) -> bool:
         isinstance(error, RuntimeError) and str(error) == "Query interrupted")
 
 
+def reraise_interrupt(error: BaseException) -> None:
+    """Raise KeyboardInterrupt when `error` is DuckDB's word for a Ctrl-C or SIGTERM: a handler that reads a
+    DuckDB error as a fact about the file (not UTF-8, a quote it cannot resolve) must never take an interrupt
+    for one, or a stopped run would carry on, or fail as an error instead of stopping as interrupted."""
+    if is_interrupt(error):
+        raise KeyboardInterrupt from error
+
+
 def check_memory_limit(limit: str = DEFAULT_MEMORY_LIMIT) -> None:
     """Refuse a memory limit DuckDB would not take, naming the setting, before any data is touched."""
     try:

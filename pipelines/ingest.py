@@ -37,7 +37,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.duck import load_reference_tables
+from pipelines.duck import load_reference_tables, reraise_interrupt
 from pipelines.faults import crash_point
 from pipelines.lake import Lake
 from pipelines.mapping import LabMapping, MappingError, raw_file_sql
@@ -442,7 +442,8 @@ def _load_raw_file(con: duckdb.DuckDBPyConnection, path: Path, kind: ExportKind,
                 f"from {_READ_CSV.format(strict='false')}", params)
     try:
         strict_records = con.execute(f"select count(*) from {_READ_CSV.format(strict='true')}", params).fetchone()[0]
-    except duckdb.Error:
+    except duckdb.Error as error:
+        reraise_interrupt(error)
         strict_records = None
     if strict_records != con.execute("select count(*) from raw_file").fetchone()[0]:
         _load_raw_file_with_python(con, path, columns, delimiter)
@@ -605,7 +606,8 @@ def _load_csv_file(con: duckdb.DuckDBPyConnection, export: ExportFile, scratch: 
     columns, repeated = _raw_columns(header, kind)
     try:
         _load_raw_file(con, path, kind, columns, delimiter)
-    except duckdb.Error:
+    except duckdb.Error as error:
+        reraise_interrupt(error)
         # Most likely not UTF-8. Found out from the bytes, not from DuckDB's message, which quotes the record
         # (and so may hold a patient id).
         _to_utf8(path, scratch / "utf8-lines.csv", utf16=False)
@@ -614,13 +616,15 @@ def _load_csv_file(con: duckdb.DuckDBPyConnection, export: ExportFile, scratch: 
         columns, repeated = _raw_columns(header, kind)
         try:
             _load_raw_file(con, path, kind, columns, delimiter)
-        except duckdb.Error:
+        except duckdb.Error as error:
+            reraise_interrupt(error)
             # Valid UTF-8 now, and still refused (a record over the line limit, a quote DuckDB cannot resolve):
             # Python's csv module reads it.
             try:
                 _load_raw_file_with_python(con, path, columns, delimiter)
                 _finish_raw_file(con, kind, delimiter)
             except (csv.Error, duckdb.Error) as error:
+                reraise_interrupt(error)
                 problem = problem or _reader_failure(error)
                 _empty_raw_file(con, kind)
     missing = [name for name in kind.columns if name not in header]
@@ -848,6 +852,7 @@ def ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, 
     except OSError as error:
         raise IngestError(f"{export.name}: could not be ingested: {error.strerror or error}") from error
     except (duckdb.Error, csv.Error) as error:
+        reraise_interrupt(error)
         raise IngestError(f"{export.name}: could not be ingested ({type(error).__name__}); nothing was committed") \
             from error
 

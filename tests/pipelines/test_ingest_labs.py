@@ -275,3 +275,36 @@ def test_file_level_quarantine_keeps_no_text_of_out_of_scope_rows(tmp_path, inge
     path = write_csv(tmp_path / "in" / "labs.csv", header, rows)
     quarantined = {row["source_row"]: row for row in ingest(path).quarantine()}
     assert quarantined[1]["raw"] is not None and quarantined[2]["raw"] is None
+
+
+def test_an_interrupt_during_a_duckdb_query_stops_the_ingest_as_an_interrupt(tmp_path):
+    """A Ctrl-C or SIGTERM that lands inside a DuckDB query comes back as DuckDB's own error. The ingest reads
+    DuckDB errors as facts about the file (not UTF-8, a quote it cannot resolve) and must not take this one for
+    one: it would carry on with a stopped run, or fail it as an error (exit 1) instead of stopping it (130)."""
+    import threading
+    from datetime import date
+
+    import duckdb
+
+    from pipelines.ingest import discover_exports, ingest_file
+    from pipelines.lake import Lake
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    write_labs(drop / "labs_big.csv", [lab_row(patient_id=f"P{i:06d}", accession=f"A{i}") for i in range(60_000)])
+    [export], _ = discover_exports(drop)
+    done = threading.Event()
+    with duckdb.connect() as con:
+        def interrupt_until_done():
+            while not done.is_set():
+                con.interrupt()
+                done.wait(0.002)
+
+        interrupter = threading.Thread(target=interrupt_until_done)
+        interrupter.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                ingest_file(con, export, Lake(tmp_path / "lake"), "test-run", date(2026, 1, 1), [])
+        finally:
+            done.set()
+            interrupter.join()

@@ -252,7 +252,7 @@ def test_an_interrupted_run_stops_within_10_s_and_the_next_one_recovers(tmp_path
         os.kill(process.pid, signum)
     _, stderr = process.communicate(timeout=60)
     assert time.monotonic() - sent < 10
-    assert process.returncode == code
+    assert process.returncode == code, stderr
     assert stderr.splitlines() == [f"b12lab: interrupted ({signal.Signals(signum).name}): nothing half-done was "
                                    "published; the next run carries on"]
     assert (output / ".b12lab.lock").read_text() == ""
