@@ -31,7 +31,7 @@ test: install
 # After `make run`: a full-page screenshot of the report, to look at it as a reader would.
 report-screenshot: install
 	$(CHROMIUM_INSTALL)
-	$(BIN)/python -m pipelines.report_screenshot $(OUTPUT)/report/index.html $(OUTPUT)/report/screenshot.png
+	$(BIN)/python -m b12lab.report.screenshot $(OUTPUT)/report/index.html $(OUTPUT)/report/screenshot.png
 
 clean:
 	rm -rf $(OUTPUT) .pytest_cache

@@ -1,4 +1,4 @@
-"""Fit the distributions that `pipelines/synth.py` hard-codes, from the real NHANES files.
+"""Fit the distributions that `b12lab/synth/csv_exports.py` hard-codes, from the real NHANES files.
 
 Run from the project root:
 

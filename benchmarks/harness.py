@@ -43,7 +43,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = PROJECT_ROOT / "benchmarks"
 DEFAULT_CACHE_DIR = BENCH_DIR / ".cache"
 RESULTS_DIR = BENCH_DIR / "results"
-SYNTH_SOURCE = PROJECT_ROOT / "pipelines" / "synth.py"
+SYNTH_SOURCE = PROJECT_ROOT / "b12lab" / "synth" / "csv_exports.py"
 
 SEED = 20260601             # the delta export uses SEED + 1
 ROWS_PER_PATIENT = 10        # `b12lab synth` writes ~10 lab rows per patient over the base window
@@ -97,8 +97,8 @@ def synth_hash() -> str:
 
 
 # What a measurement depends on besides the data: the pipeline's code, SQL, reference data, rules and suites.
-CODE_GLOBS = ("pipelines/**/*.py", "transforms/**/*.sql", "transforms/**/*.csv", "transforms/**/*.yaml",
-              "expectations/**/*.json", "expectations/**/*.yml", "pyproject.toml")
+CODE_GLOBS = ("b12lab/**/*.py", "b12lab/**/*.sql", "b12lab/**/*.csv", "b12lab/**/*.yaml", "b12lab/**/*.yml",
+              "b12lab/**/*.json", "pyproject.toml")
 
 
 def code_fingerprint() -> str:
@@ -121,7 +121,7 @@ def b12lab_command() -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which("b12lab")
-    return [found] if found else [sys.executable, "-m", "pipelines.cli"]
+    return [found] if found else [sys.executable, "-m", "b12lab.cli.main"]
 
 
 _SYNTH_ROWS = re.compile(r"^\s+(\S+): (\d+) rows$")

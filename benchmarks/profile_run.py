@@ -140,7 +140,7 @@ def _wrap_great_expectations(flow, validate) -> None:
     GX's own classes are wrapped once the pipeline has imported GX."""
     original = getattr(flow, "validate_lake_files", None)
     if original is None:
-        MISSING.append("pipelines.flow.validate_lake_files")
+        MISSING.append("b12lab.flows.nightly.validate_lake_files")
         return
 
     @functools.wraps(original)
@@ -163,11 +163,14 @@ def _wrap_great_expectations(flow, validate) -> None:
 
 
 def install() -> None:
-    import pipelines.flow as flow
-    import pipelines.ingest as ingest
-    import pipelines.lake as lake
-    import pipelines.publish as publish
-    import pipelines.validate as validate
+    import b12lab.flows.nightly as flow
+    import b12lab.ingest.contract as ingest_contract
+    import b12lab.ingest.csv_reader as csv_reader
+    import b12lab.ingest.file_ingest as ingest
+    import b12lab.lake.lake as lake
+    import b12lab.publish.publication as publish
+    import b12lab.quality.validation as validate
+    import b12lab.transforms as transforms_runner
     from prefect import Task
 
     MARKS["imports_done"] = time.perf_counter() - PROCESS_STARTED
@@ -193,13 +196,13 @@ def install() -> None:
         else:
             MISSING.append(f"{module.__name__}.connect")
 
-    wrap(ingest, "content_hash", "sha256 of export files")
+    wrap(ingest_contract, "content_hash", "sha256 of export files")
     wrap(ingest, "load_reference_tables", "reference tables")
-    wrap(ingest, "read_header", "read header")
-    wrap(ingest, "_load_raw_file", "read CSV into raw_file")
-    wrap(ingest, "_load_fhir_file", "read NDJSON into raw_file")
-    wrap(ingest, "_register_existing_lab_keys", "existing lab keys (duplicates against the lake)")
-    wrap(ingest, "_account", "row accounting")
+    wrap(csv_reader, "read_header", "read header")
+    wrap(csv_reader, "_load_raw_file", "read CSV into raw_file")
+    wrap(ingest, "load_fhir_file", "read NDJSON into raw_file")
+    wrap(ingest, "register_existing_lab_keys", "existing lab keys (duplicates against the lake)")
+    wrap(ingest, "file_account", "row accounting")
     wrap(lake.Lake, "committed_hashes", "lake: read commit records")
     wrap(lake.Lake, "remove_uncommitted", "lake: remove uncommitted files")
     _wrap_great_expectations(flow, validate)
@@ -207,28 +210,23 @@ def install() -> None:
     wrap(publish, "record_run", "runs record")
     wrap(publish, "create_lake_views", "lake views")
     wrap(publish, "install_rules", "rules tables")
-    wrap(publish, "build_models", "SQL models (transforms/)")
-    wrap(publish, "_drop_working_tables", "drop working tables")
-    wrap(publish, "apply_comments", "table and column comments")
+    wrap(transforms_runner, "build", "SQL models (dbt build)")
+    wrap(transforms_runner, "docs", "dbt docs generate")
+    wrap(publish, "finish_warehouse", "mart Parquet, drop working tables, comments")
     wrap(publish, "_point_current_at", "switch current")
     wrap(publish, "_prune_publications", "prune old publications")
     wrap(publish, "write_summary", "run summary")
 
-    # The HTML report and worklists (pipelines/report.py), where present.
+    # The HTML report and worklists (b12lab/report/page.py), where present.
     try:
-        import pipelines.report as report
+        import b12lab.report.page as report
     except ImportError:
         return
     if hasattr(report, "connect"):
         report.connect = _timed_connect(report.connect)
     for name, label in (("gather", "report: figures from the warehouse"),
                         ("previous_metrics", "report: previous run's figures"),
-                        ("write_run_metrics", "report: run metrics"),
                         ("write_worklists", "report: worklists"),
-                        ("monthly_trend", "report: monthly trend"),
-                        ("create_lake_views", "lake views"),
-                        ("install_rules", "rules tables"),
-                        ("build_models", "SQL models (transforms/)"),
                         ("render_page", "report: render HTML"),
                         ("write_page", "report: write page")):
         wrap(report, name, label, optional=True)
@@ -242,7 +240,7 @@ def main(argv: list[str]) -> int:
     code = 0
     try:
         install()
-        from pipelines.cli import main as cli
+        from b12lab.cli.main import main as cli
 
         MARKS["cli_started"] = time.perf_counter() - PROCESS_STARTED
         try:

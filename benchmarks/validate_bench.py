@@ -60,8 +60,8 @@ def _mib(value: int) -> str:
 
 
 def validate_run(output_dir: Path, today: date, repeat: int = 1) -> dict:
-    from pipelines.flow import validate_new_rows
-    from pipelines.lake import Lake
+    from b12lab.flows.nightly import validate_new_rows
+    from b12lab.lake.lake import Lake
 
     lake = Lake(output_dir / "lake")
     hashes = sorted(lake.committed_hashes())
@@ -72,8 +72,8 @@ def validate_run(output_dir: Path, today: date, repeat: int = 1) -> dict:
             if repeat == 1:
                 report = validate_new_rows.fn(lake.root, hashes, Path(scratch) / "gx", today)
             else:
-                from pipelines.publish import new_rows_files
-                from pipelines.validate import validate_lake_files
+                from b12lab.publish.publication import new_rows_files
+                from b12lab.quality.validation import validate_lake_files
 
                 files = {table: paths * repeat for table, paths in new_rows_files(lake, hashes).items()}
                 report = validate_lake_files(files, Path(scratch) / "gx", today, temp_dir=Path(scratch) / "tmp")
@@ -103,9 +103,9 @@ def time_each_expectation(output_dir: Path, table: str, today: date) -> list[tup
     import pyarrow.parquet as pq
     from great_expectations.validator.v1_validator import Validator
 
-    from pipelines import validate
-    from pipelines.duck import connect
-    from pipelines.lake import Lake
+    from b12lab.quality import validation as validate
+    from b12lab.common.duck import connect
+    from b12lab.lake.lake import Lake
 
     files = Lake(output_dir / "lake").committed_files(table)
     parameters = validate.expectation_parameters(today)
@@ -160,7 +160,7 @@ def main() -> None:
                              "generating one (the copies break the uniqueness expectation; the work is the same)")
     parser.add_argument("--json", type=Path, help="also write the measurement to this file")
     args = parser.parse_args()
-    import pipelines.flow  # noqa: F401 (imports are not part of the measurement)
+    import b12lab.flows.nightly  # noqa: F401 (imports are not part of the measurement)
     import great_expectations  # noqa: F401
 
     if args.per_expectation:

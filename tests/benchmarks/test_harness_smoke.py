@@ -49,7 +49,7 @@ def test_every_contender_is_measured(tmp_path):
     assert result["prefect_server"]["startup_s"] > 0
     # Stage times read back from the Prefect API.
     tasks = {task["task"].split()[0] for task in result["contenders"]["run"]["prefect"]["tasks"]}
-    assert {"validate_new_rows", "build_publication", "write_report", "switch_in"} <= tasks
+    assert {"validate_new_rows", "build_models", "write_report", "switch_in"} <= tasks
     assert tasks & {"ingest_export", "ingest_small_exports"}  # the smoke exports are small: several to a task
     assert any(stage.get("peak_rss_bytes") for stage in result["contenders"]["run"]["prefect"]["stages"])
     assert {check["target"] for check in result["targets"]}  # every target evaluated (pass or fail)
@@ -65,7 +65,7 @@ def test_profile_times_the_stages(tmp_path):
     assert result["run"]["exit_code"] == 0
     assert result["run"]["wall_s"] > 0 and result["run"]["peak_rss_bytes"] > 0
     steps = {step["stage"] for step in result["steps"]}
-    assert {"task validate_new_rows", "task build_publication", "task write_report", "SQL models (transforms/)"} <= steps
+    assert {"task validate_new_rows", "task build_models", "task write_report", "SQL models (dbt build)"} <= steps
     assert any(step.startswith(("task ingest_export labs_", "task ingest_small_exports ")) for step in steps)
     assert "time per Prefect task" in completed.stdout
 

@@ -8,7 +8,7 @@ import datetime as dt
 import duckdb
 import pytest
 
-from pipelines.flow import nightly
+from b12lab.flows.nightly import nightly
 from tests.helpers import nhanes
 
 CYCLE = "2003-2004"

@@ -5,7 +5,7 @@ import csv
 import gzip
 from pathlib import Path
 
-from pipelines.ingest import LAB_COLUMNS
+from b12lab.ingest import LAB_COLUMNS
 
 LAB_DEFAULTS = {
     "patient_id": "P001", "accession": "A1", "loinc": "14685-2", "local_code": "", "test_name": "Vitamin B12",

@@ -1,21 +1,33 @@
-"""The reference the report's trend must equal: the way it was first computed, one full publication build
-per date.
+"""The reference the trend must equal: one full publication build per date.
 
-`pipelines.report.monthly_trend` evaluates every month end in one set-based build. This module keeps the
-per-date computation it replaced, so tests can compare the two: for each date, install the rules as of that
-date, build every model as a publication does, and count the marts the way the report's headline does.
-Slow (a build per date) and obviously right, which is the point.
+The models evaluate every month end in one set-based build (stg_as_of_dates, counted in cohort_counts). This
+module keeps the per-date computation, so tests can compare the two: for each date, install the rules as of
+that date, build every model as a publication does, and count the marts the way the report's headline does.
+Slow (a build per date) and obviously right, which is the point. `month_ends` is the trend's dates in Python,
+which stg_as_of_dates must equal.
 """
 from __future__ import annotations
 
+import calendar
 from collections.abc import Callable
 from datetime import date
 
 import duckdb
 
-from pipelines.models import build_models
-from pipelines.report_charts import TrendPoint
-from pipelines.rules import Rules, install_rules
+from tests.helpers.models import build_models
+from b12lab.report.charts import TrendPoint
+from b12lab.rules.rules_file import Rules, install_rules
+
+
+def month_ends(as_of: date, months: int) -> list[date]:
+    """The last `months` month ends up to as_of, oldest first; the as-of month's point is as_of itself."""
+    dates = []
+    year, month = as_of.year, as_of.month
+    for _ in range(months):
+        end = date(year, month, calendar.monthrange(year, month)[1])
+        dates.append(min(end, as_of))
+        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+    return dates[::-1]
 
 
 def headline_point(con: duckdb.DuckDBPyConnection, as_of: date) -> TrendPoint:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.models import build_models
-from pipelines.rules import Rules, install_rules, load_rules
+from tests.helpers.models import build_models
+from b12lab.rules.rules_file import Rules, install_rules, load_rules
 
 AS_OF = dt.date(2025, 6, 30)
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "transforms" / "reference"
+from b12lab.common.paths import REFERENCE_DIR  # noqa: E402
 
 LINEAGE = {"source_file": "VARCHAR", "source_row": "BIGINT", "source_hash": "VARCHAR", "ingest_run": "VARCHAR"}
 LAKE_COLUMNS: dict[str, dict[str, str]] = {
@@ -51,7 +51,7 @@ _counter = itertools.count(1)
 
 @lru_cache(maxsize=1)
 def _units() -> dict[tuple[str, str], tuple[str, float]]:
-    with (REFERENCE_DIR / "units.csv").open(encoding="utf-8") as stream:
+    with (REFERENCE_DIR / "ref_units.csv").open(encoding="utf-8") as stream:
         return {
             (row["analyte"], row["unit"]): (row["unit_canonical_spelling"], float(row["factor_to_canonical"]))
             for row in csv.DictReader(stream)
@@ -60,7 +60,7 @@ def _units() -> dict[tuple[str, str], tuple[str, float]]:
 
 @lru_cache(maxsize=1)
 def _canonical_units() -> dict[str, str]:
-    with (REFERENCE_DIR / "analytes.csv").open(encoding="utf-8") as stream:
+    with (REFERENCE_DIR / "ref_analytes.csv").open(encoding="utf-8") as stream:
         return {row["analyte"]: row["canonical_unit"] for row in csv.DictReader(stream)}
 
 

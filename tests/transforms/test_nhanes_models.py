@@ -8,8 +8,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from pipelines.models import build_models
-from pipelines.rules import install_rules
+from tests.helpers.models import build_models
+from b12lab.rules.rules_file import install_rules
 from tests.helpers import nhanes
 from tests.transforms.lake import LAKE_COLUMNS, create_lake, rules_for
 

@@ -9,8 +9,8 @@ import duckdb
 import pytest
 import yaml
 
-from pipelines.models import discover_models
-from pipelines.rules import DEFAULT_RULES_PATH, SETTING_KINDS, RulesError, install_rules, load_rules
+from tests.helpers.models import compiled_models as discover_models
+from b12lab.rules.rules_file import DEFAULT_RULES_PATH, SETTING_KINDS, RulesError, install_rules, load_rules
 
 AS_OF = dt.date(2025, 6, 30)
 

@@ -1,4 +1,4 @@
-"""The report's trend evaluates many as-of dates in one build (`build_models(as_of_dates=...)`); each date must
+"""The models evaluate many as-of dates in one build (the trend's month ends, stg_as_of_dates); each date must
 give exactly what a publication build as of that date gives.
 
 Compared per date: the patient status, the under-monitoring reasons, the counted results and the status on
@@ -16,16 +16,17 @@ import random
 import duckdb
 import pytest
 
-from pipelines import report
-from pipelines.models import ModelError, build_models
-from pipelines.rules import install_rules
-from tests.helpers.trend import trend_by_rebuilding
+from b12lab.report import page as report
+from b12lab.transforms.runner import ModelError
+from tests.helpers.models import build_models
+from b12lab.rules.rules_file import install_rules
+from tests.helpers.trend import month_ends, trend_by_rebuilding
 from tests.transforms.lake import (
     FOLIC_ACID, build, create_lake, diagnosis, lab, medication, patient, rows, rules_for,
 )
 
 LAST = dt.date(2024, 12, 31)
-MONTH_ENDS = report.month_ends(LAST, 12)  # 2024-01-31 ... 2024-12-31
+MONTH_ENDS = month_ends(LAST, 12)  # 2024-01-31 ... 2024-12-31
 RESULT_COLUMNS = (
     "patient_id, analyte, collected_at, value_si, unit_si, comparator, value_reported, unit_reported, censored, "
     "category, at_target, rule_id, value_text, collected_on, compared_value, compared_unit, upper_limit_applied, "
@@ -233,8 +234,8 @@ def test_the_trend_of_the_crafted_case_equals_the_per_date_reference():
         return con
 
     expected = trend_by_rebuilding(open_lake, rules_for(None), MONTH_ENDS)
-    with open_lake() as con:
-        assert report.evaluate_trend(con, rules_for(None), MONTH_ENDS) == expected
+    with build_many_dates(tables, MONTH_ENDS) as con:
+        assert report.read_trend(con) == expected
     # The case moves: every count changes at least once over the year.
     for count in ("deficient", "borderline", "under_monitored"):
         assert len({getattr(point, count) for point in expected}) > 1, count

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.models import MART_TABLES
+from b12lab.transforms.runner import MART_TABLES
 from tests.transforms.lake import build, collect_cases, diagnosis, lab, medication, one, patient, rows
 
 VIGNETTES_PATH = Path(__file__).resolve().parents[1] / "data" / "vignettes.yaml"
@@ -103,6 +103,8 @@ ORDER_KEYS = {
     "cohort_borderline": ("patient_id",),
     "cohort_under_monitored": ("patient_id", "reason"),
     "patient_flags": ("patient_id", "flag"),
+    # the whole population (practice null) first: coalesce sorts it before every practice name
+    "cohort_counts": ("as_of", "coalesce(practice, '')", "metric"),
 }
 
 

@@ -1,0 +1,358 @@
+"""The `b12lab` command line: run, synth, sql and serve.
+
+Whatever goes wrong, a command exits non-zero with one line on standard error that names the cause (and,
+for a run, its log file), never a traceback: 1 for an error, 130 for an interrupt (SIGINT, Ctrl-C), 143
+for SIGTERM. Exit 0 means the command did everything it promises (for `run`: published).
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import click
+
+# Set before Prefect is imported: this machine has no internet, and telemetry errors would fill the logs.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# Prefect's logging as the command line wants it: progress on stdout, no traceback (b12lab/cli/logging.yml).
+os.environ.setdefault("PREFECT_LOGGING_SETTINGS_PATH", str(Path(__file__).with_name("logging.yml")))
+
+
+_exit_status = {"code": 0}
+EXIT_ERROR, EXIT_SIGINT, EXIT_SIGTERM = 1, 128 + signal.SIGINT, 128 + signal.SIGTERM
+
+
+def _leave_without_interpreter_teardown() -> None:
+    """Registered first, so it runs after every other exit handler (Prefect stops its server in one).
+
+    After a Prefect task has run in a process that used DuckDB, the interpreter's final teardown makes
+    DuckDB's bindings print pages of "nanobind: leaked ..." noise. All work and all clean-up are done by
+    now; skipping that last teardown keeps the operator's terminal and the scheduler's log clean.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status["code"])
+
+
+atexit.register(_leave_without_interpreter_teardown)
+
+
+class CommandFailed(Exception):
+    """A command's one-line failure, already worded for the operator."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM outside a flow run (inside one, Prefect's own handler raises its TerminationSignal)."""
+
+    def __init__(self, signum: int):
+        self.signal = signum
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signum)
+
+
+class _SignalsSeen:
+    """Which signals reached the process, whatever handler was installed when they came: Python's C-level
+    handler writes each one's number to the wakeup fd. Needed because a Ctrl-C or SIGTERM that lands inside
+    a DuckDB query comes back as DuckDB's own "Query interrupted", which does not say which it was."""
+
+    def __init__(self):
+        self._read, write = os.pipe()
+        for end in (self._read, write):
+            os.set_blocking(end, False)
+        signal.set_wakeup_fd(write)
+
+    def last(self, default: int) -> int:
+        try:
+            seen = os.read(self._read, 1024)
+        except BlockingIOError:
+            seen = b""
+        wanted = [number for number in seen if number in (signal.SIGINT, signal.SIGTERM)]
+        return wanted[-1] if wanted else default
+
+
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def entry_point() -> None:
+    """The `b12lab` console script: every outcome becomes an exit status and at most one line on stderr."""
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    # Also when started in the background by a shell that set SIGINT to be ignored: SIGINT stops a run.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signals = _SignalsSeen()
+    code = 0
+    try:
+        main(standalone_mode=False)
+    except click.exceptions.Exit as leaving:
+        code = leaving.exit_code
+    except click.ClickException as error:  # bad usage: click's own message and status (2)
+        error.show()
+        code = error.exit_code
+    except CommandFailed as error:
+        click.echo(f"b12lab: error: {error}", err=True)
+        code = EXIT_ERROR
+    except BaseException as error:  # noqa: BLE001 (the promise: no traceback reaches the terminal)
+        # An interrupt: KeyboardInterrupt, click's Abort (what click makes of it), ours, or Prefect's
+        # TerminationSignal (its SIGTERM handler during a flow run).
+        if isinstance(error, (KeyboardInterrupt, click.exceptions.Abort, Interrupted)) \
+                or type(error).__name__ == "TerminationSignal":
+            signum = signals.last(default=getattr(error, "signal", signal.SIGINT))
+            code = EXIT_SIGTERM if signum == signal.SIGTERM else EXIT_SIGINT
+            click.echo(f"b12lab: interrupted ({signal.Signals(signum).name}): nothing half-done was published; "
+                       "the next run carries on", err=True)
+        else:
+            click.echo(f"b12lab: error: {_one_line(error)}", err=True)
+            code = EXIT_ERROR
+    _exit_status["code"] = code
+    sys.exit(code)
+
+
+def _fail(message: str) -> None:
+    raise CommandFailed(message)
+
+
+@contextmanager
+def _prefect_api():
+    """The Prefect API the run reports to: PREFECT_API_URL when set (a running server: the UI shows the
+    run), else a temporary server of our own for this process.
+
+    Ours runs in its own session, so a Ctrl-C at the terminal reaches the run, which reports how it ended
+    before the server is stopped (Prefect's own temporary server shares the terminal's signals, dies first,
+    and leaves the run retrying a closed port for minutes).
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield
+        return
+    import logging
+    import subprocess
+
+    from prefect.server.api.server import SubprocessASGIServer
+
+    class SessionServer(SubprocessASGIServer):
+        def _run_uvicorn_command(self):
+            popen = subprocess.Popen
+
+            def in_own_session(*args, **kwargs):
+                return popen(*args, **{**kwargs, "start_new_session": True})
+
+            subprocess.Popen = in_own_session
+            try:
+                return super()._run_uvicorn_command()
+            finally:
+                subprocess.Popen = popen
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    # Its start and stop messages point at web pages this machine may not reach; the run prints its own.
+    server_logger = logging.getLogger("prefect")
+    server_logger.setLevel(logging.WARNING)
+    server = SessionServer()
+    try:
+        server.start(timeout=120)
+        server_logger.setLevel(logging.INFO)
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield
+    finally:
+        # Send the run's last logs and events while the server still listens: a worker left with them
+        # retries a closed port for a minute at exit.
+        for worker in (APILogWorker, EventsWorker):
+            worker.drain_all(timeout=10)
+        server_logger.setLevel(logging.WARNING)
+        server.stop()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Find patients with vitamin B12 deficiency and pernicious anaemia who are missed, half-diagnosed or
+    no longer monitored, in a health system's bulk lab exports."""
+
+
+@main.command()
+@click.option("--input", "input_dir", required=True, type=click.Path(path_type=Path),
+              help="Drop folder of export files (labs*.csv[.gz], patients*, diagnoses*, medications*).")
+@click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path),
+              help="Output folder: lake, publications, warehouse.duckdb, report.")
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Classify patients as of this date (YYYY-MM-DD). Default: today. A date before the live "
+                   "publication's is a reproduction, written to OUTPUT/as-of/<date>/; a future date is refused.")
+@click.option("--rules", "rules_file", type=click.Path(path_type=Path), default=None,
+              help="Rules file (YAML). Default: the shipped rules (seed guidance).")
+@click.option("--profile", default=None, help="Guideline profile in the rules file (seed, nice_ng239, bsh_2014).")
+@click.option("--max-quarantine-share", envvar="B12LAB_MAX_QUARANTINE_SHARE", type=float,
+              default=0.2, show_default=True,
+              help="Stop the run when more than this share of a file's records is quarantined "
+                   "(env B12LAB_MAX_QUARANTINE_SHARE).")
+@click.option("--mapping", default=None, metavar="FILE|NAME",
+              help="Mapping for lab CSVs in a site's own layout: a YAML file, or a shipped name (lab_csv, mimic3).")
+def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profile: str | None,
+        max_quarantine_share: float, mapping: str | None) -> None:
+    """Run the nightly pipeline once: ingest, validate, classify, publish."""
+    from b12lab.common.duck import ConfigurationError, check_memory_limit
+    from b12lab.flows.nightly import check_as_of, check_quarantine_share
+    from b12lab.ingest import MappingError, load_mapping
+    from b12lab.rules.rules_file import RulesError, load_rules
+
+    # Configuration is checked before Prefect starts, so a typo costs a second, not a server start-up.
+    try:
+        load_rules(rules_file, profile)
+        load_mapping(mapping)
+        check_memory_limit()
+        check_quarantine_share(max_quarantine_share)
+        if as_of:
+            check_as_of(as_of.date(), date.today())
+    except (RulesError, MappingError, ConfigurationError, ValueError, OSError) as error:
+        _fail(_one_line(error))
+    if not input_dir.is_dir():
+        _fail(f"input folder not found: {input_dir}")
+    # A quick look before Prefect starts; the flow itself holds the lock for the whole run.
+    from b12lab.flows.nightly import prepare_output
+    from b12lab.lake.locking import RunInProgress, check_unlocked
+
+    try:
+        prepare_output(output_dir)
+        check_unlocked(output_dir)
+    except (RunInProgress, PermissionError) as error:
+        _fail(str(error))
+
+    from b12lab.flows.nightly import nightly
+
+    try:
+        with _prefect_api():
+            record = nightly(input_dir=input_dir, output_dir=output_dir,
+                             as_of=as_of.date() if as_of else None, rules_file=rules_file, profile=profile,
+                             max_quarantine_share=max_quarantine_share, mapping=mapping)
+    except KeyboardInterrupt:  # past click, which would print an empty line for it
+        raise Interrupted(signal.SIGINT) from None
+    except Exception as error:  # the one line names the log file; the trace is in it
+        _fail(_one_line(error))
+    click.echo(
+        f"published run {record['run_id']} ({record['kind']}) as of {record['as_of']}: read {record['rows_read']}, "
+        f"accepted {record['rows_accepted']}, quarantined {record['rows_quarantined']}, "
+        f"dropped {record['rows_dropped']}"
+    )
+    warehouse = Path(record["warehouse"])
+    click.echo(f"warehouse:   {warehouse.absolute()}")
+    click.echo(f"report:      {(warehouse.parent / 'report' / 'index.html').absolute()}")
+    click.echo(f"run summary: {(warehouse.parent / 'run_summary.json').absolute()}")
+    click.echo(f"log:         {Path(record['log_file']).absolute()}")
+
+
+@main.command()
+@click.option("--patients", type=click.IntRange(min=1), required=True, help="Number of patients.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder to write.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed (same seed, same files).")
+@click.option("--start", type=click.DateTime(formats=["%Y-%m-%d"]), default="2021-01-01", show_default=True)
+@click.option("--end", type=click.DateTime(formats=["%Y-%m-%d"]), default="2025-12-31", show_default=True)
+@click.option("--format", "export_format", type=click.Choice(["csv", "fhir"]), default="csv", show_default=True,
+              help="csv: the lab and registry CSVs; fhir: the same population as FHIR Bulk Data NDJSON.")
+def synth(patients: int, out_dir: Path, seed: int, start, end, export_format: str) -> None:
+    """Write a realistic synthetic export set in the input contract."""
+    from b12lab.synth.csv_exports import synthesize
+    from b12lab.synth.fhir_exports import synthesize_fhir
+
+    if end <= start:
+        _fail("--end must be after --start")
+    write = synthesize_fhir if export_format == "fhir" else synthesize
+    try:
+        summary = write(patients, out_dir, seed=seed, start=start.date(), end=end.date())
+    except OSError as error:
+        _fail(f"cannot write the synthetic exports to {out_dir}: {error.strerror or _one_line(error)}")
+    click.echo(f"wrote synthetic exports for {patients} patients to {out_dir}")
+    for name, rows in sorted(summary.get("rows", {}).items()):
+        click.echo(f"  {name}: {rows} rows")
+
+
+def _local_timezone() -> str:
+    try:
+        from tzlocal import get_localzone_name
+
+        return get_localzone_name() or "UTC"
+    except Exception:  # no zone configured on the host
+        return "UTC"
+
+
+@main.command()
+@click.option("--input", "input_dir", envvar="B12LAB_INPUT_DIR", required=True, type=click.Path(path_type=Path),
+              help="Drop folder read every night (env B12LAB_INPUT_DIR).")
+@click.option("--output", "output_dir", envvar="B12LAB_OUTPUT_DIR", required=True, type=click.Path(path_type=Path),
+              help="Output folder (env B12LAB_OUTPUT_DIR).")
+@click.option("--cron", envvar="B12LAB_CRON", default="0 2 * * *", show_default=True,
+              help="When to run, as a cron expression (env B12LAB_CRON).")
+@click.option("--timezone", "timezone", envvar="B12LAB_TIMEZONE", default=None,
+              help="Time zone of the cron expression (env B12LAB_TIMEZONE). Default: this machine's.")
+@click.option("--rules", "rules_file", envvar="B12LAB_RULES", type=click.Path(path_type=Path), default=None,
+              help="Rules file (env B12LAB_RULES). Default: the shipped rules.")
+@click.option("--profile", envvar="B12LAB_PROFILE", default=None, help="Guideline profile (env B12LAB_PROFILE).")
+@click.option("--max-quarantine-share", envvar="B12LAB_MAX_QUARANTINE_SHARE", type=float, default=0.2,
+              show_default=True, help="As for `run` (env B12LAB_MAX_QUARANTINE_SHARE).")
+@click.option("--mapping", envvar="B12LAB_MAPPING", default=None, metavar="FILE|NAME",
+              help="As for `run` (env B12LAB_MAPPING).")
+@click.option("--name", default="nightly", show_default=True, help="Deployment name.")
+def serve(input_dir: Path, output_dir: Path, cron: str, timezone: str | None, rules_file: Path | None,
+          profile: str | None, max_quarantine_share: float, mapping: str | None, name: str) -> None:
+    """Serve the nightly flow on a cron schedule (a Prefect deployment); stop with Ctrl-C."""
+    from b12lab.flows.nightly import check_quarantine_share
+    from b12lab.ingest import MappingError, load_mapping
+    from b12lab.rules.rules_file import RulesError, load_rules
+
+    try:
+        load_rules(rules_file, profile)
+        load_mapping(mapping)
+        check_quarantine_share(max_quarantine_share)
+    except (RulesError, MappingError, ValueError, OSError) as error:
+        _fail(_one_line(error))
+    from prefect.schedules import Cron
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        _fail("PREFECT_API_URL is not set: start a Prefect server (`prefect server start`) and point "
+              "PREFECT_API_URL at it, so that the schedule outlives this process")
+    try:
+        schedule = Cron(cron, timezone=timezone or _local_timezone())
+    except ValueError as error:
+        _fail(f"--cron / B12LAB_CRON: {_one_line(error)}")
+
+    from b12lab.flows.nightly import nightly
+
+    parameters = {"input_dir": str(input_dir.resolve()), "output_dir": str(output_dir.resolve()),
+                  "rules_file": str(rules_file.resolve()) if rules_file else None, "profile": profile,
+                  "max_quarantine_share": max_quarantine_share,
+                  "mapping": str(Path(mapping).resolve()) if mapping and Path(mapping).exists() else mapping}
+    nightly.serve(name=name, schedules=[schedule], parameters=parameters,
+                  description="Nightly B12 pipeline: ingest, validate, classify, publish.")
+
+
+@main.command()
+@click.argument("query", required=False)
+@click.option("--output", "output_dir", type=click.Path(path_type=Path), default=Path("output"), show_default=True,
+              help="Output folder holding warehouse.duckdb.")
+def sql(query: str | None, output_dir: Path) -> None:
+    """Query the warehouse read-only: one QUERY, or an interactive prompt without one."""
+    from b12lab.cli.sql_shell import interactive, run_query
+
+    warehouse = output_dir / "warehouse.duckdb"
+    if not warehouse.exists():
+        _fail(f"no warehouse at {warehouse}: run `b12lab run` first")
+    try:
+        if query:
+            click.echo(run_query(warehouse, query))
+        else:
+            interactive(warehouse)
+    except Exception as error:
+        _fail(_one_line(error))
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -1,0 +1,225 @@
+"""The export contract: which files of a drop folder are exports, of which kind, with which columns.
+
+An export kind (labs, patients, diagnoses, medications) names the columns its CSV must have, the SQL row model
+that reads it and the lake columns written for its accepted rows. A file's kind comes from its name:
+labs*.csv[.gz], patients*.csv, ...; a FHIR Bulk Data NDJSON file is named after its resource type
+(Observation*.ndjson[.gz] -> labs, ...), and a FHIR Bundle (*.json) is one export per resource type it holds.
+A lab CSV in a site's own layout is an export through its mapping (b12lab/ingest/mapping.py).
+
+discover_exports lists a drop folder's exports and the files it ignores: files that are no export, and the
+NDJSON files a $export manifest does not list. Medication and Organization NDJSON files are read for
+references only, and a mapping's dictionary file with its exports: neither is an export nor ignored.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from b12lab.ingest.decoding import read_json_document
+from b12lab.ingest.mapping import LabMapping, MappingError
+
+
+@dataclass(frozen=True)
+class ExportKind:
+    name: str
+    table: str
+    columns: tuple[str, ...]
+    sql_file: str
+    # The lake columns written for accepted rows, in order, after which lineage columns follow.
+    lake_columns: tuple[str, ...]
+
+
+LAB_COLUMNS = (
+    "patient_id", "accession", "loinc", "local_code", "test_name", "result_value", "unit",
+    "reference_range", "abnormal_flag", "status", "collected_at", "resulted_at", "performing_lab",
+)
+
+EXPORT_KINDS: dict[str, ExportKind] = {
+    "labs": ExportKind(
+        name="labs",
+        table="lab_results",
+        columns=LAB_COLUMNS,
+        sql_file="lab_rows.sql",
+        lake_columns=(
+            "patient_id", "accession", "analyte", "loinc", "local_code", "test_name", "collected_at",
+            "resulted_at", "value_raw", "unit_raw", "comparator", "value_reported", "unit_reported",
+            "value_si", "unit_si", "value_text", "reference_range", "ref_low_si", "ref_high_si",
+            "abnormal_flag", "status", "performing_lab",
+        ),
+    ),
+    "patients": ExportKind(
+        name="patients",
+        table="patients",
+        columns=("patient_id", "birth_date", "sex", "practice"),
+        sql_file="patient_rows.sql",
+        lake_columns=("patient_id", "birth_date", "birth_date_precision", "sex", "practice"),
+    ),
+    "diagnoses": ExportKind(
+        name="diagnoses",
+        table="diagnoses",
+        columns=("patient_id", "code_system", "code", "recorded_at"),
+        sql_file="diagnosis_rows.sql",
+        lake_columns=("patient_id", "code_system", "code", "code_normalised", "recorded_at", "recorded_at_precision"),
+    ),
+    "medications": ExportKind(
+        name="medications",
+        table="medications",
+        columns=("patient_id", "drug", "atc_code", "route", "dose", "start_date", "end_date"),
+        sql_file="medication_rows.sql",
+        lake_columns=("patient_id", "drug", "atc_code", "route", "dose", "start_date", "end_date"),
+    ),
+}
+
+# FHIR Bulk Data ($export) writes one resource type per NDJSON file, named after it (Observation.ndjson,
+# Observation-2.ndjson.gz). Each resource type is flattened onto the columns of one export kind.
+FHIR_RESOURCES: dict[str, str] = {
+    "Observation": "labs",
+    "Patient": "patients",
+    "Condition": "diagnoses",
+    "MedicationRequest": "medications",
+    "MedicationStatement": "medications",
+}
+# The resource type is the start of the name, followed by anything but a letter (so ObservationDefinition
+# is not an Observation file).
+_FHIR_FILE_NAME = re.compile(
+    rf"^({'|'.join(FHIR_RESOURCES)})(?![a-z]).*[.]ndjson(?:[.]gz)?$", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    path: Path
+    kind: ExportKind
+    source_hash: str
+    # NDJSON files only: the FHIR resource type the file holds. None for a CSV file.
+    fhir_resource: str | None = None
+    # A lab CSV in a site's own layout: the mapping that translates it into the lab contract.
+    mapping: LabMapping | None = None
+    # A FHIR Bundle (one JSON document) holds several resource types: each is an export of its own, named
+    # <file>#<resource type>, whose records are the Bundle's entries of that type.
+    bundle: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.path.name}#{self.fhir_resource}" if self.bundle else self.path.name
+
+    @property
+    def format(self) -> str:
+        return "csv" if self.fhir_resource is None else "ndjson"
+
+
+def fhir_resource_of(path: Path) -> str | None:
+    """Observation*.ndjson[.gz] -> Observation, ...; None for any other file."""
+    match = _FHIR_FILE_NAME.match(path.name)
+    if match is None:
+        return None
+    return next(resource for resource in FHIR_RESOURCES if resource.lower() == match.group(1).lower())
+
+
+def export_kind_of(path: Path) -> ExportKind | None:
+    """labs*.csv[.gz] -> labs, patients*.csv -> patients, ..., Observation*.ndjson[.gz] -> labs, ...;
+    anything else is not an export file."""
+    resource = fhir_resource_of(path)
+    if resource is not None:
+        return EXPORT_KINDS[FHIR_RESOURCES[resource]]
+    name = path.name.lower()
+    if not (name.endswith(".csv") or name.endswith(".csv.gz")):
+        return None
+    for prefix, kind in EXPORT_KINDS.items():
+        if name.startswith(prefix):
+            return kind
+    return None
+
+
+def content_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# Resources that other resources reference and that are read only for that: a MedicationRequest's
+# medicationReference, a Patient's managingOrganization. Their NDJSON files are not exports of their own.
+REFERENCED_RESOURCES = ("Medication", "Organization")
+REFERENCE_FILE_NAME = re.compile(
+    rf"^({'|'.join(REFERENCED_RESOURCES)})(?![a-z]).*[.]ndjson(?:[.]gz)?$", re.IGNORECASE
+)
+_BUNDLE_FILE_NAME = re.compile(r".*[.]json(?:[.]gz)?$", re.IGNORECASE)
+MANIFEST_NAME = "manifest.json"
+
+
+def _bundle_resource_types(path: Path) -> list[str]:
+    """The resource types of FHIR_RESOURCES that a Bundle file holds, in FHIR_RESOURCES order; [] when the
+    file is not a Bundle."""
+    document = read_json_document(path)
+    if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
+        return []
+    present = {(entry.get("resource") or {}).get("resourceType")
+               for entry in document.get("entry") or [] if isinstance(entry, dict)}
+    return [resource for resource in FHIR_RESOURCES if resource in present]
+
+
+def read_manifest(input_dir: Path) -> dict | None:
+    """The Bulk Data $export manifest of a drop folder: the file names it lists and its transactionTime;
+    None when there is none (or it is not a manifest)."""
+    path = input_dir / MANIFEST_NAME
+    document = read_json_document(path) if path.is_file() else None
+    if not isinstance(document, dict) or not isinstance(document.get("output"), list):
+        return None
+    names = [str(item.get("url", "")).rstrip("/").rsplit("/", 1)[-1]
+             for item in document["output"] if isinstance(item, dict)]
+    return {"files": [name for name in names if name], "transaction_time": document.get("transactionTime")}
+
+
+def discover_exports(input_dir: Path, mapping: LabMapping | None = None) -> tuple[list[ExportFile], list[Path]]:
+    """The export files of a drop folder in name order, and the files that are not exports.
+
+    With a mapping (--mapping), the files its pattern names are lab exports in the site's layout, and its
+    dictionary file is read with them (neither an export nor ignored); a dictionary that is nowhere to be
+    found is refused before any data is read (MappingError).
+
+    A FHIR Bundle (*.json) gives one export per resource type it holds. Medication and Organization NDJSON
+    files are read for references only (neither an export nor ignored). When the folder holds a $export
+    manifest.json, the NDJSON files it does not list are not part of that export and are ignored.
+    """
+    manifest = read_manifest(input_dir)
+    listed = set(manifest["files"]) if manifest else None
+    dictionary = mapping.dictionary_path(input_dir) if mapping is not None else None
+    exports, ignored = [], []
+    for path in sorted(p for p in input_dir.iterdir() if p.is_file() and not p.name.startswith(".")):
+        if path.name == MANIFEST_NAME and manifest is not None:
+            continue
+        if dictionary is not None and path.resolve() == dictionary.resolve():
+            continue
+        if mapping is not None and mapping.matches(path):
+            if mapping.dictionary is not None and dictionary is None:
+                raise MappingError(f"mapping {mapping.name}: key 'dictionary.file': {mapping.dictionary.file} "
+                                   "is neither in the drop folder nor beside the mapping")
+            exports.append(ExportFile(path=path, kind=EXPORT_KINDS["labs"], source_hash=content_hash(path),
+                                      mapping=mapping))
+            continue
+        is_ndjson = fhir_resource_of(path) is not None or REFERENCE_FILE_NAME.match(path.name)
+        if listed is not None and is_ndjson and path.name not in listed:
+            ignored.append(path)
+            continue
+        if REFERENCE_FILE_NAME.match(path.name):
+            continue
+        kind = export_kind_of(path)
+        if kind is None and _BUNDLE_FILE_NAME.match(path.name):
+            resources = _bundle_resource_types(path)
+            if resources:
+                file_hash = content_hash(path)
+                for resource in resources:
+                    part_hash = hashlib.sha256(f"{file_hash}:{resource}".encode()).hexdigest()
+                    exports.append(ExportFile(path=path, kind=EXPORT_KINDS[FHIR_RESOURCES[resource]],
+                                              source_hash=part_hash, fhir_resource=resource, bundle=True))
+                continue
+        if kind is None:
+            ignored.append(path)
+        else:
+            exports.append(ExportFile(path=path, kind=kind, source_hash=content_hash(path),
+                                      fhir_resource=fhir_resource_of(path)))
+    return exports, ignored

@@ -1,0 +1,182 @@
+"""A FHIR export's resources into the temp table raw_file, on the columns of their export kind.
+
+A FHIR Bulk Data NDJSON file is read line by line (blank lines too, so a record number is its line number)
+into fhir_lines; a FHIR Bundle's entries of the export's resource type likewise, numbered by their position in
+the Bundle. A SQL model (b12lab/ingest/sql/fhir_<resource>_fields.sql) then flattens each line into the same
+raw_file columns a CSV file of the kind gives, so that from raw_file on both take the same path. The
+resources that records may reference (Medication, Organization) are gathered into fhir_references, for the
+fields models to join.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from b12lab.common.paths import INGEST_SQL_DIR, read_sql
+from b12lab.ingest.contract import REFERENCE_FILE_NAME, REFERENCED_RESOURCES, ExportFile
+from b12lab.ingest.decoding import GZIP_ERRORS, compression_of, open_bytes, read_json_document
+
+# NDJSON lines are handed to DuckDB in Arrow batches of about this many bytes.
+_LINE_BATCH_BYTES = 8 << 20
+_LINE_SCHEMA = pa.schema([("source_row", pa.int64()), ("line", pa.string())])
+
+
+def _ndjson_line_batches(path: Path, problems: list[str]) -> Iterator[pa.RecordBatch]:
+    """Every line of an NDJSON file (plain or gzip), blank ones included, with its 1-based line number.
+
+    Read here rather than with DuckDB's CSV reader because that reader skips empty lines, and then a record
+    number is no longer the line number. Bytes that are not UTF-8 are kept as backslash escapes (\\xff):
+    `\\x` is no JSON escape, so such a line fails json_valid (unless a stray backslash precedes the byte) and
+    is quarantined with its bytes visible, instead of being silently altered. A gzip stream that ends early or
+    is corrupt ends the lines (the incomplete last one is not a record) and adds its problem to `problems`.
+    """
+    numbers: list[int] = []
+    lines: list[str] = []
+    size = 0
+    with open_bytes(path, compression_of(path)) as stream:
+        try:
+            for number, data in enumerate(stream, start=1):
+                data = data.rstrip(b"\r\n")
+                if number == 1 and data.startswith(b"\xef\xbb\xbf"):
+                    data = data[3:]
+                numbers.append(number)
+                lines.append(data.decode("utf-8", errors="backslashreplace"))
+                size += len(data)
+                if size >= _LINE_BATCH_BYTES:
+                    yield _line_batch(numbers, lines)
+                    numbers, lines, size = [], [], 0
+        except GZIP_ERRORS:
+            problems.append("the gzip stream is truncated or corrupt")
+    if numbers:
+        yield _line_batch(numbers, lines)
+
+
+def _line_batch(numbers: list[int], lines: list[str]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([pa.array(numbers, pa.int64()), pa.array(lines, pa.string())],
+                                      schema=_LINE_SCHEMA)
+
+
+_REFERENCE_SCHEMA = pa.schema([("reference", pa.string()), ("resource_type", pa.string()), ("line", pa.string())])
+# The referenced resources of NDJSON files, by (path, size, mtime): read once per process, not once per file.
+_reference_cache: dict[tuple[str, int, int], list[tuple[str, str, str]]] = {}
+
+
+def _references_of_ndjson(path: Path) -> list[tuple[str, str, str]]:
+    """(Type/id, type, JSON line) of every Medication or Organization of an NDJSON file; damaged lines are
+    skipped (such a file is no export: nothing of it is accounted)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _reference_cache:
+        rows = []
+        try:
+            with open_bytes(path, compression_of(path)) as stream:
+                for data in stream:
+                    try:
+                        resource = json.loads(data)
+                    except ValueError:
+                        continue
+                    if isinstance(resource, dict) and resource.get("resourceType") in REFERENCED_RESOURCES \
+                            and resource.get("id"):
+                        rows.append((f"{resource['resourceType']}/{resource['id']}", resource["resourceType"],
+                                     json.dumps(resource)))
+        except GZIP_ERRORS:
+            pass
+        _reference_cache[key] = rows
+    return _reference_cache[key]
+
+
+def _resolve_bundle(bundle: dict) -> list[dict]:
+    """The Bundle's entries' resources, each reference to another entry by its fullUrl (urn:uuid:...) or by
+    a conditional reference that names its identifier rewritten as Type/id (a resource without an id takes
+    the uuid of its fullUrl). Entries that are not objects are kept as None, so entry positions stay."""
+    resources: list = []
+    targets: dict[str, str] = {}
+    for entry in bundle.get("entry") or []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict):
+            resources.append(None)
+            continue
+        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+        if not resource.get("id") and full_url:
+            resource = {**resource, "id": full_url.rsplit(":", 1)[-1].rsplit("/", 1)[-1]}
+        if full_url and resource.get("resourceType") and resource.get("id"):
+            targets[full_url] = f"{resource['resourceType']}/{resource['id']}"
+        for identifier in resource.get("identifier") or []:
+            if isinstance(identifier, dict) and identifier.get("system") and identifier.get("value"):
+                targets[f"{resource.get('resourceType')}?identifier={identifier['system']}|{identifier['value']}"] = \
+                    f"{resource.get('resourceType')}/{resource.get('id')}"
+        resources.append(resource)
+
+    def rewrite(value):
+        if isinstance(value, dict):
+            return {k: (targets.get(v, v) if k == "reference" and isinstance(v, str) else rewrite(v))
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            return [rewrite(item) for item in value]
+        return value
+
+    return [rewrite(resource) if resource is not None else None for resource in resources]
+
+
+def _bundle_lines(export: ExportFile, problems: list[str]) -> tuple[pa.Table, list[tuple[str, str, str]]]:
+    """The Bundle's entries of the export's resource type as numbered lines (source_row: the entry's 1-based
+    position in the Bundle), and the Bundle's referenced resources."""
+    document = read_json_document(export.path)
+    resources = _resolve_bundle(document) if isinstance(document, dict) else []
+    if not isinstance(document, dict):
+        problems.append("not a JSON document any more")
+    numbers, lines, references = [], [], []
+    for position, resource in enumerate(resources, start=1):
+        if resource is None:
+            continue
+        if resource.get("resourceType") == export.fhir_resource:
+            numbers.append(position)
+            lines.append(json.dumps(resource))
+        if resource.get("resourceType") in REFERENCED_RESOURCES and resource.get("id"):
+            references.append((f"{resource['resourceType']}/{resource['id']}", resource["resourceType"],
+                               json.dumps(resource)))
+    table = pa.Table.from_arrays([pa.array(numbers, pa.int64()), pa.array(lines, pa.string())],
+                                 schema=_LINE_SCHEMA)
+    return table, references
+
+
+def _load_fhir_references(con: duckdb.DuckDBPyConnection, rows: list[tuple[str, str, str]]) -> None:
+    """The temp table fhir_references (reference Type/id, resource_type, line) the fields models join."""
+    table = pa.Table.from_arrays([pa.array(list(column), pa.string()) for column in zip(*rows)]
+                                 if rows else [pa.array([], pa.string())] * 3, schema=_REFERENCE_SCHEMA)
+    con.register("fhir_reference_rows", table)
+    try:
+        con.execute("create or replace temp table fhir_references as "
+                    "select distinct on (reference) * from fhir_reference_rows")
+    finally:
+        con.unregister("fhir_reference_rows")
+
+
+def load_fhir_file(con: duckdb.DuckDBPyConnection, export: ExportFile) -> str:
+    """The file's lines into fhir_lines, then flattened by fhir_<resource>_fields.sql into raw_file. Returns
+    the file's problem ('' when all of it was read).
+
+    The resources that records may reference (fhir_references) are the Bundle's own entries, or for an NDJSON
+    file the Medication and Organization NDJSON files beside it (the same $export)."""
+    problems: list[str] = []
+    if export.bundle:
+        lines, references = _bundle_lines(export, problems)
+        con.register("ndjson_line_batches", lines)
+    else:
+        references = [row for path in sorted(export.path.parent.iterdir())
+                      if path.is_file() and REFERENCE_FILE_NAME.match(path.name)
+                      for row in _references_of_ndjson(path)]
+        batches = pa.RecordBatchReader.from_batches(_LINE_SCHEMA, _ndjson_line_batches(export.path, problems))
+        con.register("ndjson_line_batches", batches)
+    try:
+        con.execute("create or replace temp table fhir_lines as select source_row, line from ndjson_line_batches")
+    finally:
+        con.unregister("ndjson_line_batches")
+    _load_fhir_references(con, references)
+    sql = read_sql(INGEST_SQL_DIR / f"fhir_{export.fhir_resource.lower()}_fields.sql")
+    con.execute(f"create or replace temp table raw_file as {sql}")
+    return problems[0] if problems else ""

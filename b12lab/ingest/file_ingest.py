@@ -1,0 +1,155 @@
+"""Ingest one export file into the lake: read, type, map, convert, account for every row.
+
+The row-level work is SQL (b12lab/ingest/sql/<kind>_rows.sql) run by DuckDB over the whole file at once;
+this module runs one file through the steps, each in a module of its own, and moves the outcome into the lake.
+The file is read into the temp table raw_file (csv_reader.py; fhir_reader.py for FHIR NDJSON and Bundles),
+the kind's row model turns raw_file into parsed_rows (with the macros of macros.py and, for labs, the keys of
+deduplication.py), file-level reasons quarantine the whole file (accounting.py), and the accepted rows, the
+quarantined ones and the out-of-scope codes are written to the lake, uncommitted, before the file's account
+is returned.
+
+Damaged input never stops the run with a traceback. A file that cannot be read at all (a truncated or
+corrupt gzip, a PDF or zip named *.csv) is not an error either: every record that could be read is
+quarantined as `unreadable_file`, and the file's one-line problem is kept in its FileAccount and printed
+(file name and problem only, never row content). Only a failure that is not about the file's content (the
+file vanished, the disk is full) stops the run, as an IngestError.
+"""
+from __future__ import annotations
+
+import csv
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from b12lab.common.duck import load_reference_tables, reraise_interrupt
+from b12lab.common.faults import crash_point
+from b12lab.common.paths import INGEST_SQL_DIR, read_sql
+from b12lab.ingest.accounting import (FileAccount, ReconciliationError, file_account, quarantine_whole_file,
+                                      record_file_problems)
+from b12lab.ingest.contract import (EXPORT_KINDS, LAB_COLUMNS, ExportFile, discover_exports, export_kind_of,
+                                    fhir_resource_of, read_manifest)
+from b12lab.ingest.csv_reader import load_csv_file, load_mapped_file
+from b12lab.ingest.deduplication import has_table, register_existing_lab_keys
+from b12lab.ingest.fhir_reader import load_fhir_file
+from b12lab.ingest.macros import create_macros
+from b12lab.lake.lake import Lake
+
+# Other packages import these from here; they are kept until they import them from b12lab.ingest.
+__all__ = [
+    "EXPORT_KINDS", "LAB_COLUMNS", "ExportFile", "FileAccount", "IngestError", "ReconciliationError",
+    "discover_exports", "export_kind_of", "fhir_resource_of", "ingest_file", "read_manifest",
+]
+
+
+class IngestError(RuntimeError):
+    """An export file could not be ingested for a reason other than its content (which is never an error)."""
+
+
+def ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, run_id: str,
+                ingest_date: date, earlier_lab_files: list[Path]) -> FileAccount:
+    """Parse one export file and write its accepted and quarantined rows to the lake (uncommitted).
+
+    Damaged content is accounted for, never raised. Anything else that fails (the file vanished, the disk is
+    full) stops the run with one line naming the file; DuckDB's own message is left out, since it may quote a
+    record and with it a patient id.
+    """
+    try:
+        return _ingest_file(con, export, lake, run_id, ingest_date, earlier_lab_files)
+    except OSError as error:
+        raise IngestError(f"{export.name}: could not be ingested: {error.strerror or error}") from error
+    except (duckdb.Error, csv.Error) as error:
+        reraise_interrupt(error)
+        raise IngestError(f"{export.name}: could not be ingested ({type(error).__name__}); nothing was committed") \
+            from error
+
+
+def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, run_id: str,
+                 ingest_date: date, earlier_lab_files: list[Path]) -> FileAccount:
+    if not has_table(con, "ref_units"):
+        load_reference_tables(con)  # once per connection: a task of small files shares one
+    create_macros(con)
+    repeated_column = ""
+    if export.format == "ndjson":
+        missing_columns = []  # the fields model always gives every column of the kind
+        problem = load_fhir_file(con, export)
+    else:
+        scratch_root = lake.root.parent / ".tmp"
+        scratch_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=scratch_root, prefix="ingest-") as scratch:
+            if export.mapping is not None:
+                missing_columns, repeated_column, problem = load_mapped_file(con, export, Path(scratch))
+            else:
+                missing_columns, repeated_column, problem = load_csv_file(con, export, Path(scratch))
+    if export.kind.name == "labs":
+        register_existing_lab_keys(con, earlier_lab_files)
+        if export.mapping is None:
+            con.execute("create or replace temp table mapped_local_codes (code varchar, analyte varchar)")
+    sql = read_sql(INGEST_SQL_DIR / export.kind.sql_file)
+    params = {"ingest_date": ingest_date} if "$ingest_date" in sql else {}
+    con.execute(f"create or replace temp table parsed_rows as {sql}", params)
+    # File-level reasons, strongest last: every record of the file goes to quarantine.
+    quarantine_whole_file(con, missing_columns, repeated_column, problem)
+    if export.format == "ndjson":
+        # An NDJSON record is its line: quarantine keeps the resource as it came, not the flattened fields.
+        con.execute(
+            "update parsed_rows set raw = fhir_lines.line from fhir_lines "
+            "where fhir_lines.source_row = parsed_rows.source_row and parsed_rows.outcome = 'quarantined'"
+        )
+    if export.kind.name == "labs":
+        # Out of scope is counted per code, and its text is kept nowhere: not even when a file-level reason
+        # quarantines the whole file (a survey answer or an address has no place in a B12 pipeline's lake).
+        con.execute("update parsed_rows set raw = null where outcome = 'quarantined' and analyte is null "
+                    "and (loinc is not null or local_code is not null)")
+
+    lineage = {"source_file": export.name, "source_hash": export.source_hash, "ingest_run": run_id}
+    lineage_sql = "$source_file as source_file, source_row, $source_hash as source_hash, $ingest_run as ingest_run"
+    accepted_columns = ", ".join(export.kind.lake_columns)
+    lake.write_query(
+        con,
+        f"select {accepted_columns}, {lineage_sql} from parsed_rows where outcome = 'accepted' order by source_row",
+        lineage,
+        lake.data_file(export.kind.table, export.source_hash),
+    )
+    crash_point("ingest")
+    lake.write_query(
+        con,
+        f"select {lineage_sql}, $table_name as table_name, reason, raw "
+        "from parsed_rows where outcome = 'quarantined' order by source_row",
+        {**lineage, "table_name": export.kind.table},
+        lake.data_file("quarantine", export.source_hash),
+    )
+    if export.kind.name == "labs":
+        _write_unmapped_codes(con, export, lake, lineage)
+    account = file_account(con, export)
+    record_file_problems(account, export, missing_columns, problem)
+    return account
+
+
+# The code system of a lab row's local code: FHIR names it (the coding's system URL); a CSV export does not.
+_UNMAPPED_CODES_SQL = """
+    select
+        $source_file as source_file, $source_hash as source_hash, $ingest_run as ingest_run,
+        case when parsed_rows.loinc is not null then 'http://loinc.org'
+             else coalesce(nullif({local_system}, ''), 'local') end as code_system,
+        coalesce(parsed_rows.loinc, parsed_rows.local_code) as code,
+        min(parsed_rows.test_name) as display,
+        count(*) as rows,
+        min(cast(parsed_rows.collected_at as date)) as first_seen,
+        max(cast(parsed_rows.collected_at as date)) as last_seen
+    from parsed_rows
+    join raw_file on raw_file.source_row = parsed_rows.source_row
+    where parsed_rows.reason = 'out_of_scope'
+    group by all
+    order by rows desc, code_system, code
+"""
+
+
+def _write_unmapped_codes(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, lineage: dict) -> None:
+    """The file's out-of-scope codes, one row per code system and code, into lake/unmapped_codes/."""
+    has_system = bool(con.execute(
+        "select count(*) from duckdb_columns() where table_name = 'raw_file' and column_name = 'local_code_system'"
+    ).fetchone()[0])
+    sql = _UNMAPPED_CODES_SQL.format(local_system="raw_file.local_code_system" if has_system else "null")
+    lake.write_query(con, sql, lineage, lake.data_file("unmapped_codes", export.source_hash))

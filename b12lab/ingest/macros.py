@@ -1,0 +1,58 @@
+"""The SQL macros the row models (b12lab/ingest/sql/<kind>_rows.sql) and the duplicate check call.
+
+iso_timestamp reads ISO 8601 text only; partial_date and date_precision read a FHIR partial date (a year, a
+year and month); clean_identifier is a patient id less the whitespace around it. create_macros defines them
+on the connection before a file's row model runs (create or replace: a connection that ingests file after
+file redefines them).
+"""
+from __future__ import annotations
+
+import duckdb
+
+# ISO 8601 dates and date-times, the only ones the exports may use (an offset is allowed and dropped: see
+# docs/data-model.md). DuckDB's cast alone is looser: it reads 'epoch' as 1970-01-01 and 'infinity' as a date,
+# and ignores what follows a time ('9:00 PM' is 09:00, '09:00 garbage' is 09:00), so text is matched first.
+_ISO_TIMESTAMP_MACRO = r"""
+create or replace temp macro iso_timestamp(text) as try_cast(
+    case when regexp_full_match(
+        text,
+        '[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([T ][0-9]{1,2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?\s?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?'
+    ) then text end as timestamp)
+"""
+
+# FHIR dates may be partial: a year (2019) or a year and month (2019-07). Read as the first day of the period
+# they name, with the precision ('year', 'month', 'day') kept beside the date; anything else is left as it is
+# for iso_timestamp to judge.
+_PARTIAL_DATE_MACROS = (
+    r"""
+create or replace temp macro partial_date(text) as case
+    when regexp_full_match(trim(text), '[0-9]{4}') then trim(text) || '-01-01'
+    when regexp_full_match(trim(text), '[0-9]{4}-[0-9]{2}') then trim(text) || '-01'
+    else text
+end
+""",
+    r"""
+create or replace temp macro date_precision(text) as case
+    when nullif(trim(text), '') is null then null
+    when regexp_full_match(trim(text), '[0-9]{4}') then 'year'
+    when regexp_full_match(trim(text), '[0-9]{4}-[0-9]{2}') then 'month'
+    else 'day'
+end
+""",
+)
+
+# A patient id as the export wrote it, less the whitespace around it (tabs, line breaks and no-break spaces
+# too, which trim() keeps); spaces inside and leading zeros are part of the identifier. Empty is null. One
+# definition for the row models and for the duplicate check, which must match ids exactly as they do.
+_CLEAN_IDENTIFIER_MACRO = r"""
+create or replace temp macro clean_identifier(text) as nullif(
+    regexp_replace(text, '^[\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]+|[\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]+$', '', 'g'), '')
+"""
+
+
+def create_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """The macros on the connection, for the row models of the file about to be read."""
+    con.execute(_ISO_TIMESTAMP_MACRO)
+    con.execute(_CLEAN_IDENTIFIER_MACRO)
+    for macro in _PARTIAL_DATE_MACROS:
+        con.execute(macro)

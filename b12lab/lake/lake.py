@@ -1,0 +1,157 @@
+"""The append-only Parquet lake: where accepted and quarantined rows live, and how a file is committed.
+
+Layout under OUTPUT/lake/:
+
+    lab_results/<source_hash>.parquet      accepted lab rows of one ingested file
+    patients/ diagnoses/ medications/      accepted registry rows, same naming
+    quarantine/<source_hash>.parquet       rejected rows of one file, with reason and raw text
+    unmapped_codes/<source_hash>.parquet   out-of-scope codes of one lab file, counted (no row text)
+    ingest_outcomes/<run_id>.parquet       rows per file, outcome and reason (the accounting)
+    ingested_files/<run_id>.parquet        one row per file ingested by a run: the commit record
+    runs/<run_id>.parquet                  one row per pipeline run
+
+A file's data Parquet is written first and its `ingested_files` row last, in one file renamed into place,
+so a run killed at any point leaves either a committed file or Parquet that no commit record names. The
+latter is invisible to readers (they keep only committed hashes) and removed by the next run.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DATA_TABLES = ("lab_results", "patients", "diagnoses", "medications", "quarantine", "unmapped_codes")
+COMMIT_TABLE = "ingested_files"
+OUTCOMES_TABLE = "ingest_outcomes"
+RUNS_TABLE = "runs"
+# The headline counts of each published nightly run, for the next night's "changes since" (cohort_counts).
+METRICS_TABLE = "run_metrics"
+
+# The bookkeeping tables' columns, written out: a run that ingested a file with no record has no outcome
+# row, and a Parquet file inferred from no rows would have no columns, which no reader can open.
+BOOKKEEPING_SCHEMAS = {
+    COMMIT_TABLE: pa.schema([
+        ("source_file", pa.string()), ("source_hash", pa.string()), ("kind", pa.string()),
+        ("ingest_run", pa.string()), ("committed_at", pa.timestamp("us")), ("rows_read", pa.int64()),
+        ("rows_accepted", pa.int64()), ("rows_quarantined", pa.int64()), ("rows_dropped", pa.int64()),
+    ]),
+    OUTCOMES_TABLE: pa.schema([
+        ("source_file", pa.string()), ("source_hash", pa.string()), ("ingest_run", pa.string()),
+        ("outcome", pa.string()), ("reason", pa.string()), ("rows", pa.int64()),
+    ]),
+    RUNS_TABLE: pa.schema([
+        ("run_id", pa.string()), ("kind", pa.string()), ("flow_run_id", pa.string()), ("as_of", pa.date32()),
+        ("started_at", pa.timestamp("us")), ("finished_at", pa.timestamp("us")), ("status", pa.string()),
+        ("message", pa.string()), ("rules_version", pa.string()), ("rules_profile", pa.string()),
+        ("files_ingested", pa.int64()), ("files_skipped", pa.int64()), ("rows_read", pa.int64()),
+        ("rows_accepted", pa.int64()), ("rows_quarantined", pa.int64()), ("rows_dropped", pa.int64()),
+        ("expectations_evaluated", pa.int64()), ("expectations_failed", pa.int64()),
+        ("expectation_warnings", pa.int64()),
+    ]),
+    METRICS_TABLE: pa.schema([
+        ("run_id", pa.string()), ("as_of", pa.date32()), ("metric", pa.string()), ("value", pa.int64()),
+    ]),
+}
+
+
+class LakeDamaged(RuntimeError):
+    """A file the lake cannot do without is unreadable."""
+
+
+@dataclass(frozen=True)
+class Lake:
+    root: Path
+
+    def table_dir(self, table: str) -> Path:
+        return self.root / table
+
+    def data_file(self, table: str, source_hash: str) -> Path:
+        return self.table_dir(table) / f"{source_hash}.parquet"
+
+    def files(self, table: str) -> list[Path]:
+        directory = self.table_dir(table)
+        return sorted(directory.glob("*.parquet")) if directory.exists() else []
+
+    def committed_hashes(self) -> set[str]:
+        files = self.files(COMMIT_TABLE)
+        if not files:
+            return set()
+        return set(pq.read_table(files, columns=["source_hash"]).column("source_hash").to_pylist())
+
+    def run_ids(self) -> set[str]:
+        """Every run with a record: published, failed or interrupted."""
+        return {path.stem for path in self.files(RUNS_TABLE)}
+
+    def committed_files(self, table: str) -> list[Path]:
+        committed = self.committed_hashes()
+        return [path for path in self.files(table) if path.stem in committed]
+
+    def remove_uncommitted(self) -> int:
+        """Delete data Parquet left by an interrupted ingest; return how many files were removed."""
+        committed = self.committed_hashes()
+        removed = 0
+        for table in DATA_TABLES:
+            for path in self.files(table):
+                if path.stem not in committed:
+                    path.unlink()
+                    removed += 1
+        for table in (COMMIT_TABLE, OUTCOMES_TABLE, RUNS_TABLE):
+            for leftover in self.table_dir(table).glob("*.tmp") if self.table_dir(table).exists() else []:
+                leftover.unlink()
+                removed += 1
+        return removed
+
+    def write_query(self, con: duckdb.DuckDBPyConnection, query: str, params: dict, target: Path) -> None:
+        """Write a query's result to one Parquet file, atomically (temporary name, then rename)."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_suffix(".parquet.tmp")
+        con.execute(
+            f"copy ({query}) to $target (format parquet, compression zstd)",
+            {**params, "target": str(temporary)},
+        )
+        os.replace(temporary, target)
+
+    def remove_unreadable_bookkeeping(self) -> int:
+        """Delete bookkeeping files with no column (written by earlier versions for a file with no record):
+        they hold no row, and every reader of the table fails on them.
+
+        A file that is not Parquet at all (damaged on disk) is set aside as <name>.damaged when it is headline
+        history (run_metrics: the next report then compares with an earlier run, or with none), and stops the
+        run in one line naming it when it is a commit, outcome or run record, which the lake cannot do without."""
+        removed = 0
+        for table in BOOKKEEPING_SCHEMAS:
+            for path in self.files(table):
+                try:
+                    columns = len(pq.read_schema(path))
+                except (OSError, pa.ArrowException) as error:
+                    if table == METRICS_TABLE:
+                        path.rename(path.with_name(path.name + ".damaged"))
+                        print(f"lake file {table}/{path.name} is damaged ({type(error).__name__}): set aside as "
+                              f"{path.name}.damaged; the report compares with an earlier run")
+                        removed += 1
+                        continue
+                    raise LakeDamaged(f"lake file {table}/{path.name} is damaged and cannot be read "
+                                      f"({type(error).__name__}): restore it from a backup") from error
+                if columns == 0:
+                    path.unlink()
+                    removed += 1
+        return removed
+
+    def append_rows(self, table: str, name: str, rows: list[dict]) -> Path:
+        """Write bookkeeping rows (commit records, outcomes, runs) with the table's own columns, atomically."""
+        return self.append_records(table, name, pa.Table.from_pylist(rows, schema=BOOKKEEPING_SCHEMAS[table]))
+
+    def append_records(self, table: str, name: str, records: pa.Table) -> Path:
+        """Write a small bookkeeping table (commit record, outcomes, runs) as one new file, atomically."""
+        if records.num_columns == 0:
+            raise ValueError(f"refusing to write a {table} file with no column")
+        target = self.table_dir(table) / f"{name}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_suffix(".tmp")
+        pq.write_table(records, temporary)
+        os.replace(temporary, target)
+        return target

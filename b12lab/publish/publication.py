@@ -1,0 +1,371 @@
+"""Commit ingested files to the lake, build a publication, and switch it in atomically.
+
+A publication is one folder, OUTPUT/publications/<run_id>/, holding everything a run publishes:
+
+    warehouse.duckdb      the catalog analysts query: marts, lake tables and rules, all as tables
+    <mart>.parquet        each mart, for Spark, Trino or pandas
+    report/               the QI report and the worklists
+    catalogue/index.html  dbt's catalogue of the models: every table, column and test, and the lineage
+    gx/                   Great Expectations results and Data Docs
+    run_summary.json
+
+It is built whole, then made live by one atomic switch: the link OUTPUT/current is renamed over to point at
+it. OUTPUT/warehouse.duckdb and OUTPUT/report are fixed links through `current`, so the warehouse, the marts,
+the report and the worklists change together or not at all; a run that fails before the switch (a report
+that cannot be built included) leaves the previous publication whole. An analyst who holds the old
+warehouse open keeps reading it; a new connection sees the new one.
+
+The warehouse holds copies of the lake tables, not views over lake paths: it opens and reads the same data
+wherever the output folder is moved or copied, and a copy never reads the original's files.
+
+A run as of a date before the live publication's is a reproduction: the same folder is built under
+OUTPUT/as-of/<date>/ and the live publication is not touched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import yaml
+
+from b12lab.common.duck import connect
+from b12lab.common.faults import crash_point
+from b12lab.common.layout import CATALOGUE_NAME, REPORT_NAME, SUMMARY_NAME, WAREHOUSE_NAME
+from b12lab.ingest import FileAccount
+from b12lab.lake.lake import (BOOKKEEPING_SCHEMAS, COMMIT_TABLE, DATA_TABLES, METRICS_TABLE, OUTCOMES_TABLE,
+                              RUNS_TABLE, Lake)
+from b12lab.publish.pseudonymise import ANALYTICS_NAME, KEY_VARIABLE, build_analytics, pseudonym_key
+from b12lab.rules.rules_file import Rules, install_rules
+from b12lab.transforms.runner import MART_TABLES, MODELS_DIR, WORKING_MODELS
+
+CURRENT_LINK = "current"
+REPRODUCTIONS_DIR = "as-of"
+# Earlier publications are kept a few nights for comparison; one an analyst holds open stays readable to
+# them after it is removed (the file lives on until its last reader closes it).
+PUBLICATIONS_KEPT = 7
+
+# The output contract: the marts (b12lab/transforms/models/marts/), published in the catalog and as Parquet,
+# and the lake tables, copied into the catalog.
+LAKE_VIEWS = (*DATA_TABLES, COMMIT_TABLE, OUTCOMES_TABLE, RUNS_TABLE, METRICS_TABLE)
+
+_EMPTY_SCHEMAS = {
+    # Used when the lake holds no file of a table yet, so the view still exists with its columns.
+    "lab_results": "patient_id varchar, accession varchar, analyte varchar, loinc varchar, local_code varchar, "
+                   "test_name varchar, collected_at timestamp, resulted_at timestamp, value_raw varchar, "
+                   "unit_raw varchar, comparator varchar, value_reported double, unit_reported varchar, "
+                   "value_si double, unit_si varchar, value_text varchar, reference_range varchar, "
+                   "ref_low_si double, ref_high_si double, abnormal_flag varchar, status varchar, "
+                   "performing_lab varchar",
+    "patients": "patient_id varchar, birth_date date, birth_date_precision varchar, sex varchar, practice varchar",
+    "diagnoses": "patient_id varchar, code_system varchar, code varchar, code_normalised varchar, recorded_at date, "
+                 "recorded_at_precision varchar",
+    "medications": "patient_id varchar, drug varchar, atc_code varchar, route varchar, dose varchar, "
+                   "start_date date, end_date date",
+    "quarantine": "source_file varchar, source_row bigint, source_hash varchar, ingest_run varchar, "
+                  "table_name varchar, reason varchar, raw varchar",
+    "unmapped_codes": "source_file varchar, source_hash varchar, ingest_run varchar, code_system varchar, "
+                      "code varchar, display varchar, rows bigint, first_seen date, last_seen date",
+    "ingested_files": "source_file varchar, source_hash varchar, kind varchar, ingest_run varchar, "
+                      "committed_at timestamp, rows_read bigint, rows_accepted bigint, rows_quarantined bigint, "
+                      "rows_dropped bigint",
+    "ingest_outcomes": "source_file varchar, source_hash varchar, ingest_run varchar, outcome varchar, "
+                       "reason varchar, rows bigint",
+    "runs": "run_id varchar, kind varchar, flow_run_id varchar, as_of date, started_at timestamp, finished_at timestamp, status varchar, "
+            "message varchar, rules_version varchar, rules_profile varchar, files_ingested bigint, "
+            "files_skipped bigint, rows_read bigint, rows_accepted bigint, rows_quarantined bigint, "
+            "rows_dropped bigint, expectations_evaluated bigint, expectations_failed bigint, "
+            "expectation_warnings bigint",
+    "run_metrics": "run_id varchar, as_of date, metric varchar, value bigint",
+}
+_LINEAGE = "source_file varchar, source_row bigint, source_hash varchar, ingest_run varchar"
+
+
+def staging_dir(output_dir: Path, run_id: str) -> Path:
+    """Where a nightly run builds its publication (and keeps its GX results, published or not)."""
+    return output_dir / "publications" / run_id
+
+
+def reproduction_staging_dir(output_dir: Path, as_of: date, run_id: str) -> Path:
+    return output_dir / REPRODUCTIONS_DIR / f".{as_of.isoformat()}.{run_id}.tmp"
+
+
+def reproduction_dir(output_dir: Path, as_of: date) -> Path:
+    return output_dir / REPRODUCTIONS_DIR / as_of.isoformat()
+
+
+def live_as_of(output_dir: Path) -> date | None:
+    """The as-of date of the live publication, or None before the first one."""
+    summary = output_dir / CURRENT_LINK / SUMMARY_NAME
+    try:
+        return date.fromisoformat(json.loads(summary.read_text())["as_of"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def new_rows_files(lake: Lake, source_hashes: list[str]) -> dict[str, list[Path]]:
+    """The files this run wrote to each lake table (not yet committed), for validation."""
+    files = {}
+    for table in DATA_TABLES:
+        paths = [path for h in source_hashes if (path := lake.data_file(table, h)).exists()]
+        if paths:
+            files[table] = paths
+    return files
+
+
+def commit_files(lake: Lake, run_id: str, accounts: list[FileAccount]) -> None:
+    """Record the outcomes, then the commit record: from this moment the files are part of the lake."""
+    if not accounts:
+        return
+    committed_at = datetime.now()
+    outcomes = [
+        {"source_file": a.source_file, "source_hash": a.source_hash, "ingest_run": run_id,
+         "outcome": outcome, "reason": reason, "rows": rows}
+        for a in accounts for (outcome, reason), rows in sorted(a.by_reason.items())
+    ]
+    lake.append_rows(OUTCOMES_TABLE, run_id, outcomes)
+    files = [
+        {"source_file": a.source_file, "source_hash": a.source_hash, "kind": a.kind, "ingest_run": run_id,
+         "committed_at": committed_at, "rows_read": a.rows_read, "rows_accepted": a.rows_accepted,
+         "rows_quarantined": a.rows_quarantined, "rows_dropped": a.rows_dropped}
+        for a in accounts
+    ]
+    lake.append_rows(COMMIT_TABLE, run_id, files)
+
+
+def record_run(lake: Lake, record: dict) -> None:
+    lake.append_rows(RUNS_TABLE, record["run_id"], [record])
+
+
+def write_summary(output_dir: Path, publication: Path | None, text: str, latest: bool = True) -> None:
+    """The run's summary in its publication folder and, for a nightly run, as OUTPUT/run_summary.json."""
+    if publication is not None:
+        publication.mkdir(parents=True, exist_ok=True)
+        (publication / SUMMARY_NAME).write_text(text)
+    if latest:
+        target = output_dir / SUMMARY_NAME
+        temporary = target.with_suffix(".json.tmp")
+        temporary.write_text(text)
+        os.replace(temporary, target)
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def create_lake_views(con: duckdb.DuckDBPyConnection, lake: Lake, materialise: bool = False,
+                      run_record: dict | None = None) -> None:
+    """One relation per lake table over the committed files; `run_record` is added to `runs`.
+
+    Views (for in-memory work) name the committed files explicitly, as quoted literals: a view's stored SQL
+    cannot hold bound parameters, and these are paths this program made (hash- or run-named), never input
+    names. `materialise` copies the rows into tables instead, which a published warehouse needs to stay
+    readable when it is moved and to never read another folder's lake.
+    """
+    kind = "table" if materialise else "view"
+    for table in LAKE_VIEWS:
+        files = lake.committed_files(table) if table in DATA_TABLES else lake.files(table)
+        if files:
+            paths = ", ".join(_quote_literal(str(path.resolve())) for path in files)
+            con.execute(f"create or replace {kind} {table} as "
+                        f"select * from read_parquet([{paths}], union_by_name = true)")
+        else:
+            columns = _EMPTY_SCHEMAS[table] + (f", {_LINEAGE}" if table in DATA_TABLES and table not in ("quarantine", "unmapped_codes") else "")
+            con.execute(f"create or replace table {table} ({columns})")
+    if run_record is not None:
+        if not materialise:
+            raise ValueError("a run record is added to a materialised runs table only")
+        # The run's own record, published with it; the lake's copy is written once the switch is done.
+        this_run = pa.Table.from_pylist([run_record], schema=BOOKKEEPING_SCHEMAS[RUNS_TABLE])
+        con.register("this_run", this_run)
+        con.execute(f"insert into {RUNS_TABLE} by name select * from this_run")
+        con.unregister("this_run")
+
+
+def prepare_warehouse(output_dir: Path, publication: Path, rules: Rules, as_of: date, run_record: dict) -> Path:
+    """The publication folder's warehouse with the models' sources in it: the lake tables as committed (and
+    this run's record) and the rules tables as of `as_of`; return its path. The models are built in it next
+    (b12lab.transforms.runner.build), by dbt's own connection, so this one is closed first."""
+    lake = Lake(output_dir / "lake")
+    publication.mkdir(parents=True, exist_ok=True)
+    warehouse = publication / WAREHOUSE_NAME
+    warehouse.unlink(missing_ok=True)
+    with connect(warehouse, temp_dir=output_dir / ".tmp") as con:
+        create_lake_views(con, lake, materialise=True, run_record=run_record)
+        install_rules(con, rules, as_of)
+        con.execute("checkpoint")
+    return warehouse
+
+
+def finish_warehouse(output_dir: Path, publication: Path, rules: Rules, run_id: str) -> Path:
+    """After the models are built: the run's own headline counts added to run_metrics (the lake's copy is
+    written once the run is switched in), each mart as Parquet beside the warehouse, the staging and
+    intermediate tables dropped (steps, not products), the lake and rules tables described; return the
+    warehouse."""
+    warehouse = publication / WAREHOUSE_NAME
+    with connect(warehouse, temp_dir=output_dir / ".tmp") as con:
+        con.execute(f"insert into {METRICS_TABLE} {_RUN_METRICS_QUERY}", {"run_id": run_id})
+        for table in MART_TABLES:
+            con.execute("copy (select * from " + table + ") to $target (format parquet, compression zstd)",
+                        {"target": str(publication / f"{table}.parquet")})
+        for table in WORKING_MODELS:
+            con.execute(f"drop table if exists {table}")
+        apply_comments(con)
+        comment_rules_settings(con, rules)
+        con.execute("checkpoint")
+    return warehouse
+
+
+# The run's headline counts: cohort_counts for the whole population on the run's date.
+_RUN_METRICS_QUERY = """
+    select $run_id as run_id, cohort_counts.as_of, cohort_counts.metric, cohort_counts.patients as value
+    from cohort_counts
+    inner join rules_settings on rules_settings.as_of = cohort_counts.as_of
+    where cohort_counts.practice is null
+    order by cohort_counts.metric"""
+
+
+def record_metrics(lake: Lake, run_id: str, warehouse: Path) -> Path:
+    """The run's headline counts (its rows of the warehouse's run_metrics) as
+    OUTPUT/lake/run_metrics/<run_id>.parquet: what the next night's report compares itself with."""
+    with connect(warehouse, read_only=True) as con:
+        records = con.sql(f"select * from {METRICS_TABLE} where run_id = $run_id order by metric",
+                          params={"run_id": run_id}).to_arrow_table()
+    return lake.append_records(METRICS_TABLE, run_id, records.cast(BOOKKEEPING_SCHEMAS[METRICS_TABLE]))
+
+
+def switch_live(output_dir: Path, publication: Path) -> None:
+    """Make `publication` the live one: the pseudonymised mart, then the one switch of OUTPUT/current."""
+    _publish_analytics(output_dir, publication.name, publication / WAREHOUSE_NAME)
+    crash_point("publish")
+    _point_current_at(output_dir, publication)
+    for name in (WAREHOUSE_NAME, REPORT_NAME):
+        _link_through_current(output_dir, name)
+    _prune_publications(output_dir, keep=publication)
+
+
+def switch_reproduction(output_dir: Path, building: Path, as_of: date) -> Path:
+    """Move a reproduction's finished folder to OUTPUT/as-of/<date>/, replacing an earlier one of that date."""
+    target = reproduction_dir(output_dir, as_of)
+    replaced = target.with_name(f".{target.name}.{building.name}.old")
+    if target.exists():
+        os.replace(target, replaced)
+    os.replace(building, target)
+    shutil.rmtree(replaced, ignore_errors=True)
+    return target
+
+
+def _link_through_current(output_dir: Path, name: str) -> None:
+    """OUTPUT/<name> -> current/<name>, made once; what an earlier layout left there (a file or folder) is
+    replaced by the link."""
+    link = output_dir / name
+    wanted = f"{CURRENT_LINK}/{name}"
+    if link.is_symlink() and os.readlink(link) == wanted:
+        return
+    temporary = output_dir / f".{name}.link.tmp"
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(wanted)
+    if link.is_dir() and not link.is_symlink():
+        shutil.rmtree(link)
+    os.replace(temporary, link)
+
+
+def remove_stale_temporaries(output_dir: Path) -> int:
+    """What a killed run leaves behind: catalogs never switched in (so nobody can be reading them), and its
+    scratch folder OUTPUT/.tmp (decompressed copies of exports, DuckDB spill files), which holds patient data
+    and belongs to no one once the run that wrote it is gone. Called under the run lock."""
+    stale = [*output_dir.glob(".*.tmp"),
+             *(output_dir / "analytics").glob(f".{ANALYTICS_NAME}.*.tmp"),
+             *(output_dir / REPRODUCTIONS_DIR).glob(".*.tmp"), *(output_dir / REPRODUCTIONS_DIR).glob(".*.old"),
+             *_unfinished_publications(output_dir)]
+    for path in stale:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    scratch = output_dir / ".tmp"
+    leftovers = list(scratch.iterdir()) if scratch.is_dir() else []
+    for path in leftovers:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return len(stale) + len(leftovers)
+
+
+def _unfinished_publications(output_dir: Path) -> list[Path]:
+    """Publication folders of runs that were killed: no runs record (a finished run, published or failed,
+    always has one) and not live."""
+    folder = output_dir / "publications"
+    if not folder.is_dir():
+        return []
+    recorded = Lake(output_dir / "lake").run_ids()
+    live = (output_dir / CURRENT_LINK).resolve()
+    return [path for path in folder.iterdir()
+            if path.is_dir() and path.name not in recorded and path.resolve() != live]
+
+
+def _publish_analytics(output_dir: Path, run_id: str, warehouse: Path) -> None:
+    """The pseudonymised mart beside the identified warehouse, switched in the same way (if a key is set)."""
+    key = pseudonym_key()
+    if key is None:
+        print(f"pseudonymised analytics mart not written: set {KEY_VARIABLE} to publish it")
+        return
+    folder = output_dir / "analytics"
+    folder.mkdir(exist_ok=True)
+    temporary = folder / f".{ANALYTICS_NAME}.{run_id}.tmp"
+    build_analytics(warehouse, MART_TABLES, temporary, key)
+    os.replace(temporary, folder / ANALYTICS_NAME)
+
+
+def _point_current_at(output_dir: Path, publication: Path) -> None:
+    """OUTPUT/current -> publications/<run_id>, switched atomically (a new link renamed over the old)."""
+    link = output_dir / CURRENT_LINK
+    temporary = output_dir / f".{CURRENT_LINK}.tmp"
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(publication.relative_to(output_dir), target_is_directory=True)
+    os.replace(temporary, link)
+
+
+def _prune_publications(output_dir: Path, keep: Path) -> None:
+    """Keep the last few publications (an analyst may hold an old catalog open) and no more."""
+    folders = sorted(p for p in (output_dir / "publications").iterdir() if p.is_dir())
+    for folder in folders[:-PUBLICATIONS_KEPT]:
+        if folder != keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def comment_rules_settings(con: duckdb.DuckDBPyConnection, rules: Rules) -> None:
+    """Each rules_settings column explained by the rules file itself: what it means and where it comes from."""
+    columns = {name for (name,) in con.execute(
+        "select column_name from duckdb_columns() where table_name = 'rules_settings'").fetchall()}
+    for name in sorted(columns & set(rules.settings)):
+        unit = f" [{rules.units[name]}]" if rules.units.get(name) else ""
+        text = f"{rules.descriptions.get(name, name)}{unit}. Source: {rules.sources.get(name, 'rules file')}"
+        con.execute(f"comment on column rules_settings.{name} is {_quote_literal(text)}")
+
+
+def apply_comments(con: duckdb.DuckDBPyConnection) -> None:
+    """COMMENT ON every lake and rules table and column described in models/sources.yml (dbt writes the
+    models' and seeds' own comments from the .yml beside each)."""
+    sources = yaml.safe_load((MODELS_DIR / "sources.yml").read_text(encoding="utf-8"))["sources"]
+    existing = {
+        (table, column) for table, column in con.execute(
+            "select table_name, column_name from duckdb_columns() where schema_name = 'main'"
+        ).fetchall()
+    }
+    tables = {name for name, _ in existing}
+    for source in sources:
+        for spec in source["tables"]:
+            table = spec["name"]
+            if table not in tables:
+                continue
+            con.execute(f"comment on table {table} is {_quote_literal(spec['description'])}")
+            for column in spec.get("columns", []):
+                if (table, column["name"]) in existing:
+                    con.execute(f"comment on column {table}.{column['name']} is "
+                                f"{_quote_literal(str(column['description']))}")

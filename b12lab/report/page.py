@@ -1,0 +1,304 @@
+"""The QI analyst's morning report: OUTPUT/report/index.html, written after every published run.
+
+One self-contained page (inline CSS, charts as inline SVG, no script, no external resource), so it opens from
+a file or as an email attachment. It shows counts only, never a patient identifier; the identified lists for
+care teams are the worklists beside it (`b12lab.report.worklists`), readable by owner and group only.
+
+The report reads the publication's warehouse and nothing else (plus the run summary and the GX Data Docs
+beside it): every count is computed by the models, and this module only selects and renders.
+- header: the run (`runs`), the rules version and profile (`rules_settings`);
+- headline counts per cohort, reason and flag (mart `cohort_counts`, whole population, the run's date), each
+  with its change since the latest earlier published nightly run (`run_metrics`);
+- the same counts per practice (`cohort_counts` by practice), as a table and a chart;
+- the trend: `cohort_counts` on every month end the models evaluated (stg_as_of_dates);
+- the labels, definitions and urgency of cohorts, reasons and flags: the vocabulary tables (`cohort_codes`,
+  `reason_codes`, `flag_codes`);
+- the distribution of counted B12 results with the rules' thresholds;
+- data quality: row accounting (`ingested_files`, `ingest_outcomes`, `quarantine`) and the Great
+  Expectations results (`runs`, run_summary.json), with a link to the run's Data Docs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from b12lab.common.layout import REPORT_NAME, SUMMARY_NAME, WAREHOUSE_NAME
+from b12lab.report import charts
+from b12lab.report.template import render_page
+from b12lab.report.worklists import NO_PRACTICE_LABEL, Worklist, write_worklists
+
+REPORT_DIR_NAME = REPORT_NAME
+# The report's link to the run's Data Docs: a link inside the report folder to ../gx/data_docs, so that the
+# page's relative link works however the folder is reached (OUTPUT/report is itself a link).
+DATA_DOCS_LINK = "data-docs"
+# The trend's three lines, metrics of cohort_counts.
+TREND_METRICS = ("deficient", "borderline", "under_monitored")
+
+
+@dataclass
+class ReportData:
+    run: dict
+    settings: dict
+    metrics: dict[str, int]
+    by_practice: list[dict]                      # practice, and one count per metric key
+    vocabulary: dict = field(default_factory=dict)  # cohorts {code: (label, definition)}, reasons, flags
+    previous: dict | None = None                 # {"run_id", "as_of", "metrics": {key: value}}
+    trend: list[charts.TrendPoint] = field(default_factory=list)
+    trend_seconds: float | None = None
+    b12_values: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b12_censored: int = 0
+    b12_period: tuple[date | None, date | None] = (None, None)
+    b12_units: list[tuple[str, int]] = field(default_factory=list)
+    files_this_run: list[dict] = field(default_factory=list)
+    accounting: dict = field(default_factory=dict)  # {"this_run": {...}, "total": {...}}
+    outcomes: list[dict] = field(default_factory=list)
+    quarantine_by_file: list[dict] = field(default_factory=list)
+    validation: dict = field(default_factory=dict)
+    worklists: list[dict] = field(default_factory=list)
+    generated_at: datetime = field(default_factory=lambda: datetime.now().astimezone())
+    build_seconds: float | None = None
+
+
+# --- reading the publication ---------------------------------------------------------------------------
+
+
+def _rows(con: duckdb.DuckDBPyConnection, query: str, params: dict | None = None) -> list[dict]:
+    result = con.execute(query, params or {})
+    names = [d[0] for d in result.description]
+    return [dict(zip(names, row)) for row in result.fetchall()]
+
+
+def headline_metrics(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """metric key -> distinct patients, from cohort_counts: the whole population on the run's date."""
+    return {metric: int(patients) for metric, patients in con.execute("""
+        select cohort_counts.metric, cohort_counts.patients
+        from cohort_counts
+        inner join rules_settings on rules_settings.as_of = cohort_counts.as_of
+        where cohort_counts.practice is null
+        order by cohort_counts.metric""").fetchall()}
+
+
+def practice_metrics(con: duckdb.DuckDBPyConnection, metric_keys: list[str]) -> list[dict]:
+    """One row per practice of any known patient ("(no practice)" for none), with a count per metric key."""
+    table: dict[str, dict] = {}
+    for practice, metric, patients in con.execute("""
+            select cohort_counts.practice, cohort_counts.metric, cohort_counts.patients
+            from cohort_counts
+            inner join rules_settings on rules_settings.as_of = cohort_counts.as_of
+            where cohort_counts.practice is not null""").fetchall():
+        table.setdefault(practice, {key: 0 for key in metric_keys})[metric] = int(patients)
+    rows = [{"practice": practice, **counts} for practice, counts in table.items()]
+    return sorted(rows, key=lambda row: (row["practice"] == NO_PRACTICE_LABEL, row["practice"]))
+
+
+def read_vocabulary(con: duckdb.DuckDBPyConnection) -> dict:
+    """The cohorts, reasons and flags as the vocabulary tables name and order them."""
+    def codes(table: str, column: str) -> list[dict]:
+        return _rows(con, f"select {column} as code, label, definition, enabled_setting, urgency "
+                          f"from {table} order by display_order")
+    cohorts = {row["cohort"]: (row["label"], row["definition"])
+               for row in _rows(con, "select cohort, label, definition from cohort_codes")}
+    return {"cohorts": cohorts, "reasons": codes("reason_codes", "reason"), "flags": codes("flag_codes", "flag")}
+
+
+def read_trend(con: duckdb.DuckDBPyConnection) -> list[charts.TrendPoint]:
+    """Deficient, borderline and under-monitored patients on each date the models evaluated, oldest first
+    (a date before any patient was known counts 0)."""
+    counts: dict[date, dict[str, int]] = {}
+    for as_of, metric, patients in con.execute(
+            "select as_of, metric, patients from cohort_counts where practice is null and list_contains($m, metric)",
+            {"m": list(TREND_METRICS)}).fetchall():
+        counts.setdefault(as_of, {})[metric] = int(patients)
+    return [charts.TrendPoint(as_of, *(counts[as_of].get(metric, 0) for metric in TREND_METRICS))
+            for as_of in sorted(counts)]
+
+
+def read_run(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
+    rows = _rows(con, "select * from runs where run_id = $run_id order by status = 'published' desc limit 1",
+                 {"run_id": run_id})
+    if not rows:
+        raise ValueError(f"run {run_id} is not in the warehouse's runs table")
+    return rows[0]
+
+
+def read_settings(con: duckdb.DuckDBPyConnection) -> dict:
+    return _rows(con, "select * from rules_settings")[0]
+
+
+def b12_distribution(con: duckdb.DuckDBPyConnection) -> tuple[np.ndarray, int, tuple, list]:
+    """Counted B12 results in pmol/L (a censored result at its bound), how many are censored, their period,
+    and how many were reported in each unit."""
+    # A float array, not Python objects: millions of results at population scale (8 bytes each instead of ~60).
+    values = np.asarray(con.execute(
+        "select value_si from result_classification where analyte = 'b12' and value_si is not null"
+    ).fetchnumpy()["value_si"], dtype=float)
+    censored, first, last = con.execute(
+        "select count(*) filter (where comparator is not null), min(collected_on), max(collected_on) "
+        "from result_classification where analyte = 'b12'").fetchone()
+    units = con.execute(
+        "select unit_reported, count(*) from result_classification where analyte = 'b12' "
+        "group by 1 order by 2 desc").fetchall()
+    return values, int(censored), (first, last), units
+
+
+def data_quality(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
+    files = _rows(con, """
+        select source_file, kind, rows_read, rows_accepted, rows_quarantined, rows_dropped
+        from ingested_files where ingest_run = $run_id order by source_file""", {"run_id": run_id})
+    columns = "count(*) as files, coalesce(sum(rows_read), 0) as rows_read, " \
+              "coalesce(sum(rows_accepted), 0) as rows_accepted, " \
+              "coalesce(sum(rows_quarantined), 0) as rows_quarantined, coalesce(sum(rows_dropped), 0) as rows_dropped"
+    this_run = _rows(con, f"select {columns} from ingested_files where ingest_run = $run_id", {"run_id": run_id})[0]
+    total = _rows(con, f"select {columns} from ingested_files")[0]
+    # Out of scope (a code that maps to no analyte) is not damage: shown apart from the rows in scope, so that
+    # the quarantine is read against the rows the pipeline is about.
+    out_of_scope = _rows(con, """
+        select coalesce(sum(rows) filter (where ingest_run = $run_id), 0) as this_run, coalesce(sum(rows), 0) as total
+        from ingest_outcomes where outcome = 'dropped' and reason = 'out_of_scope'""", {"run_id": run_id})[0]
+    for key, counts in (("this_run", this_run), ("total", total)):
+        counts["rows_out_of_scope"] = int(out_of_scope[key])
+        counts["rows_in_scope"] = int(counts["rows_read"]) - counts["rows_out_of_scope"]
+        counts["rows_dropped_in_scope"] = int(counts["rows_dropped"]) - counts["rows_out_of_scope"]
+    outcomes = _rows(con, """
+        select outcome, reason,
+               coalesce(sum(rows) filter (where ingest_run = $run_id), 0) as this_run,
+               sum(rows) as total
+        from ingest_outcomes
+        where outcome <> 'accepted'
+        group by outcome, reason
+        order by outcome desc, total desc, reason""", {"run_id": run_id})
+    quarantine = _rows(con, """
+        select source_file, table_name, reason,
+               count(*) filter (where ingest_run = $run_id) as this_run,
+               count(*) as total
+        from quarantine
+        group by source_file, table_name, reason
+        order by source_file, total desc, reason""", {"run_id": run_id})
+    return {"files": files, "this_run": this_run, "total": total, "outcomes": outcomes, "quarantine": quarantine}
+
+
+def validation_results(publication: Path, run: dict) -> dict:
+    """GX counts from `runs`, the failed expectations from the run's summary, and the Data Docs link."""
+    summary_path = publication / SUMMARY_NAME
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    docs = publication / "gx" / "data_docs"
+    warnings: dict[str, int] = {}
+    for text in summary.get("expectation_warnings_list", []):
+        warnings[text] = warnings.get(text, 0) + 1
+    link = None
+    if (docs / "index.html").exists():
+        report_dir = publication / REPORT_DIR_NAME
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (report_dir / DATA_DOCS_LINK).unlink(missing_ok=True)
+        (report_dir / DATA_DOCS_LINK).symlink_to(Path("..") / "gx" / "data_docs", target_is_directory=True)
+        link = f"{DATA_DOCS_LINK}/index.html"
+    return {
+        "evaluated": int(run.get("expectations_evaluated") or 0),
+        "failed": int(run.get("expectations_failed") or 0),
+        "warnings": int(run.get("expectation_warnings") or 0),
+        "warning_list": sorted(warnings.items()),
+        "failed_list": summary.get("expectations_failed_list", []),
+        "files_skipped": len(summary.get("files_skipped", [])) if isinstance(summary.get("files_skipped"), list)
+        else int(run.get("files_skipped") or 0),
+        "data_docs": link,
+    }
+
+
+# --- history of headline metrics -----------------------------------------------------------------------
+
+
+def previous_metrics(con: duckdb.DuckDBPyConnection, run: dict) -> dict | None:
+    """The metrics of the most recent live (nightly) publication before `run` that recorded them, or None
+    (first run). Reproductions for earlier dates are never compared with."""
+    earlier = con.execute("""
+        select runs.run_id, runs.as_of
+        from runs
+        where runs.status = 'published' and coalesce(runs.kind, 'nightly') = 'nightly'
+          and runs.run_id <> $run_id and runs.started_at < $started_at
+          and exists (select 1 from run_metrics where run_metrics.run_id = runs.run_id)
+        order by runs.started_at desc
+        limit 1""", {"run_id": run["run_id"], "started_at": run["started_at"]}).fetchall()
+    if not earlier:
+        return None
+    run_id, as_of = earlier[0]
+    metrics = dict(con.execute("select metric, value from run_metrics where run_id = $r", {"r": run_id}).fetchall())
+    return {"run_id": run_id, "as_of": as_of, "metrics": metrics}
+
+
+# --- building the page -----------------------------------------------------------------------------------
+
+
+def gather(con: duckdb.DuckDBPyConnection, publication: Path, run_id: str) -> ReportData:
+    """Everything the page shows that the publication holds (all but history, trend and worklists)."""
+    run = read_run(con, run_id)
+    values, censored, period, units = b12_distribution(con)
+    quality = data_quality(con, run_id)
+    return ReportData(
+        run=run,
+        settings=read_settings(con),
+        metrics=(metrics := headline_metrics(con)),
+        by_practice=practice_metrics(con, list(metrics)),
+        vocabulary=read_vocabulary(con),
+        trend=read_trend(con),
+        b12_values=values,
+        b12_censored=censored,
+        b12_period=period,
+        b12_units=units,
+        files_this_run=quality["files"],
+        accounting={"this_run": quality["this_run"], "total": quality["total"]},
+        outcomes=quality["outcomes"],
+        quarantine_by_file=quality["quarantine"],
+        validation=validation_results(publication, run),
+    )
+
+
+def worklist_index(worklists: list[Worklist], report_dir: Path) -> list[dict]:
+    """Per practice, the worklist file and row count of each cohort (counts and relative links only)."""
+    rows: dict[str, dict] = {}
+    for worklist in worklists:
+        row = rows.setdefault(worklist.practice, {"practice": worklist.practice})
+        row[worklist.cohort] = {"rows": worklist.rows,
+                                "href": Path(os.path.relpath(worklist.path, report_dir)).as_posix()}
+    return sorted(rows.values(), key=lambda row: (row["practice"] == NO_PRACTICE_LABEL, row["practice"]))
+
+
+def write_page(report_dir: Path, html: str) -> Path:
+    """report_dir/index.html, replaced atomically (readers see the old page or the new one)."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    target = report_dir / "index.html"
+    temporary = report_dir / ".index.html.tmp"
+    temporary.write_text(html, encoding="utf-8")
+    os.chmod(temporary, 0o640)  # owner and group only, like every other output
+    os.replace(temporary, target)
+    return target
+
+
+def build_report(publication: Path, run_id: str, live: bool = True) -> Path:
+    """Write the report and worklists of run `run_id` into publication/report/, from the publication's
+    warehouse (before it is switched in: a report that cannot be built stops the publication); return the page.
+
+    A live (nightly) run compares itself with the previous live one; a reproduction for an earlier date is
+    compared with nothing.
+    """
+    started = time.perf_counter()
+    publication = Path(publication)
+    report_dir = publication / REPORT_DIR_NAME
+    with duckdb.connect(str(publication / WAREHOUSE_NAME), read_only=True) as con:
+        data = gather(con, publication, run_id)
+        if data.run.get("status") != "published":
+            raise ValueError(f"run {run_id} is not publishing: no report")
+        if live:
+            data.previous = previous_metrics(con, data.run)
+        worklists = write_worklists(con, report_dir, run_tag=run_id)
+    data.worklists = worklist_index(worklists, report_dir)
+    data.build_seconds = time.perf_counter() - started  # before rendering: the page cannot time itself
+    page = write_page(report_dir, render_page(data))
+    print(f"report built in {time.perf_counter() - started:.1f} s")
+    return page

@@ -1,0 +1,45 @@
+-- grain: one patient known from any input (patient registry, diagnoses, medications or lab results).
+-- rule (docs/models.md, Patient status): patient_status has a row for every known patient, tested or not, so the
+-- spine is the union of every patient_id in every input; the registry adds practice, birth date and sex
+-- when the patient is in it. Preliminary and future-dated results also make a patient known: they are
+-- inputs, and "not tested" is the honest status for such a patient.
+with
+
+patient_ids as (
+    select patients.patient_id from {{ source('lake', 'patients') }} as patients
+    union
+    select diagnoses.patient_id from {{ source('lake', 'diagnoses') }} as diagnoses
+    union
+    select medications.patient_id from {{ source('lake', 'medications') }} as medications
+    union
+    select lab_results.patient_id from {{ source('lake', 'lab_results') }} as lab_results
+),
+
+registry as (
+    select
+        patients.patient_id,
+        patients.birth_date,
+        patients.sex,
+        patients.practice,
+        -- a patient in several registry files: the most recently ingested row wins (docs/data-model.md)
+        row_number() over (
+            partition by patients.patient_id
+            order by patients.ingest_run desc nulls last, patients.source_file desc, patients.source_row desc
+        ) as recency
+    from {{ source('lake', 'patients') }} as patients
+),
+
+final as (
+    select
+        patient_ids.patient_id,
+        registry.practice,
+        registry.birth_date,
+        registry.sex
+    from patient_ids
+    left join registry
+        on registry.patient_id = patient_ids.patient_id
+       and registry.recency = 1
+    where patient_ids.patient_id is not null
+)
+
+select * from final

@@ -1,0 +1,527 @@
+-- grain: one as-of date D (stg_as_of_dates), patient and under-monitoring reason as of D (a patient may have
+-- several).
+-- rule (docs/models.md: Cohorts, reasons and flags; release 2 under Codes); every window includes both ends, "monitoring
+-- result" means a b12, holotc or mma result counted on D, and each reason runs only when its switch is on in
+-- the profile:
+--   PA_NO_POST_TREATMENT_RECHECK  PA, a treatment start S with D on or after S + pa_recheck_window_end_days,
+--                                 and no monitoring result from S + pa_recheck_window_start_days to D (a late
+--                                 recheck closes the gap; "recheck B12 after 3-6 months of treatment")
+--   PA_OVERDUE_ANNUAL_B12         PA, and no monitoring result from D - pa_annual_recheck_days to D
+--                                 ("continue annual B12 screening lifelong")
+--   BORDERLINE_NO_MMA             status borderline_needs_mma and the index result collected on or before
+--                                 D - borderline_mma_grace_days
+--   SUPPLEMENTED_NO_MMA           on B12 at D, a b12 result and no mma result from
+--                                 D - supplemented_mma_lookback_days to D ("measure MMA as the primary test")
+--   TREATED_BELOW_TARGET          PA, a treatment start S, and the latest b12 result collected on or after
+--                                 S + below_target_after_treatment_days is not at target (> 300 pmol/L, > 400 pg/mL)
+--   DEFICIENT_NO_IF_ANTIBODY      status deficient (any rule_id), no PA, the index date on or before
+--                                 D - deficient_if_antibody_grace_days, and no counted if_antibody result of
+--                                 any value, ever ("test for anti-intrinsic factor antibodies")
+--   DEFICIENT_NO_BLOOD_COUNT      status deficient, the index date on or before D - deficient_blood_count_grace_days,
+--                                 and no counted hemoglobin or mcv result from the index date +
+--                                 blood_count_window_start_offset_days to + blood_count_window_end_offset_days
+--                                 ("check complete blood count for megaloblastic anemia")
+--   PA_NOT_ON_TREATMENT           PA whose earliest evidence is on or before D - pa_known_for_days (or a PA
+--                                 diagnosis without a date), and no B12 record that started on or before D and
+--                                 has no end date or ends on or after D - pa_treatment_lapse_days
+--                                 ("every 2-3 months lifelong")
+--   TREATED_MARKERS_NOT_NORMAL    PA, a treatment start S, and the latest homocysteine collected on or after
+--                                 S + markers_after_treatment_days is not below the target (at or above 10
+--                                 umol/L), or the latest mma collected on or after that day is elevated
+-- PA, S, status, the index date (patient_status.index_date: for MMA_ON_SUPPLEMENT the MMA's date) and on B12
+-- are those of int_patient_status on D. detail says in words what was missing, with the dates of the window
+-- and the values behind it; it never names the patient. cohort_under_monitored is this model on the run's
+-- as_of; the report's trend counts it on every month end.
+with
+
+settings as (
+    select rules_settings.*
+    from {{ source('rules', 'rules_settings') }} as rules_settings
+),
+
+monitoring_results as (
+    select
+        int_classified_results.patient_id,
+        int_classified_results.analyte,
+        int_classified_results.collected_at,
+        int_classified_results.collected_on,
+        int_classified_results.value_reported,
+        int_classified_results.unit_reported,
+        int_classified_results.comparator,
+        int_classified_results.at_target,
+        int_classified_results.target_applied,
+        int_classified_results.compared_unit,
+        int_classified_results.severity,
+        int_classified_results.value_si,
+        int_classified_results.source_file,
+        int_classified_results.source_row,
+        int_classified_results.counted_from,
+        int_classified_results.counted_through
+    from {{ ref('int_classified_results') }} as int_classified_results
+    where int_classified_results.analyte in ('b12', 'holotc', 'mma')
+      and int_classified_results.category is not null
+),
+
+patient_facts as (
+    select
+        int_patient_status.as_of,
+        int_patient_status.patient_id,
+        int_patient_status.status,
+        int_patient_status.rule_id,
+        int_patient_status.has_pa,
+        int_patient_pa.pa_first_evidence_on,
+        coalesce(int_patient_pa.pa_has_undated_diagnosis, false) as pa_has_undated_diagnosis,
+        int_patient_status.on_b12,
+        int_patient_status.index_analyte,
+        int_patient_status.index_category,
+        int_patient_status.index_value,
+        int_patient_status.index_unit,
+        int_patient_status.index_comparator,
+        int_patient_status.index_date,
+        int_patient_status.treatment_start,
+        int_patient_status.practice
+    from {{ ref('int_patient_status') }} as int_patient_status
+    left join {{ ref('int_patient_pa') }} as int_patient_pa
+        on int_patient_pa.patient_id = int_patient_status.patient_id
+       and int_patient_pa.as_of = int_patient_status.as_of
+),
+
+pa_no_post_treatment_recheck as (
+    select
+        patient_facts.as_of,
+        patient_facts.patient_id,
+        'PA_NO_POST_TREATMENT_RECHECK' as reason,
+        'B12 treatment started ' || strftime(patient_facts.treatment_start, '%Y-%m-%d')
+            || '; no b12, holotc or mma result from '
+            || strftime(patient_facts.treatment_start + settings.pa_recheck_window_start_days, '%Y-%m-%d')
+            || ' to ' || strftime(patient_facts.as_of, '%Y-%m-%d')
+            as detail,
+        patient_facts.practice
+    from patient_facts
+    cross join settings
+    where settings.reason_pa_no_post_treatment_recheck_enabled
+      and patient_facts.has_pa
+      and patient_facts.treatment_start is not null
+      and patient_facts.as_of >= patient_facts.treatment_start + settings.pa_recheck_window_end_days
+      and not exists (
+          select 1
+          from monitoring_results
+          where monitoring_results.patient_id = patient_facts.patient_id
+            and patient_facts.as_of between monitoring_results.counted_from and monitoring_results.counted_through
+            and monitoring_results.collected_on
+                between patient_facts.treatment_start + settings.pa_recheck_window_start_days
+                    and patient_facts.as_of
+      )
+),
+
+last_monitoring_result as (
+    -- only PA patients can be overdue, so the others are not looked up (on each of many dates)
+    select
+        patient_facts.as_of,
+        patient_facts.patient_id,
+        max(monitoring_results.collected_on) as last_collected_on
+    from patient_facts
+    inner join monitoring_results
+        on monitoring_results.patient_id = patient_facts.patient_id
+       and patient_facts.as_of between monitoring_results.counted_from and monitoring_results.counted_through
+    where patient_facts.has_pa
+    group by patient_facts.as_of, patient_facts.patient_id
+),
+
+pa_overdue_annual_b12 as (
+    select
+        patient_facts.as_of,
+        patient_facts.patient_id,
+        'PA_OVERDUE_ANNUAL_B12' as reason,
+        'no b12, holotc or mma result from '
+            || strftime(patient_facts.as_of - settings.pa_annual_recheck_days, '%Y-%m-%d')
+            || ' to ' || strftime(patient_facts.as_of, '%Y-%m-%d')
+            || coalesce('; last on ' || strftime(last_monitoring_result.last_collected_on, '%Y-%m-%d'),
+                        '; none on record')
+            as detail,
+        patient_facts.practice
+    from patient_facts
+    cross join settings
+    left join last_monitoring_result
+        on last_monitoring_result.patient_id = patient_facts.patient_id
+       and last_monitoring_result.as_of = patient_facts.as_of
+    where settings.reason_pa_overdue_annual_b12_enabled
+      and patient_facts.has_pa
+      and (
+          last_monitoring_result.last_collected_on is null
+          or last_monitoring_result.last_collected_on < patient_facts.as_of - settings.pa_annual_recheck_days
+      )
+),
+
+borderline_no_mma as (
+    select
+        patient_facts.as_of,
+        patient_facts.patient_id,
+        'BORDERLINE_NO_MMA' as reason,
+        patient_facts.index_category || ' ' || patient_facts.index_analyte || ' '
+            || coalesce(patient_facts.index_comparator, '') || printf('%.10g', patient_facts.index_value)
+            || coalesce(' ' || patient_facts.index_unit, '')
+            || ' on ' || strftime(patient_facts.index_date, '%Y-%m-%d')
+            || '; no mma result from '
+            || strftime(patient_facts.index_date + settings.mma_window_start_offset_days, '%Y-%m-%d')
+            || ' to ' || strftime(
+                least(patient_facts.index_date + settings.mma_window_end_offset_days, patient_facts.as_of),
+                '%Y-%m-%d'
+            )
+            as detail,
+        patient_facts.practice
+    from patient_facts
+    cross join settings
+    where settings.reason_borderline_no_mma_enabled
+      and patient_facts.status = 'borderline_needs_mma'
+      and patient_facts.index_date <= patient_facts.as_of - settings.borderline_mma_grace_days
+),
+
+supplemented_lookback_results as (
+    -- only patients on B12 can be SUPPLEMENTED_NO_MMA, so the others are not looked up (on each of many dates)
+    select
+        patient_facts.as_of,
+        patient_facts.patient_id,
+        max(case when monitoring_results.analyte = 'b12' then monitoring_results.collected_on end)
+            as last_b12_collected_on,
+        count(*) filter (where monitoring_results.analyte = 'mma') as mma_result_count
+    from patient_facts
+    inner join monitoring_results
+        on monitoring_results.patient_id = patient_facts.patient_id
+       and patient_facts.as_of between monitoring_results.counted_from and monitoring_results.counted_through
+    cross join settings
+    where patient_facts.on_b12
+      and monitoring_results.collected_on
+          between patient_facts.as_of - settings.supplemented_mma_lookback_days and patient_facts.as_of
+    group by patient_facts.as_of, patient_facts.patient_id
+),
+
+supplemented_no_mma as (
+    select
+        patient_facts.as_of,
+        patient_facts.patient_id,
+        'SUPPLEMENTED_NO_MMA' as reason,
+        'on B12 supplementation; b12 result on '
+            || strftime(supplemented_lookback_results.last_b12_collected_on, '%Y-%m-%d')
+            || '; no mma result from '
+            || strftime(patient_facts.as_of - settings.supplemented_mma_lookback_days, '%Y-%m-%d')
+            || ' to ' || strftime(patient_facts.as_of, '%Y-%m-%d')
+            as detail,
+        patient_facts.practice
+    from patient_facts
+    cross join settings
+    inner join supplemented_lookback_results
+        on supplemented_lookback_results.patient_id = patient_facts.patient_id
+       and supplemented_lookback_results.as_of = patient_facts.as_of
+    where settings.reason_supplemented_no_mma_enabled
+      and patient_facts.on_b12
+      and supplemented_lookback_results.last_b12_collected_on is not null
+      and supplemented_lookback_results.mma_result_count = 0
+),
+
+b12_after_treatment_ranked as (
+    -- only PA patients can be treated below target, so the others' results are not ranked (on each of many
+    -- dates)
+    select
+        monitoring_results.*,
+        patient_facts.as_of,
+        patient_facts.treatment_start,
+        row_number() over (
+            partition by patient_facts.as_of, monitoring_results.patient_id
+            order by
+                monitoring_results.collected_at desc,
+                monitoring_results.severity desc,
+                monitoring_results.value_si,
+                monitoring_results.source_file,
+                monitoring_results.source_row
+        ) as recency
+    from monitoring_results
+    inner join patient_facts
+        on patient_facts.patient_id = monitoring_results.patient_id
+       and patient_facts.as_of between monitoring_results.counted_from and monitoring_results.counted_through
+    cross join settings
+    where monitoring_results.analyte = 'b12'
+      and patient_facts.has_pa
+      and patient_facts.treatment_start is not null
+      and monitoring_results.collected_on >= patient_facts.treatment_start + settings.below_target_after_treatment_days
+),
+
+treated_below_target as (
+    select
+        patient_facts.as_of,
+        patient_facts.patient_id,
+        'TREATED_BELOW_TARGET' as reason,
+        'latest b12 ' || coalesce(latest_b12.comparator, '') || printf('%.10g', latest_b12.value_reported)
+            || coalesce(' ' || latest_b12.unit_reported, '')
+            || ' on ' || strftime(latest_b12.collected_on, '%Y-%m-%d')
+            || ' is not above the target of ' || printf('%.10g', latest_b12.target_applied)
+            || ' ' || latest_b12.compared_unit
+            || '; B12 treatment started ' || strftime(latest_b12.treatment_start, '%Y-%m-%d')
+            as detail,
+        patient_facts.practice
+    from patient_facts
+    cross join settings
+    inner join b12_after_treatment_ranked as latest_b12
+        on latest_b12.patient_id = patient_facts.patient_id
+       and latest_b12.as_of = patient_facts.as_of
+       and latest_b12.recency = 1
+    where settings.reason_treated_below_target_enabled
+      and patient_facts.has_pa
+      and not latest_b12.at_target
+),
+
+deficient_facts as (
+    -- deficient patients on D, with their index result in words (value as reported, date)
+    select
+        patient_facts.*,
+        'deficient (' || patient_facts.rule_id || ': ' || patient_facts.index_analyte || ' '
+            || coalesce(patient_facts.index_comparator, '') || printf('%.10g', patient_facts.index_value)
+            || coalesce(' ' || patient_facts.index_unit, '')
+            || ' on ' || strftime(patient_facts.index_date, '%Y-%m-%d') || ')' as index_in_words
+    from patient_facts
+    where patient_facts.status = 'deficient'
+),
+
+if_antibody_results as (
+    -- any counted intrinsic factor antibody result (positive, negative, equivocal or other text)
+    select
+        int_classified_results.patient_id,
+        int_classified_results.counted_from,
+        int_classified_results.counted_through
+    from {{ ref('int_classified_results') }} as int_classified_results
+    where int_classified_results.analyte = 'if_antibody'
+),
+
+deficient_no_if_antibody as (
+    select
+        deficient_facts.as_of,
+        deficient_facts.patient_id,
+        'DEFICIENT_NO_IF_ANTIBODY' as reason,
+        deficient_facts.index_in_words || '; no pernicious anaemia on record and no intrinsic factor antibody result'
+            || ' on or before ' || strftime(deficient_facts.as_of, '%Y-%m-%d')
+            as detail,
+        deficient_facts.practice
+    from deficient_facts
+    cross join settings
+    where settings.reason_deficient_no_if_antibody_enabled
+      and not deficient_facts.has_pa
+      and deficient_facts.index_date <= deficient_facts.as_of - settings.deficient_if_antibody_grace_days
+      and not exists (
+          select 1
+          from if_antibody_results
+          where if_antibody_results.patient_id = deficient_facts.patient_id
+            and deficient_facts.as_of between if_antibody_results.counted_from and if_antibody_results.counted_through
+      )
+),
+
+blood_count_results as (
+    select
+        int_classified_results.patient_id,
+        int_classified_results.collected_on,
+        int_classified_results.counted_from,
+        int_classified_results.counted_through
+    from {{ ref('int_classified_results') }} as int_classified_results
+    where int_classified_results.analyte in ('hemoglobin', 'mcv')
+),
+
+deficient_no_blood_count as (
+    select
+        deficient_facts.as_of,
+        deficient_facts.patient_id,
+        'DEFICIENT_NO_BLOOD_COUNT' as reason,
+        deficient_facts.index_in_words || '; no hemoglobin or mcv result from '
+            || strftime(deficient_facts.index_date + settings.blood_count_window_start_offset_days, '%Y-%m-%d')
+            || ' to '
+            || strftime(
+                least(deficient_facts.index_date + settings.blood_count_window_end_offset_days, deficient_facts.as_of),
+                '%Y-%m-%d'
+            )
+            as detail,
+        deficient_facts.practice
+    from deficient_facts
+    cross join settings
+    where settings.reason_deficient_no_blood_count_enabled
+      and deficient_facts.index_date <= deficient_facts.as_of - settings.deficient_blood_count_grace_days
+      and not exists (
+          select 1
+          from blood_count_results
+          where blood_count_results.patient_id = deficient_facts.patient_id
+            and deficient_facts.as_of between blood_count_results.counted_from and blood_count_results.counted_through
+            and blood_count_results.collected_on
+                between deficient_facts.index_date + settings.blood_count_window_start_offset_days
+                    and deficient_facts.index_date + settings.blood_count_window_end_offset_days
+      )
+),
+
+pa_known_long_enough as (
+    select patient_facts.*
+    from patient_facts
+    cross join settings
+    where patient_facts.has_pa
+      and (
+          patient_facts.pa_has_undated_diagnosis
+          or patient_facts.pa_first_evidence_on <= patient_facts.as_of - settings.pa_known_for_days
+      )
+),
+
+pa_b12_records as (
+    -- the B12 records of PA patients known on D (started on or before D)
+    select
+        pa_known_long_enough.as_of,
+        pa_known_long_enough.patient_id,
+        count(*) filter (
+            where stg_medications.end_date is null
+               or stg_medications.end_date >= pa_known_long_enough.as_of - settings.pa_treatment_lapse_days
+        ) as current_record_count,
+        max(stg_medications.end_date) as last_ended_on
+    from pa_known_long_enough
+    inner join {{ ref('stg_medications') }} as stg_medications
+        on stg_medications.patient_id = pa_known_long_enough.patient_id
+    cross join settings
+    where stg_medications.is_b12_drug
+      and stg_medications.start_date <= pa_known_long_enough.as_of
+    group by pa_known_long_enough.as_of, pa_known_long_enough.patient_id
+),
+
+pa_not_on_treatment as (
+    select
+        pa_known_long_enough.as_of,
+        pa_known_long_enough.patient_id,
+        'PA_NOT_ON_TREATMENT' as reason,
+        coalesce(
+            'pernicious anaemia on record since ' || strftime(pa_known_long_enough.pa_first_evidence_on, '%Y-%m-%d'),
+            'pernicious anaemia on record (diagnosis without a date)'
+        )
+            || case
+                when pa_b12_records.patient_id is null then '; never treated'
+                else '; last B12 record ended ' || strftime(pa_b12_records.last_ended_on, '%Y-%m-%d')
+            end
+            || '; no B12 record active from '
+            || strftime(pa_known_long_enough.as_of - settings.pa_treatment_lapse_days, '%Y-%m-%d')
+            || ' to ' || strftime(pa_known_long_enough.as_of, '%Y-%m-%d')
+            as detail,
+        pa_known_long_enough.practice
+    from pa_known_long_enough
+    cross join settings
+    left join pa_b12_records
+        on pa_b12_records.patient_id = pa_known_long_enough.patient_id
+       and pa_b12_records.as_of = pa_known_long_enough.as_of
+    where settings.reason_pa_not_on_treatment_enabled
+      and coalesce(pa_b12_records.current_record_count, 0) = 0
+),
+
+markers_after_treatment_ranked as (
+    -- homocysteine and mma results of treated PA patients from S + markers_after_treatment_days, latest first
+    select
+        patient_facts.as_of,
+        patient_facts.patient_id,
+        patient_facts.treatment_start,
+        int_classified_results.analyte,
+        int_classified_results.collected_on,
+        int_classified_results.value_reported,
+        int_classified_results.unit_reported,
+        int_classified_results.comparator,
+        int_classified_results.category,
+        int_classified_results.at_target,
+        row_number() over (
+            partition by patient_facts.as_of, patient_facts.patient_id, int_classified_results.analyte
+            order by
+                int_classified_results.collected_at desc,
+                int_classified_results.severity desc,
+                int_classified_results.value_si desc,
+                int_classified_results.source_file,
+                int_classified_results.source_row
+        ) as recency
+    from patient_facts
+    inner join {{ ref('int_classified_results') }} as int_classified_results
+        on int_classified_results.patient_id = patient_facts.patient_id
+       and patient_facts.as_of
+           between int_classified_results.counted_from and int_classified_results.counted_through
+    cross join settings
+    where patient_facts.has_pa
+      and patient_facts.treatment_start is not null
+      and int_classified_results.analyte in ('homocysteine', 'mma')
+      and int_classified_results.category is not null
+      and int_classified_results.collected_on >= patient_facts.treatment_start + settings.markers_after_treatment_days
+),
+
+markers_not_normal as (
+    select
+        markers_after_treatment_ranked.as_of,
+        markers_after_treatment_ranked.patient_id,
+        markers_after_treatment_ranked.treatment_start,
+        string_agg(
+            markers_after_treatment_ranked.analyte || ' '
+                || coalesce(markers_after_treatment_ranked.comparator, '')
+                || printf('%.10g', markers_after_treatment_ranked.value_reported)
+                || coalesce(' ' || markers_after_treatment_ranked.unit_reported, '')
+                || ' on ' || strftime(markers_after_treatment_ranked.collected_on, '%Y-%m-%d')
+                || case
+                    when markers_after_treatment_ranked.analyte = 'homocysteine'
+                        then ' is not below the target of ' || printf('%.10g', settings.homocysteine_above_target_from_umol_l)
+                            || ' umol/L'
+                    else ' is elevated'
+                end,
+            '; ' order by markers_after_treatment_ranked.analyte
+        ) as markers_in_words
+    from markers_after_treatment_ranked
+    cross join settings
+    where markers_after_treatment_ranked.recency = 1
+      and (
+          (markers_after_treatment_ranked.analyte = 'homocysteine' and not markers_after_treatment_ranked.at_target)
+          or (markers_after_treatment_ranked.analyte = 'mma' and markers_after_treatment_ranked.category = 'elevated')
+      )
+    group by
+        markers_after_treatment_ranked.as_of,
+        markers_after_treatment_ranked.patient_id,
+        markers_after_treatment_ranked.treatment_start
+),
+
+treated_markers_not_normal as (
+    select
+        patient_facts.as_of,
+        patient_facts.patient_id,
+        'TREATED_MARKERS_NOT_NORMAL' as reason,
+        'latest ' || markers_not_normal.markers_in_words
+            || '; B12 treatment started ' || strftime(markers_not_normal.treatment_start, '%Y-%m-%d')
+            as detail,
+        patient_facts.practice
+    from patient_facts
+    cross join settings
+    inner join markers_not_normal
+        on markers_not_normal.patient_id = patient_facts.patient_id
+       and markers_not_normal.as_of = patient_facts.as_of
+    where settings.reason_treated_markers_not_normal_enabled
+),
+
+all_reasons as (
+    select * from pa_no_post_treatment_recheck
+    union all
+    select * from pa_overdue_annual_b12
+    union all
+    select * from borderline_no_mma
+    union all
+    select * from supplemented_no_mma
+    union all
+    select * from treated_below_target
+    union all
+    select * from deficient_no_if_antibody
+    union all
+    select * from deficient_no_blood_count
+    union all
+    select * from pa_not_on_treatment
+    union all
+    select * from treated_markers_not_normal
+),
+
+final as (
+    select
+        all_reasons.as_of,
+        all_reasons.patient_id,
+        all_reasons.reason,
+        all_reasons.detail,
+        all_reasons.practice
+    from all_reasons
+)
+
+select * from final

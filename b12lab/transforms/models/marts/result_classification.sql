@@ -1,0 +1,57 @@
+-- grain: one counted lab result (final or corrected, corrections applied, duplicates once, collected on or
+-- before as-of), with its category and the rule_id that set it.
+-- rule: docs/models.md, Result categories, computed in int_classified_results (see there for every boundary). B12 is
+-- compared in the unit the lab reported (compared_value / compared_unit say which); a censored result
+-- (comparator set) gets the most severe category any consistent value could have; at_target is the
+-- treatment-target flag (b12, homocysteine), not a category; folate and haemoglobin are counted but not
+-- classified (category and rule_id null). The results are those counted on the run's as_of
+-- (stg_counted_results: counted_from to counted_through).
+with
+
+settings as (
+    select rules_settings.as_of
+    from {{ source('rules', 'rules_settings') }} as rules_settings
+),
+
+classified as (
+    select int_classified_results.*
+    from {{ ref('int_classified_results') }} as int_classified_results
+    inner join settings
+        on settings.as_of between int_classified_results.counted_from and int_classified_results.counted_through
+),
+
+final as (
+    select
+        classified.patient_id,
+        classified.analyte,
+        classified.collected_at,
+        classified.value_si,
+        classified.unit_si,
+        classified.comparator,
+        classified.value_reported,
+        classified.unit_reported,
+        classified.censored,
+        classified.category,
+        classified.at_target,
+        classified.rule_id,
+        classified.value_text,
+        classified.collected_on,
+        classified.compared_value,
+        classified.compared_unit,
+        classified.upper_limit_applied,
+        classified.accession,
+        classified.status,
+        classified.resulted_at,
+        classified.performing_lab,
+        classified.source_file,
+        classified.source_row
+    from classified
+    order by
+        classified.patient_id,
+        classified.collected_at,
+        classified.analyte,
+        classified.source_file,
+        classified.source_row
+)
+
+select * from final

@@ -1,0 +1,102 @@
+-- grain: one medication record from the registry, with its drug class.
+-- rule (docs/models.md, PA and treatment): a B12 drug is an ATC code under a `b12_drug` ATC code (B03BA*) or a drug
+-- name containing one of the `b12_drug` names (hydroxocobalamin, cyanocobalamin, methylcobalamin), any route;
+-- folic acid is an ATC code under a `folic_acid` ATC code (B03BB01) or a name containing "folic acid".
+-- ATC codes are compared normalised (upper case, no dots or spaces) and by prefix, drug names case-blind
+-- as substrings. A combination product can be both. Metformin (clinical rules release 2) is matched the same
+-- way from the `metformin` code list (A10BA02, "metformin"). is_intramuscular: the route, trimmed and in any
+-- case, is one of the `intramuscular_route` values as a whole (IM, intramuscular, SNOMED CT 78421000);
+-- "IM injection" or "IM/SC" are not, unless a site adds them.
+with
+
+medication_records as (
+    select
+        medications.patient_id,
+        medications.drug,
+        medications.atc_code,
+        upper(replace(replace(medications.atc_code, '.', ''), ' ', '')) as atc_normalised,
+        upper(medications.drug) as drug_normalised,
+        upper(trim(medications.route)) as route_normalised,
+        medications.route,
+        medications.dose,
+        medications.start_date,
+        medications.end_date
+    from {{ source('lake', 'medications') }} as medications
+),
+
+atc_codes as (
+    select
+        stg_rules_codes.value_set,
+        stg_rules_codes.code_normalised
+    from {{ ref('stg_rules_codes') }} as stg_rules_codes
+    where stg_rules_codes.code_system = 'ATC'
+),
+
+route_codes as (
+    select stg_rules_codes.code_normalised
+    from {{ ref('stg_rules_codes') }} as stg_rules_codes
+    where stg_rules_codes.value_set = 'intramuscular_route'
+      and stg_rules_codes.code_system = 'route'
+),
+
+drug_names as (
+    select
+        stg_rules_codes.value_set,
+        stg_rules_codes.code_normalised
+    from {{ ref('stg_rules_codes') }} as stg_rules_codes
+    where stg_rules_codes.code_system = 'drug_name'
+),
+
+final as (
+    select
+        medication_records.patient_id,
+        medication_records.drug,
+        medication_records.atc_code,
+        medication_records.route,
+        medication_records.dose,
+        medication_records.start_date,
+        medication_records.end_date,
+        (
+            exists (
+                select 1 from atc_codes
+                where atc_codes.value_set = 'b12_drug'
+                  and starts_with(medication_records.atc_normalised, atc_codes.code_normalised)
+            )
+            or exists (
+                select 1 from drug_names
+                where drug_names.value_set = 'b12_drug'
+                  and contains(medication_records.drug_normalised, drug_names.code_normalised)
+            )
+        ) as is_b12_drug,
+        (
+            exists (
+                select 1 from atc_codes
+                where atc_codes.value_set = 'folic_acid'
+                  and starts_with(medication_records.atc_normalised, atc_codes.code_normalised)
+            )
+            or exists (
+                select 1 from drug_names
+                where drug_names.value_set = 'folic_acid'
+                  and contains(medication_records.drug_normalised, drug_names.code_normalised)
+            )
+        ) as is_folic_acid,
+        (
+            exists (
+                select 1 from atc_codes
+                where atc_codes.value_set = 'metformin'
+                  and starts_with(medication_records.atc_normalised, atc_codes.code_normalised)
+            )
+            or exists (
+                select 1 from drug_names
+                where drug_names.value_set = 'metformin'
+                  and contains(medication_records.drug_normalised, drug_names.code_normalised)
+            )
+        ) as is_metformin,
+        coalesce(
+            medication_records.route_normalised in (select route_codes.code_normalised from route_codes),
+            false
+        ) as is_intramuscular
+    from medication_records
+)
+
+select * from final

@@ -1,0 +1,198 @@
+"""Run the dbt project in this folder in process (dbt-core's dbtRunner, adapter dbt-duckdb) against a warehouse.
+
+The warehouse file must already hold the sources (models/sources.yml): the lake tables and the rules tables.
+`build` runs `dbt build`: the seeds, then each model in dependency order with its data tests straight after it,
+so that a mart whose error-severity test fails stops the build before anything is published. The column
+comments of the warehouse come from the `.yml` beside each model (persist_docs). `docs` writes dbt's static,
+self-contained catalogue with lineage.
+
+dbt reads its profile (profiles.yml here) from environment variables, set by `_dbt_environment` for the
+length of one invocation: the warehouse's file name, relative to the warehouse's folder, which is the working
+directory for the invocation (so the profile is the same every night and dbt's parse of the project is reused:
+about 3 s saved per run), and DuckDB's memory limit. Its own files (the compiled SQL, the parse cache) go to a
+work folder the caller names; its log file is switched off, and every model's, seed's and test's result is
+handed to `log` as one line instead (the flow's logger).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from b12lab.common.duck import DEFAULT_MEMORY_LIMIT
+from b12lab.common.paths import TRANSFORMS_DIR as PROJECT_DIR
+
+MODELS_DIR = PROJECT_DIR / "models"
+# The analyst tables (the output contract) are the models of the marts folder.
+MART_TABLES = tuple(sorted(path.stem for path in (MODELS_DIR / "marts").glob("*.sql")))
+# Staging and intermediate models are steps: the publication drops them once the marts are built.
+WORKING_MODELS = tuple(sorted(path.stem for layer in ("staging", "intermediate")
+                              for path in (MODELS_DIR / layer).glob("*.sql")))
+# dbt's events that report one node's result: a line each in the run's log.
+_RESULT_EVENTS = {"LogModelResult", "LogSeedResult", "LogTestResult", "LogNodeResult"}
+# A quoted value in a database error: 'text' (SQL literal) or "text" (DuckDB's conversion errors).
+_QUOTED_VALUE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+_invocation_lock = threading.Lock()  # dbt's flags and adapters are process-global: one invocation at a time
+
+
+class ModelError(RuntimeError):
+    """A model, seed or error-severity test failed; the message is one line naming it, never a value."""
+
+
+@dataclass
+class BuildResult:
+    built: list[str] = field(default_factory=list)       # models and seeds, in build order
+    tests_passed: int = 0
+    warnings: list[str] = field(default_factory=list)   # warn-severity tests that found rows
+    seconds: float = 0.0
+
+
+@contextmanager
+def _dbt_environment(warehouse: Path, memory_limit: str) -> Iterator[None]:
+    values = {"B12LAB_WAREHOUSE_FILE": warehouse.name, "B12LAB_DUCKDB_MEMORY_LIMIT": memory_limit, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+              "DO_NOT_TRACK": "1"}
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    working_dir = os.getcwd()
+    os.chdir(warehouse.parent)
+    try:
+        yield
+    finally:
+        os.chdir(working_dir)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _invoke(command: list[str], warehouse: Path, work_dir: Path, log: Callable[[str], None],
+            memory_limit: str) -> object:
+    from dbt.cli.main import dbtRunner
+
+    def on_event(event) -> None:
+        if event.info.name in _RESULT_EVENTS and event.info.msg:
+            log(f"dbt: {event.info.msg.strip()}")
+
+    work_dir = work_dir.absolute()
+    warehouse = warehouse.absolute()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    arguments = [*command, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
+                 "--target-path", str(work_dir / "target"), "--log-path", str(work_dir / "logs"),
+                 "--log-level-file", "none", "--log-level", "none", "--no-use-colors",
+                 "--no-send-anonymous-usage-stats", "--no-version-check"]
+    with _invocation_lock, _dbt_environment(warehouse, memory_limit):
+        try:
+            outcome = dbtRunner(callbacks=[on_event]).invoke(arguments)
+        finally:
+            _close_dbt_database()
+    if outcome.exception is not None:
+        if isinstance(outcome.exception, KeyboardInterrupt):
+            raise outcome.exception
+        raise ModelError(f"dbt {command[0]} could not run: {_first_line(outcome.exception)}") \
+            from outcome.exception
+    return outcome
+
+
+def _close_dbt_database() -> None:
+    """dbt-duckdb keeps its DuckDB database open in the process after an invocation; close it, or the next
+    reader of the warehouse (the report, read-only) cannot open the file with another configuration."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        if DuckDBConnectionManager._ENV is not None:
+            DuckDBConnectionManager._ENV.close()
+            DuckDBConnectionManager._ENV = None
+
+
+def build(warehouse: Path, work_dir: Path, *, log: Callable[[str], None] = print,
+          all_tests: bool = False, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> BuildResult:
+    """`dbt build` of every seed and model in `warehouse`, with the data tests of the marts, seeds and sources;
+    `all_tests` adds the unit tests and the data tests of the staging and intermediate models, which test the
+    SQL rather than the night's data (the test suite runs them; a night would spend seconds on them). Raises
+    ModelError naming the first node that failed or the first error-severity test that found rows."""
+    command = ["build"] if all_tests else [
+        "build", "--exclude", "test_type:unit", "resource_type:test,path:models/staging",
+        "resource_type:test,path:models/intermediate"]
+    outcome = _invoke(command, warehouse, work_dir, log, memory_limit)
+    result = BuildResult()
+    failures = []
+    for node_result in outcome.result.results:
+        node = node_result.node
+        status = str(node_result.status)
+        result.seconds += node_result.execution_time or 0.0
+        if node.resource_type in ("model", "seed"):
+            if status == "success":
+                result.built.append(node.name)
+            else:
+                failures.append(f"{node.resource_type} {node.name} {status}: {_first_line(node_result.message)}")
+        elif node.resource_type in ("test", "unit_test"):
+            if status == "pass":
+                result.tests_passed += 1
+            elif status == "warn":
+                result.warnings.append(f"{node.name}: {node_result.message}")
+            elif status != "skipped":
+                failures.append(f"test {node.name} {status}: {_first_line(node_result.message)}")
+    if failures or not outcome.success:
+        first = failures[0] if failures else "dbt build failed"
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise ModelError(first + more)
+    return result
+
+
+def docs(warehouse: Path, work_dir: Path, target: Path, *, log: Callable[[str], None] = print,
+         memory_limit: str = DEFAULT_MEMORY_LIMIT) -> Path:
+    """dbt's catalogue of the project (every model, column, test and the lineage graph) as one self-contained
+    HTML file, `dbt docs generate --static`, written to `target`.
+
+    The page depends on the project's files, dbt's version and the warehouse's tables, columns, types and
+    comments, not on its rows: a night with the same of those (most nights) copies the page generated for them
+    before (kept in work_dir/catalogue/), which saves dbt's two seconds of parsing and reading the catalogue."""
+    key = _catalogue_key(warehouse)
+    cache = work_dir.absolute() / "catalogue"
+    cached = cache / f"{key}.html"
+    if not cached.is_file():
+        outcome = _invoke(["docs", "generate", "--static"], warehouse, work_dir, log, memory_limit)
+        if not outcome.success:
+            raise ModelError("dbt docs generate failed")
+        cache.mkdir(parents=True, exist_ok=True)
+        for old in cache.glob("*.html"):  # one page is enough: the project and schema change rarely
+            old.unlink(missing_ok=True)
+        os.replace(work_dir.absolute() / "target" / "static_index.html", cached)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(cached, temporary)
+    os.replace(temporary, target)
+    return target
+
+
+def _catalogue_key(warehouse: Path) -> str:
+    """A digest of what the catalogue page shows: dbt's version, the project's files, the warehouse's schema."""
+    import dbt.version
+    import duckdb
+
+    digest = hashlib.sha256(str(dbt.version.__version__).encode())
+    for path in sorted(p for p in PROJECT_DIR.rglob("*") if p.is_file() and p.suffix in (".sql", ".yml", ".csv")):
+        digest.update(str(path.relative_to(PROJECT_DIR)).encode() + b"\0" + path.read_bytes())
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        schema = con.execute("""
+            select table_name, column_name, data_type, coalesce(comment, '') from duckdb_columns()
+            union all
+            select table_name, '', '', coalesce(comment, '') from duckdb_tables()
+            order by all""").fetchall()
+    digest.update(repr(schema).encode())
+    return digest.hexdigest()[:16]
+
+
+def _first_line(message: object) -> str:
+    """The message's first line with quoted values masked: a database error can quote the value it failed on,
+    which could be a patient identifier, and messages end up in logs."""
+    text = str(message or "").strip()
+    first = text.splitlines()[0] if text else "no message"
+    return _QUOTED_VALUE.sub(lambda quoted: quoted.group(0)[0] + "..." + quoted.group(0)[0], first)

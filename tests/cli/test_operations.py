@@ -1,0 +1,315 @@
+"""What a night meets, through the `b12lab` process: exit status, the one line on stderr, the log file,
+the Prefect flow run's state, and the next night.
+
+Each run is the console script in its own process, reporting to the session's Prefect API (a server
+subprocess); signals and kills are real.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.helpers.exports import lab_row, write_labs
+from tests.helpers.processes import SAMPLE, b12lab, start_b12lab
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+LIVE_AS_OF = "2026-10-31"
+
+
+def api_env(**extra) -> dict:
+    from prefect.settings import PREFECT_API_URL
+
+    return {"PREFECT_API_URL": PREFECT_API_URL.value(), **extra}
+
+
+def run(input_dir: Path, output_dir: Path, *args, **env) -> subprocess.CompletedProcess:
+    return b12lab("run", "--input", input_dir, "--output", output_dir, *args, env=api_env(**env))
+
+
+def query(warehouse: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in result.stdout + result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("b12lab: error: ")
+    return line
+
+
+def log_file_named_in(line: str) -> Path:
+    assert "(details: " in line and line.endswith(".log)")
+    path = Path(line.rsplit("(details: ", 1)[1][:-1])
+    assert path.is_file() and path.parent.name == "logs"
+    return path
+
+
+def flow_run_state(flow_run_id: str) -> str:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def read():
+        async with get_client() as client:
+            return (await client.read_flow_run(flow_run_id)).state.type.value
+
+    return asyncio.run(read())
+
+
+def sample_drop(tmp_path: Path) -> Path:
+    drop = tmp_path / "drop"
+    shutil.copytree(SAMPLE, drop)
+    return drop
+
+
+# --- exit 0 only for a publication; one line otherwise --------------------------------------------------
+
+
+def test_a_published_run_exits_0_and_says_where_everything_is(tmp_path):
+    output = tmp_path / "out"
+    result = run(sample_drop(tmp_path), output, "--as-of", LIVE_AS_OF)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("published run ") and "(nightly) as of 2026-10-31: read 7380" in line for line in lines)
+    for label, path in (("warehouse:", output / "warehouse.duckdb"), ("report:", output / "report" / "index.html")):
+        assert f"{label}".ljust(13) + str(path.absolute()) in lines
+    # Each warning once, and no packaging or traceback noise.
+    assert len(lines) == len(set(line.split(" | ", 1)[-1] for line in lines))
+    assert "Traceback" not in result.stdout and "Warning" not in result.stdout
+
+
+def test_an_empty_drop_folder_is_an_alarm_and_publishes_nothing(tmp_path):
+    drop, output = tmp_path / "drop", tmp_path / "out"
+    drop.mkdir()
+    (drop / "README.txt").write_text("not an export")
+    result = run(drop, output)
+    line = one_error_line(result)
+    assert result.returncode == 1
+    assert f"no export files in {drop}: is the share mounted?" in line
+    log = log_file_named_in(line)
+    assert "NoExportFiles" in log.read_text()  # the trace is in the log file, not on the terminal
+    assert not (output / "warehouse.duckdb").exists() and not (output / "report").exists()
+
+
+def test_a_night_with_only_files_already_ingested_publishes_as_usual(tmp_path):
+    drop, output = sample_drop(tmp_path), tmp_path / "out"
+    assert run(drop, output, "--as-of", "2026-10-30").returncode == 0
+    quiet = run(drop, output, "--as-of", LIVE_AS_OF)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "0 new export files, 6 already ingested" in quiet.stdout
+    assert query(output / "warehouse.duckdb", "select max(as_of) from runs where status = 'published'") == [
+        (date(2026, 10, 31),)]
+
+
+def test_a_file_mostly_quarantined_stops_the_run_and_commits_nothing(tmp_path):
+    drop, output = sample_drop(tmp_path), tmp_path / "out"
+    assert run(drop, output, "--as-of", LIVE_AS_OF).returncode == 0
+    before = digest(output / "warehouse.duckdb")
+    rows = [lab_row(patient_id=f"Q{i}", accession=f"Q{i}", unit="furlongs" if i < 3 else "pmol/L") for i in range(10)]
+    write_labs(drop / "labs_changed_layout.csv", rows)
+    result = run(drop, output, "--as-of", LIVE_AS_OF)
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "labs_changed_layout.csv: 3 of 10 records quarantined (30%, mostly unknown_unit)" in line
+    assert "more than the 20% allowed (B12LAB_MAX_QUARANTINE_SHARE): nothing was committed" in line
+    assert digest(output / "warehouse.duckdb") == before
+    # A site that accepts more sets the share; the file is retried and committed.
+    allowed = run(drop, output, "--as-of", LIVE_AS_OF, B12LAB_MAX_QUARANTINE_SHARE="0.5")
+    assert allowed.returncode == 0, allowed.stderr
+    assert query(output / "warehouse.duckdb",
+                 "select rows_quarantined from ingested_files where source_file = 'labs_changed_layout.csv'") == [(3,)]
+
+
+def read_only(path: Path):
+    """`path` made read-only for this process: a read-only bind mount as root (who ignores file modes),
+    file modes otherwise."""
+    if os.geteuid() != 0:
+        for folder, _, files in os.walk(path):
+            os.chmod(folder, 0o555)
+        return lambda: [os.chmod(folder, 0o755) for folder, _, _ in os.walk(path)]
+    mounted = subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True)
+    remounted = subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], capture_output=True)
+    if mounted.returncode or remounted.returncode:
+        if not mounted.returncode:
+            subprocess.run(["umount", str(path)])
+        pytest.skip("cannot make a read-only folder here (root without mount)")
+    return lambda: subprocess.run(["umount", str(path)], check=True)
+
+
+def test_a_read_only_output_folder_fails_with_one_line(tmp_path):
+    drop, output = sample_drop(tmp_path), tmp_path / "out"
+    assert run(drop, output, "--as-of", LIVE_AS_OF).returncode == 0
+    (drop / "labs_extra.csv").write_bytes((SAMPLE / "labs_valley.csv").read_bytes().replace(b"\n", b" \n", 1))
+    undo = read_only(output)
+    try:
+        result = run(drop, output, "--as-of", LIVE_AS_OF)
+        synth = b12lab("synth", "--patients", "3", "--out", output / "synthetic")
+    finally:
+        undo()
+    assert result.returncode == 1
+    assert one_error_line(result).startswith(f"b12lab: error: cannot write to the output folder {output}")
+    assert synth.returncode == 1
+    assert one_error_line(synth).startswith(f"b12lab: error: cannot write the synthetic exports to {output / 'synthetic'}")
+    # The next night, with the folder writable again, publishes.
+    assert run(drop, output, "--as-of", LIVE_AS_OF).returncode == 0
+
+
+def test_a_damaged_commit_record_stops_the_run_in_one_line_and_keeps_the_previous_publication(tmp_path):
+    drop, output = sample_drop(tmp_path), tmp_path / "out"
+    assert run(drop, output, "--as-of", "2026-10-30").returncode == 0
+    warehouse, report = digest(output / "warehouse.duckdb"), digest(output / "report" / "index.html")
+    [record] = (output / "lake" / "ingested_files").glob("*.parquet")
+    record.write_bytes(b"not parquet")  # damaged on disk
+    result = run(drop, output, "--as-of", LIVE_AS_OF)
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert f"lake file ingested_files/{record.name} is damaged" in line
+    log_file_named_in(line)
+    assert digest(output / "warehouse.duckdb") == warehouse
+    assert digest(output / "report" / "index.html") == report
+
+
+def test_damaged_headline_history_is_set_aside_and_the_night_publishes(tmp_path):
+    drop, output = sample_drop(tmp_path), tmp_path / "out"
+    assert run(drop, output, "--as-of", "2026-10-30").returncode == 0
+    [saved] = (output / "lake" / "run_metrics").glob("*.parquet")
+    saved.write_bytes(b"not parquet")
+    result = run(drop, output, "--as-of", LIVE_AS_OF)
+    assert result.returncode == 0, result.stderr
+    assert f"{saved.name} is damaged" in result.stdout
+    assert (saved.parent / f"{saved.name}.damaged").is_file()
+    page = (output / "report" / "index.html").read_text(encoding="utf-8")
+    assert "Changes are since the previous published run" not in page  # nothing left to compare with
+    again = run(drop, output, "--as-of", LIVE_AS_OF)
+    assert again.returncode == 0, again.stderr
+
+# --- --as-of never hijacks the live publication ---------------------------------------------------------
+
+
+def test_an_earlier_as_of_is_a_reproduction_beside_the_live_publication(tmp_path):
+    drop, output = sample_drop(tmp_path), tmp_path / "out"
+    assert run(drop, output, "--as-of", LIVE_AS_OF).returncode == 0
+    live = {name: digest(output / name) for name in ("warehouse.duckdb", "report/index.html", "run_summary.json")}
+    metrics = sorted(p.name for p in (output / "lake" / "run_metrics").iterdir())
+    worklists = sorted(str(p.relative_to(output)) for p in (output / "report" / "worklists").rglob("*.csv"))
+
+    result = run(drop, output, "--as-of", "2026-06-30")
+    assert result.returncode == 0, result.stderr
+    reproduction = output / "as-of" / "2026-06-30"
+    assert f"warehouse:   {(reproduction / 'warehouse.duckdb').absolute()}" in result.stdout
+    assert (reproduction / "report" / "index.html").is_file()
+    assert query(reproduction / "warehouse.duckdb", "select distinct as_of from patient_status") == [
+        (date(2026, 6, 30),)]
+    assert {name: digest(output / name) for name in live} == live
+    assert sorted(p.name for p in (output / "lake" / "run_metrics").iterdir()) == metrics
+    assert sorted(str(p.relative_to(output)) for p in (output / "report" / "worklists").rglob("*.csv")) == worklists
+
+    # The next nightly run compares itself with the live one, not with the reproduction.
+    later = run(drop, output, "--as-of", "2026-11-30")
+    assert later.returncode == 0, later.stderr
+    nightly_runs = query(output / "warehouse.duckdb", "select run_id, as_of from runs "
+                         "where kind = 'nightly' and status = 'published' order by started_at")
+    assert [str(as_of) for _, as_of in nightly_runs] == ["2026-10-31", "2026-11-30"]
+    page = (output / "report" / "index.html").read_text(encoding="utf-8")
+    assert f"Changes are since the previous published run <code>{nightly_runs[0][0]}</code>" in page
+
+
+# --- interrupts and kills -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def large_drop(tmp_path_factory) -> Path:
+    """Enough exports that a run is still ingesting when the signal comes."""
+    drop = tmp_path_factory.mktemp("large-drop")
+    result = b12lab("synth", "--patients", "60000", "--out", drop)
+    assert result.returncode == 0, result.stderr
+    return drop
+
+
+def start_and_wait_for(drop: Path, output: Path, text: str, **env) -> subprocess.Popen:
+    """Start a run and return once its log file shows `text`."""
+    process = start_b12lab("run", "--input", drop, "--output", output, env=api_env(**env))
+    deadline = time.monotonic() + 120
+    while True:
+        logs = list((output / "logs").glob("*.log")) if (output / "logs").is_dir() else []
+        if logs and text in logs[0].read_text(errors="replace"):
+            return process
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the run did not get there in 120 s"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_run_stops_within_10_s_and_the_next_one_recovers(tmp_path, large_drop, signum, code):
+    output = tmp_path / "out"
+    process = start_and_wait_for(large_drop, output, "new export files")
+    run_id = next(p.stem for p in (output / "logs").glob("*.log"))
+    sent = time.monotonic()
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signum)  # Ctrl-C: the terminal signals the whole foreground group
+    else:
+        os.kill(process.pid, signum)
+    _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - sent < 10
+    assert process.returncode == code, stderr
+    assert stderr.splitlines() == [f"b12lab: interrupted ({signal.Signals(signum).name}): nothing half-done was "
+                                   "published; the next run carries on"]
+    assert (output / ".b12lab.lock").read_text() == ""
+    assert not (output / "warehouse.duckdb").exists()
+    [record] = __import__("pyarrow.parquet", fromlist=["read_table"]).read_table(
+        output / "lake" / "runs" / f"{run_id}.parquet").to_pylist()
+    assert record["status"] == "interrupted"
+    assert flow_run_state(record["flow_run_id"]) in ("CRASHED", "CANCELLED")
+
+    again = run(large_drop, output)
+    assert again.returncode == 0, again.stderr
+    assert query(output / "warehouse.duckdb", "select count(*) > 0 from cohort_deficient") == [(True,)]
+
+
+def test_a_killed_run_is_marked_crashed_by_the_next_run(tmp_path):
+    drop, output = sample_drop(tmp_path), tmp_path / "out"
+    killed = run(drop, output, "--as-of", LIVE_AS_OF, B12LAB_CRASH_AT="classify")
+    assert killed.returncode == -signal.SIGKILL
+    holder = __import__("json").loads((output / ".b12lab.lock").read_text())
+    assert flow_run_state(holder["flow_run_id"]) == "RUNNING"  # nobody could report it
+
+    next_night = run(drop, output, "--as-of", LIVE_AS_OF)
+    assert next_night.returncode == 0, next_night.stderr
+    assert flow_run_state(holder["flow_run_id"]) == "CRASHED"
+    assert query(output / "warehouse.duckdb", f"select status from runs where run_id = '{holder['run_id']}'") == [
+        ("crashed",)]
+
+
+# --- the warehouse travels ------------------------------------------------------------------------------
+
+
+def test_a_moved_or_copied_output_folder_reads_its_own_lake(tmp_path):
+    drop, output = sample_drop(tmp_path), tmp_path / "out"
+    assert run(drop, output, "--as-of", LIVE_AS_OF).returncode == 0
+    expected = query(output / "warehouse.duckdb", "select count(*) from lab_results")
+    copy, moved = tmp_path / "copy", tmp_path / "elsewhere" / "moved"
+    subprocess.run(["cp", "-a", str(output), str(copy)], check=True)
+    moved.parent.mkdir()
+    output.rename(moved)
+    shutil.rmtree(moved / "lake")  # a copy must not lean on any lake, its own or the original's
+    for folder in (copy, moved):
+        assert query(folder / "warehouse.duckdb", "select count(*) from lab_results") == expected
+        assert query(folder / "warehouse.duckdb", "select count(*) from duckdb_views() where not internal") == [(0,)]
+        sql = b12lab("sql", "select count(*) as n from quarantine", "--output", folder)
+        assert sql.returncode == 0 and "36" in sql.stdout
+    assert str(tmp_path).encode() not in (copy / "warehouse.duckdb").read_bytes()

@@ -1,0 +1,256 @@
+"""Worklists: most urgent first, one file per cohort and practice with a safe name, owner and group only."""
+from __future__ import annotations
+
+import csv
+import re
+import stat
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from b12lab.common.paths import VOCABULARY_DIR
+from b12lab.report.worklists import (DIR_MODE, FILE_MODE, practice_slug, practice_slugs,
+                                 write_worklists)
+
+# The urgency order of the reasons, as the vocabulary seed gives it (1 = most urgent).
+with (VOCABULARY_DIR / "reason_codes.csv").open(encoding="utf-8") as _stream:
+    REASON_URGENCY = {row["reason"]: int(row["urgency"]) for row in csv.DictReader(_stream)}
+
+SAFE_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*\.csv$")
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# --- a tiny hand-built warehouse, with the published tables' real columns ----------------------------------
+
+
+@pytest.fixture
+def tiny(sample_output, tmp_path):
+    """A DuckDB holding the mart tables of the sample publication, emptied, to insert hand-made rows into, and
+    its vocabulary tables as published."""
+    con = duckdb.connect(str(tmp_path / "tiny.duckdb"))
+    con.execute("attach $path as sample (read_only)", {"path": str(sample_output / "warehouse.duckdb")})
+    for table in ("patient_status", "cohort_deficient", "cohort_borderline", "cohort_under_monitored",
+                  "result_classification", "patient_flags"):
+        con.execute(f"create table {table} as select * from sample.{table} limit 0")
+    for table in ("reason_codes", "flag_codes", "deficient_actions"):
+        con.execute(f"create table {table} as select * from sample.{table}")
+    con.execute("detach sample")
+    yield con
+    con.close()
+
+
+def patient(con, patient_id, practice, status="normal", index_date=None, index_value=None, **extra):
+    con.execute("insert into patient_status by name select $patient_id as patient_id, $practice as practice, "
+                "$status as status, 'X' as rule_id, $index_date as index_date, $index_value as index_value, "
+                "'pmol/L' as index_unit, 'b12' as index_analyte, false as has_pa, false as on_b12",
+                {"patient_id": patient_id, "practice": practice, "status": status, "index_date": index_date,
+                 "index_value": index_value})
+
+
+def deficient(con, patient_id, practice, treatment, value, unit_si, index_date, analyte="b12", comparator=None):
+    patient(con, patient_id, practice, "deficient", index_date, value)
+    con.execute("""insert into cohort_deficient by name select
+        $patient_id as patient_id, $practice as practice, 'B12_DEFICIENT' as rule_id, $treatment as treatment,
+        $analyte as index_analyte, $comparator as index_comparator, $value as index_value, $unit as index_unit,
+        $index_date as index_date, $value as index_value_si, $unit as index_unit_si,
+        false as has_pa, false as on_b12""",
+                {"patient_id": patient_id, "practice": practice, "treatment": treatment, "analyte": analyte,
+                 "comparator": comparator, "value": value, "unit": unit_si, "index_date": index_date})
+
+
+def borderline(con, patient_id, practice, mma_status, index_date):
+    patient(con, patient_id, practice, "borderline_needs_mma", index_date, 200.0)
+    con.execute("""insert into cohort_borderline by name select
+        $patient_id as patient_id, $practice as practice, 'BORDERLINE_NEEDS_MMA' as rule_id,
+        $mma_status as mma_status, 'b12' as index_analyte, 200.0 as index_value, 'pmol/L' as index_unit,
+        $index_date as index_date, false as has_pa, false as on_b12""",
+                {"patient_id": patient_id, "practice": practice, "mma_status": mma_status, "index_date": index_date})
+
+
+def under_monitored(con, patient_id, practice, reasons, last_test=None):
+    patient(con, patient_id, practice)
+    for reason in reasons:
+        con.execute("insert into cohort_under_monitored by name select $p as patient_id, $r as reason, "
+                    "'detail of ' || $r as detail, $practice as practice",
+                    {"p": patient_id, "r": reason, "practice": practice})
+    if last_test:
+        con.execute("insert into result_classification by name select $p as patient_id, 'b12' as analyte, "
+                    "'normal' as category, $d as collected_on", {"p": patient_id, "d": last_test})
+
+
+def test_deficient_untreated_first_then_lowest_pmol_then_oldest(tiny, tmp_path):
+    deficient(tiny, "D-140", "Riverside", "untreated", 140.0, "pmol/L", date(2026, 1, 1))
+    deficient(tiny, "D-120-new", "Riverside", "untreated", 120.0, "pmol/L", date(2026, 5, 1))
+    deficient(tiny, "D-120-old", "Riverside", "untreated", 120.0, "pmol/L", date(2025, 12, 1))
+    deficient(tiny, "D-holotc-20", "Riverside", "untreated", 20.0, "pmol/L", date(2026, 2, 1), analyte="holotc")
+    deficient(tiny, "D-mma", "Riverside", "untreated", 0.9, "umol/L", date(2026, 3, 1), analyte="mma")
+    deficient(tiny, "D-treated-50", "Riverside", "treated", 50.0, "pmol/L", date(2026, 1, 1), comparator="<")
+    write_worklists(tiny, tmp_path / "report")
+    rows = read_csv(tmp_path / "report" / "worklists" / "deficient" / "riverside.csv")
+    assert [r["patient_id"] for r in rows] == [
+        "D-holotc-20", "D-120-old", "D-120-new", "D-140", "D-mma", "D-treated-50"]
+    assert rows[-1]["index_value"] == "<50" and rows[-1]["index_unit"] == "pmol/L"
+    assert rows[-1]["index_date"] == "2026-01-01" and rows[0]["rule_id"] == "B12_DEFICIENT"
+
+
+def test_borderline_mma_needed_first_then_oldest(tiny, tmp_path):
+    borderline(tiny, "B-normal-old", "Hillview", "normal", date(2024, 1, 1))
+    borderline(tiny, "B-needed-new", "Hillview", "needed", date(2026, 6, 1))
+    borderline(tiny, "B-needed-old", "Hillview", "needed", date(2025, 6, 1))
+    write_worklists(tiny, tmp_path / "report")
+    rows = read_csv(tmp_path / "report" / "worklists" / "borderline" / "hillview.csv")
+    assert [r["patient_id"] for r in rows] == ["B-needed-old", "B-needed-new", "B-normal-old"]
+    assert [r["mma_status"] for r in rows] == ["needed", "needed", "normal"]
+
+
+def test_under_monitored_one_row_per_patient_by_severity_then_oldest(tiny, tmp_path):
+    under_monitored(tiny, "U-supp", "Hillview", ["SUPPLEMENTED_NO_MMA"], date(2020, 1, 1))
+    under_monitored(tiny, "U-two", "Hillview", ["SUPPLEMENTED_NO_MMA", "PA_OVERDUE_ANNUAL_B12"], date(2025, 1, 1))
+    under_monitored(tiny, "U-annual-older", "Hillview", ["PA_OVERDUE_ANNUAL_B12"], date(2023, 1, 1))
+    under_monitored(tiny, "U-annual-never", "Hillview", ["PA_OVERDUE_ANNUAL_B12"])
+    under_monitored(tiny, "U-target", "Hillview", ["TREATED_BELOW_TARGET"], date(2026, 9, 1))
+    write_worklists(tiny, tmp_path / "report")
+    rows = read_csv(tmp_path / "report" / "worklists" / "under_monitored" / "hillview.csv")
+    assert [r["patient_id"] for r in rows] == ["U-target", "U-annual-never", "U-annual-older", "U-two", "U-supp"]
+    two = next(r for r in rows if r["patient_id"] == "U-two")
+    assert two["reasons"] == "PA_OVERDUE_ANNUAL_B12; SUPPLEMENTED_NO_MMA"
+    assert two["details"].startswith("PA_OVERDUE_ANNUAL_B12: detail of")
+    assert two["priority"] == str(REASON_URGENCY["PA_OVERDUE_ANNUAL_B12"])
+
+
+def test_deficient_with_neurological_features_first_with_next_actions(tiny, tmp_path):
+    deficient(tiny, "D-untreated", "Riverside", "untreated", 100.0, "pmol/L", date(2026, 1, 1))
+    deficient(tiny, "D-treated-neuro", "Riverside", "treated", 140.0, "pmol/L", date(2026, 2, 1))
+    deficient(tiny, "D-treated", "Riverside", "treated", 90.0, "pmol/L", date(2026, 2, 1))
+    tiny.execute("update cohort_deficient set neuro_involvement = (patient_id = 'D-treated-neuro'), "
+                 "neuro_detail = case when patient_id = 'D-treated-neuro' then 'R20.2 (ICD-10) on 2026-01-20' end")
+    write_worklists(tiny, tmp_path / "report")
+    rows = read_csv(tmp_path / "report" / "worklists" / "deficient" / "riverside.csv")
+    assert [r["patient_id"] for r in rows] == ["D-treated-neuro", "D-untreated", "D-treated"]
+    assert [r["next_action"] for r in rows] == [
+        "seek urgent neurology and haematology advice; start B12 now", "start B12 treatment",
+        "check treatment and work-up"]
+    assert rows[0]["neuro_detail"] == "R20.2 (ICD-10) on 2026-01-20" and rows[0]["neuro_involvement"] == "true"
+
+
+def test_under_monitored_release_2_urgency_and_next_actions(tiny, tmp_path):
+    under_monitored(tiny, "U-lapsed", "Hillview", ["PA_NOT_ON_TREATMENT", "PA_OVERDUE_ANNUAL_B12"], date(2026, 1, 1))
+    under_monitored(tiny, "U-work-up", "Hillview", ["DEFICIENT_NO_IF_ANTIBODY", "DEFICIENT_NO_BLOOD_COUNT"],
+                    date(2026, 1, 1))
+    under_monitored(tiny, "U-target", "Hillview", ["TREATED_BELOW_TARGET"], date(2020, 1, 1))
+    under_monitored(tiny, "U-mma-twice", "Hillview", ["BORDERLINE_NO_MMA", "SUPPLEMENTED_NO_MMA"], date(2026, 1, 1))
+    write_worklists(tiny, tmp_path / "report")
+    path = tmp_path / "report" / "worklists" / "under_monitored" / "hillview.csv"
+    rows = {r["patient_id"]: r for r in read_csv(path)}
+    assert list(rows) == ["U-lapsed", "U-target", "U-work-up", "U-mma-twice"]
+    assert rows["U-lapsed"]["next_action"] == "restart maintenance B12 or record why stopped; order annual B12"
+    assert rows["U-work-up"]["next_action"] == "order intrinsic factor antibody; order full blood count"
+    assert rows["U-mma-twice"]["next_action"] == "order MMA"  # each action once
+
+
+def test_flagged_worklist_by_flag_urgency_with_next_actions(tiny, tmp_path):
+    for patient_id, flags in (("F-injections", [("B12_INJECTIONS_WITHOUT_DEFICIENCY", date(2019, 1, 1))]),
+                              ("F-metformin", [("METFORMIN_B12_NOT_TESTED", date(2018, 1, 1))]),
+                              ("F-folic", [("FOLATE_BEFORE_B12", date(2026, 3, 1)),
+                                           ("MMA_RENAL_CAVEAT", date(2026, 2, 1))])):
+        patient(tiny, patient_id, "Hillview")
+        for flag, flag_date in flags:
+            tiny.execute("insert into patient_flags by name select $p as patient_id, $f as flag, $d as flag_date, "
+                         "'detail of ' || $f as detail, 'Hillview' as practice",
+                         {"p": patient_id, "f": flag, "d": flag_date})
+    write_worklists(tiny, tmp_path / "report")
+    rows = read_csv(tmp_path / "report" / "worklists" / "flagged" / "hillview.csv")
+    assert [r["patient_id"] for r in rows] == ["F-folic", "F-metformin", "F-injections"]
+    assert rows[0]["flags"] == "FOLATE_BEFORE_B12; MMA_RENAL_CAVEAT"
+    assert rows[0]["next_action"] == ("start B12 now and review folic acid; "
+                                      "interpret MMA with renal function: consider holoTC before treating")
+    assert rows[2]["next_action"] == "review: switch to oral or stop"
+    assert rows[1]["next_action"] == "order B12"
+
+
+def test_files_are_owner_and_group_only_with_safe_names(tiny, tmp_path):
+    names = ["St. Mary's & Co / Surgery", "St Marys and Co Surgery", None, "", "../../etc/passwd", "CON",
+             "Ünïcödé Practice", "$$$", "no-practice"]
+    for index, name in enumerate(names):
+        deficient(tiny, f"P{index}", name, "untreated", 100.0 + index, "pmol/L", date(2026, 1, 1))
+    report_dir = tmp_path / "report"
+    written = write_worklists(tiny, report_dir)
+    root = report_dir / "worklists"
+    assert mode(root) == DIR_MODE == 0o750
+    for folder in ("deficient", "borderline", "under_monitored", "flagged"):
+        assert mode(root / folder) == DIR_MODE
+        files = sorted((root / folder).iterdir())
+        assert all(SAFE_NAME.match(path.name) for path in files), [p.name for p in files]
+        assert all(mode(path) == FILE_MODE == 0o640 for path in files)
+        # every practice (and "no practice") has its own file in every cohort, header only when empty
+        assert len(files) == len({w.practice for w in written})
+    assert not any(path.is_symlink() or ".." in path.name for path in root.rglob("*"))
+    patients = {r["patient_id"]: path.name for path in (root / "deficient").iterdir() for r in read_csv(path)}
+    assert patients["P2"] == patients["P3"] == "no-practice.csv"   # no practice, blank practice
+    assert patients["P0"] != patients["P1"]                         # similar names, different files
+    assert patients["P4"] == "etc-passwd.csv"
+    assert patients["P5"] == "con-practice.csv"
+    assert patients["P6"] == "unicode-practice.csv"
+    assert patients["P8"] != "no-practice.csv"                      # a practice really named "no-practice"
+    assert sum(w.rows for w in written if w.cohort == "deficient") == len(names)
+
+
+def test_practice_slugs_are_stable_and_unique():
+    assert practice_slug("Abbey Road Surgery") == "abbey-road-surgery"
+    assert practice_slug(None) == practice_slug("  ") == "no-practice"
+    slugs = practice_slugs(["St Mary's", "St. Marys", "Hillview"])
+    assert len(set(slugs.values())) == 3 and slugs["Hillview"] == "hillview"
+    assert slugs["St Mary's"].startswith("st-marys-") and slugs == practice_slugs(["Hillview", "St. Marys", "St Mary's"])
+    assert practice_slug("x" * 300) == "x" * 80
+
+
+def test_cells_a_spreadsheet_would_run_are_defused(tiny, tmp_path):
+    deficient(tiny, "=HYPERLINK(\"http://example.invalid\")", "Riverside", "untreated", 100.0, "pmol/L",
+              date(2026, 1, 1))
+    write_worklists(tiny, tmp_path / "report")
+    rows = read_csv(tmp_path / "report" / "worklists" / "deficient" / "riverside.csv")
+    assert rows[0]["patient_id"].startswith("'=")
+
+
+def test_a_practice_that_leaves_a_cohort_leaves_no_stale_file(tiny, tmp_path):
+    deficient(tiny, "P1", "Old Practice", "untreated", 100.0, "pmol/L", date(2026, 1, 1))
+    write_worklists(tiny, tmp_path / "report")
+    assert (tmp_path / "report" / "worklists" / "deficient" / "old-practice.csv").exists()
+    tiny.execute("delete from cohort_deficient")
+    tiny.execute("delete from patient_status")
+    deficient(tiny, "P2", "New Practice", "untreated", 100.0, "pmol/L", date(2026, 1, 1))
+    write_worklists(tiny, tmp_path / "report")
+    assert sorted(p.name for p in (tmp_path / "report" / "worklists" / "deficient").iterdir()) == ["new-practice.csv"]
+    assert [p.name for p in (tmp_path / "report").iterdir()] == ["worklists"]
+
+
+# --- the worklists of the sample run ------------------------------------------------------------------------
+
+
+def test_the_sample_run_writes_worklists_matching_the_cohorts(sample_output):
+    root = sample_output / "report" / "worklists"
+    assert mode(root) == DIR_MODE
+    with duckdb.connect(str(sample_output / "warehouse.duckdb"), read_only=True) as con:
+        expected = {
+            "deficient": con.execute("select count(*) from cohort_deficient").fetchone()[0],
+            "borderline": con.execute("select count(*) from cohort_borderline").fetchone()[0],
+            "under_monitored": con.execute("select count(distinct patient_id) from cohort_under_monitored").fetchone()[0],
+        }
+        practices = con.execute("select count(distinct practice) from patient_status").fetchone()[0]
+    for cohort, count in expected.items():
+        files = list((root / cohort).glob("*.csv"))
+        assert len(files) == practices
+        assert all(mode(path) == FILE_MODE and SAFE_NAME.match(path.name) for path in files)
+        rows = [row for path in files for row in read_csv(path)]
+        assert len(rows) == count and len({r["patient_id"] for r in rows}) == count
+        assert all(r["index_date"] or cohort == "under_monitored" for r in rows)

@@ -1,0 +1,199 @@
+"""The SQL models as a dbt project: every model documented beside itself, built by dbt itself (the runner the
+flow uses) with its data and unit tests, failures in one line, and the same tables as the compiled-SQL build
+the rule tests use (tests/helpers/models.py)."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from b12lab.rules.rules_file import install_rules
+from b12lab.transforms import runner
+from tests.helpers.models import compiled_models, model_yml, seeds
+from tests.helpers.trend import month_ends
+from tests.transforms.lake import AS_OF, build, create_lake, diagnosis, lab, medication, patient, rules_for
+
+MODELS = compiled_models()
+# Columns whose values are codes: each needs an accepted_values or relationships test.
+CODE_COLUMNS = {"status", "rule_id", "reason", "flag", "category", "treatment", "mma_status", "analyte",
+                "index_analyte", "index_category", "metric"}
+
+
+def lake_tables() -> dict[str, list[dict]]:
+    """A small lake that puts patients in every cohort."""
+    return {
+        "patients": [patient("DEF"), patient("BORD", practice=""), patient("OK", practice="Practice B"),
+                     patient("PA")],
+        "lab_results": [lab("b12", 100, patient="DEF", day=-20), lab("b12", 200, patient="BORD", day=-200),
+                        lab("b12", 400, patient="OK", day=-30), lab("b12", 350, patient="PA", day=-700)],
+        "diagnoses": [diagnosis(patient="PA", day=-800)],
+        "medications": [medication(patient="PA", start=-790)],
+    }
+
+
+def warehouse_with(tmp_path: Path, tables: dict[str, list[dict]], as_of: dt.date = AS_OF) -> Path:
+    warehouse = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        create_lake(con, tables)
+        install_rules(con, rules_for(None), as_of)
+    return warehouse
+
+
+def test_every_model_has_a_yml_beside_it_describing_it_and_every_column_in_order():
+    con = build()  # an empty lake: every model's columns
+    for model in MODELS:
+        spec = model_yml(model)
+        [entry] = spec["models"]
+        assert entry["name"] == model.name
+        assert entry.get("description", "").strip(), model.name
+        built = [name for (name,) in con.execute(
+            "select column_name from duckdb_columns() where table_name = $t order by column_index",
+            {"t": model.name}).fetchall()]
+        documented = [column["name"] for column in entry["columns"]]
+        assert documented == built, model.name
+        assert all(column.get("description", "").strip() for column in entry["columns"]), model.name
+
+
+def test_every_seed_is_documented():
+    documented = {}
+    for path in runner.PROJECT_DIR.glob("seeds/*/*.yml"):
+        for entry in yaml.safe_load(path.read_text(encoding="utf-8"))["seeds"]:
+            documented[entry["name"]] = entry
+    assert set(documented) == set(seeds())
+    for name, entry in documented.items():
+        header = seeds()[name].path.read_text(encoding="utf-8").splitlines()[0].split(",")
+        assert [column["name"] for column in entry["columns"]] == header, name
+        assert set(entry["config"]["column_types"]) == set(header), name
+
+
+def _tests_of(column: dict) -> list[str]:
+    names = []
+    for test in column.get("data_tests", []) or []:
+        names.append(test if isinstance(test, str) else next(iter(test)))
+    return names
+
+
+def test_keys_are_tested_and_every_code_column_has_its_values_tested():
+    for model in MODELS:
+        [entry] = model_yml(model)["models"]
+        columns = {column["name"]: column for column in entry["columns"]}
+        if "patient_id" in columns:
+            assert "not_null" in _tests_of(columns["patient_id"]), model.name
+        for name in CODE_COLUMNS & set(columns):
+            tests = _tests_of(columns[name])
+            assert {"accepted_values", "relationships"} & set(tests), f"{model.name}.{name}"
+
+
+def test_the_models_have_unit_tests_for_their_rule_boundaries():
+    unit_tests = [test for model in MODELS for test in model_yml(model).get("unit_tests", [])]
+    assert len(unit_tests) >= 8
+    assert {test["model"] for test in unit_tests} >= {"result_classification", "patient_status", "cohort_counts"}
+
+
+@pytest.fixture(scope="module")
+def dbt_built(tmp_path_factory) -> tuple[Path, runner.BuildResult, list[str]]:
+    """dbt build (seeds, models, data tests and unit tests) of the small lake, through the runner the flow uses."""
+    tmp = tmp_path_factory.mktemp("dbt")
+    warehouse = warehouse_with(tmp, lake_tables(), as_of=dt.date(2024, 2, 29))
+    lines: list[str] = []
+    result = runner.build(warehouse, tmp / "work", log=lines.append, all_tests=True)
+    return warehouse, result, lines
+
+
+def test_dbt_builds_every_seed_and_model_and_runs_the_tests(dbt_built):
+    warehouse, result, lines = dbt_built
+    assert set(result.built) == {model.name for model in MODELS} | set(seeds())
+    assert result.tests_passed >= 40
+    assert result.warnings == []
+    # Each node's result is one line of the run's log, models in dependency order.
+    model_lines = [line for line in lines if "sql table model" in line]
+    assert len(model_lines) == len(MODELS)
+    assert all(line.startswith("dbt: ") for line in lines)
+
+
+def test_the_column_comments_come_from_the_yml(dbt_built):
+    warehouse, _, _ = dbt_built
+    [entry] = model_yml(next(m for m in MODELS if m.name == "cohort_deficient"))["models"]
+    expected = {column["name"]: column["description"].strip() for column in entry["columns"]}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        comments = dict(con.execute("select column_name, comment from duckdb_columns() "
+                                    "where table_name = 'cohort_deficient'").fetchall())
+        table_comment = con.execute("select comment from duckdb_tables() where table_name = 'cohort_deficient'"
+                                    ).fetchone()[0]
+    assert {name: (text or "").strip() for name, text in comments.items()} == expected
+    assert table_comment.strip() == entry["description"].strip()
+
+
+def test_the_as_of_dates_are_the_run_date_and_the_month_ends_before_it(dbt_built):
+    """trend_months (24) dates: a leap day as-of, and every earlier month's last day."""
+    warehouse, _, _ = dbt_built
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        dates = [d for (d,) in con.execute("select as_of from stg_as_of_dates order by as_of").fetchall()]
+        counted = [d for (d,) in con.execute(
+            "select distinct as_of from cohort_counts order by as_of").fetchall()]
+    assert dates == month_ends(dt.date(2024, 2, 29), 24)
+    assert dates[0] == dt.date(2022, 3, 31) and dates[-2] == dt.date(2024, 1, 31)
+    assert counted == dates
+
+
+def test_dbt_and_the_compiled_sql_build_give_the_same_tables(dbt_built):
+    warehouse, _, _ = dbt_built
+    with duckdb.connect(str(warehouse), read_only=True) as con:  # the very rows dbt built from
+        tables = {name: [dict(zip([d[0] for d in cursor.description], row)) for row in cursor.fetchall()]
+                  for name in ("lab_results", "patients", "diagnoses", "medications")
+                  for cursor in [con.execute(f"select * from {name}")]}
+    single = build(labs=tables["lab_results"], patients=tables["patients"], diagnoses=tables["diagnoses"],
+                   medications=tables["medications"], as_of=dt.date(2024, 2, 29))
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        for mart in runner.MART_TABLES:
+            query = f"select * from {mart}"
+            if mart == "cohort_counts":  # the compiled build evaluates the run's date only
+                query += " where as_of = date '2024-02-29'"
+            assert con.execute(query).fetchall() == single.execute(query).fetchall(), mart
+
+
+def test_a_failing_data_test_stops_the_build_in_one_line(tmp_path):
+    """A lab result of an analyte the reference tables do not know can only come from a broken ingest: the
+    source's relationships test fails and the build raises, so the flow never reaches the switch."""
+    tables = lake_tables()
+    tables["lab_results"].append(lab("b12", 90, patient="SECRET-PATIENT-7", day=-5) | {"analyte": "vitamin_x"})
+    warehouse = warehouse_with(tmp_path, tables)
+    with pytest.raises(runner.ModelError) as failed:
+        runner.build(warehouse, tmp_path / "work", log=lambda line: None)
+    message = str(failed.value)
+    assert "\n" not in message and "SECRET-PATIENT-7" not in message
+    assert re.match(r"^test \S*relationships\S*lab_results\S* fail", message), message
+
+
+def test_a_failing_model_is_named_and_no_value_leaks(tmp_path):
+    warehouse = warehouse_with(tmp_path, lake_tables())
+    with duckdb.connect(str(warehouse)) as con:  # a start date that is not a date (no ingest writes one)
+        con.execute("alter table medications alter start_date type varchar")
+        con.execute("update medications set start_date = 'PATIENT-0042'")
+    with pytest.raises(runner.ModelError) as failed:
+        runner.build(warehouse, tmp_path / "work", log=lambda line: None)
+    message = str(failed.value)
+    assert re.match(r"^model \S+ error: ", message) and "\n" not in message, message
+    assert "PATIENT-0042" not in message
+
+
+@pytest.mark.parametrize("error", [
+    'Conversion Error: invalid date field format: "PATIENT-0042", expected format is (YYYY-MM-DD)\nLINE 1: ...',
+    "Conversion Error: Could not convert string 'PATIENT-0042' to INT32 when casting from source column d",
+])
+def test_a_database_message_is_one_line_with_its_quoted_values_masked(error):
+    line = runner._first_line(error)
+    assert "PATIENT-0042" not in line and "\n" not in line and line.startswith("Conversion Error: ")
+
+
+def test_the_catalogue_is_one_self_contained_page(dbt_built, tmp_path):
+    warehouse, _, _ = dbt_built
+    page = runner.docs(warehouse, tmp_path / "work", tmp_path / "catalogue" / "index.html", log=lambda line: None)
+    html = page.read_text(encoding="utf-8")
+    assert not re.findall(r'(?:src|href)="https?://(?!\[::1\])', html)
+    for model in ("cohort_deficient", "int_patient_status", "stg_counted_results"):
+        assert model in html
