@@ -224,3 +224,130 @@ def b12_histogram(values_pmol_l, thresholds: B12Thresholds) -> str:
             ax.set_ylabel("Results (count)")
             _legend(fig, 4)
         return _svg(fig, "b12-distribution", title)
+
+
+# --- quality indicators: funnel plots and rate trends -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FunnelPoint:
+    practice: str
+    denominator: int
+    rate: float
+    outlier: str | None = None   # "concern" or "better" for a unit outside its 99.8 % limits
+
+
+@dataclass(frozen=True)
+class FunnelCurve:
+    denominator: int
+    lower_95: float
+    upper_95: float
+    lower_998: float
+    upper_998: float
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    as_of: date
+    numerator: int
+    denominator: int
+    rate: float | None
+
+
+_OUTLIER_COLOURS = {"concern": COLOURS["deficient"], "better": COLOURS["target"], None: COLOURS["bars"]}
+
+
+def _percent_axis(axis) -> None:
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value * 100:.0f} %"))
+
+
+def funnel_chart(name: str, title: str, points: list[FunnelPoint], curve: list[FunnelCurve],
+                 overall_rate: float | None, highlight: str | None = None, label_all_up_to: int = 12) -> str:
+    """A funnel plot (Spiegelhalter 2005): each practice's rate against its denominator, the overall rate, and
+    the 95 % and 99.8 % control limits (from the model funnel_limits) narrowing as the denominator grows.
+    Points outside the 99.8 % limits are coloured (red a concern, green better than expected) and labelled;
+    all points are labelled when there are at most `label_all_up_to`; `highlight` is the practice of a
+    practice page, drawn larger and always labelled."""
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(6.4, 4.0)
+        ax = fig.subplots()
+        _title(fig, title)
+        shown = [point for point in points if point.denominator > 0]
+        if not shown or overall_rate is None:
+            _no_data(ax, "No practice has a patient in the denominator")
+        else:
+            if curve:
+                xs = [c.denominator for c in curve]
+                ax.fill_between(xs, [c.lower_998 for c in curve], [c.upper_998 for c in curve],
+                                color=COLOURS["under_monitored"], alpha=0.06, linewidth=0)
+                ax.plot(xs, [c.lower_998 for c in curve], color=COLOURS["under_monitored"], linewidth=1.3,
+                        linestyle="-", label="99.8 % limits")
+                ax.plot(xs, [c.upper_998 for c in curve], color=COLOURS["under_monitored"], linewidth=1.3,
+                        linestyle="-")
+                ax.plot(xs, [c.lower_95 for c in curve], color=COLOURS["under_monitored"], linewidth=1.1,
+                        linestyle="--", label="95 % limits")
+                ax.plot(xs, [c.upper_95 for c in curve], color=COLOURS["under_monitored"], linewidth=1.1,
+                        linestyle="--")
+            ax.axhline(overall_rate, color="#333", linewidth=1.2, linestyle=":",
+                       label=f"All practices {overall_rate * 100:.1f} %")
+            for point in shown:
+                big = point.practice == highlight
+                ax.scatter([point.denominator], [point.rate], s=70 if big else 34, zorder=3,
+                           color=_OUTLIER_COLOURS[point.outlier], edgecolor="#111" if big else "white",
+                           linewidth=1.4 if big else 0.6)
+                if big or point.outlier or len(shown) <= label_all_up_to:
+                    ax.annotate(point.practice, (point.denominator, point.rate), textcoords="offset points",
+                                xytext=(5, 4), fontsize=8, color="#111" if (big or point.outlier) else "#555",
+                                fontweight="bold" if (big or point.outlier) else "normal")
+            largest = max([p.denominator for p in shown] + [c.denominator for c in curve])
+            ax.set_xlim(0, largest * 1.05)
+            ax.set_ylim(-0.02, 1.02)
+            _percent_axis(ax.yaxis)
+            _integer_axis(ax.xaxis)
+            ax.set_xlabel("Denominator (patients)")
+            ax.set_ylabel("Rate")
+            _legend(fig, 3)
+        return _svg(fig, name, title)
+
+
+def rate_trend_chart(name: str, title: str, points: list[RatePoint], comparison: list[RatePoint] | None = None,
+                     label: str = "All practices", comparison_label: str = "All practices") -> str:
+    """The monthly trend of a measure: its rate as a line (left axis) and its denominator as bars (right axis);
+    `comparison` adds a second rate line (a practice page's population)."""
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(6.4, 3.4)
+        ax = fig.subplots()
+        _title(fig, title)
+        if not points:
+            _no_data(ax, "No trend computed")
+        else:
+            xs = list(range(len(points)))
+            bars = ax.twinx()
+            bars.bar(xs, [p.denominator for p in points], color=COLOURS["bars"], alpha=0.18, width=0.8,
+                     label="Denominator (right axis)")
+            bars.set_ylabel("Denominator (patients)")
+            bars.grid(False)
+            bars.spines["right"].set_visible(True)
+            _integer_axis(bars.yaxis)
+            bars.set_ylim(bottom=0, top=max(1, max(p.denominator for p in points)) * 1.15)
+            ax.set_zorder(bars.get_zorder() + 1)
+            ax.patch.set_visible(False)
+            ax.plot(xs, [p.rate for p in points], marker="o", markersize=3, linewidth=2,
+                    color=COLOURS["under_monitored"], label=f"{label}: rate")
+            if comparison:
+                by_date = {p.as_of: p.rate for p in comparison}
+                ax.plot(xs, [by_date.get(p.as_of) for p in points], linewidth=1.4, linestyle=":",
+                        color="#333", label=f"{comparison_label}: rate")
+            step = max(1, math.ceil(len(points) / 8))
+            ticks = xs[::-1][::step][::-1]
+            ax.set_xticks(ticks, [points[i].as_of.strftime("%b %Y") for i in ticks], fontsize=8)
+            ax.set_xlim(-0.6, len(points) - 0.4)
+            ax.set_ylim(-0.02, 1.02)
+            _percent_axis(ax.yaxis)
+            ax.set_xlabel("Month end (the last point is the as-of date)")
+            ax.set_ylabel("Rate")
+            handles, labels = ax.get_legend_handles_labels()
+            bar_handles, bar_labels = bars.get_legend_handles_labels()
+            fig.legend(handles + bar_handles, labels + bar_labels, loc="outside lower center",
+                       ncol=3, handlelength=1.8, columnspacing=1.8)
+        return _svg(fig, name, title)

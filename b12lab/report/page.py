@@ -9,11 +9,17 @@ beside it): every count is computed by the models, and this module only selects 
 - header: the run (`runs`), the rules version and profile (`rules_settings`);
 - headline counts per cohort, reason and flag (mart `cohort_counts`, whole population, the run's date), each
   with its change since the latest earlier published nightly run (`run_metrics`);
-- the same counts per practice (`cohort_counts` by practice), as a table and a chart;
+- the quality measures (`practice_measures`, `funnel_limits`, seed `measures`): per measure a funnel plot of the
+  practices' rates with control limits, the outliers named, and the monthly trend of the rate with its
+  denominator, each with the table of its numbers;
+- the same counts per practice (`cohort_counts` by practice), as a table and a chart, and a page per practice
+  (report/practices/<practice>.html) with its measures, trends and worklist counts;
 - the trend: `cohort_counts` on every month end the models evaluated (stg_as_of_dates);
 - the labels, definitions and urgency of cohorts, reasons and flags: the vocabulary tables (`cohort_codes`,
   `reason_codes`, `flag_codes`);
 - the distribution of counted B12 results with the rules' thresholds;
+- a banner at the top when the run received no new data or the population is empty, with the date data was
+  last received;
 - data quality: row accounting (`ingested_files`, `ingest_outcomes`, `quarantine`) and the Great
   Expectations results (`runs`, run_summary.json), with a link to the run's Data Docs.
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -31,13 +38,16 @@ import numpy as np
 
 from b12lab.common.layout import REPORT_NAME, SUMMARY_NAME, WAREHOUSE_NAME
 from b12lab.report import charts
-from b12lab.report.template import render_page
+from b12lab.report.measures import MeasureData, last_data_received, read_measures
+from b12lab.report.template import long_date, render_page, render_practice_page
 from b12lab.report.worklists import NO_PRACTICE_LABEL, Worklist, write_worklists
 
 REPORT_DIR_NAME = REPORT_NAME
 # The report's link to the run's Data Docs: a link inside the report folder to ../gx/data_docs, so that the
 # page's relative link works however the folder is reached (OUTPUT/report is itself a link).
 DATA_DOCS_LINK = "data-docs"
+# The pages per practice, beside the main page: report/practices/<practice-slug>.html (the worklists' slugs).
+PRACTICES_DIR_NAME = "practices"
 # The trend's three lines, metrics of cohort_counts.
 TREND_METRICS = ("deficient", "borderline", "under_monitored")
 
@@ -62,6 +72,9 @@ class ReportData:
     quarantine_by_file: list[dict] = field(default_factory=list)
     validation: dict = field(default_factory=dict)
     worklists: list[dict] = field(default_factory=list)
+    measures: list[MeasureData] = field(default_factory=list)
+    banner: dict | None = None                   # {"headline", "detail"}: an empty night says so
+    practice_pages: list[tuple[str, str]] = field(default_factory=list)  # (practice, relative link)
     generated_at: datetime = field(default_factory=lambda: datetime.now().astimezone())
     build_seconds: float | None = None
 
@@ -256,7 +269,25 @@ def gather(con: duckdb.DuckDBPyConnection, publication: Path, run_id: str) -> Re
         outcomes=quality["outcomes"],
         quarantine_by_file=quality["quarantine"],
         validation=validation_results(publication, run),
+        measures=read_measures(con),
+        banner=empty_night_banner(metrics, quality["this_run"], last_data_received(con)),
     )
+
+
+def empty_night_banner(metrics: dict[str, int], this_run: dict, last_received) -> dict | None:
+    """The banner of a night that received nothing new or knows no patient (else None): an empty page must
+    never read as a good night."""
+    since = (f"Data was last received on {long_date(last_received)}." if last_received
+             else "No data has been received yet.")
+    if not metrics.get("patients"):
+        return {"headline": "No patient is known.",
+                "detail": f"The population is empty, so every count below is 0 for want of data, not for want of "
+                          f"problems. {since}"}
+    if not int(this_run.get("rows_read") or 0):
+        return {"headline": "No new data was received in this run.",
+                "detail": f"The counts below are from the data received before. {since} "
+                          "Check that the night's exports arrived."}
+    return None
 
 
 def worklist_index(worklists: list[Worklist], report_dir: Path) -> list[dict]:
@@ -267,6 +298,29 @@ def worklist_index(worklists: list[Worklist], report_dir: Path) -> list[dict]:
         row[worklist.cohort] = {"rows": worklist.rows,
                                 "href": Path(os.path.relpath(worklist.path, report_dir)).as_posix()}
     return sorted(rows.values(), key=lambda row: (row["practice"] == NO_PRACTICE_LABEL, row["practice"]))
+
+
+def write_practice_pages(report_dir: Path, data: ReportData, slugs: dict[str, str], run_tag: str) -> list[Path]:
+    """report_dir/practices/<slug>.html for every practice of the main page, built whole under a temporary name
+    and swapped in (a practice that has gone leaves no stale page)."""
+    target = report_dir / PRACTICES_DIR_NAME
+    for leftover in report_dir.glob(f".{PRACTICES_DIR_NAME}.*"):  # left by a run killed while writing
+        shutil.rmtree(leftover, ignore_errors=True)
+    building = report_dir / f".{PRACTICES_DIR_NAME}.{run_tag}.tmp"
+    building.mkdir(mode=0o750, parents=True)
+    written = []
+    for practice, href in data.practice_pages:
+        slug = slugs[practice]
+        path = building / f"{slug}.html"
+        path.write_text(render_practice_page(data, practice, slug), encoding="utf-8")
+        os.chmod(path, 0o640)
+        written.append(target / path.name)
+    previous = report_dir / f".{PRACTICES_DIR_NAME}.{run_tag}.old"
+    if target.exists():
+        os.replace(target, previous)
+    os.replace(building, target)
+    shutil.rmtree(previous, ignore_errors=True)
+    return written
 
 
 def write_page(report_dir: Path, html: str) -> Path:
@@ -298,6 +352,10 @@ def build_report(publication: Path, run_id: str, live: bool = True) -> Path:
             data.previous = previous_metrics(con, data.run)
         worklists = write_worklists(con, report_dir, run_tag=run_id)
     data.worklists = worklist_index(worklists, report_dir)
+    slugs = {worklist.practice: worklist.path.stem for worklist in worklists}
+    data.practice_pages = [(row["practice"], f"{PRACTICES_DIR_NAME}/{slugs[row['practice']]}.html")
+                           for row in data.by_practice if row["practice"] in slugs]
+    write_practice_pages(report_dir, data, slugs, run_tag=run_id)
     data.build_seconds = time.perf_counter() - started  # before rendering: the page cannot time itself
     page = write_page(report_dir, render_page(data))
     print(f"report built in {time.perf_counter() - started:.1f} s")

@@ -38,6 +38,11 @@ def long_date(value) -> str:
     return str(value)
 
 
+def practice_anchor(name: str) -> str:
+    """A practice as an id fragment (chart ids must be unique and plain)."""
+    return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-") or "practice"
+
+
 @dataclass(frozen=True)
 class Delta:
     raw: str       # "+2", "-1", "0", or "" on a first run
@@ -140,6 +145,74 @@ class View:
     def b12_chart(self) -> Markup:
         return Markup(charts.b12_histogram(self.data.b12_values, self.thresholds))
 
+    # --- quality measures (b12lab.report.measures.MeasureData) ---
+
+    def measure_definition(self, m) -> str:
+        return _settings_text(m.measure.definition, self.settings)
+
+    def measure_enabled(self, m) -> bool:
+        return not m.measure.enabled_setting or bool(self.settings.get(m.measure.enabled_setting, True))
+
+    def _outlier_kind(self, m, rate) -> str | None:
+        if not rate.is_outlier:
+            return None
+        return "concern" if m.concern(rate) else "better"
+
+    def funnel(self, m, practice: str | None = None) -> Markup:
+        points = [charts.FunnelPoint(r.practice, r.denominator, r.rate, self._outlier_kind(m, r))
+                  for r in m.practices if r.rate is not None]
+        curve = [charts.FunnelCurve(c.denominator, c.lower_95, c.upper_95, c.lower_998, c.upper_998)
+                 for c in m.curve]
+        overall = m.population.rate if m.population else None
+        name = f"funnel-{m.measure.code}" + (f"-{practice_anchor(practice)}" if practice else "")
+        return Markup(charts.funnel_chart(name, f"{m.measure.label}: funnel plot", points, curve, overall,
+                                          highlight=practice))
+
+    def funnel_text(self, m, practice: str | None = None) -> str:
+        pop = m.population
+        if pop is None or pop.rate is None:
+            return f"Funnel plot of {m.measure.label.lower()}: no patient is in the denominator."
+        text = (f"Funnel plot: {m.measure.label.lower()} of each practice (points) against its denominator; "
+                f"all practices {pop.rate * 100:.1f} % (dotted line) with 95 % and 99.8 % control limits. ")
+        if m.outliers:
+            text += "Outside the 99.8 % limits: " + "; ".join(
+                f"{r.practice} {r.rate * 100:.1f} % of {r.denominator:,}" for r in m.outliers) + "."
+        else:
+            text += "No practice is outside the 99.8 % limits."
+        if practice:
+            own = m.practice(practice)
+            if own and own.rate is not None:
+                text += f" {practice} (the larger point): {own.rate * 100:.1f} % of {own.denominator:,}."
+        return text
+
+    def _trend_points(self, m, practice: str | None) -> list[charts.RatePoint]:
+        return [charts.RatePoint(r.as_of, r.numerator, r.denominator, r.rate) for r in m.trend.get(practice, [])]
+
+    def rate_trend(self, m, practice: str | None = None) -> Markup:
+        name = f"rate-trend-{m.measure.code}" + (f"-{practice_anchor(practice)}" if practice else "")
+        if practice:
+            return Markup(charts.rate_trend_chart(name, f"{m.measure.label}: monthly trend",
+                                                  self._trend_points(m, practice), self._trend_points(m, None),
+                                                  label=practice))
+        return Markup(charts.rate_trend_chart(name, f"{m.measure.label}: monthly trend",
+                                              self._trend_points(m, None)))
+
+    def rate_trend_text(self, m, practice: str | None = None) -> str:
+        points = m.trend.get(practice, [])
+        who = practice or "all practices"
+        if not points:
+            return f"Monthly trend of {m.measure.label.lower()} for {who}: none computed."
+        first, last = points[0], points[-1]
+        def rate(r):
+            return "no rate" if r.rate is None else f"{r.rate * 100:.1f} %"
+        return (f"Monthly trend of {m.measure.label.lower()} for {who} (line, left axis) with its denominator "
+                f"(bars, right axis): {rate(first)} of {first.denominator:,} on {long_date(first.as_of)}, "
+                f"{rate(last)} of {last.denominator:,} on {long_date(last.as_of)}.")
+
+    def trend_rows(self, m, practice: str | None = None) -> list[tuple]:
+        population = {r.as_of: r for r in m.trend.get(None, [])}
+        return [(r, population.get(r.as_of)) for r in m.trend.get(practice, [])]
+
     @property
     def threshold_rows(self) -> list[dict]:
         s = self.settings
@@ -153,14 +226,7 @@ class View:
         ]
 
 
-_TEMPLATE = r"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="b12lab">
-<title>B12 monitoring report – as of {{ run.as_of | long_date }}</title>
-<style>
+CSS = r"""
 :root { --ink:#1f2933; --muted:#5f6b7a; --line:#dde1e6; --bg:#f5f6f8; --card:#fff;
   --deficient:#b2182b; --borderline:#d97706; --under:#2166ac; --flag:#6a3d9a; --good:#1a7f37; --bad:#b2182b; }
 * { box-sizing: border-box; }
@@ -224,23 +290,27 @@ details summary { cursor: pointer; color: #17324d; font-weight: 600; margin-top:
 footer { margin-top: 36px; color: var(--muted); font-size: 12px; border-top: 1px solid var(--line); padding-top: 12px; }
 a { color: #1d5fa3; }
 @media print { html { background: #fff; } nav.sections { display: none; } .card, .panel { break-inside: avoid; } header.masthead { background: #fff; color: var(--ink); border-bottom: 2px solid var(--ink); } .run-meta dt, .eyebrow { color: var(--muted); } }
-</style>
+.banner { border: 2px solid var(--borderline); background: #fff4dc; border-radius: 6px; padding: 12px 16px; margin-top: 20px; font-size: 15px; }
+.banner strong { color: #8a4b00; }
+.measure h3 { margin-top: 0; color: var(--ink); font-size: 15px; text-transform: none; letter-spacing: 0; }
+.measure .definition { margin: 0 0 8px; color: var(--muted); }
+.measure .outliers { margin: 8px 0 0; }
+.tag { display: inline-block; font-size: 11px; font-weight: 700; padding: 1px 6px; border-radius: 3px; }
+.tag.concern { background: #fde8ea; color: var(--bad); } .tag.better { background: #e6f4ea; color: var(--good); } .tag.within { background: #eef1f4; color: var(--muted); }
+"""
+
+_TEMPLATE = r"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="b12lab">
+<title>B12 monitoring report – as of {{ run.as_of | long_date }}</title>
+<style>
+{{ css }}</style>
 </head>
 <body>
-{%- macro delta_badge(d) -%}
-<span class="delta {{ d.tone }}" data-delta="{{ d.raw }}"{% if previous %} title="change since run {{ previous.run_id }} (as of {{ previous.as_of | long_date }})"{% endif %}>{{ d.text }}</span>
-{%- endmacro %}
-{%- macro card(m) -%}
-<article class="card tone-{{ m.tone }}{% if not m.enabled %} off{% endif %}" data-card="{{ m.key }}">
-  <h4>{{ m.label }}</h4>
-  <div class="figure"><span class="value" id="{{ m.id }}" data-metric="{{ m.key }}" data-value="{{ m.value }}">{{ m.value | number }}</span>{{ delta_badge(m.delta) }}</div>
-  {%- if m.parts %}
-  <ul class="parts">{% for p in m.parts %}<li>{{ p.label }} <span class="value" id="{{ p.id }}" data-metric="{{ p.key }}" data-value="{{ p.value }}">{{ p.value | number }}</span> {{ delta_badge(p.delta) }}</li>{% endfor %}</ul>
-  {%- endif %}
-  {%- if not m.enabled %}<p class="off-note">Switched off in profile {{ settings.rules_profile }}</p>{% endif %}
-  <p class="rule">{{ m.rule }}{% if m.code %} <code>{{ m.code }}</code>{% endif %}</p>
-</article>
-{%- endmacro %}
+{{ macros_placeholder }}
 <header class="masthead"><div class="page">
   <div>
     <p class="eyebrow">Vitamin B12 deficiency &amp; pernicious anaemia</p>
@@ -254,11 +324,11 @@ a { color: #1d5fa3; }
   </dl>
 </div></header>
 <nav class="sections"><div class="page">
-  <a href="#headline">Headline</a><a href="#practices">By practice</a><a href="#trend">Trend</a>
+  <a href="#headline">Headline</a><a href="#measures">Measures</a><a href="#practices">By practice</a><a href="#trend">Trend</a>
   <a href="#distribution">B12 results</a><a href="#quality">Data quality</a><a href="#worklists">Worklists</a>
 </div></nav>
 <main class="page">
-
+{{ banner(data.banner) }}
 <section id="headline">
   <h2>Headline</h2>
   <p class="lede">Patients as of {{ run.as_of | long_date }}, out of
@@ -275,8 +345,24 @@ a { color: #1d5fa3; }
   <div class="cards wide">{% for m in view.flags %}{{ card(m) }}{% endfor %}</div>
 </section>
 
+<section id="measures">
+  <h2>Quality measures</h2>
+  <p class="lede">Each measure is a rate: its numerator of its denominator, for every practice. A funnel plot sets each practice's
+    rate against its size, with control limits around the rate of all practices that narrow as the denominator grows: 95 % (about
+    2 standard deviations, dashed) and 99.8 % (about 3, solid), exact binomial limits (Spiegelhalter, Statistics in Medicine 2005).
+    A practice inside the limits differs by no more than chance explains; one outside the 99.8 % limits is an outlier worth a look,
+    <span class="tag concern">a concern</span> on the worse side, <span class="tag better">better than expected</span> on the other.
+    Every rate and limit is the warehouse's table <code>practice_measures</code>.</p>
+  {%- for m in data.measures %}{{ measure_panel(m, None) }}{% endfor %}
+</section>
+
 <section id="practices">
   <h2>By practice</h2>
+  {%- if data.practice_pages %}
+  <p class="lede" id="practice-pages">A page per practice, to send to it (its measures against all practices, its trends and its worklist counts; it
+    names no patient): {% for name, href in data.practice_pages %}<a href="{{ href }}" data-practice-page="{{ name }}">{{ name }} (page {{ href }})</a>{% if not loop.last %}, {% endif %}{% endfor %}.
+    The pages are the files <code>practices/&lt;practice&gt;.html</code> beside this page.</p>
+  {%- endif %}
   <p class="lede">Where the gaps are. Patients without a practice in the registry are shown as “{{ no_practice }}”.</p>
   <div class="panel">
     <figure class="chart" id="chart-practices">{{ view.practice_chart }}
@@ -377,7 +463,8 @@ a { color: #1d5fa3; }
       <ul>{% for text, n in data.validation.warning_list %}<li><code>{{ text }}</code>{% if n > 1 %} ×{{ n }}{% endif %}</li>{% endfor %}</ul>
       {%- endif %}
       {%- if data.validation.data_docs %}
-      <p><a id="data-docs-link" href="{{ data.validation.data_docs }}">Open the Data Docs of this run</a> (the validation results in detail).</p>
+      <p><a id="data-docs-link" href="{{ data.validation.data_docs }}">Open the Data Docs of this run</a> (the validation results in detail:
+        the file <code>{{ data.validation.data_docs }}</code> in the report folder of the output share; everything the headline needs is on this page).</p>
       {%- elif data.validation.evaluated == 0 %}
       <p class="off-note">No new rows this run: nothing to validate.</p>
       {%- endif %}
@@ -416,13 +503,15 @@ a { color: #1d5fa3; }
 <section id="worklists">
   <h2>Worklists</h2>
   <div class="notice">Worklists name patients. They are kept beside this page in <code>worklists/</code>, readable by the
-    owner and group of the output folder only: do not forward them by email. The links work where that folder can be read.</div>
+    owner and group of the output folder only: do not forward them by email. Each count links to its file,
+    <code>worklists/&lt;cohort&gt;/&lt;practice&gt;.csv</code> in the report folder of the output share; the links work where that folder can be read,
+    and <code>worklists/README.txt</code> explains the columns and the urgency order.</div>
   <div class="panel">
     <table id="table-worklists">
       <thead><tr><th>Practice</th><th class="num">Deficient</th><th class="num">Borderline</th><th class="num">Under-monitored</th><th class="num">Flagged</th></tr></thead>
       <tbody>{% for w in data.worklists %}<tr data-practice="{{ w.practice }}"><td>{{ w.practice }}</td>
         {%- for cohort in ("deficient", "borderline", "under_monitored", "flagged") %}{% set item = w.get(cohort) %}
-        <td class="num">{% if item %}<a href="{{ item.href }}" data-worklist="{{ cohort }}" data-value="{{ item.rows }}">{{ item.rows | number }} {{ "patient" if item.rows == 1 else "patients" }}</a>{% else %}–{% endif %}</td>
+        <td class="num">{% if item %}<a href="{{ item.href }}" data-worklist="{{ cohort }}" data-value="{{ item.rows }}" title="file {{ item.href }} beside this page">{{ item.rows | number }} {{ "patient" if item.rows == 1 else "patients" }}</a>{% else %}–{% endif %}</td>
         {%- endfor %}</tr>{% endfor %}</tbody>
     </table>
     <p class="off-note">One row per patient, most urgent first, each with a plain next action: deficient – neurological
@@ -443,10 +532,140 @@ a { color: #1d5fa3; }
 </html>
 """
 
+_PRACTICE_TEMPLATE = r"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="b12lab">
+<title>{{ practice }} – B12 monitoring, as of {{ run.as_of | long_date }}</title>
+<style>
+{{ css }}</style>
+</head>
+<body>
+{{ macros_placeholder }}
+<header class="masthead"><div class="page">
+  <div>
+    <p class="eyebrow">Vitamin B12 deficiency &amp; pernicious anaemia · practice page</p>
+    <h1 id="practice-name" data-practice="{{ practice }}">{{ practice }}</h1>
+  </div>
+  <dl class="run-meta">
+    <div><dt>As of</dt><dd id="as-of" data-as-of="{{ run.as_of.isoformat() }}">{{ run.as_of | long_date }}</dd></div>
+    <div><dt>Rules</dt><dd id="rules">v{{ settings.rules_version }} · {{ settings.rules_profile }}</dd></div>
+    <div><dt>Run</dt><dd id="run-id" data-run-id="{{ run.run_id }}"><code>{{ run.run_id }}</code></dd></div>
+    <div><dt>Generated</dt><dd id="generated-at">{{ data.generated_at | long_date }}</dd></div>
+  </dl>
+</div></header>
+<main class="page">
+{{ banner(data.banner) }}
+<section id="summary">
+  <h2>Summary</h2>
+  <p class="lede">{{ practice }} as of {{ run.as_of | long_date }}, against all practices. This page counts patients and names none;
+    the practice's worklists, which name patients, are kept apart (below). It is one of the pages of the monitoring report, which
+    explains every rule.</p>
+  <div class="panel">
+    <table id="table-practice-measures">
+      <thead><tr><th>Measure</th><th class="num">{{ practice }}</th><th class="num">Rate</th><th class="num">All practices</th><th class="num">95 % limits</th><th class="num">99.8 % limits</th><th>Position</th></tr></thead>
+      <tbody>{% for m in data.measures %}{% set own = m.practice(practice) %}<tr data-measure="{{ m.measure.code }}"{% if own %} data-numerator="{{ own.numerator }}" data-denominator="{{ own.denominator }}" data-position="{{ own.position or '' }}"{% endif %}>
+        <td>{{ m.measure.label }} <span class="off-note">({{ "higher" if m.measure.better == "higher" else "lower" }} is better)</span></td>
+        {%- if own %}<td class="num">{{ own.numerator | number }} of {{ own.denominator | number }}</td><td class="num">{{ percent(own.rate) }}</td><td class="num">{{ percent(own.overall_rate) }}</td><td class="num">{{ percent(own.lower_95) }} – {{ percent(own.upper_95) }}</td><td class="num">{{ percent(own.lower_998) }} – {{ percent(own.upper_998) }}</td><td>{{ position_tag(m, own) }}</td>
+        {%- else %}<td class="num" colspan="6">no patient</td>{% endif %}</tr>{% endfor %}</tbody>
+    </table>
+    <p class="off-note">The limits are for a practice of this size around the rate of all practices: inside them, a difference chance explains;
+      outside the 99.8 % limits (about 3 standard deviations), one it hardly does (exact binomial limits, Spiegelhalter 2005).</p>
+  </div>
+  <div class="panel">
+    <table id="table-practice-counts">
+      <thead><tr><th>Patients</th>{% for key, header, tone in view.practice_columns %}<th scope="col" class="num">{{ header }}</th>{% endfor %}</tr></thead>
+      <tbody><tr data-practice="{{ practice }}"><td>{{ practice }}</td>{% for key, header, tone in view.practice_columns %}<td data-practice-metric="{{ key }}" data-value="{{ counts.get(key, 0) }}" class="num {% if not counts.get(key, 0) %}zero{% endif %}">{{ counts.get(key, 0) | number }}</td>{% endfor %}</tr></tbody>
+    </table>
+  </div>
+</section>
+<section id="measures">
+  <h2>Measures</h2>
+  <p class="lede">Each funnel plot shows every practice, {{ practice }} as the larger point; each trend shows {{ practice }}'s rate by month
+    with all practices' rate dotted.</p>
+  {%- for m in data.measures %}{{ measure_panel(m, practice) }}{% endfor %}
+</section>
+<section id="worklists">
+  <h2>Worklists</h2>
+  <div class="notice">The worklists of {{ practice }} name patients, so they are not part of this page: they are the files
+    <code>worklists/&lt;cohort&gt;/{{ slug }}.csv</code> in the report folder of the output share, readable by its owner and group only.</div>
+  <div class="panel">
+    <table id="table-practice-worklists">
+      <thead><tr><th>Worklist</th><th class="num">Patients</th><th>File</th></tr></thead>
+      <tbody>{% for cohort, label in (("deficient", "Deficient"), ("borderline", "Borderline"), ("under_monitored", "Under-monitored"), ("flagged", "Flagged")) %}{% set item = worklist.get(cohort) %}<tr data-worklist="{{ cohort }}" data-value="{{ item.rows if item else 0 }}"><td>{{ label }}</td><td class="num">{{ (item.rows if item else 0) | number }}</td><td><code>worklists/{{ cohort }}/{{ slug }}.csv</code></td></tr>{% endfor %}</tbody>
+    </table>
+  </div>
+</section>
+<footer>
+  Rules file version {{ settings.rules_version }}, profile {{ settings.rules_profile }}. Every number on this page is read from the warehouse
+  (tables <code>practice_measures</code>, <code>funnel_limits</code>, <code>cohort_counts</code>) of run <code>{{ run.run_id }}</code>.
+</footer>
+</main>
+</body>
+</html>
+"""
+
+_MACROS = r"""{%- macro delta_badge(d) -%}
+<span class="delta {{ d.tone }}" data-delta="{{ d.raw }}"{% if previous %} title="change since run {{ previous.run_id }} (as of {{ previous.as_of | long_date }})"{% endif %}>{{ d.text }}</span>
+{%- endmacro %}
+{%- macro banner(text) -%}
+{%- if text %}<div class="banner" id="banner" role="alert"><strong>{{ text.headline }}</strong> {{ text.detail }}</div>{% endif %}
+{%- endmacro %}
+{%- macro percent(value) -%}{% if value is none %}–{% else %}{{ "%.1f" | format(value * 100) }} %{% endif %}{%- endmacro %}
+{%- macro position_tag(m, r) -%}
+{%- if r.position is none %}<span class="tag within">no rate</span>{% elif not r.is_outlier %}<span class="tag within">within limits</span>{% elif m.concern(r) %}<span class="tag concern">{{ r.position }} limits: a concern</span>{% else %}<span class="tag better">{{ r.position }} limits: better than expected</span>{% endif %}
+{%- endmacro %}
+{%- macro measure_panel(m, practice) -%}
+{%- set code = m.measure.code %}{% set pop = m.population %}{% set own = m.practice(practice) if practice else none %}
+<article class="panel measure" id="measure-{{ code }}" data-measure="{{ code }}" data-better="{{ m.measure.better }}">
+  <h3>{{ m.measure.label }}</h3>
+  <p class="definition">{{ view.measure_definition(m) }}. {{ "Higher" if m.measure.better == "higher" else "Lower" }} is better.
+    {%- if not view.measure_enabled(m) %} <span class="off-note">Its rule is switched off in profile {{ settings.rules_profile }}: the numerator is 0.</span>{% endif %}
+    {%- if pop %} All practices: <span data-measure-population="{{ code }}" data-numerator="{{ pop.numerator }}" data-denominator="{{ pop.denominator }}" data-rate="{{ pop.rate if pop.rate is not none else '' }}">{{ pop.numerator | number }} of {{ pop.denominator | number }} ({{ percent(pop.rate) }})</span>.{% endif %}
+    {%- if own %} {{ practice }}: <span data-measure-practice="{{ code }}" data-numerator="{{ own.numerator }}" data-denominator="{{ own.denominator }}" data-rate="{{ own.rate if own.rate is not none else '' }}" data-position="{{ own.position or '' }}">{{ own.numerator | number }} of {{ own.denominator | number }} ({{ percent(own.rate) }})</span> {{ position_tag(m, own) }}{% endif %}</p>
+  <div class="two">
+    <figure class="chart" id="chart-funnel-{{ code }}">{{ view.funnel(m, practice) }}
+      <figcaption>{{ view.funnel_text(m, practice) }}</figcaption>
+    </figure>
+    <figure class="chart" id="chart-rate-trend-{{ code }}">{{ view.rate_trend(m, practice) }}
+      <figcaption>{{ view.rate_trend_text(m, practice) }}</figcaption>
+    </figure>
+  </div>
+  <p class="outliers" data-outliers="{{ code }}">{% if m.outliers %}Outside the 99.8 % limits: {% for r in m.outliers %}<strong data-outlier="{{ r.practice }}" data-position="{{ r.position }}">{{ r.practice }}</strong> ({{ r.numerator | number }} of {{ r.denominator | number }}, {{ percent(r.rate) }}; {{ "a concern" if m.concern(r) else "better than expected" }}){% if not loop.last %}; {% endif %}{% endfor %}.{% else %}No practice is outside the 99.8 % limits.{% endif %}</p>
+  <details><summary>Numbers</summary>
+    <table id="table-measure-{{ code }}">
+      <thead><tr><th>Practice</th><th class="num">Numerator</th><th class="num">Denominator</th><th class="num">Rate</th><th class="num">95 % limits</th><th class="num">99.8 % limits</th><th>Position</th></tr></thead>
+      <tbody>{% for r in ([pop] if pop else []) + m.practices %}<tr data-practice="{{ r.practice or '' }}" data-numerator="{{ r.numerator }}" data-denominator="{{ r.denominator }}" data-position="{{ r.position or '' }}"><td>{{ r.practice or "All practices" }}</td><td class="num">{{ r.numerator | number }}</td><td class="num">{{ r.denominator | number }}</td><td class="num">{{ percent(r.rate) }}</td><td class="num">{{ percent(r.lower_95) }} – {{ percent(r.upper_95) }}</td><td class="num">{{ percent(r.lower_998) }} – {{ percent(r.upper_998) }}</td><td>{% if r.practice %}{{ position_tag(m, r) }}{% endif %}</td></tr>{% endfor %}</tbody>
+    </table>
+    <table id="table-measure-trend-{{ code }}">
+      <thead><tr><th>Month end</th><th class="num">{{ practice or "All practices" }}: numerator</th><th class="num">Denominator</th><th class="num">Rate</th>{% if practice %}<th class="num">All practices: rate</th>{% endif %}</tr></thead>
+      <tbody>{% for r, all in view.trend_rows(m, practice) %}<tr data-as-of="{{ r.as_of.isoformat() }}" data-numerator="{{ r.numerator }}" data-denominator="{{ r.denominator }}"><td>{{ r.as_of | long_date }}</td><td class="num">{{ r.numerator | number }}</td><td class="num">{{ r.denominator | number }}</td><td class="num">{{ percent(r.rate) }}</td>{% if practice %}<td class="num">{{ percent(all.rate if all else none) }}</td>{% endif %}</tr>{% endfor %}</tbody>
+    </table>
+    <p class="off-note">Why it matters: {{ m.measure.source }}.</p>
+  </details>
+</article>
+{%- endmacro %}
+{%- macro card(m) -%}
+<article class="card tone-{{ m.tone }}{% if not m.enabled %} off{% endif %}" data-card="{{ m.key }}">
+  <h4>{{ m.label }}</h4>
+  <div class="figure"><span class="value" id="{{ m.id }}" data-metric="{{ m.key }}" data-value="{{ m.value }}">{{ m.value | number }}</span>{{ delta_badge(m.delta) }}</div>
+  {%- if m.parts %}
+  <ul class="parts">{% for p in m.parts %}<li>{{ p.label }} <span class="value" id="{{ p.id }}" data-metric="{{ p.key }}" data-value="{{ p.value }}">{{ p.value | number }}</span> {{ delta_badge(p.delta) }}</li>{% endfor %}</ul>
+  {%- endif %}
+  {%- if not m.enabled %}<p class="off-note">Switched off in profile {{ settings.rules_profile }}</p>{% endif %}
+  <p class="rule">{{ m.rule }}{% if m.code %} <code>{{ m.code }}</code>{% endif %}</p>
+</article>
+{%- endmacro %}"""
+_TEMPLATE = _TEMPLATE.replace("{{ macros_placeholder }}", _MACROS)
+_PRACTICE_TEMPLATE = _PRACTICE_TEMPLATE.replace("{{ macros_placeholder }}", _MACROS)
+
 _environment = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=False, lstrip_blocks=False)
 _environment.filters["number"] = number
 _environment.filters["long_date"] = long_date
 _template = _environment.from_string(_TEMPLATE)
+_practice_template = _environment.from_string(_PRACTICE_TEMPLATE)
 
 
 def render_page(data) -> str:
@@ -456,6 +675,16 @@ def render_page(data) -> str:
     view = View(data)
     by_urgency = {kind: [row["code"] for row in sorted(data.vocabulary[kind], key=lambda row: row["urgency"])]
                   for kind in ("reasons", "flags")}
-    return _template.render(data=data, view=view, run=data.run, settings=data.settings, metrics=data.metrics,
+    return _template.render(css=Markup(CSS), data=data, view=view, run=data.run, settings=data.settings, metrics=data.metrics,
                             previous=data.previous, no_practice=NO_PRACTICE_LABEL, outcome_text=OUTCOME_TEXT,
                             reason_order=by_urgency["reasons"], flag_order=by_urgency["flags"])
+
+
+def render_practice_page(data, practice: str, slug: str) -> str:
+    """The page of one practice for `data` (a b12lab.report.page.ReportData): its measures against all
+    practices with their limits, its trends and its worklist counts; self-contained like the main page."""
+    view = View(data)
+    counts = next((row for row in data.by_practice if row["practice"] == practice), {})
+    worklist = next((row for row in data.worklists if row["practice"] == practice), {})
+    return _practice_template.render(css=Markup(CSS), data=data, view=view, run=data.run, settings=data.settings,
+                                     practice=practice, slug=slug, counts=counts, worklist=worklist)

@@ -164,6 +164,10 @@ PRACTICES = ("Abbey Road Surgery", "Brook Lane Medical Centre", "Castle Street P
 PRACTICE_WEIGHTS = np.array([0.18, 0.16, 0.14, 0.15, 0.13, 0.12, 0.12])
 HOME_SITE_OF_PRACTICE = np.array([0, 0, 0, 1, 1, 2, 2])
 SHARE_TESTED_AWAY_FROM_HOME = 0.15
+# How often a practice adds B12 to the routine bloods of patients with no known B12 problem, relative to the
+# others: Abbey Road Surgery seldom does, so its testing coverage is low for its size, the kind of outlier the
+# report's funnel plot is there to show. Patients with a deficiency, PA or supplements are tested as anywhere.
+PRACTICE_ROUTINE_B12_TESTING = np.array([0.15, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
 
 # (code_system, code, weight)
 PA_DIAGNOSIS_CODES = (("ICD-10", "D51.0", 0.35), ("ICD10", "D51.0", 0.10), ("ICD-10", "D510", 0.10),
@@ -638,6 +642,7 @@ def routine_encounters(rng: np.random.Generator, cohort: dict, window: Window) -
     p_b12 = np.where(age >= 60, 0.38, 0.28)
     p_b12 = np.where(g == SUPPLEMENTED, 0.45, p_b12)
     p_b12 = np.where(g == MACROCYTOSIS, 0.0, p_b12)       # their macrocytosis is never followed up
+    p_b12 = np.where(g == GENERAL, p_b12 * PRACTICE_ROUTINE_B12_TESTING[cohort["practice"][patient]], p_b12)
     p_b12 = np.where(day < cohort["index_day"][patient], np.where(cohort["incident"][patient], 0.0, p_b12), p_b12)
     panels = empty_panels(m)
     panels[:, B12] = rng.random(m) < p_b12

@@ -4,8 +4,10 @@
 -- the month ends of the trend) has the counts a date-dependent intermediate model gives: patients (every
 -- patient known from any input, as patient_status counts them; one whose records all come later is
 -- not_tested on the date), deficient, borderline (status_codes.cohort), borderline_needs_mma, borderline_mma_normal,
--- under_monitored and under_monitored.<reason>. The run's as_of also has the counts only its marts hold:
--- deficient_untreated, deficient_neuro, flagged (any flag) and flag.<flag>. A practice is the patient's
+-- under_monitored and under_monitored.<reason>, and the terms of the report's measures (seed measures): tested
+-- (status other than not_tested: a b12 or holotc result in the lookback), pa (PA known on the date),
+-- deficient_without_pa and deficient_untreated (int_deficient_treatment). The run's as_of also has the counts
+-- only its marts hold: deficient_neuro, flagged (any flag) and flag.<flag>. A practice is the patient's
 -- practice trimmed, "(no practice)" when there is none; every metric of a date has a row for the whole
 -- population (a date before any patient was known included) and for every practice with a patient on that
 -- date, 0 when none is counted.
@@ -26,6 +28,7 @@ patients_on_date as (
         int_patient_status.as_of,
         int_patient_status.patient_id,
         int_patient_status.status,
+        int_patient_status.has_pa,
         coalesce(nullif(trim(int_patient_status.practice), ''), '(no practice)') as practice
     from {{ ref('int_patient_status') }} as int_patient_status
 ),
@@ -59,15 +62,30 @@ every_date_members as (
     inner join patients_on_date
         on patients_on_date.as_of = int_under_monitored.as_of
         and patients_on_date.patient_id = int_under_monitored.patient_id
+    -- the denominators and numerators of the report's measures (seed measures)
+    union all
+    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'tested'
+    from patients_on_date
+    where patients_on_date.status <> 'not_tested'
+    union all
+    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'pa'
+    from patients_on_date
+    where patients_on_date.has_pa
+    union all
+    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'deficient_without_pa'
+    from patients_on_date
+    where patients_on_date.status = 'deficient' and not patients_on_date.has_pa
+    union all
+    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'deficient_untreated'
+    from {{ ref('int_deficient_treatment') }} as int_deficient_treatment
+    inner join patients_on_date
+        on patients_on_date.as_of = int_deficient_treatment.as_of
+        and patients_on_date.patient_id = int_deficient_treatment.patient_id
+    where int_deficient_treatment.treatment = 'untreated'
 ),
 
 run_date_members as (
-    select run_as_of.as_of, cohort_deficient.patient_id, 'deficient_untreated' as metric
-    from {{ ref('cohort_deficient') }} as cohort_deficient
-    cross join run_as_of
-    where cohort_deficient.treatment = 'untreated'
-    union all
-    select run_as_of.as_of, cohort_deficient.patient_id, 'deficient_neuro'
+    select run_as_of.as_of, cohort_deficient.patient_id, 'deficient_neuro' as metric
     from {{ ref('cohort_deficient') }} as cohort_deficient
     cross join run_as_of
     where cohort_deficient.neuro_involvement
@@ -100,7 +118,10 @@ metrics as (
         union all select 'deficient', true
         union all select 'borderline', true
         union all select 'under_monitored', true
-        union all select 'deficient_untreated', false
+        union all select 'tested', true
+        union all select 'pa', true
+        union all select 'deficient_without_pa', true
+        union all select 'deficient_untreated', true
         union all select 'deficient_neuro', false
         union all select 'flagged', false
     )

@@ -3,8 +3,8 @@
 -- index result as reported (value, unit, date; for MMA_ON_SUPPLEMENT the index is the elevated MMA), and
 -- treatment: "treated" when a B12 medication record is active on the index date (started on or before it,
 -- no end date or ending after it) or starts on it or up to deficient_treated_within_days after it
--- (records starting after as-of are not yet known), else "untreated": the seed says these levels
--- "mandate urgent intervention", so the untreated are the ones to act on.
+-- (records starting after as-of are not yet known), else "untreated" (int_deficient_treatment, on the run's
+-- as_of): the seed says these levels "mandate urgent intervention", so the untreated are the ones to act on.
 -- neuro_involvement (clinical rules release 2): the patient has a diagnosis in the value set
 -- neurological_features recorded on or before as-of (or without a date). ICD-10 and ICD-9 codes of the value
 -- set match themselves and every code below them once dots are removed (G62 matches G62.9 and G629); other
@@ -16,7 +16,6 @@ with
 settings as (
     select
         rules_settings.as_of,
-        rules_settings.deficient_treated_within_days,
         rules_settings.neuro_involvement_enabled
     from {{ source('rules', 'rules_settings') }} as rules_settings
 ),
@@ -27,24 +26,11 @@ deficient_patients as (
     where patient_status.status = 'deficient'
 ),
 
-treated_patients as (
-    select distinct deficient_patients.patient_id
-    from deficient_patients
-    inner join {{ ref('stg_medications') }} as stg_medications
-        on stg_medications.patient_id = deficient_patients.patient_id
+treatment_as_of as (
+    select int_deficient_treatment.patient_id, int_deficient_treatment.treatment
+    from {{ ref('int_deficient_treatment') }} as int_deficient_treatment
     cross join settings
-    where stg_medications.is_b12_drug
-      and stg_medications.start_date <= settings.as_of
-      and (
-          -- active on the index date
-          (
-              stg_medications.start_date <= deficient_patients.index_date
-              and (stg_medications.end_date is null or stg_medications.end_date > deficient_patients.index_date)
-          )
-          -- or starting within the treatment window after it
-          or stg_medications.start_date between deficient_patients.index_date
-              and deficient_patients.index_date + settings.deficient_treated_within_days
-      )
+    where int_deficient_treatment.as_of = settings.as_of
 ),
 
 neuro_codes as (
@@ -98,7 +84,7 @@ final as (
         deficient_patients.index_value,
         deficient_patients.index_unit,
         deficient_patients.index_date,
-        case when treated_patients.patient_id is not null then 'treated' else 'untreated' end as treatment,
+        treatment_as_of.treatment,
         deficient_patients.index_analyte,
         deficient_patients.index_comparator,
         deficient_patients.index_value_si,
@@ -113,8 +99,8 @@ final as (
         neuro_patients.patient_id is not null as neuro_involvement,
         neuro_patients.neuro_detail
     from deficient_patients
-    left join treated_patients
-        on treated_patients.patient_id = deficient_patients.patient_id
+    inner join treatment_as_of
+        on treatment_as_of.patient_id = deficient_patients.patient_id
     left join neuro_patients
         on neuro_patients.patient_id = deficient_patients.patient_id
     order by deficient_patients.patient_id
