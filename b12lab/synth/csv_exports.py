@@ -164,10 +164,11 @@ PRACTICES = ("Abbey Road Surgery", "Brook Lane Medical Centre", "Castle Street P
 PRACTICE_WEIGHTS = np.array([0.18, 0.16, 0.14, 0.15, 0.13, 0.12, 0.12])
 HOME_SITE_OF_PRACTICE = np.array([0, 0, 0, 1, 1, 2, 2])
 SHARE_TESTED_AWAY_FROM_HOME = 0.15
-# How often a practice adds B12 to the routine bloods of patients with no known B12 problem, relative to the
-# others: Abbey Road Surgery seldom does, so its testing coverage is low for its size, the kind of outlier the
-# report's funnel plot is there to show. Patients with a deficiency, PA or supplements are tested as anywhere.
-PRACTICE_ROUTINE_B12_TESTING = np.array([0.15, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+# The share of routine B12 tests a practice really adds to the bloods of patients with no known B12 problem:
+# Abbey Road Surgery seldom does, so its testing coverage is low for its size, the kind of outlier the report's
+# funnel plot is there to show. Patients with a deficiency, PA or supplements are tested as anywhere. Applied
+# after every other draw (routine_b12_not_added), so the rest of the population is the same with or without it.
+PRACTICE_ROUTINE_B12_TESTING = np.array([0.05, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
 
 # (code_system, code, weight)
 PA_DIAGNOSIS_CODES = (("ICD-10", "D51.0", 0.35), ("ICD10", "D51.0", 0.10), ("ICD-10", "D510", 0.10),
@@ -642,7 +643,6 @@ def routine_encounters(rng: np.random.Generator, cohort: dict, window: Window) -
     p_b12 = np.where(age >= 60, 0.38, 0.28)
     p_b12 = np.where(g == SUPPLEMENTED, 0.45, p_b12)
     p_b12 = np.where(g == MACROCYTOSIS, 0.0, p_b12)       # their macrocytosis is never followed up
-    p_b12 = np.where(g == GENERAL, p_b12 * PRACTICE_ROUTINE_B12_TESTING[cohort["practice"][patient]], p_b12)
     p_b12 = np.where(day < cohort["index_day"][patient], np.where(cohort["incident"][patient], 0.0, p_b12), p_b12)
     panels = empty_panels(m)
     panels[:, B12] = rng.random(m) < p_b12
@@ -1364,8 +1364,21 @@ def as_date(value: date | str) -> date:
     return date.fromisoformat(value) if isinstance(value, str) else value
 
 
+def routine_b12_not_added(rng: np.random.Generator, cohort: dict, rows: dict[str, np.ndarray],
+                          routine_count: int) -> np.ndarray:
+    """Rows (every report of them) of the routine B12 tests a practice did not add (PRACTICE_ROUTINE_B12_TESTING),
+    decided once per encounter with a generator of its own, so that no other draw changes."""
+    practice_share = PRACTICE_ROUTINE_B12_TESTING[cohort["practice"][rows["patient"]]]
+    draws = rng.random(routine_count)
+    routine = rows["encounter"] < routine_count
+    encounter = np.where(routine, rows["encounter"], 0)
+    return (routine & (rows["analyte"] == B12) & (cohort["group"][rows["patient"]] == GENERAL)
+            & (draws[encounter] >= practice_share))
+
+
 def make_results(rng: np.random.Generator, cohort: dict, window: Window, formats: FormatTable) -> dict:
-    encounters = concat_columns([routine_encounters(rng, cohort, window),
+    routine = routine_encounters(rng, cohort, window)
+    encounters = concat_columns([routine,
                                     *diagnostic_encounters(rng, cohort, window),
                                     follow_up_encounters(rng, cohort, window)])
     rows = expand_encounters(rng, encounters, first_id=0)
@@ -1376,8 +1389,11 @@ def make_results(rng: np.random.Generator, cohort: dict, window: Window, formats
     add_result_times(rng, rows)
     choose_report_formats(rng, rows, cohort, formats)
     assign_accessions(rows)
+    rows = add_report_artefacts(rng, rows)
+    not_added = routine_b12_not_added(rng.spawn(1)[0], cohort, rows, len(routine["patient"]))
+    rows = take_columns(rows, np.nonzero(~not_added)[0])
     del rows["encounter"]
-    return add_report_artefacts(rng, rows)
+    return rows
 
 
 def synthesize(patients: int, out: Path, seed: int = 42, start: date = date(2021, 1, 1),

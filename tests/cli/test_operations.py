@@ -85,7 +85,7 @@ def test_a_published_run_exits_0_and_says_where_everything_is(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     lines = result.stdout.splitlines()
-    assert any(line.startswith("published run ") and "(nightly) as of 2026-10-31: read 7380" in line for line in lines)
+    assert any(line.startswith("published run ") and "(nightly) as of 2026-10-31: read 7274" in line for line in lines)
     for label, path in (("warehouse:", output / "warehouse.duckdb"), ("report:", output / "report" / "index.html")):
         assert f"{label}".ljust(13) + str(path.absolute()) in lines
     # Each warning once, and no packaging or traceback noise.
@@ -112,6 +112,10 @@ def test_a_night_with_only_files_already_ingested_publishes_as_usual(tmp_path):
     quiet = run(drop, output, "--as-of", LIVE_AS_OF)
     assert quiet.returncode == 0, quiet.stderr
     assert "0 new export files, 6 already ingested" in quiet.stdout
+    # the page says so, with the date data was last received, instead of reading as a good night
+    banner = (output / "report" / "index.html").read_text(encoding="utf-8")
+    assert 'id="banner"' in banner and "No new data was received in this run." in banner
+    assert "Data was last received on " in banner
     assert query(output / "warehouse.duckdb", "select max(as_of) from runs where status = 'published'") == [
         (date(2026, 10, 31),)]
 

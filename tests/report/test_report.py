@@ -3,6 +3,7 @@ rendered in a real browser (headless Debian chromium driven by Playwright)."""
 from __future__ import annotations
 
 import calendar
+import csv
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from b12lab.common.paths import VOCABULARY_DIR
 from b12lab.report import page as report
 from b12lab.common.duck import connect
 from b12lab.lake.lake import Lake
@@ -34,7 +36,10 @@ FLAGS = ("FOLATE_BEFORE_B12", "MACROCYTOSIS_NOT_TESTED", "METFORMIN_B12_NOT_TEST
 SAMPLE_SHOWS = ("DEFICIENT_NO_IF_ANTIBODY", "DEFICIENT_NO_BLOOD_COUNT", "PA_NOT_ON_TREATMENT",
                 "TREATED_MARKERS_NOT_NORMAL", "METFORMIN_B12_NOT_TESTED", "MMA_RENAL_CAVEAT",
                 "B12_INJECTIONS_WITHOUT_DEFICIENCY", "deficient_neuro")
-CHARTS = {"practices", "trend", "b12-distribution"}
+with (VOCABULARY_DIR / "measures.csv").open(encoding="utf-8") as _stream:
+    MEASURES = [row["measure"] for row in csv.DictReader(_stream)]
+CHARTS = {"practices", "trend", "b12-distribution", *(f"funnel-{m}" for m in MEASURES),
+          *(f"rate-trend-{m}" for m in MEASURES)}
 
 
 # --- the expected numbers, counted here independently of b12lab.report.page ---------------------------------
@@ -323,7 +328,13 @@ def test_headline_history_is_kept_in_the_lake(sample_output, run_record, expecte
     table = pq.read_table(path).to_pylist()
     assert {row["run_id"] for row in table} == {run_record["run_id"]}
     assert {row["as_of"] for row in table} == {date.fromisoformat(SAMPLE_AS_OF)}
-    assert {row["metric"]: row["value"] for row in table} == expected
+    # the headline counts, and the measures' terms that are not cards of their own
+    with duckdb.connect(str(sample_output / "warehouse.duckdb"), read_only=True) as con:
+        terms = {"tested": "select count(*) from patient_status where status <> 'not_tested'",
+                 "pa": "select count(*) from patient_status where has_pa",
+                 "deficient_without_pa": "select count(*) from cohort_deficient where not has_pa"}
+        terms = {key: con.execute(sql).fetchall()[0][0] for key, sql in terms.items()}
+    assert {row["metric"]: row["value"] for row in table} == {**expected, **terms}
     assert not list(path.parent.glob("*.tmp"))
 
 

@@ -1,0 +1,290 @@
+"""The quality measures of the sample run: practice_measures counted as the marts count, the outlier the sample
+makes, a funnel plot and a rate trend per measure with their text and numbers, a page per practice, and the
+banner of an empty night; the pages opened in a real browser (headless Debian chromium)."""
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from b12lab.common.paths import VOCABULARY_DIR
+from b12lab.report.page import empty_night_banner
+from tests.helpers.processes import b12lab
+from tests.report.test_report import Page
+
+with (VOCABULARY_DIR / "measures.csv").open(encoding="utf-8") as _stream:
+    MEASURES = [row["measure"] for row in csv.DictReader(_stream)]
+# The sample's practice that seldom adds B12 to routine bloods (b12lab.synth: PRACTICE_ROUTINE_B12_TESTING).
+LOW_TESTING_PRACTICE = "Abbey Road Surgery"
+
+
+def query(warehouse: Path, sql: str, params=None) -> list[tuple]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+@pytest.fixture(scope="module")
+def warehouse(sample_output) -> Path:
+    return sample_output / "warehouse.duckdb"
+
+
+@pytest.fixture(scope="module")
+def main_page(sample_output) -> Page:
+    return Page((sample_output / "report" / "index.html").read_text(encoding="utf-8"))
+
+
+def run_date_measures(warehouse: Path) -> dict[tuple, tuple]:
+    """(measure, practice) -> (numerator, denominator, position), on the run's date."""
+    return {(m, p): (n, d, pos) for m, p, n, d, pos in query(warehouse, """
+        select measure, practice, numerator, denominator, position from practice_measures
+        where as_of = (select as_of from rules_settings)""")}
+
+
+# --- the mart -------------------------------------------------------------------------------------------------
+
+
+def test_measures_count_as_the_marts_count(warehouse):
+    measures = run_date_measures(warehouse)
+    practice = "coalesce(nullif(trim(patient_status.practice), ''), '(no practice)')"
+    independent = {
+        "testing_coverage": f"select {practice}, count(*) filter (where status <> 'not_tested'), count(*) "
+                            "from patient_status group by 1",
+        "deficient_untreated": f"select {practice}, count(*) filter (where treatment = 'untreated'), count(*) "
+                               "from cohort_deficient as patient_status group by 1",
+        "pa_not_on_treatment": f"""select {practice},
+                count(*) filter (where patient_id in (select patient_id from cohort_under_monitored
+                                                      where reason = 'PA_NOT_ON_TREATMENT')), count(*)
+            from patient_status where has_pa group by 1""",
+        "deficient_no_if_antibody": f"""select {practice},
+                count(*) filter (where patient_id in (select patient_id from cohort_under_monitored
+                                                      where reason = 'DEFICIENT_NO_IF_ANTIBODY')), count(*)
+            from cohort_deficient as patient_status where not has_pa group by 1""",
+    }
+    for measure, sql in independent.items():
+        rows = query(warehouse, sql)
+        assert rows, measure
+        for name, numerator, denominator in rows:
+            assert measures[(measure, name)][:2] == (numerator, denominator), (measure, name)
+        total = (sum(r[1] for r in rows), sum(r[2] for r in rows))
+        assert measures[(measure, None)][:2] == total, measure
+
+
+def test_every_measure_has_a_row_per_practice_and_date_of_the_trend(warehouse):
+    practices = {p for (p,) in query(warehouse, "select distinct practice from cohort_counts")}
+    rows = query(warehouse, "select as_of, measure, count(*) from practice_measures group by all")
+    dates = {as_of for as_of, _, _ in rows}
+    assert len(dates) == 24
+    assert {m for _, m, _ in rows} == set(MEASURES)
+    (run_rows,), = query(warehouse, "select count(*) from practice_measures where as_of = "
+                                    "(select as_of from rules_settings)")
+    assert run_rows == len(MEASURES) * len(practices)
+
+
+def test_the_sample_makes_one_practice_an_outlier_on_testing_coverage(warehouse):
+    numerator, denominator, position = run_date_measures(warehouse)[("testing_coverage", LOW_TESTING_PRACTICE)]
+    assert position == "below"
+    (lower_998, overall), = query(warehouse, """select lower_998, overall_rate from practice_measures
+        where as_of = (select as_of from rules_settings) and measure = 'testing_coverage' and practice = ?""",
+                                  [LOW_TESTING_PRACTICE])
+    assert numerator / denominator < lower_998 < overall
+
+
+# --- the main page ---------------------------------------------------------------------------------------------
+
+
+def test_the_main_page_names_exactly_the_outliers_of_the_mart(main_page, warehouse):
+    outliers = {(m, p): pos for (m, p), (_, _, pos) in run_date_measures(warehouse).items()
+                if p is not None and pos in ("above", "below")}
+    assert ("testing_coverage", LOW_TESTING_PRACTICE) in outliers
+    named = {}
+    for measure in MEASURES:
+        block = main_page.one("data-outliers", measure)
+        for element in main_page.with_attr("data-outlier"):
+            if element["text"] and element["text"] in block["text"] and element in main_page.elements[
+                    main_page.elements.index(block):main_page.elements.index(block) + 50]:
+                named[(measure, element["attrs"]["data-outlier"])] = element["attrs"]["data-position"]
+    assert named == outliers
+
+
+def test_every_measure_has_a_funnel_plot_and_a_rate_trend_with_text_and_numbers(main_page, warehouse):
+    practices = {p for (p,) in query(warehouse, "select distinct practice from cohort_counts where practice is not null")}
+    for measure in MEASURES:
+        for chart, axis in ((f"funnel-{measure}", "Denominator (patients)"),
+                            (f"rate-trend-{measure}", "Month end")):
+            svg = main_page.one("data-chart", chart)
+            assert svg["attrs"]["aria-label"] and "Rate" in svg["text"] and axis in svg["text"], chart
+        funnel_svg = main_page.one("data-chart", f"funnel-{measure}")["text"]
+        assert "99.8 % limits" in funnel_svg and "95 % limits" in funnel_svg
+    # the table of each funnel: all practices and one row per practice
+    rows = query(warehouse, """select measure, coalesce(practice, ''), numerator, denominator from practice_measures
+                               where as_of = (select as_of from rules_settings)""")
+    shown = {(e["attrs"]["data-measure-unit"], int(e["attrs"]["data-numerator"]), int(e["attrs"]["data-denominator"]))
+             for e in main_page.with_attr("data-measure-unit")}
+    assert {(p, n, d) for _, p, n, d in rows} == shown
+    assert len(practices) >= 7
+
+
+def test_the_rate_trend_table_is_the_mart_on_each_month_end(main_page, warehouse):
+    rows = query(warehouse, "select pm.measure, pm.as_of, pm.numerator, pm.denominator from practice_measures pm "
+                            "inner join measures using (measure) where pm.practice is null "
+                            "order by measures.display_order, pm.as_of")
+    html_rows = [(e["attrs"]["data-measure-as-of"], int(e["attrs"]["data-numerator"]),
+                  int(e["attrs"]["data-denominator"])) for e in main_page.with_attr("data-measure-as-of")]
+    assert [(a.isoformat(), n, d) for _, a, n, d in rows] == html_rows
+
+
+def test_an_ordinary_night_has_no_banner(main_page):
+    assert not main_page.with_attr("id", "banner")
+
+
+def test_the_banner_says_what_is_missing():
+    assert empty_night_banner({"patients": 0}, {"rows_read": 0}, None)["headline"] == "No patient is known."
+    quiet = empty_night_banner({"patients": 5}, {"rows_read": 0}, None)
+    assert quiet["headline"] == "No new data was received in this run."
+    assert empty_night_banner({"patients": 5}, {"rows_read": 10}, None) is None
+
+
+# --- a page per practice ---------------------------------------------------------------------------------------
+
+
+def practice_pages(sample_output) -> dict[str, Path]:
+    pages = {}
+    for path in sorted((sample_output / "report" / "practices").glob("*.html")):
+        page = Page(path.read_text(encoding="utf-8"))
+        pages[page.one("id", "practice-name")["attrs"]["data-practice"]] = path
+    return pages
+
+
+def test_every_practice_has_a_page_linked_from_the_main_page(sample_output, main_page, warehouse):
+    pages = practice_pages(sample_output)
+    practices = {p for (p,) in query(warehouse, "select distinct practice from cohort_counts where practice is not null")}
+    assert set(pages) == practices
+    links = {e["attrs"]["data-practice-page"]: e["attrs"]["href"] for e in main_page.with_attr("data-practice-page")}
+    assert set(links) == practices
+    for practice, href in links.items():
+        assert (sample_output / "report" / href).resolve() == pages[practice].resolve()
+        assert href in next(e for e in main_page.with_attr("data-practice-page", practice))["text"]
+
+
+def test_a_practice_page_is_self_contained_and_names_no_patient(sample_output, warehouse):
+    identifiers = {p for (p,) in query(warehouse, "select patient_id from patient_status")}
+    for practice, path in practice_pages(sample_output).items():
+        html = path.read_text(encoding="utf-8")
+        page = Page(html)
+        assert not {"script", "link", "img", "iframe", "object", "embed"} & set(page.tags), practice
+        assert "url(http" not in html and "@import" not in html
+        assert not [p for p in identifiers if re.search(rf"\b{re.escape(p)}\b", html)], practice
+        assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_practice_page_shows_the_warehouse_numbers(sample_output, warehouse):
+    path = practice_pages(sample_output)[LOW_TESTING_PRACTICE]
+    page = Page(path.read_text(encoding="utf-8"))
+    measures = run_date_measures(warehouse)
+    rows = {e["attrs"]["data-measure"]: e for e in page.with_attr("data-measure") if e["tag"] == "tr"}
+    assert set(rows) == set(MEASURES)
+    for measure, row in rows.items():
+        numerator, denominator, position = measures[(measure, LOW_TESTING_PRACTICE)]
+        assert (int(row["attrs"]["data-numerator"]), int(row["attrs"]["data-denominator"])) == (numerator, denominator)
+        assert row["attrs"]["data-position"] == (position or "")
+    assert "below limits: a concern" in rows["testing_coverage"]["text"]
+    counts = dict(query(warehouse, """select metric, patients from cohort_counts
+        where as_of = (select as_of from rules_settings) and practice = ?""", [LOW_TESTING_PRACTICE]))
+    for cell in page.with_attr("data-practice-metric"):
+        assert int(cell["attrs"]["data-value"]) == counts[cell["attrs"]["data-practice-metric"]]
+    # its worklist counts are the rows of its worklist files
+    slug = path.stem
+    for element in page.with_attr("data-worklist"):
+        cohort = element["attrs"]["data-worklist"]
+        with (sample_output / "report" / "worklists" / cohort / f"{slug}.csv").open(encoding="utf-8-sig") as f:
+            assert int(element["attrs"]["data-value"]) == len(list(csv.DictReader(f))), cohort
+    # its trend: the practice's own rates on every month end
+    trend = query(warehouse, "select as_of, numerator, denominator from practice_measures "
+                             "where practice = ? and measure = 'testing_coverage' order by as_of",
+                  [LOW_TESTING_PRACTICE])
+    table = page.one("id", "table-measure-trend-testing_coverage")
+    shown = [(e["attrs"]["data-measure-as-of"], int(e["attrs"]["data-numerator"]), int(e["attrs"]["data-denominator"]))
+             for e in page.elements[page.elements.index(table):] if "data-measure-as-of" in e["attrs"]]
+    assert shown[:len(trend)] == [(a.isoformat(), n, d) for a, n, d in trend]
+
+
+# --- in a real browser -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra: make test")
+    from b12lab.report.screenshot import chromium_path, launch
+
+    if chromium_path() is None:
+        pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        instance = launch(playwright)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+def open_in_browser(browser, path: Path):
+    tab = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems, requests = [], []
+    tab.on("console", lambda message: message.type in ("error", "warning") and problems.append(message.text))
+    tab.on("pageerror", lambda error: problems.append(str(error)))
+    tab.on("request", lambda request: requests.append(request.url))
+    tab.goto(path.resolve().as_uri(), wait_until="load")
+    return tab, problems, requests
+
+
+def assert_funnels_render(tab):
+    for measure in MEASURES:
+        chart = tab.locator(f'svg[data-chart^="funnel-{measure}"]')
+        assert chart.count() == 1, measure
+        box = chart.bounding_box()
+        assert box and box["width"] > 250 and box["height"] > 150, measure
+        assert chart.locator("path").count() > 10, measure
+
+
+def test_browser_renders_the_funnel_plots_of_the_main_page(browser, sample_output, warehouse):
+    path = sample_output / "report" / "index.html"
+    tab, problems, requests = open_in_browser(browser, path)
+    assert problems == [] and requests == [path.resolve().as_uri()]
+    assert_funnels_render(tab)
+    shown = tab.eval_on_selector_all("[data-measure-population]", "els => els.map(e => [e.dataset.measurePopulation, "
+                                     "Number(e.dataset.numerator), Number(e.dataset.denominator), e.innerText])")
+    measures = run_date_measures(warehouse)
+    assert {m for m, _, _, _ in shown} == set(MEASURES)
+    for measure, numerator, denominator, text in shown:
+        assert (numerator, denominator) == measures[(measure, None)][:2]
+        assert text.startswith(f"{numerator:,} of {denominator:,}")
+
+
+def test_browser_renders_a_practice_page_with_the_warehouse_numbers(browser, sample_output, warehouse):
+    path = practice_pages(sample_output)[LOW_TESTING_PRACTICE]
+    tab, problems, requests = open_in_browser(browser, path)
+    assert problems == [] and requests == [path.resolve().as_uri()]
+    assert_funnels_render(tab)
+    measures = run_date_measures(warehouse)
+    rows = tab.eval_on_selector_all("#table-practice-measures tr[data-measure]",
+                                    "els => els.map(e => [e.dataset.measure, e.cells[1].innerText])")
+    assert len(rows) == len(MEASURES)
+    for measure, text in rows:
+        numerator, denominator, _ = measures[(measure, LOW_TESTING_PRACTICE)]
+        assert text == (f"{numerator:,} of {denominator:,}" if denominator else text), measure
+
+
+# --- an empty night, through the command users run -------------------------------------------------------------
+
+
+def test_a_run_that_knows_no_patient_says_so_in_a_banner(tmp_path):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    sample = Path(__file__).resolve().parents[2] / "data" / "sample" / "labs_valley.csv"
+    (drop / "labs_valley.csv").write_text(sample.read_text(encoding="utf-8").splitlines()[0] + "\n")
+    result = b12lab("run", "--input", str(drop), "--output", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    page = Page((tmp_path / "out" / "report" / "index.html").read_text(encoding="utf-8"))
+    assert page.one("id", "banner")["text"].startswith("No patient is known.")
