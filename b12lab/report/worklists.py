@@ -1,14 +1,20 @@
-"""Identified worklists for care teams: one CSV per cohort and practice, the most urgent patient first.
+"""Identified worklists for care teams: one CSV per worklist and practice, the most urgent first.
 
 Layout under OUTPUT/report/worklists/ (folder 0o750, files 0o640: owner and group only, since these name
 patients, unlike the report page):
 
+    items/<practice-slug>.csv             one row per patient and item (an under-monitoring reason, a flag,
+                                          DEFICIENT or BORDERLINE_NEEDS_MMA): the mart `worklist`
     deficient/<practice-slug>.csv         one row per deficient patient
     borderline/<practice-slug>.csv        one row per borderline patient
     under_monitored/<practice-slug>.csv   one row per under-monitored patient, all reasons joined
     flagged/<practice-slug>.csv           one row per patient with a safety or case-finding flag, all flags joined
+    README.txt                            the legend: the folders, every column of each file, what `priority`
+                                          and `urgency` mean, and the full urgency order of items/ with each
+                                          item's next action, generated from the vocabulary tables (seeds) of
+                                          the warehouse, so it never goes stale
 
-Every practice known to the publication gets a file in every cohort (header only when it has no patient), so a
+Every practice known to the publication gets a file in every folder (header only when it has no patient), so a
 care team that finds its file empty knows there is nothing to do rather than wondering whether the run failed.
 Patients without a practice go to `no-practice.csv`.
 
@@ -21,6 +27,10 @@ Order (most urgent first; patient_id last, so the order is always the same):
   patient (reason_codes.urgency); then the oldest last monitoring test (b12, holotc or mma; never tested first);
   then the oldest index date.
 - flagged: the most urgent flag of the patient (flag_codes.urgency); then the oldest flag date.
+- items: the mart's `urgency`, one order across every item (the tiers of the seed worklist_tiers, within a tier
+  the urgency of reason_codes or flag_codes: deficient with neurological involvement, FOLATE_BEFORE_B12,
+  deficient untreated, the reasons, the other flags, deficient treated, BORDERLINE_NEEDS_MMA); then the gap
+  open longest (`open_since`, oldest first; none known first); then patient_id and item.
 Every row carries `next_action`: what to do, in plain words (the vocabulary tables reason_codes, flag_codes and
 deficient_actions; for several reasons or flags, each action once, most urgent first).
 
@@ -34,6 +44,7 @@ import hashlib
 import os
 import re
 import shutil
+import textwrap
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +56,9 @@ DIR_MODE = 0o750
 FILE_MODE = 0o640
 NO_PRACTICE_LABEL = "(no practice)"
 NO_PRACTICE_SLUG = "no-practice"
-COHORTS = ("deficient", "borderline", "under_monitored", "flagged")
+# The worklist folders: the four cohorts, and items (the mart `worklist`: one row per patient and item).
+COHORTS = ("deficient", "borderline", "under_monitored", "flagged", "items")
+README_NAME = "README.txt"
 
 _SLUG_MAX = 80
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
@@ -221,6 +234,156 @@ QUERIES = {
             flags.first_flag_date asc nulls first,
             flags.patient_id
     """,
+    "items": """
+        select practice, patient_id, item, urgency, next_action, detail, open_since
+        from worklist
+        order by urgency, open_since asc nulls first, patient_id, item
+    """,
+}
+
+# The urgency order of items/ for the legend: every item the worklist can hold, numbered as the mart numbers
+# them (b12lab/transforms/models/marts/worklist.sql, urgency_scale), with its label and next action.
+URGENCY_ORDER_QUERY = """
+    with
+    tiers as (
+        select
+            worklist_tiers.tier,
+            worklist_tiers.kind,
+            nullif(worklist_tiers.code, '') as code,
+            nullif(worklist_tiers.next_action, '') as next_action
+        from worklist_tiers
+    ),
+    vocabulary as (
+        select 'deficient' as kind, 'DEFICIENT' as item, deficient_actions.situation as code,
+               deficient_actions.urgency as kind_urgency, deficient_actions.next_action,
+               'Deficient, ' || replace(deficient_actions.situation, '_', ' ') as label
+        from deficient_actions
+        union all
+        select 'reason', reason, reason, urgency, next_action, label from reason_codes
+        union all
+        select 'flag', flag, flag, urgency, next_action, label from flag_codes
+        union all
+        select 'borderline', 'BORDERLINE_NEEDS_MMA', 'needs_mma', 1, null,
+               (select label from status_codes where status = 'borderline_needs_mma')
+    )
+    select
+        row_number() over (order by tiers.tier, vocabulary.kind_urgency, vocabulary.code) as urgency,
+        vocabulary.item,
+        vocabulary.kind,
+        vocabulary.label,
+        coalesce(vocabulary.next_action, tiers.next_action) as next_action
+    from vocabulary
+    inner join tiers
+        on tiers.kind = vocabulary.kind
+       and (
+           tiers.code = vocabulary.code
+           or (
+               tiers.code is null
+               and vocabulary.code not in (
+                   select named.code from tiers as named where named.kind = vocabulary.kind and named.code is not null
+               )
+           )
+       )
+    order by urgency
+"""
+
+FOLDER_NOTES = {
+    "items": "one row per patient and item - an under-monitoring reason, a safety or case-finding flag, DEFICIENT "
+             "or BORDERLINE_NEEDS_MMA: everything to do, in one urgency order (below); a patient with several "
+             "items has a row for each",
+    "deficient": "one row per deficient patient",
+    "borderline": "one row per borderline patient (MMA needed, or MMA normal)",
+    "under_monitored": "one row per under-monitored patient, all the patient's reasons joined",
+    "flagged": "one row per patient with a safety or case-finding flag, all the patient's flags joined",
+}
+
+# What each column of each worklist holds: README.txt lists every column of every file with this.
+COLUMN_NOTES = {
+    "items": {
+        "practice": "the patient's practice; (no practice) when none is recorded",
+        "patient_id": "the patient identifier as exported",
+        "item": "what is to be done about the patient: a reason code, a flag code, DEFICIENT or "
+                "BORDERLINE_NEEDS_MMA (see the urgency order below)",
+        "urgency": "the item's place in the urgency order below, 1 = most urgent; a DEFICIENT row's number "
+                   "depends on its situation (neurological involvement, untreated, treated)",
+        "next_action": "what to do, in plain words",
+        "detail": "the evidence in words: results, dates and the window in which a test was missing",
+        "open_since": "since when the gap is open (YYYY-MM-DD): for a reason the day its window closed (for "
+                      "example the day after the last B12 test fell out of the annual window for "
+                      "PA_OVERDUE_ANNUAL_B12), or the date of the "
+                      "latest result the status rests on when the reason has no date of its own; for a flag its "
+                      "date; for DEFICIENT and BORDERLINE_NEEDS_MMA the date of the result; empty when no date "
+                      "is known",
+    },
+    "deficient": {
+        "patient_id": "the patient identifier as exported",
+        "practice": "the patient's practice; (no practice) when none is recorded",
+        "rule_id": "the rule that made the patient deficient (B12_DEFICIENT, HOLOTC_DEFICIENT, FUNCTIONAL_MMA, "
+                   "MMA_ON_SUPPLEMENT)",
+        "treatment": "treated (B12 active on the result's date or started soon after) or untreated",
+        "index_analyte": "the test the status rests on: b12, holotc, or mma for MMA_ON_SUPPLEMENT",
+        "index_value": "its value as the laboratory reported it (< or > for a censored value)",
+        "index_unit": "its unit as reported",
+        "index_date": "its collection date",
+        "index_value_pmol_l": "its value in pmol/L (empty when the test is not measured in pmol/L)",
+        "mma_value": "the MMA result that decided the status, when one did",
+        "mma_unit": "its unit",
+        "mma_date": "its collection date",
+        "has_pa": "true when pernicious anaemia is on record",
+        "on_b12": "true when a B12 medication is active on the as-of date",
+        "treatment_start": "the start of the patient's first B12 medication record",
+        "neuro_involvement": "true when a diagnosis points to neurological involvement",
+        "neuro_detail": "those diagnoses, with their dates",
+        "next_action": "what to do, in plain words",
+    },
+    "borderline": {
+        "patient_id": "the patient identifier as exported",
+        "practice": "the patient's practice; (no practice) when none is recorded",
+        "rule_id": "BORDERLINE_NEEDS_MMA or BORDERLINE_MMA_NORMAL",
+        "mma_status": "needed (no MMA around the borderline result: order one) or normal",
+        "index_analyte": "the borderline test: b12 or holotc",
+        "index_value": "its value as the laboratory reported it",
+        "index_unit": "its unit as reported",
+        "index_date": "its collection date",
+        "mma_value": "the normal MMA result, when there is one",
+        "mma_unit": "its unit",
+        "mma_date": "its collection date",
+        "has_pa": "true when pernicious anaemia is on record",
+        "on_b12": "true when a B12 medication is active on the as-of date",
+    },
+    "under_monitored": {
+        "patient_id": "the patient identifier as exported",
+        "practice": "the patient's practice; (no practice) when none is recorded",
+        "reasons": "the patient's reason codes, most urgent first",
+        "priority": "the urgency of the patient's most urgent reason (reason_codes), 1 = most urgent",
+        "last_test_date": "the date of the latest B12, holoTC or MMA test (empty: never tested)",
+        "status": "the patient's status (deficient, borderline_needs_mma, borderline_mma_normal, normal, "
+                  "not_tested)",
+        "rule_id": "the rule behind the status",
+        "index_analyte": "the test the status rests on",
+        "index_value": "its value as reported",
+        "index_unit": "its unit as reported",
+        "index_date": "its collection date",
+        "has_pa": "true when pernicious anaemia is on record",
+        "on_b12": "true when a B12 medication is active on the as-of date",
+        "treatment_start": "the start of the patient's first B12 medication record",
+        "neuro_involvement": "true for a deficient patient with neurological involvement (listed first)",
+        "next_action": "what to do for each reason, most urgent first, each action once",
+        "details": "each reason with its evidence in words",
+    },
+    "flagged": {
+        "patient_id": "the patient identifier as exported",
+        "practice": "the patient's practice; (no practice) when none is recorded",
+        "flags": "the patient's flag codes, most urgent first",
+        "priority": "the urgency of the patient's most urgent flag (flag_codes), 1 = most urgent",
+        "first_flag_date": "the earliest date of the patient's flags",
+        "status": "the patient's status",
+        "rule_id": "the rule behind the status",
+        "has_pa": "true when pernicious anaemia is on record",
+        "on_b12": "true when a B12 medication is active on the as-of date",
+        "next_action": "what to do for each flag, most urgent first, each action once",
+        "details": "each flag with its date and evidence in words",
+    },
 }
 
 
@@ -281,8 +444,89 @@ def _safe_cell(value) -> str:
     return text
 
 
+def readme_text(con: duckdb.DuckDBPyConnection, headers: dict[str, list[str]]) -> str:
+    """The legend of the worklists folder: the folders, each file's columns (`headers`: worklist -> its CSV
+    header), what priority and urgency mean, and the urgency order of items/ from the vocabulary tables."""
+    as_of, version, profile = con.execute(
+        "select as_of, rules_version, rules_profile from rules_settings").fetchall()[0]
+    order = con.execute(URGENCY_ORDER_QUERY).fetchall()
+    tiers = con.execute("select tier, description from worklist_tiers order by tier").fetchall()
+    lines = [
+        f"Worklists as of {as_of.isoformat()} (rules {version}, profile {profile})",
+        "",
+        *_wrapped("These files name patients: they are readable by the owner and group of this folder only. "
+                  "Do not forward them by email."),
+        "",
+        *_wrapped("Each folder holds one CSV file per practice, named after the practice (no-practice.csv: "
+                  "patients without a practice). Every practice has a file in every folder: a file with only "
+                  "its header means there is nothing to do. Rows are most urgent first. A cell a spreadsheet "
+                  "would read as a formula starts with an apostrophe ('). Dates are YYYY-MM-DD."),
+        "",
+        "FOLDERS",
+        "",
+    ]
+    folders = sorted(COHORTS, key=lambda cohort: cohort != "items")  # the whole worklist first
+    for cohort in folders:
+        lines += _wrapped(FOLDER_NOTES[cohort], f"  {cohort + '/':<18}")
+    lines += [
+        "",
+        "PRIORITY AND URGENCY (1 is the most urgent)",
+        "",
+        *_wrapped("urgency (items/): the item's place in one order across every item, listed below. Rows are "
+                  "sorted by urgency, then by open_since (the gap open longest first), then by patient.", "  "),
+        *_wrapped("priority (under_monitored/, flagged/): the urgency of the patient's most urgent reason (1 to "
+                  f"{_count(order, 'reason')}, in the order of the reasons below) or flag (1 to "
+                  f"{_count(order, 'flag')}, in the order of the flags below), on the folder's own scale; "
+                  "deficient patients with neurological involvement come first in under_monitored/ whatever "
+                  "their priority.", "  "),
+        *_wrapped("deficient/ and borderline/ have no number: deficient/ lists neurological involvement first, "
+                  "then untreated, then the lowest result, then the oldest; borderline/ lists MMA needed first, "
+                  "then the oldest result.", "  "),
+        "",
+        "URGENCY ORDER OF items/",
+        "",
+        *_wrapped("The items are numbered through these tiers, in this order, and within a tier in the order "
+                  "of the reasons' and flags' own urgency:", "  "),
+    ]
+    for tier, description in tiers:
+        lines += _wrapped(description, f"  {tier:>4}. ")
+    lines += [
+        "",
+        f"  {'urgency':>7}  {'item':<38}  next action  [label]",
+    ]
+    for urgency, item, kind, label, next_action in order:
+        name = item if kind != "deficient" else f"{item} ({label.removeprefix('Deficient, ')})"
+        lines += _wrapped(f"{next_action}  [{label}]", f"  {urgency:>7}  {name:<38}  ")
+    lines += ["", "COLUMNS", ""]
+    for cohort in folders:
+        lines.append(f"  {cohort}/")
+        notes = COLUMN_NOTES[cohort]
+        for column in headers[cohort]:
+            lines += _wrapped(notes.get(column, ""), f"    {column:<20}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _count(order: list[tuple], kind: str) -> int:
+    return sum(1 for row in order if row[2] == kind)
+
+
+def _wrapped(text: str, prefix: str = "", width: int = 110) -> list[str]:
+    """`text` wrapped to `width`, the first line after `prefix`, the others indented as far."""
+    return textwrap.wrap(text, width=width, initial_indent=prefix, subsequent_indent=" " * len(prefix)) or [prefix]
+
+
+def _write_text(path: Path, text: str) -> None:
+    """A text file created with the worklists' file mode, never readable by others, even for a moment."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(text + "\n")
+    os.chmod(path, FILE_MODE)
+
+
 def write_worklists(con: duckdb.DuckDBPyConnection, report_dir: Path, run_tag: str = "new") -> list[Worklist]:
-    """Write every cohort's worklists from the publication in `con` to report_dir/worklists/; return them."""
+    """Write every worklist (the cohorts and items/) from the publication in `con` to report_dir/worklists/,
+    with README.txt beside them; return the worklists."""
     report_dir.mkdir(parents=True, exist_ok=True)
     target = report_dir / WORKLISTS_DIR_NAME
     for leftover in report_dir.glob(f".{WORKLISTS_DIR_NAME}.*"):  # left by a run killed while writing
@@ -301,9 +545,11 @@ def write_worklists(con: duckdb.DuckDBPyConnection, report_dir: Path, run_tag: s
     slugs = practice_slugs(sorted(practices))
 
     written: list[Worklist] = []
+    headers: dict[str, list[str]] = {}
     for cohort in COHORTS:
         result = con.execute(QUERIES[cohort])
         columns, rows = [d[0] for d in result.description], result.fetchall()
+        headers[cohort] = columns
         folder = building / cohort
         folder.mkdir(mode=DIR_MODE)
         os.chmod(folder, DIR_MODE)
@@ -321,6 +567,7 @@ def write_worklists(con: duckdb.DuckDBPyConnection, report_dir: Path, run_tag: s
             os.chmod(path, FILE_MODE)
             written.append(Worklist(cohort, practice, target / cohort / path.name, len(practice_rows)))
         del rows, by_practice
+    _write_text(building / README_NAME, readme_text(con, headers))
 
     previous = report_dir / f".{WORKLISTS_DIR_NAME}.{run_tag}.old"
     shutil.rmtree(previous, ignore_errors=True)

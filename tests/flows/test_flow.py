@@ -31,6 +31,7 @@ CONTRACT = {
     "cohort_borderline": ["patient_id", "rule_id", "index_value", "index_unit", "index_date", "mma_status"],
     "cohort_under_monitored": ["patient_id", "reason", "detail"],
     "patient_flags": ["patient_id", "flag", "flag_date", "detail"],
+    "worklist": ["practice", "patient_id", "item", "urgency", "next_action", "detail", "open_since"],
     "runs": ["run_id", "as_of", "started_at", "finished_at", "rules_version", "rows_read", "rows_accepted",
              "rows_quarantined", "rows_dropped"],
 }
@@ -79,7 +80,7 @@ def test_run_publishes_every_contract_table_with_comments(tmp_path):
         select table_name || '.' || column_name from duckdb_columns()
         where table_name in ('lab_results', 'quarantine', 'runs', 'result_classification', 'patient_status',
                              'cohort_deficient', 'cohort_borderline', 'cohort_under_monitored', 'patient_flags',
-                             'rules_settings')
+                             'worklist', 'worklist_tiers', 'rules_settings')
           and comment is null""")
     assert uncommented == []
     assert read(warehouse, "select count(*) from duckdb_tables() where table_name = 'patient_status' and comment is not null") == [(1,)]

@@ -138,6 +138,9 @@ def test_the_pseudonymised_mart_holds_keys_not_identities(tmp_path, monkeypatch)
         columns = {name for (name,) in con.execute("select distinct column_name from duckdb_columns()").fetchall()}
         assert "patient_id" not in columns and "patient_key" in columns
         assert {"neuro_involvement", "neuro_detail"} <= columns  # the release 2 columns reach analysts too
+        worklist = [name for (name,) in con.execute(
+            "select column_name from duckdb_columns() where table_name = 'worklist' order by column_index").fetchall()]
+        assert worklist[0] == "patient_key" and "patient_id" not in worklist and "open_since" in worklist
         keys = {k for (k,) in con.execute("select patient_key from patient_status").fetchall()}
     expected = {hmac.new(key.encode(), pid.encode(), hashlib.sha256).hexdigest() for pid in SECRET_IDS}
     assert keys == expected

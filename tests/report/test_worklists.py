@@ -1,4 +1,5 @@
-"""Worklists: most urgent first, one file per cohort and practice with a safe name, owner and group only."""
+"""Worklists: most urgent first, one file per cohort (and items/) and practice with a safe name, owner and group
+only, and README.txt, their legend."""
 from __future__ import annotations
 
 import csv
@@ -11,12 +12,15 @@ import duckdb
 import pytest
 
 from b12lab.common.paths import VOCABULARY_DIR
-from b12lab.report.worklists import (DIR_MODE, FILE_MODE, practice_slug, practice_slugs,
-                                 write_worklists)
+from b12lab.report.worklists import (COHORTS, COLUMN_NOTES, DIR_MODE, FILE_MODE, practice_slug, practice_slugs,
+                                     write_worklists)
 
 # The urgency order of the reasons, as the vocabulary seed gives it (1 = most urgent).
 with (VOCABULARY_DIR / "reason_codes.csv").open(encoding="utf-8") as _stream:
     REASON_URGENCY = {row["reason"]: int(row["urgency"]) for row in csv.DictReader(_stream)}
+with (VOCABULARY_DIR / "flag_codes.csv").open(encoding="utf-8") as _stream:
+    FLAG_URGENCY = {row["flag"]: int(row["urgency"]) for row in csv.DictReader(_stream)}
+ITEMS_HEADER = ["practice", "patient_id", "item", "urgency", "next_action", "detail", "open_since"]
 
 SAFE_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*\.csv$")
 
@@ -40,9 +44,10 @@ def tiny(sample_output, tmp_path):
     con = duckdb.connect(str(tmp_path / "tiny.duckdb"))
     con.execute("attach $path as sample (read_only)", {"path": str(sample_output / "warehouse.duckdb")})
     for table in ("patient_status", "cohort_deficient", "cohort_borderline", "cohort_under_monitored",
-                  "result_classification", "patient_flags"):
+                  "result_classification", "patient_flags", "worklist"):
         con.execute(f"create table {table} as select * from sample.{table} limit 0")
-    for table in ("reason_codes", "flag_codes", "deficient_actions"):
+    for table in ("reason_codes", "flag_codes", "deficient_actions", "worklist_tiers", "status_codes",
+                  "rules_settings"):
         con.execute(f"create table {table} as select * from sample.{table}")
     con.execute("detach sample")
     yield con
@@ -187,7 +192,7 @@ def test_files_are_owner_and_group_only_with_safe_names(tiny, tmp_path):
     written = write_worklists(tiny, report_dir)
     root = report_dir / "worklists"
     assert mode(root) == DIR_MODE == 0o750
-    for folder in ("deficient", "borderline", "under_monitored", "flagged"):
+    for folder in ("deficient", "borderline", "under_monitored", "flagged", "items"):
         assert mode(root / folder) == DIR_MODE
         files = sorted((root / folder).iterdir())
         assert all(SAFE_NAME.match(path.name) for path in files), [p.name for p in files]
@@ -254,3 +259,140 @@ def test_the_sample_run_writes_worklists_matching_the_cohorts(sample_output):
         rows = [row for path in files for row in read_csv(path)]
         assert len(rows) == count and len({r["patient_id"] for r in rows}) == count
         assert all(r["index_date"] or cohort == "under_monitored" for r in rows)
+
+
+# --- items/: the worklist mart, one row per patient and item; README.txt, the legend -------------------------
+
+
+def item(con, patient_id, practice, code, urgency, open_since, next_action="do it", detail="the evidence"):
+    con.execute("insert into worklist by name select $practice as practice, $p as patient_id, $i as item, "
+                "$u as urgency, $a as next_action, $d as detail, $o as open_since",
+                {"practice": practice, "p": patient_id, "i": code, "u": urgency, "a": next_action, "d": detail,
+                 "o": open_since})
+
+
+def urgency_table(text: str) -> dict[int, tuple[str, str]]:
+    """README.txt's urgency order: urgency -> (item, next action), wrapped lines joined, the [label] dropped."""
+    section = text.split("next action  [label]\n", 1)[1].split("\nCOLUMNS", 1)[0]
+    entries: dict[int, list[str]] = {}
+    current = None
+    for line in section.splitlines():
+        found = re.match(r"^\s+(\d+)  (\S+(?: \([a-z ]+\))?)\s+(.*)$", line)
+        if found:
+            current = int(found[1])
+            entries[current] = [found[2], found[3]]
+        elif line.strip() and current is not None:
+            entries[current][1] += " " + line.strip()
+    return {urgency: (name, re.sub(r"\s+\[[^\[]*\]$", "", rest)) for urgency, (name, rest) in entries.items()}
+
+
+def test_items_by_urgency_then_longest_open_then_patient(tiny, tmp_path):
+    patient(tiny, "I-a", "Hillview")
+    patient(tiny, "E-1", "Empty Practice")
+    item(tiny, "I-a", "Hillview", "DEFICIENT", 3, date(2026, 1, 1), "start B12 treatment")
+    item(tiny, "I-a", "Hillview", "DEFICIENT_NO_IF_ANTIBODY", 7, date(2020, 1, 1))
+    item(tiny, "I-b", "Hillview", "PA_OVERDUE_ANNUAL_B12", 10, date(2024, 1, 1))
+    item(tiny, "I-a", "Hillview", "PA_OVERDUE_ANNUAL_B12", 10, date(2024, 1, 1))
+    item(tiny, "I-c", "Hillview", "PA_OVERDUE_ANNUAL_B12", 10, date(2023, 1, 1))
+    item(tiny, "I-d", "Hillview", "PA_OVERDUE_ANNUAL_B12", 10, None)
+    item(tiny, "I-e", "Hillview", "BORDERLINE_NEEDS_MMA", 18, date(2019, 1, 1), detail="=cmd|' /C calc'!A0")
+    item(tiny, "R-x", "Riverside", "DEFICIENT", 1, date(2026, 2, 1))
+    written = write_worklists(tiny, tmp_path / "report")
+    folder = tmp_path / "report" / "worklists" / "items"
+    path = folder / "hillview.csv"
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        assert next(csv.reader(handle)) == ITEMS_HEADER
+    rows = read_csv(path)
+    assert [(r["patient_id"], r["item"]) for r in rows] == [
+        ("I-a", "DEFICIENT"), ("I-a", "DEFICIENT_NO_IF_ANTIBODY"), ("I-d", "PA_OVERDUE_ANNUAL_B12"),
+        ("I-c", "PA_OVERDUE_ANNUAL_B12"), ("I-a", "PA_OVERDUE_ANNUAL_B12"), ("I-b", "PA_OVERDUE_ANNUAL_B12"),
+        ("I-e", "BORDERLINE_NEEDS_MMA")]
+    assert rows[0] == {"practice": "Hillview", "patient_id": "I-a", "item": "DEFICIENT", "urgency": "3",
+                       "next_action": "start B12 treatment", "detail": "the evidence", "open_since": "2026-01-01"}
+    assert rows[2]["open_since"] == "" and rows[-1]["detail"].startswith("'=")
+    assert [r["patient_id"] for r in read_csv(folder / "riverside.csv")] == ["R-x"]
+    assert read_csv(folder / "empty-practice.csv") == [] and mode(folder / "empty-practice.csv") == FILE_MODE
+    assert {w.practice: w.rows for w in written if w.cohort == "items"} == {
+        "Hillview": 7, "Riverside": 1, "Empty Practice": 0}
+    # the cohort worklists are not changed by it
+    assert read_csv(tmp_path / "report" / "worklists" / "deficient" / "hillview.csv") == []
+
+
+def test_readme_explains_the_folders_every_column_and_the_urgency_order(tiny, tmp_path):
+    patient(tiny, "N-1", None)  # so that every folder has a file (no-practice.csv) to read the header of
+    write_worklists(tiny, tmp_path / "report")
+    root = tmp_path / "report" / "worklists"
+    readme = root / "README.txt"
+    assert mode(readme) == FILE_MODE == 0o640
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith("Worklists as of 2026-10-31")
+    for folder in COHORTS:
+        assert re.search(rf"^  {folder}/ +one row per", text, re.MULTILINE), folder
+    assert re.search(r"^  urgency \(items/\): ", text, re.MULTILINE)
+    assert re.search(r"^  priority \(under_monitored/, flagged/\): ", text, re.MULTILINE)
+    # every column of every file, under its folder, with a description
+    columns_section = text.split("\nCOLUMNS\n", 1)[1]
+    for folder in COHORTS:
+        header = next(csv.reader((root / folder / "no-practice.csv").open(encoding="utf-8-sig", newline="")))
+        block = columns_section.split(f"\n  {folder}/\n", 1)[1].split("\n\n", 1)[0]
+        described = [line.split()[0] for line in block.splitlines() if re.match(r"^    \S+ +\S", line)]
+        assert described == header, folder
+    # the full urgency order: every reason and flag, each with its rank and next action
+    order = urgency_table(text)
+    assert sorted(order) == list(range(1, 19))
+    by_item = {name: (urgency, action) for urgency, (name, action) in order.items()}
+    assert by_item["DEFICIENT (neurological involvement)"] == (
+        1, "seek urgent neurology and haematology advice; start B12 now")
+    assert by_item["FOLATE_BEFORE_B12"] == (2, "start B12 now and review folic acid")
+    assert by_item["DEFICIENT (untreated)"] == (3, "start B12 treatment")
+    assert by_item["DEFICIENT (treated)"] == (17, "check treatment and work-up")
+    assert by_item["BORDERLINE_NEEDS_MMA"] == (18, "order MMA")
+    reasons = sorted(REASON_URGENCY, key=REASON_URGENCY.get)
+    assert [by_item[reason][0] for reason in reasons] == list(range(4, 13))
+    flags = sorted((f for f in FLAG_URGENCY if f != "FOLATE_BEFORE_B12"), key=FLAG_URGENCY.get)
+    assert [by_item[flag][0] for flag in flags] == list(range(13, 17))
+    actions = dict(tiny.execute("select reason, next_action from reason_codes union all "
+                                "select flag, next_action from flag_codes").fetchall())
+    assert all(by_item[code][1] == action for code, action in actions.items())
+
+
+def test_readme_follows_the_vocabulary_of_the_warehouse(tiny, tmp_path):
+    tiny.execute("update reason_codes set urgency = urgency + 100")
+    tiny.execute("update reason_codes set urgency = 0, next_action = 'act on the supplement' "
+                 "where reason = 'SUPPLEMENTED_NO_MMA'")
+    write_worklists(tiny, tmp_path / "report")
+    order = urgency_table((tmp_path / "report" / "worklists" / "README.txt").read_text(encoding="utf-8"))
+    assert order[4] == ("SUPPLEMENTED_NO_MMA", "act on the supplement")
+    assert order[5][0] == "PA_NOT_ON_TREATMENT"
+
+
+def test_every_column_of_every_worklist_has_a_note(sample_output):
+    root = sample_output / "report" / "worklists"
+    for folder in COHORTS:
+        [path, *_] = sorted((root / folder).glob("*.csv"))
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle))
+        assert header == list(COLUMN_NOTES[folder]), folder
+        assert all(note.strip() for note in COLUMN_NOTES[folder].values())
+
+
+def test_the_sample_run_writes_items_from_the_worklist_mart(sample_output):
+    root = sample_output / "report" / "worklists"
+    with duckdb.connect(str(sample_output / "warehouse.duckdb"), read_only=True) as con:
+        mart = con.execute("select patient_id, item, urgency, next_action from worklist").fetchall()
+        practices = con.execute("select count(distinct practice) from patient_status").fetchone()[0]
+    files = sorted((root / "items").glob("*.csv"))
+    assert len(files) == practices
+    assert all(mode(path) == FILE_MODE and SAFE_NAME.match(path.name) for path in files)
+    rows = [row for path in files for row in read_csv(path)]
+    assert sorted((r["patient_id"], r["item"], int(r["urgency"]), r["next_action"]) for r in rows) == sorted(mart)
+    for path in files:
+        keys = [(int(r["urgency"]), r["open_since"] or "0000", r["patient_id"], r["item"]) for r in read_csv(path)]
+        assert keys == sorted(keys), path.name
+    # the legend numbers every item as the mart does (the sample holds every item)
+    order = urgency_table((root / "README.txt").read_text(encoding="utf-8"))
+    assert {(urgency, action) for _, _, urgency, action in mart} == {
+        (urgency, action) for urgency, (_, action) in order.items()}
+    assert {(urgency, name.split(" ")[0]) for urgency, (name, _) in order.items()} == {
+        (urgency, code) for _, code, urgency, _ in mart}
+    assert mode(root / "README.txt") == FILE_MODE

@@ -13,7 +13,7 @@ from b12lab.synth.csv_exports import synthesize
 from b12lab.synth.fhir_exports import synthesize_fhir
 
 MARTS = ("result_classification", "patient_status", "cohort_deficient", "cohort_borderline",
-         "cohort_under_monitored", "patient_flags")
+         "cohort_under_monitored", "patient_flags", "worklist")
 # Where a row came from differs by format (file names, row numbers); what it says must not.
 LINEAGE = {"source_file", "source_row", "source_hash", "ingest_run", "accession"}
 

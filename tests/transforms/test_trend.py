@@ -198,7 +198,7 @@ def assert_each_date_equals_its_own_build(tables: dict[str, list[dict]], dates: 
         assert rows(many, "select * exclude (as_of) from int_patient_status where as_of = ? order by patient_id",
                     [as_of]) == rows(single, "select * exclude (as_of, rules_version, rules_profile) "
                                              "from patient_status order by patient_id"), as_of
-        assert rows(many, "select patient_id, reason, detail, practice from int_under_monitored where as_of = ? "
+        assert rows(many, "select patient_id, reason, detail, practice, open_since from int_under_monitored where as_of = ? "
                           "order by patient_id, reason", [as_of]) == rows(
             single, "select * from cohort_under_monitored order by patient_id, reason"), as_of
         assert rows(many, f"select {RESULT_COLUMNS} from int_classified_results "
@@ -282,7 +282,7 @@ def test_the_marts_stay_as_of_the_run_date():
     assert con.execute("select distinct as_of from patient_status").fetchall() == [(LAST,)]
     single = build(**crafted_lake(), as_of=LAST)
     for mart in ("patient_status", "cohort_deficient", "cohort_borderline", "cohort_under_monitored",
-                 "patient_flags", "result_classification"):
+                 "patient_flags", "result_classification", "worklist"):
         assert con.execute(f"select count(*) from {mart}").fetchone() == single.execute(
             f"select count(*) from {mart}").fetchone(), mart
 

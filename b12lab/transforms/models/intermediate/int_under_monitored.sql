@@ -30,8 +30,23 @@
 --                                 umol/L), or the latest mma collected on or after that day is elevated
 -- PA, S, status, the index date (patient_status.index_date: for MMA_ON_SUPPLEMENT the MMA's date) and on B12
 -- are those of int_patient_status on D. detail says in words what was missing, with the dates of the window
--- and the values behind it; it never names the patient. cohort_under_monitored is this model on the run's
--- as_of; the report's trend counts it on every month end.
+-- and the values behind it; it never names the patient. open_since is the first day the reason applied, with
+-- the records as they are on D (the day its window closed), "PA known from" being PA's earliest dated evidence
+-- (none when a PA diagnosis without a date is on record), and a later of two dates winning:
+--   PA_NO_POST_TREATMENT_RECHECK  S + pa_recheck_window_end_days, or PA known from
+--   PA_OVERDUE_ANNUAL_B12         the last monitoring result + pa_annual_recheck_days + 1 day, or PA known from
+--                                 (never tested: PA known from)
+--   BORDERLINE_NO_MMA             the index date + borderline_mma_grace_days
+--   SUPPLEMENTED_NO_MMA           the first b12 result of the lookback, or S (a b12 result before treatment)
+--   TREATED_BELOW_TARGET          the date of that latest b12 result
+--   DEFICIENT_NO_IF_ANTIBODY      the index date + deficient_if_antibody_grace_days
+--   DEFICIENT_NO_BLOOD_COUNT      the index date + deficient_blood_count_grace_days
+--   PA_NOT_ON_TREATMENT           PA known from + pa_known_for_days, or the last B12 record's end +
+--                                 pa_treatment_lapse_days + 1 day (never treated: the former)
+--   TREATED_MARKERS_NOT_NORMAL    the earliest of the latest homocysteine and mma that are not normal
+-- open_since is null only when there is no date to go by (a PA diagnosis without a date and no B12 test or
+-- record). cohort_under_monitored is this model on the run's as_of; the report's trend counts it on every
+-- month end.
 with
 
 settings as (
@@ -71,6 +86,9 @@ patient_facts as (
         int_patient_status.has_pa,
         int_patient_pa.pa_first_evidence_on,
         coalesce(int_patient_pa.pa_has_undated_diagnosis, false) as pa_has_undated_diagnosis,
+        -- the day PA is known from; null when a PA diagnosis without a date is on record (known "always")
+        case when not coalesce(int_patient_pa.pa_has_undated_diagnosis, false)
+            then int_patient_pa.pa_first_evidence_on end as pa_known_from,
         int_patient_status.on_b12,
         int_patient_status.index_analyte,
         int_patient_status.index_category,
@@ -96,7 +114,9 @@ pa_no_post_treatment_recheck as (
             || strftime(patient_facts.treatment_start + settings.pa_recheck_window_start_days, '%Y-%m-%d')
             || ' to ' || strftime(patient_facts.as_of, '%Y-%m-%d')
             as detail,
-        patient_facts.practice
+        patient_facts.practice,
+        greatest(patient_facts.treatment_start + settings.pa_recheck_window_end_days, patient_facts.pa_known_from)
+            as open_since
     from patient_facts
     cross join settings
     where settings.reason_pa_no_post_treatment_recheck_enabled
@@ -139,7 +159,11 @@ pa_overdue_annual_b12 as (
             || coalesce('; last on ' || strftime(last_monitoring_result.last_collected_on, '%Y-%m-%d'),
                         '; none on record')
             as detail,
-        patient_facts.practice
+        patient_facts.practice,
+        greatest(
+            last_monitoring_result.last_collected_on + settings.pa_annual_recheck_days + 1,
+            patient_facts.pa_known_from
+        ) as open_since
     from patient_facts
     cross join settings
     left join last_monitoring_result
@@ -169,7 +193,8 @@ borderline_no_mma as (
                 '%Y-%m-%d'
             )
             as detail,
-        patient_facts.practice
+        patient_facts.practice,
+        patient_facts.index_date + settings.borderline_mma_grace_days as open_since
     from patient_facts
     cross join settings
     where settings.reason_borderline_no_mma_enabled
@@ -184,6 +209,8 @@ supplemented_lookback_results as (
         patient_facts.patient_id,
         max(case when monitoring_results.analyte = 'b12' then monitoring_results.collected_on end)
             as last_b12_collected_on,
+        min(case when monitoring_results.analyte = 'b12' then monitoring_results.collected_on end)
+            as first_b12_collected_on,
         count(*) filter (where monitoring_results.analyte = 'mma') as mma_result_count
     from patient_facts
     inner join monitoring_results
@@ -207,7 +234,8 @@ supplemented_no_mma as (
             || strftime(patient_facts.as_of - settings.supplemented_mma_lookback_days, '%Y-%m-%d')
             || ' to ' || strftime(patient_facts.as_of, '%Y-%m-%d')
             as detail,
-        patient_facts.practice
+        patient_facts.practice,
+        greatest(supplemented_lookback_results.first_b12_collected_on, patient_facts.treatment_start) as open_since
     from patient_facts
     cross join settings
     inner join supplemented_lookback_results
@@ -258,7 +286,8 @@ treated_below_target as (
             || ' ' || latest_b12.compared_unit
             || '; B12 treatment started ' || strftime(latest_b12.treatment_start, '%Y-%m-%d')
             as detail,
-        patient_facts.practice
+        patient_facts.practice,
+        latest_b12.collected_on as open_since
     from patient_facts
     cross join settings
     inner join b12_after_treatment_ranked as latest_b12
@@ -300,7 +329,8 @@ deficient_no_if_antibody as (
         deficient_facts.index_in_words || '; no pernicious anaemia on record and no intrinsic factor antibody result'
             || ' on or before ' || strftime(deficient_facts.as_of, '%Y-%m-%d')
             as detail,
-        deficient_facts.practice
+        deficient_facts.practice,
+        deficient_facts.index_date + settings.deficient_if_antibody_grace_days as open_since
     from deficient_facts
     cross join settings
     where settings.reason_deficient_no_if_antibody_enabled
@@ -337,7 +367,8 @@ deficient_no_blood_count as (
                 '%Y-%m-%d'
             )
             as detail,
-        deficient_facts.practice
+        deficient_facts.practice,
+        deficient_facts.index_date + settings.deficient_blood_count_grace_days as open_since
     from deficient_facts
     cross join settings
     where settings.reason_deficient_no_blood_count_enabled
@@ -400,7 +431,11 @@ pa_not_on_treatment as (
             || strftime(pa_known_long_enough.as_of - settings.pa_treatment_lapse_days, '%Y-%m-%d')
             || ' to ' || strftime(pa_known_long_enough.as_of, '%Y-%m-%d')
             as detail,
-        pa_known_long_enough.practice
+        pa_known_long_enough.practice,
+        greatest(
+            pa_known_long_enough.pa_known_from + settings.pa_known_for_days,
+            pa_b12_records.last_ended_on + settings.pa_treatment_lapse_days + 1
+        ) as open_since
     from pa_known_long_enough
     cross join settings
     left join pa_b12_records
@@ -463,7 +498,8 @@ markers_not_normal as (
                     else ' is elevated'
                 end,
             '; ' order by markers_after_treatment_ranked.analyte
-        ) as markers_in_words
+        ) as markers_in_words,
+        min(markers_after_treatment_ranked.collected_on) as first_not_normal_on
     from markers_after_treatment_ranked
     cross join settings
     where markers_after_treatment_ranked.recency = 1
@@ -485,7 +521,8 @@ treated_markers_not_normal as (
         'latest ' || markers_not_normal.markers_in_words
             || '; B12 treatment started ' || strftime(markers_not_normal.treatment_start, '%Y-%m-%d')
             as detail,
-        patient_facts.practice
+        patient_facts.practice,
+        markers_not_normal.first_not_normal_on as open_since
     from patient_facts
     cross join settings
     inner join markers_not_normal
@@ -520,7 +557,8 @@ final as (
         all_reasons.patient_id,
         all_reasons.reason,
         all_reasons.detail,
-        all_reasons.practice
+        all_reasons.practice,
+        all_reasons.open_since
     from all_reasons
 )
 

@@ -21,6 +21,7 @@
 --                                 pa_treatment_lapse_days
 --   TREATED_MARKERS_NOT_NORMAL    PA, treated, the latest homocysteine or MMA after treatment shows it not working
 -- detail says in words what was missing, with the dates of the window; it never names the patient.
+-- open_since: the first day the reason applied (the day its window closed), as int_under_monitored gives it.
 with
 
 settings as (
@@ -40,7 +41,8 @@ final as (
         reasons_as_of.patient_id,
         reasons_as_of.reason,
         reasons_as_of.detail,
-        reasons_as_of.practice
+        reasons_as_of.practice,
+        reasons_as_of.open_since
     from reasons_as_of
     order by reasons_as_of.patient_id, reasons_as_of.reason
 )

@@ -1,0 +1,160 @@
+-- grain: one patient and item as of the as-of date: an under-monitoring reason (cohort_under_monitored), a
+-- flag (patient_flags), DEFICIENT (cohort_deficient) or BORDERLINE_NEEDS_MMA (cohort_borderline, mma_status
+-- needed); a patient has a row for each item that applies to them.
+-- rule: the care teams' worklist, one thing to do per row. urgency numbers every item 1, 2, 3... (1 the most
+-- urgent) in the order of the tiers of the seed worklist_tiers and, within a tier, of the item's own table:
+--   1  DEFICIENT with neurological involvement (deficient_actions: seek urgent specialist advice)
+--   2  the flag FOLATE_BEFORE_B12 (folic acid before B12 can mask the anaemia while nerve damage goes on)
+--   3  DEFICIENT, untreated
+--   4  every under-monitoring reason, by reason_codes.urgency
+--   5  every other flag, by flag_codes.urgency
+--   6  DEFICIENT, treated
+--   7  BORDERLINE_NEEDS_MMA
+-- (with the seed vocabulary: 1 to 3, then the nine reasons 4 to 12, the four other flags 13 to 16, 17 and 18).
+-- next_action: reason_codes, flag_codes, deficient_actions by situation (neurological_involvement, else
+-- untreated or treated, as the deficient worklist does), and the tier's own for BORDERLINE_NEEDS_MMA (order MMA).
+-- open_since, since when the gap is open: for a reason its open_since (the day its window closed, see
+-- int_under_monitored), or the index date of the patient's status when the reason has none; for a flag its
+-- flag_date; for DEFICIENT and BORDERLINE_NEEDS_MMA the index date. practice: the patient's practice (patient_status)
+-- trimmed, "(no practice)" when there is none. detail says in words what is behind the item; never the patient.
+with
+
+tiers as (
+    select
+        worklist_tiers.tier,
+        worklist_tiers.kind,
+        nullif(worklist_tiers.code, '') as code,
+        nullif(worklist_tiers.next_action, '') as next_action
+    from {{ ref('worklist_tiers') }} as worklist_tiers
+),
+
+vocabulary as (
+    -- every item the worklist can hold, with its urgency and next action in its own table
+    select
+        'deficient' as kind,
+        'DEFICIENT' as item,
+        deficient_actions.situation as code,
+        deficient_actions.urgency as kind_urgency,
+        deficient_actions.next_action
+    from {{ ref('deficient_actions') }} as deficient_actions
+    union all
+    select 'reason', reason_codes.reason, reason_codes.reason, reason_codes.urgency, reason_codes.next_action
+    from {{ ref('reason_codes') }} as reason_codes
+    union all
+    select 'flag', flag_codes.flag, flag_codes.flag, flag_codes.urgency, flag_codes.next_action
+    from {{ ref('flag_codes') }} as flag_codes
+    union all
+    select 'borderline', 'BORDERLINE_NEEDS_MMA', 'needs_mma', 1, null
+),
+
+urgency_scale as (
+    -- a tier with a code holds that item; one without holds every item of its kind no other tier names
+    select
+        vocabulary.item,
+        vocabulary.code,
+        coalesce(vocabulary.next_action, tiers.next_action) as next_action,
+        row_number() over (order by tiers.tier, vocabulary.kind_urgency, vocabulary.code) as urgency
+    from vocabulary
+    inner join tiers
+        on tiers.kind = vocabulary.kind
+       and (
+           tiers.code = vocabulary.code
+           or (
+               tiers.code is null
+               and vocabulary.code not in (
+                   select named.code from tiers as named where named.kind = vocabulary.kind and named.code is not null
+               )
+           )
+       )
+),
+
+reason_items as (
+    select
+        cohort_under_monitored.patient_id,
+        cohort_under_monitored.reason as item,
+        cohort_under_monitored.reason as code,
+        cohort_under_monitored.detail,
+        cohort_under_monitored.open_since
+    from {{ ref('cohort_under_monitored') }} as cohort_under_monitored
+),
+
+flag_items as (
+    select
+        patient_flags.patient_id,
+        patient_flags.flag as item,
+        patient_flags.flag as code,
+        patient_flags.detail,
+        patient_flags.flag_date as open_since
+    from {{ ref('patient_flags') }} as patient_flags
+),
+
+deficient_items as (
+    select
+        cohort_deficient.patient_id,
+        'DEFICIENT' as item,
+        case
+            when cohort_deficient.neuro_involvement then 'neurological_involvement'
+            when cohort_deficient.treatment = 'untreated' then 'untreated'
+            else 'treated'
+        end as code,
+        cohort_deficient.rule_id || ': ' || cohort_deficient.index_analyte || ' '
+            || coalesce(cohort_deficient.index_comparator, '') || printf('%.10g', cohort_deficient.index_value)
+            || coalesce(' ' || cohort_deficient.index_unit, '')
+            || ' on ' || strftime(cohort_deficient.index_date, '%Y-%m-%d')
+            || '; ' || cohort_deficient.treatment
+            || coalesce('; neurological features: ' || cohort_deficient.neuro_detail, '')
+            as detail,
+        cohort_deficient.index_date as open_since
+    from {{ ref('cohort_deficient') }} as cohort_deficient
+),
+
+borderline_items as (
+    select
+        cohort_borderline.patient_id,
+        'BORDERLINE_NEEDS_MMA' as item,
+        'needs_mma' as code,
+        cohort_borderline.index_category || ' ' || cohort_borderline.index_analyte || ' '
+            || coalesce(cohort_borderline.index_comparator, '') || printf('%.10g', cohort_borderline.index_value)
+            || coalesce(' ' || cohort_borderline.index_unit, '')
+            || ' on ' || strftime(cohort_borderline.index_date, '%Y-%m-%d')
+            || '; no mma result around it: MMA needed'
+            as detail,
+        cohort_borderline.index_date as open_since
+    from {{ ref('cohort_borderline') }} as cohort_borderline
+    where cohort_borderline.mma_status = 'needed'
+),
+
+all_items as (
+    select * from reason_items
+    union all
+    select * from flag_items
+    union all
+    select * from deficient_items
+    union all
+    select * from borderline_items
+),
+
+final as (
+    select
+        coalesce(nullif(trim(patient_status.practice), ''), '(no practice)') as practice,
+        all_items.patient_id,
+        all_items.item,
+        urgency_scale.urgency,
+        urgency_scale.next_action,
+        all_items.detail,
+        coalesce(all_items.open_since, patient_status.index_date) as open_since
+    from all_items
+    left join urgency_scale
+        on urgency_scale.item = all_items.item
+       and urgency_scale.code = all_items.code
+    left join {{ ref('patient_status') }} as patient_status
+        on patient_status.patient_id = all_items.patient_id
+    order by
+        coalesce(nullif(trim(patient_status.practice), ''), '(no practice)'),
+        urgency_scale.urgency,
+        coalesce(all_items.open_since, patient_status.index_date) nulls first,
+        all_items.patient_id,
+        all_items.item
+)
+
+select * from final
