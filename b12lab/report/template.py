@@ -508,10 +508,10 @@ _TEMPLATE = r"""<!DOCTYPE html>
     and <code>worklists/README.txt</code> explains the columns and the urgency order.</div>
   <div class="panel">
     <table id="table-worklists">
-      <thead><tr><th>Practice</th><th class="num">Deficient</th><th class="num">Borderline</th><th class="num">Under-monitored</th><th class="num">Flagged</th></tr></thead>
+      <thead><tr><th>Practice</th><th class="num">Deficient</th><th class="num">Borderline</th><th class="num">Under-monitored</th><th class="num">Flagged</th><th class="num">All items, most urgent first</th></tr></thead>
       <tbody>{% for w in data.worklists %}<tr data-practice="{{ w.practice }}"><td>{{ w.practice }}</td>
-        {%- for cohort in ("deficient", "borderline", "under_monitored", "flagged") %}{% set item = w.get(cohort) %}
-        <td class="num">{% if item %}<a href="{{ item.href }}" data-worklist="{{ cohort }}" data-value="{{ item.rows }}" title="file {{ item.href }} beside this page">{{ item.rows | number }} {{ "patient" if item.rows == 1 else "patients" }}</a>{% else %}–{% endif %}</td>
+        {%- for cohort in ("deficient", "borderline", "under_monitored", "flagged", "items") %}{% set item = w.get(cohort) %}
+        <td class="num">{% if item %}<a href="{{ item.href }}" data-worklist="{{ cohort }}" data-value="{{ item.rows }}" title="file {{ item.href }} beside this page">{{ item.rows | number }} {{ ("item" if item.rows == 1 else "items") if cohort == "items" else ("patient" if item.rows == 1 else "patients") }}</a>{% else %}–{% endif %}</td>
         {%- endfor %}</tr>{% endfor %}</tbody>
     </table>
     <p class="off-note">One row per patient, most urgent first, each with a plain next action: deficient – neurological
@@ -593,8 +593,8 @@ _PRACTICE_TEMPLATE = r"""<!DOCTYPE html>
     <code>worklists/&lt;cohort&gt;/{{ slug }}.csv</code> in the report folder of the output share, readable by its owner and group only.</div>
   <div class="panel">
     <table id="table-practice-worklists">
-      <thead><tr><th>Worklist</th><th class="num">Patients</th><th>File</th></tr></thead>
-      <tbody>{% for cohort, label in (("deficient", "Deficient"), ("borderline", "Borderline"), ("under_monitored", "Under-monitored"), ("flagged", "Flagged")) %}{% set item = worklist.get(cohort) %}<tr data-worklist="{{ cohort }}" data-value="{{ item.rows if item else 0 }}"><td>{{ label }}</td><td class="num">{{ (item.rows if item else 0) | number }}</td><td><code>worklists/{{ cohort }}/{{ slug }}.csv</code></td></tr>{% endfor %}</tbody>
+      <thead><tr><th>Worklist</th><th class="num">Rows</th><th>File</th></tr></thead>
+      <tbody>{% for cohort, label in (("deficient", "Deficient"), ("borderline", "Borderline"), ("under_monitored", "Under-monitored"), ("flagged", "Flagged"), ("items", "All items, most urgent first (rows)")) %}{% set item = worklist.get(cohort) %}<tr data-worklist="{{ cohort }}" data-value="{{ item.rows if item else 0 }}"><td>{{ label }}</td><td class="num">{{ (item.rows if item else 0) | number }}</td><td><code>worklists/{{ cohort }}/{{ slug }}.csv</code></td></tr>{% endfor %}</tbody>
     </table>
   </div>
 </section>
