@@ -351,3 +351,42 @@ def rate_trend_chart(name: str, title: str, points: list[RatePoint], comparison:
             fig.legend(handles + bar_handles, labels + bar_labels, loc="outside lower center",
                        ncol=3, handlelength=1.8, columnspacing=1.8)
         return _svg(fig, name, title)
+
+
+def practice_trends_chart(name: str, title: str, panels: list[tuple[str, list[RatePoint], list[RatePoint]]],
+                          practice: str) -> str:
+    """Small multiples, one panel per measure: the practice's monthly rate (line) against all practices'
+    (dotted). One figure for every measure of a practice page, so that a page per practice stays cheap to draw
+    for hundreds of practices; the denominators are in the tables beside it."""
+    columns = 3
+    rows = max(1, math.ceil(len(panels) / columns))
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(10, 2.5 * rows + 0.8)
+        axes = fig.subplots(rows, columns, squeeze=False)
+        fig.suptitle(title, x=0.01, ha="left", fontsize=12, fontweight="bold")
+        for index, ax in enumerate(axes.flat):
+            if index >= len(panels):
+                ax.set_visible(False)
+                continue
+            label, points, comparison = panels[index]
+            ax.set_title(label, fontsize=10, loc="left")
+            if not points:
+                _no_data(ax, "No trend computed")
+                continue
+            xs = list(range(len(points)))
+            by_date = {p.as_of: p.rate for p in comparison}
+            ax.plot(xs, [p.rate for p in points], marker="o", markersize=2.5, linewidth=1.8,
+                    color=COLOURS["under_monitored"], label=practice)
+            ax.plot(xs, [by_date.get(p.as_of) for p in points], linewidth=1.2, linestyle=":", color="#333",
+                    label="All practices")
+            ticks = [0, len(points) - 1] if len(points) > 1 else [0]
+            ax.set_xticks(ticks, [points[i].as_of.strftime("%b %Y") for i in ticks], fontsize=8)
+            ax.set_xlim(-0.6, len(points) - 0.4)
+            ax.set_ylim(-0.02, 1.02)
+            _percent_axis(ax.yaxis)
+            ax.set_xlabel("Month end", fontsize=8)
+            ax.set_ylabel("Rate", fontsize=8)
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, labels, loc="outside lower center", ncol=2, handlelength=1.8, columnspacing=1.8)
+        return _svg(fig, name, title)

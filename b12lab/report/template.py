@@ -171,8 +171,8 @@ class View:
     def funnel_text(self, m, practice: str | None = None) -> str:
         pop = m.population
         if pop is None or pop.rate is None:
-            return f"Funnel plot of {m.measure.label.lower()}: no patient is in the denominator."
-        text = (f"Funnel plot: {m.measure.label.lower()} of each practice (points) against its denominator; "
+            return f"Funnel plot of {m.measure.label}: no patient is in the denominator."
+        text = (f"Funnel plot: {m.measure.label} of each practice (points) against its denominator; "
                 f"all practices {pop.rate * 100:.1f} % (dotted line) with 95 % and 99.8 % control limits. ")
         if m.outliers:
             text += "Outside the 99.8 % limits: " + "; ".join(
@@ -201,13 +201,31 @@ class View:
         points = m.trend.get(practice, [])
         who = practice or "all practices"
         if not points:
-            return f"Monthly trend of {m.measure.label.lower()} for {who}: none computed."
+            return f"Monthly trend of {m.measure.label} for {who}: none computed."
         first, last = points[0], points[-1]
         def rate(r):
             return "no rate" if r.rate is None else f"{r.rate * 100:.1f} %"
-        return (f"Monthly trend of {m.measure.label.lower()} for {who} (line, left axis) with its denominator "
+        return (f"Monthly trend of {m.measure.label} for {who} (line, left axis) with its denominator "
                 f"(bars, right axis): {rate(first)} of {first.denominator:,} on {long_date(first.as_of)}, "
                 f"{rate(last)} of {last.denominator:,} on {long_date(last.as_of)}.")
+
+    def practice_trends(self, practice: str) -> Markup:
+        panels = [(m.measure.label, self._trend_points(m, practice), self._trend_points(m, None))
+                  for m in self.data.measures]
+        return Markup(charts.practice_trends_chart(f"practice-trends-{practice_anchor(practice)}",
+                                                   f"{practice}: measures by month", panels, practice))
+
+    def practice_trends_text(self, practice: str) -> str:
+        parts = []
+        for m in self.data.measures:
+            points = m.trend.get(practice, [])
+            if points:
+                last = points[-1]
+                rate = "no rate" if last.rate is None else f"{last.rate * 100:.1f} %"
+                parts.append(f"{m.measure.label} {rate} of {last.denominator:,}")
+        return (f"Monthly rates of {practice} (line) against all practices (dotted), one panel per measure; "
+                f"as of the last month: " + "; ".join(parts) + "." if parts else
+                f"Monthly rates of {practice}: none computed.")
 
     def trend_rows(self, m, practice: str | None = None) -> list[tuple]:
         population = {r.as_of: r for r in m.trend.get(None, [])}
@@ -583,9 +601,24 @@ _PRACTICE_TEMPLATE = r"""<!DOCTYPE html>
 </section>
 <section id="measures">
   <h2>Measures</h2>
-  <p class="lede">Each funnel plot shows every practice, {{ practice }} as the larger point; each trend shows {{ practice }}'s rate by month
-    with all practices' rate dotted.</p>
-  {%- for m in data.measures %}{{ measure_panel(m, practice) }}{% endfor %}
+  <p class="lede">{{ practice }}'s rate of each measure at every month end, with all practices' rate dotted. Where it stands among the
+    practices of every size, with the control limits, is in the table above and in the funnel plots of the main report.</p>
+  <div class="panel">
+    <figure class="chart" id="chart-practice-trends">{{ view.practice_trends(practice) }}
+      <figcaption>{{ view.practice_trends_text(practice) }}</figcaption>
+    </figure>
+  </div>
+  {%- for m in data.measures %}
+  <div class="panel measure" id="measure-{{ m.measure.code }}" data-measure="{{ m.measure.code }}">
+    <details><summary>{{ m.measure.label }}: monthly numbers</summary>
+      <p class="definition">{{ view.measure_definition(m) }}. {{ "Higher" if m.measure.better == "higher" else "Lower" }} is better.</p>
+      <table id="table-measure-trend-{{ m.measure.code }}">
+        <thead><tr><th>Month end</th><th class="num">{{ practice }}: numerator</th><th class="num">Denominator</th><th class="num">Rate</th><th class="num">All practices: rate</th></tr></thead>
+        <tbody>{% for r, all in view.trend_rows(m, practice) %}<tr data-measure-as-of="{{ r.as_of.isoformat() }}" data-numerator="{{ r.numerator }}" data-denominator="{{ r.denominator }}"><td>{{ r.as_of | long_date }}</td><td class="num">{{ r.numerator | number }}</td><td class="num">{{ r.denominator | number }}</td><td class="num">{{ percent(r.rate) }}</td><td class="num">{{ percent(all.rate if all else none) }}</td></tr>{% endfor %}</tbody>
+      </table>
+    </details>
+  </div>
+  {%- endfor %}
 </section>
 <section id="worklists">
   <h2>Worklists</h2>
