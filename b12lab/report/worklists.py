@@ -241,11 +241,49 @@ QUERIES = {
     """,
 }
 
-# The urgency order of items/ for the legend: every item the worklist can hold, as the mart worklist_items
-# numbers them (the worklist mart reads the same table), with its label and next action.
+# The urgency order of items/ for the legend: every item the worklist can hold, numbered as the mart numbers
+# them (b12lab/transforms/models/marts/worklist.sql, urgency_scale), with its label and next action.
 URGENCY_ORDER_QUERY = """
-    select urgency, item, kind, label, next_action
-    from worklist_items
+    with
+    tiers as (
+        select
+            worklist_tiers.tier,
+            worklist_tiers.kind,
+            nullif(worklist_tiers.code, '') as code,
+            nullif(worklist_tiers.next_action, '') as next_action
+        from worklist_tiers
+    ),
+    vocabulary as (
+        select 'deficient' as kind, 'DEFICIENT' as item, deficient_actions.situation as code,
+               deficient_actions.urgency as kind_urgency, deficient_actions.next_action,
+               'Deficient, ' || replace(deficient_actions.situation, '_', ' ') as label
+        from deficient_actions
+        union all
+        select 'reason', reason, reason, urgency, next_action, label from reason_codes
+        union all
+        select 'flag', flag, flag, urgency, next_action, label from flag_codes
+        union all
+        select 'borderline', 'BORDERLINE_NEEDS_MMA', 'needs_mma', 1, null,
+               (select label from status_codes where status = 'borderline_needs_mma')
+    )
+    select
+        row_number() over (order by tiers.tier, vocabulary.kind_urgency, vocabulary.code) as urgency,
+        vocabulary.item,
+        vocabulary.kind,
+        vocabulary.label,
+        coalesce(vocabulary.next_action, tiers.next_action) as next_action
+    from vocabulary
+    inner join tiers
+        on tiers.kind = vocabulary.kind
+       and (
+           tiers.code = vocabulary.code
+           or (
+               tiers.code is null
+               and vocabulary.code not in (
+                   select named.code from tiers as named where named.kind = vocabulary.kind and named.code is not null
+               )
+           )
+       )
     order by urgency
 """
 

@@ -46,7 +46,7 @@ def tiny(sample_output, tmp_path):
     for table in ("patient_status", "cohort_deficient", "cohort_borderline", "cohort_under_monitored",
                   "result_classification", "patient_flags", "worklist"):
         con.execute(f"create table {table} as select * from sample.{table} limit 0")
-    for table in ("reason_codes", "flag_codes", "deficient_actions", "worklist_tiers", "worklist_items", "status_codes",
+    for table in ("reason_codes", "flag_codes", "deficient_actions", "worklist_tiers", "status_codes",
                   "rules_settings"):
         con.execute(f"create table {table} as select * from sample.{table}")
     con.execute("detach sample")

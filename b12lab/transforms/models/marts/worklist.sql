@@ -1,9 +1,8 @@
 -- grain: one patient and item as of the as-of date: an under-monitoring reason (cohort_under_monitored), a
 -- flag (patient_flags), DEFICIENT (cohort_deficient) or BORDERLINE_NEEDS_MMA (cohort_borderline, mma_status
 -- needed); a patient has a row for each item that applies to them.
--- rule: the care teams' worklist, one thing to do per row. urgency and next_action are the item's in
--- worklist_items, which numbers every item 1, 2, 3... (1 the most urgent) in the order of the tiers of the seed
--- worklist_tiers and, within a tier, of the item's own table:
+-- rule: the care teams' worklist, one thing to do per row. urgency numbers every item 1, 2, 3... (1 the most
+-- urgent) in the order of the tiers of the seed worklist_tiers and, within a tier, of the item's own table:
 --   1  DEFICIENT with neurological involvement (deficient_actions: seek urgent specialist advice)
 --   2  the flag FOLATE_BEFORE_B12 (folic acid before B12 can mask the anaemia while nerve damage goes on)
 --   3  DEFICIENT, untreated
@@ -20,9 +19,53 @@
 -- trimmed, "(no practice)" when there is none. detail says in words what is behind the item; never the patient.
 with
 
+tiers as (
+    select
+        worklist_tiers.tier,
+        worklist_tiers.kind,
+        nullif(worklist_tiers.code, '') as code,
+        nullif(worklist_tiers.next_action, '') as next_action
+    from {{ ref('worklist_tiers') }} as worklist_tiers
+),
+
+vocabulary as (
+    -- every item the worklist can hold, with its urgency and next action in its own table
+    select
+        'deficient' as kind,
+        'DEFICIENT' as item,
+        deficient_actions.situation as code,
+        deficient_actions.urgency as kind_urgency,
+        deficient_actions.next_action
+    from {{ ref('deficient_actions') }} as deficient_actions
+    union all
+    select 'reason', reason_codes.reason, reason_codes.reason, reason_codes.urgency, reason_codes.next_action
+    from {{ ref('reason_codes') }} as reason_codes
+    union all
+    select 'flag', flag_codes.flag, flag_codes.flag, flag_codes.urgency, flag_codes.next_action
+    from {{ ref('flag_codes') }} as flag_codes
+    union all
+    select 'borderline', 'BORDERLINE_NEEDS_MMA', 'needs_mma', 1, null
+),
+
 urgency_scale as (
-    select worklist_items.item, worklist_items.code, worklist_items.urgency, worklist_items.next_action
-    from {{ ref('worklist_items') }} as worklist_items
+    -- a tier with a code holds that item; one without holds every item of its kind no other tier names
+    select
+        vocabulary.item,
+        vocabulary.code,
+        coalesce(vocabulary.next_action, tiers.next_action) as next_action,
+        row_number() over (order by tiers.tier, vocabulary.kind_urgency, vocabulary.code) as urgency
+    from vocabulary
+    inner join tiers
+        on tiers.kind = vocabulary.kind
+       and (
+           tiers.code = vocabulary.code
+           or (
+               tiers.code is null
+               and vocabulary.code not in (
+                   select named.code from tiers as named where named.kind = vocabulary.kind and named.code is not null
+               )
+           )
+       )
 ),
 
 reason_items as (
