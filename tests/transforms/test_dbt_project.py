@@ -151,7 +151,7 @@ def test_dbt_and_the_compiled_sql_build_give_the_same_tables(dbt_built):
     with duckdb.connect(str(warehouse), read_only=True) as con:
         for mart in runner.MART_TABLES:
             query = f"select * from {mart}"
-            if mart == "cohort_counts":  # the compiled build evaluates the run's date only
+            if mart in ("cohort_counts", "practice_measures"):  # the compiled build evaluates the run's date only
                 query += " where as_of = date '2024-02-29'"
             assert con.execute(query).fetchall() == single.execute(query).fetchall(), mart
 

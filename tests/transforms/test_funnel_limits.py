@@ -13,7 +13,7 @@ import datetime as dt
 import duckdb
 import pytest
 
-from tests.helpers.models import compiled_models
+from tests.helpers.models import _create_seed, compiled_models, seeds
 
 AS_OF = dt.date(2026, 10, 31)
 
@@ -35,6 +35,8 @@ def limits_for(units: list[tuple[str | None, int, int]], overall: tuple[int, int
     denominator; overall: the whole population's), with int_funnel_limits and practice_measures built."""
     con = duckdb.connect()
     con.execute("create table rules_settings as select $as_of::date as as_of", {"as_of": AS_OF})
+    con.execute("create table stg_as_of_dates as select $as_of::date as as_of", {"as_of": AS_OF})
+    _create_seed(con, seeds()["funnel_bounds"])
     con.execute("create table int_measure_counts (as_of date, practice varchar, measure varchar, numerator bigint, "
                 "denominator bigint, rate double, overall_rate double)")
     numerator, denominator = overall

@@ -105,6 +105,9 @@ ORDER_KEYS = {
     "patient_flags": ("patient_id", "flag"),
     # the whole population (practice null) first: coalesce sorts it before every practice name
     "cohort_counts": ("as_of", "coalesce(practice, '')", "metric"),
+    # the whole population first, then the practices by name; the funnel curves by denominator
+    "practice_measures": ("as_of", "measure", "practice is not null", "coalesce(practice, '')"),
+    "funnel_limits": ("measure", "denominator"),
     # per practice, most urgent first, the longest open first (no date at all before any date)
     "worklist": ("practice", "urgency", "coalesce(open_since, date '0001-01-01')", "patient_id", "item"),
 }

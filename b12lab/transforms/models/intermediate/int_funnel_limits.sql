@@ -6,7 +6,7 @@
 -- interpolation: r_q is the smallest r with P(X <= r) >= q for X ~ Binomial(n, p0), and the limit is
 -- (r_q - a) / n with a = (P(X <= r_q) - q) / (P(X <= r_q) - P(X <= r_q - 1)), clipped to [0, 1]; so the limits
 -- are smooth in n instead of stepping with the integer counts. Above that n the normal approximation
--- p0 +/- z * sqrt(p0 (1 - p0) / n), clipped to [0, 1] (z = 1.959964 and 3.090232), which there differs from the
+-- p0 +/- z * sqrt(p0 (1 - p0) / n), clipped to [0, 1] (seed funnel_bounds: the probabilities and their z), which there differs from the
 -- exact limit by less than a tenth of a percentage point. p0 of 0 or 1 gives limits of 0 or 1; no overall rate
 -- (no patient in the denominator) gives no limits.
 -- The interpolated line is for drawing; whether a count is an outlier is decided on the counts themselves:
@@ -18,8 +18,9 @@
 with
 
 run_as_of as (
-    select rules_settings.as_of
-    from {{ source('rules', 'rules_settings') }} as rules_settings
+    -- the latest date evaluated is the run's
+    select max(stg_as_of_dates.as_of) as as_of
+    from {{ ref('stg_as_of_dates') }} as stg_as_of_dates
 ),
 
 unit_denominators as (
@@ -38,7 +39,7 @@ largest_on_run_date as (
         int_measure_counts.as_of,
         int_measure_counts.measure,
         any_value(int_measure_counts.overall_rate) filter (where int_measure_counts.practice is null) as p0,
-        greatest(10, max(int_measure_counts.denominator) filter (where int_measure_counts.practice is not null))
+        greatest({{ var('funnel_grid_min_denominator') }}, max(int_measure_counts.denominator) filter (where int_measure_counts.practice is not null))
             as largest
     from {{ ref('int_measure_counts') }} as int_measure_counts
     inner join run_as_of
@@ -47,14 +48,14 @@ largest_on_run_date as (
 ),
 
 grid_denominators as (
-    -- 80 steps, evenly spaced on a log scale, from 1 to 10 % above the largest practice
+    -- var funnel_grid_steps steps, evenly spaced on a log scale, from 1 to a little above the largest practice
     select distinct
         largest_on_run_date.as_of,
         largest_on_run_date.measure,
         largest_on_run_date.p0,
-        cast(greatest(1, round(exp(ln(largest_on_run_date.largest * 1.1) * steps.step / 80))) as bigint) as n
+        cast(greatest(1, round(exp(ln(largest_on_run_date.largest * {{ var('funnel_grid_headroom') }}) * steps.step / {{ var('funnel_grid_steps') }}))) as bigint) as n
     from largest_on_run_date
-    cross join (select range as step from range(81)) as steps
+    cross join (select range as step from range({{ var('funnel_grid_steps') }} + 1)) as steps
     where largest_on_run_date.p0 is not null
 ),
 
@@ -67,8 +68,8 @@ denominators as (
 ),
 
 probabilities as (
-    select * from (values ('lower_998', 0.001), ('lower_95', 0.025), ('upper_95', 0.975), ('upper_998', 0.999))
-        as probabilities (bound, q)
+    select funnel_bounds.bound, funnel_bounds.probability as q, funnel_bounds.z
+    from {{ ref('funnel_bounds') }} as funnel_bounds
 ),
 
 exact_terms as (
@@ -125,7 +126,7 @@ exact_limits as (
         exact_quantiles.measure,
         exact_quantiles.n,
         exact_quantiles.bound,
-        least(1.0, greatest(0.0,
+        least(1, greatest(0,
             (exact_quantiles.r_q - (exact_quantiles.up_to_r_q - exact_quantiles.q) / exact_quantiles.at_r_q)
             / exact_quantiles.n
         )) as limit_value,
@@ -142,12 +143,9 @@ other_limits as (
         probabilities.bound,
         case
             when denominators.p0 in (0, 1) then denominators.p0
-            else least(1.0, greatest(0.0,
+            else least(1, greatest(0,
                 denominators.p0
-                + case probabilities.bound
-                      when 'lower_998' then -3.090232 when 'lower_95' then -1.959964
-                      when 'upper_95' then 1.959964 else 3.090232 end
-                  * sqrt(denominators.p0 * (1 - denominators.p0) / denominators.n)
+                + probabilities.z * sqrt(denominators.p0 * (1 - denominators.p0) / denominators.n)
             ))
         end as limit_value,
         cast(null as bigint) as r_q
