@@ -262,12 +262,11 @@ def _percent_axis(axis) -> None:
 
 
 def funnel_chart(name: str, title: str, points: list[FunnelPoint], curve: list[FunnelCurve],
-                 overall_rate: float | None, highlight: str | None = None, label_all_up_to: int = 12) -> str:
+                 overall_rate: float | None, label_all_up_to: int = 12) -> str:
     """A funnel plot (Spiegelhalter 2005): each practice's rate against its denominator, the overall rate, and
     the 95 % and 99.8 % control limits (from the model funnel_limits) narrowing as the denominator grows.
     Points outside the 99.8 % limits are coloured (red a concern, green better than expected) and labelled;
-    all points are labelled when there are at most `label_all_up_to`; `highlight` is the practice of a
-    practice page, drawn larger and always labelled."""
+    all points are labelled when there are at most `label_all_up_to`."""
     with matplotlib.rc_context(_STYLE):
         fig = _figure(6.4, 4.0)
         ax = fig.subplots()
@@ -291,14 +290,12 @@ def funnel_chart(name: str, title: str, points: list[FunnelPoint], curve: list[F
             ax.axhline(overall_rate, color="#333", linewidth=1.2, linestyle=":",
                        label=f"All practices {overall_rate * 100:.1f} %")
             for point in shown:
-                big = point.practice == highlight
-                ax.scatter([point.denominator], [point.rate], s=70 if big else 34, zorder=3,
-                           color=_OUTLIER_COLOURS[point.outlier], edgecolor="#111" if big else "white",
-                           linewidth=1.4 if big else 0.6)
-                if big or point.outlier or len(shown) <= label_all_up_to:
+                ax.scatter([point.denominator], [point.rate], s=34, zorder=3,
+                           color=_OUTLIER_COLOURS[point.outlier], edgecolor="white", linewidth=0.6)
+                if point.outlier or len(shown) <= label_all_up_to:
                     ax.annotate(point.practice, (point.denominator, point.rate), textcoords="offset points",
-                                xytext=(5, 4), fontsize=8, color="#111" if (big or point.outlier) else "#555",
-                                fontweight="bold" if (big or point.outlier) else "normal")
+                                xytext=(5, 4), fontsize=8, color="#111" if point.outlier else "#555",
+                                fontweight="bold" if point.outlier else "normal")
             largest = max([p.denominator for p in shown] + [c.denominator for c in curve])
             ax.set_xlim(0, largest * 1.05)
             ax.set_ylim(-0.02, 1.02)
@@ -310,10 +307,9 @@ def funnel_chart(name: str, title: str, points: list[FunnelPoint], curve: list[F
         return _svg(fig, name, title)
 
 
-def rate_trend_chart(name: str, title: str, points: list[RatePoint], comparison: list[RatePoint] | None = None,
-                     label: str = "All practices", comparison_label: str = "All practices") -> str:
-    """The monthly trend of a measure: its rate as a line (left axis) and its denominator as bars (right axis);
-    `comparison` adds a second rate line (a practice page's population)."""
+def rate_trend_chart(name: str, title: str, points: list[RatePoint]) -> str:
+    """The monthly trend of a measure for all practices: its rate as a line (left axis) and its denominator as
+    bars (right axis)."""
     with matplotlib.rc_context(_STYLE):
         fig = _figure(6.4, 3.4)
         ax = fig.subplots()
@@ -333,11 +329,7 @@ def rate_trend_chart(name: str, title: str, points: list[RatePoint], comparison:
             ax.set_zorder(bars.get_zorder() + 1)
             ax.patch.set_visible(False)
             ax.plot(xs, [p.rate for p in points], marker="o", markersize=3, linewidth=2,
-                    color=COLOURS["under_monitored"], label=f"{label}: rate")
-            if comparison:
-                by_date = {p.as_of: p.rate for p in comparison}
-                ax.plot(xs, [by_date.get(p.as_of) for p in points], linewidth=1.4, linestyle=":",
-                        color="#333", label=f"{comparison_label}: rate")
+                    color=COLOURS["under_monitored"], label="All practices: rate")
             step = max(1, math.ceil(len(points) / 8))
             ticks = xs[::-1][::step][::-1]
             ax.set_xticks(ticks, [points[i].as_of.strftime("%b %Y") for i in ticks], fontsize=8)

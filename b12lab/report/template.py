@@ -158,17 +158,16 @@ class View:
             return None
         return "concern" if m.concern(rate) else "better"
 
-    def funnel(self, m, practice: str | None = None) -> Markup:
+    def funnel(self, m) -> Markup:
         points = [charts.FunnelPoint(r.practice, r.denominator, r.rate, self._outlier_kind(m, r))
                   for r in m.practices if r.rate is not None]
         curve = [charts.FunnelCurve(c.denominator, c.lower_95, c.upper_95, c.lower_998, c.upper_998)
                  for c in m.curve]
         overall = m.population.rate if m.population else None
-        name = f"funnel-{m.measure.code}" + (f"-{practice_anchor(practice)}" if practice else "")
-        return Markup(charts.funnel_chart(name, f"{m.measure.label}: funnel plot", points, curve, overall,
-                                          highlight=practice))
+        return Markup(charts.funnel_chart(f"funnel-{m.measure.code}", f"{m.measure.label}: funnel plot", points,
+                                          curve, overall))
 
-    def funnel_text(self, m, practice: str | None = None) -> str:
+    def funnel_text(self, m) -> str:
         pop = m.population
         if pop is None or pop.rate is None:
             return f"Funnel plot of {m.measure.label}: no patient is in the denominator."
@@ -179,27 +178,18 @@ class View:
                 f"{r.practice} {r.rate * 100:.1f} % of {r.denominator:,}" for r in m.outliers) + "."
         else:
             text += "No practice is outside the 99.8 % limits."
-        if practice:
-            own = m.practice(practice)
-            if own and own.rate is not None:
-                text += f" {practice} (the larger point): {own.rate * 100:.1f} % of {own.denominator:,}."
         return text
 
     def _trend_points(self, m, practice: str | None) -> list[charts.RatePoint]:
         return [charts.RatePoint(r.as_of, r.numerator, r.denominator, r.rate) for r in m.trend.get(practice, [])]
 
-    def rate_trend(self, m, practice: str | None = None) -> Markup:
-        name = f"rate-trend-{m.measure.code}" + (f"-{practice_anchor(practice)}" if practice else "")
-        if practice:
-            return Markup(charts.rate_trend_chart(name, f"{m.measure.label}: monthly trend",
-                                                  self._trend_points(m, practice), self._trend_points(m, None),
-                                                  label=practice))
-        return Markup(charts.rate_trend_chart(name, f"{m.measure.label}: monthly trend",
+    def rate_trend(self, m) -> Markup:
+        return Markup(charts.rate_trend_chart(f"rate-trend-{m.measure.code}", f"{m.measure.label}: monthly trend",
                                               self._trend_points(m, None)))
 
-    def rate_trend_text(self, m, practice: str | None = None) -> str:
-        points = m.trend.get(practice, [])
-        who = practice or "all practices"
+    def rate_trend_text(self, m) -> str:
+        points = m.trend.get(None, [])
+        who = "all practices"
         if not points:
             return f"Monthly trend of {m.measure.label} for {who}: none computed."
         first, last = points[0], points[-1]
@@ -371,7 +361,7 @@ _TEMPLATE = r"""<!DOCTYPE html>
     A practice inside the limits differs by no more than chance explains; one outside the 99.8 % limits is an outlier worth a look,
     <span class="tag concern">a concern</span> on the worse side, <span class="tag better">better than expected</span> on the other.
     Every rate and limit is the warehouse's table <code>practice_measures</code>.</p>
-  {%- for m in data.measures %}{{ measure_panel(m, None) }}{% endfor %}
+  {%- for m in data.measures %}{{ measure_panel(m) }}{% endfor %}
 </section>
 
 <section id="practices">
@@ -612,10 +602,7 @@ _PRACTICE_TEMPLATE = r"""<!DOCTYPE html>
   <div class="panel measure" id="measure-{{ m.measure.code }}" data-measure="{{ m.measure.code }}">
     <details><summary>{{ m.measure.label }}: monthly numbers</summary>
       <p class="definition">{{ view.measure_definition(m) }}. {{ "Higher" if m.measure.better == "higher" else "Lower" }} is better.</p>
-      <table id="table-measure-trend-{{ m.measure.code }}">
-        <thead><tr><th>Month end</th><th class="num">{{ practice }}: numerator</th><th class="num">Denominator</th><th class="num">Rate</th><th class="num">All practices: rate</th></tr></thead>
-        <tbody>{% for r, all in view.trend_rows(m, practice) %}<tr data-measure-as-of="{{ r.as_of.isoformat() }}" data-numerator="{{ r.numerator }}" data-denominator="{{ r.denominator }}"><td>{{ r.as_of | long_date }}</td><td class="num">{{ r.numerator | number }}</td><td class="num">{{ r.denominator | number }}</td><td class="num">{{ percent(r.rate) }}</td><td class="num">{{ percent(all.rate if all else none) }}</td></tr>{% endfor %}</tbody>
-      </table>
+      {{ trend_table(m, practice) }}
     </details>
   </div>
   {%- endfor %}
@@ -650,20 +637,26 @@ _MACROS = r"""{%- macro delta_badge(d) -%}
 {%- macro position_tag(m, r) -%}
 {%- if r.position is none %}<span class="tag within">no rate</span>{% elif not r.is_outlier %}<span class="tag within">within limits</span>{% elif m.concern(r) %}<span class="tag concern">{{ r.position }} limits: a concern</span>{% else %}<span class="tag better">{{ r.position }} limits: better than expected</span>{% endif %}
 {%- endmacro %}
-{%- macro measure_panel(m, practice) -%}
-{%- set code = m.measure.code %}{% set pop = m.population %}{% set own = m.practice(practice) if practice else none %}
+{%- macro trend_table(m, practice) -%}
+<table id="table-measure-trend-{{ m.measure.code }}">
+  <thead><tr><th>Month end</th><th class="num">{{ practice or "All practices" }}: numerator</th><th class="num">Denominator</th><th class="num">Rate</th>{% if practice %}<th class="num">All practices: rate</th>{% endif %}</tr></thead>
+  <tbody>{% for r, all in view.trend_rows(m, practice) %}<tr data-measure-as-of="{{ r.as_of.isoformat() }}" data-numerator="{{ r.numerator }}" data-denominator="{{ r.denominator }}"><td>{{ r.as_of | long_date }}</td><td class="num">{{ r.numerator | number }}</td><td class="num">{{ r.denominator | number }}</td><td class="num">{{ percent(r.rate) }}</td>{% if practice %}<td class="num">{{ percent(all.rate if all else none) }}</td>{% endif %}</tr>{% endfor %}</tbody>
+</table>
+{%- endmacro %}
+{%- macro measure_panel(m) -%}
+{%- set code = m.measure.code %}{% set pop = m.population %}
 <article class="panel measure" id="measure-{{ code }}" data-measure="{{ code }}" data-better="{{ m.measure.better }}">
   <h3>{{ m.measure.label }}</h3>
   <p class="definition">{{ view.measure_definition(m) }}. {{ "Higher" if m.measure.better == "higher" else "Lower" }} is better.
     {%- if not view.measure_enabled(m) %} <span class="off-note">Its rule is switched off in profile {{ settings.rules_profile }}: the numerator is 0.</span>{% endif %}
     {%- if pop %} All practices: <span data-measure-population="{{ code }}" data-numerator="{{ pop.numerator }}" data-denominator="{{ pop.denominator }}" data-rate="{{ pop.rate if pop.rate is not none else '' }}">{{ pop.numerator | number }} of {{ pop.denominator | number }} ({{ percent(pop.rate) }})</span>.{% endif %}
-    {%- if own %} {{ practice }}: <span data-measure-practice="{{ code }}" data-numerator="{{ own.numerator }}" data-denominator="{{ own.denominator }}" data-rate="{{ own.rate if own.rate is not none else '' }}" data-position="{{ own.position or '' }}">{{ own.numerator | number }} of {{ own.denominator | number }} ({{ percent(own.rate) }})</span> {{ position_tag(m, own) }}{% endif %}</p>
+</p>
   <div class="two">
-    <figure class="chart" id="chart-funnel-{{ code }}">{{ view.funnel(m, practice) }}
-      <figcaption>{{ view.funnel_text(m, practice) }}</figcaption>
+    <figure class="chart" id="chart-funnel-{{ code }}">{{ view.funnel(m) }}
+      <figcaption>{{ view.funnel_text(m) }}</figcaption>
     </figure>
-    <figure class="chart" id="chart-rate-trend-{{ code }}">{{ view.rate_trend(m, practice) }}
-      <figcaption>{{ view.rate_trend_text(m, practice) }}</figcaption>
+    <figure class="chart" id="chart-rate-trend-{{ code }}">{{ view.rate_trend(m) }}
+      <figcaption>{{ view.rate_trend_text(m) }}</figcaption>
     </figure>
   </div>
   <p class="outliers" data-outliers="{{ code }}">{% if m.outliers %}Outside the 99.8 % limits: {% for r in m.outliers %}<strong data-outlier="{{ r.practice }}" data-position="{{ r.position }}">{{ r.practice }}</strong> ({{ r.numerator | number }} of {{ r.denominator | number }}, {{ percent(r.rate) }}; {{ "a concern" if m.concern(r) else "better than expected" }}){% if not loop.last %}; {% endif %}{% endfor %}.{% else %}No practice is outside the 99.8 % limits.{% endif %}</p>
@@ -672,10 +665,7 @@ _MACROS = r"""{%- macro delta_badge(d) -%}
       <thead><tr><th>Practice</th><th class="num">Numerator</th><th class="num">Denominator</th><th class="num">Rate</th><th class="num">95 % limits</th><th class="num">99.8 % limits</th><th>Position</th></tr></thead>
       <tbody>{% for r in ([pop] if pop else []) + m.practices %}<tr data-measure-unit="{{ r.practice or '' }}" data-numerator="{{ r.numerator }}" data-denominator="{{ r.denominator }}" data-position="{{ r.position or '' }}"><td>{{ r.practice or "All practices" }}</td><td class="num">{{ r.numerator | number }}</td><td class="num">{{ r.denominator | number }}</td><td class="num">{{ percent(r.rate) }}</td><td class="num">{{ percent(r.lower_95) }} – {{ percent(r.upper_95) }}</td><td class="num">{{ percent(r.lower_998) }} – {{ percent(r.upper_998) }}</td><td>{% if r.practice %}{{ position_tag(m, r) }}{% endif %}</td></tr>{% endfor %}</tbody>
     </table>
-    <table id="table-measure-trend-{{ code }}">
-      <thead><tr><th>Month end</th><th class="num">{{ practice or "All practices" }}: numerator</th><th class="num">Denominator</th><th class="num">Rate</th>{% if practice %}<th class="num">All practices: rate</th>{% endif %}</tr></thead>
-      <tbody>{% for r, all in view.trend_rows(m, practice) %}<tr data-measure-as-of="{{ r.as_of.isoformat() }}" data-numerator="{{ r.numerator }}" data-denominator="{{ r.denominator }}"><td>{{ r.as_of | long_date }}</td><td class="num">{{ r.numerator | number }}</td><td class="num">{{ r.denominator | number }}</td><td class="num">{{ percent(r.rate) }}</td>{% if practice %}<td class="num">{{ percent(all.rate if all else none) }}</td>{% endif %}</tr>{% endfor %}</tbody>
-    </table>
+    {{ trend_table(m, none) }}
     <p class="off-note">Why it matters: {{ m.measure.source }}.</p>
   </details>
 </article>
