@@ -13,7 +13,7 @@ CHROMIUM_INSTALL := command -v chromium >/dev/null || (apt-get update -qq && apt
 
 .PHONY: run test install clean report-screenshot bench
 
-$(BIN)/b12lab: pyproject.toml
+$(BIN)/b12lab: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --quiet --upgrade pip
 	$(BIN)/pip install --quiet --quiet -e '.[test]'

@@ -43,7 +43,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = PROJECT_ROOT / "benchmarks"
 DEFAULT_CACHE_DIR = BENCH_DIR / ".cache"
 RESULTS_DIR = BENCH_DIR / "results"
-SYNTH_SOURCE = PROJECT_ROOT / "b12lab" / "synth" / "csv_exports.py"
+SYNTH_SOURCE = PROJECT_ROOT / "pipelines" / "b12lab" / "synth" / "csv_exports.py"
 
 SEED = 20260601             # the delta export uses SEED + 1
 ROWS_PER_PATIENT = 10        # `b12lab synth` writes ~10 lab rows per patient over the base window

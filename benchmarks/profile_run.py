@@ -170,7 +170,7 @@ def install() -> None:
     import b12lab.lake.lake as lake
     import b12lab.publish.publication as publish
     import b12lab.quality.validation as validate
-    import b12lab.transforms as transforms_runner
+    import b12lab.publish.dbt_build as transforms_runner
     from prefect import Task
 
     MARKS["imports_done"] = time.perf_counter() - PROCESS_STARTED

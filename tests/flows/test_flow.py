@@ -131,7 +131,7 @@ def test_a_failed_critical_expectation_stops_publication(tmp_path, monkeypatch):
     # A site's suite that admits only B12 results: a folate result breaks a critical expectation.
     strict = tmp_path / "strict_gx"
     shutil.copytree(EXPECTATIONS_DIR, strict)
-    suite_path = strict / "suites" / "lab_results.json"
+    suite_path = strict / "expectations" / "lab_results.json"
     suite = json.loads(suite_path.read_text())
     for expectation in suite["expectations"]:
         if expectation["type"] == "expect_column_values_to_be_in_set" and expectation["kwargs"]["column"] == "analyte":

@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from b12lab.transforms import runner
+from b12lab.publish import dbt_build as runner
 
 AS_OF_DATES_MODEL = "stg_as_of_dates"
 REQUIRED_TABLES = ("lab_results", "patients", "diagnoses", "medications", "rules_settings", "rules_codes")

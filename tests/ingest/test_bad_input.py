@@ -61,7 +61,7 @@ from tests.helpers.exports import lab_row, write_labs
 
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
 KNOWN_QUARANTINE = set(next(
-    e["kwargs"]["value_set"] for e in json.loads((EXPECTATIONS_DIR / "suites" / "quarantine.json").read_text())[
+    e["kwargs"]["value_set"] for e in json.loads((EXPECTATIONS_DIR / "expectations" / "quarantine.json").read_text())[
         "expectations"] if e["type"] == "expect_column_values_to_be_in_set" and e["kwargs"]["column"] == "reason"))
 DROP_RULES = {"cancelled", "entered_in_error", "duplicate", "refuted", "not_taken"}
 

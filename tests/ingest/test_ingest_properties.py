@@ -32,7 +32,7 @@ from b12lab.lake.lake import Lake
 from b12lab.common.paths import EXPECTATIONS_DIR
 
 KNOWN_QUARANTINE = set(next(
-    e["kwargs"]["value_set"] for e in json.loads((EXPECTATIONS_DIR / "suites" / "quarantine.json").read_text())[
+    e["kwargs"]["value_set"] for e in json.loads((EXPECTATIONS_DIR / "expectations" / "quarantine.json").read_text())[
         "expectations"] if e["type"] == "expect_column_values_to_be_in_set" and e["kwargs"]["column"] == "reason"))
 DROP_RULES = {"out_of_scope", "cancelled", "entered_in_error", "duplicate", "refuted", "not_taken", "draft"}
 INGEST_DATE = date(2026, 1, 1)

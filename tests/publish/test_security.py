@@ -58,7 +58,7 @@ def test_no_patient_identifier_in_a_failed_runs_message(tmp_path, monkeypatch, c
 
     strict = tmp_path / "gx"
     shutil.copytree(EXPECTATIONS_DIR, strict)
-    suite_path = strict / "suites" / "lab_results.json"
+    suite_path = strict / "expectations" / "lab_results.json"
     suite = json.loads(suite_path.read_text())
     suite["expectations"].append({"type": "expect_column_values_to_not_be_in_set",
                                   "kwargs": {"column": "patient_id", "value_set": [SECRET_IDS[0]]},

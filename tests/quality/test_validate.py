@@ -176,7 +176,7 @@ def test_a_site_suite_written_for_the_inclusive_today_bound_keeps_working(tmp_pa
     """Suites copied before `end_of_ingest_day` compare with `today`: now the day's last microsecond."""
     site = tmp_path / "site_gx"
     shutil.copytree(EXPECTATIONS_DIR, site)
-    suite_path = site / "suites" / "lab_results.json"
+    suite_path = site / "expectations" / "lab_results.json"
     suite = json.loads(suite_path.read_text())
     for expectation in suite["expectations"]:
         if expectation["kwargs"].get("column") == "collected_at" and "max_value" in expectation["kwargs"]:
@@ -205,7 +205,7 @@ def test_a_site_suite_with_expectations_about_the_whole_table(tmp_path, monkeypa
     """Row counts and single-column uniqueness are not per-batch properties either."""
     site = tmp_path / "site_gx"
     shutil.copytree(EXPECTATIONS_DIR, site)
-    suite_path = site / "suites" / "patients.json"
+    suite_path = site / "expectations" / "patients.json"
     suite = json.loads(suite_path.read_text())
     suite["expectations"] += [
         {"type": "expect_table_row_count_to_be_between", "kwargs": {"max_value": 10}, "severity": "warning"},

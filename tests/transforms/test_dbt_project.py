@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from b12lab.rules.rules_file import install_rules
-from b12lab.transforms import runner
+from b12lab.publish import dbt_build as runner
 from tests.helpers.models import compiled_models, model_yml, seeds
 from tests.helpers.trend import month_ends
 from tests.transforms.lake import AS_OF, build, create_lake, diagnosis, lab, medication, patient, rules_for

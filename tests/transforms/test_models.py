@@ -6,7 +6,7 @@ import re
 import duckdb
 import pytest
 
-from b12lab.transforms.runner import MART_TABLES, ModelError
+from b12lab.publish.dbt_build import MART_TABLES, ModelError
 from tests.helpers.models import build_models, compiled_models, seeds
 from b12lab.rules.rules_file import install_rules
 from tests.transforms.lake import AS_OF, create_lake, rules_for

@@ -17,7 +17,7 @@ import duckdb
 import pytest
 
 from b12lab.report import page as report
-from b12lab.transforms.runner import ModelError
+from b12lab.publish.dbt_build import ModelError
 from tests.helpers.models import build_models
 from b12lab.rules.rules_file import install_rules
 from tests.helpers.trend import month_ends, trend_by_rebuilding

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from b12lab.transforms.runner import MART_TABLES
+from b12lab.publish.dbt_build import MART_TABLES
 from tests.transforms.lake import build, collect_cases, diagnosis, lab, medication, one, patient, rows
 
 VIGNETTES_PATH = Path(__file__).resolve().parents[1] / "data" / "vignettes.yaml"

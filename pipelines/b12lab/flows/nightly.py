@@ -28,7 +28,7 @@ from b12lab.publish import publication as publish
 from b12lab.quality.validation import CriticalExpectationFailed, ValidationReport, validate_lake_files
 from b12lab.report import page as report
 from b12lab.rules.rules_file import Rules, load_rules
-from b12lab import transforms
+from b12lab.publish import dbt_build as transforms
 
 
 OUTPUT_UMASK = 0o027

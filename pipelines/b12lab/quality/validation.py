@@ -1,6 +1,6 @@
 """Great Expectations validation of the rows a run is about to add to the lake.
 
-One suite per lake table (b12lab/quality/gx_project/suites/<table>.json). The committed GX project is copied into the run's
+One suite per lake table (expectations/expectations/<table>.json). The committed GX project is copied into the run's
 output folder and loaded with `gx.get_context(context_root_dir=...)`, so validation results and the HTML
 Data Docs land next to the run's other outputs. Each failed expectation is judged by its own severity:
 `critical` stops the run before publication, anything else is reported.
@@ -174,9 +174,9 @@ def prepare_context(gx_dir: Path, project_dir: Path | None = None):
     if gx_dir.exists():
         shutil.rmtree(gx_dir)
     # Plain copies: the package's file modes must not override the run's private umask.
-    (gx_dir / "suites").mkdir(parents=True)
-    for suite in (project_dir / "suites").glob("*.json"):
-        shutil.copyfile(suite, gx_dir / "suites" / suite.name)
+    (gx_dir / "expectations").mkdir(parents=True)
+    for suite in (project_dir / "expectations").glob("*.json"):
+        shutil.copyfile(suite, gx_dir / "expectations" / suite.name)
     shutil.copyfile(project_dir / "great_expectations.yml", gx_dir / "great_expectations.yml")
     return gx.get_context(context_root_dir=str(gx_dir))
 

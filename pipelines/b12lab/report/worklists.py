@@ -242,7 +242,7 @@ QUERIES = {
 }
 
 # The urgency order of items/ for the legend: every item the worklist can hold, numbered as the mart numbers
-# them (b12lab/transforms/models/marts/worklist.sql, urgency_scale), with its label and next action.
+# them (transforms/models/marts/worklist.sql, urgency_scale), with its label and next action.
 URGENCY_ORDER_QUERY = """
     with
     tiers as (

@@ -41,7 +41,7 @@ from b12lab.lake.lake import (BOOKKEEPING_SCHEMAS, COMMIT_TABLE, DATA_TABLES, ME
                               RUNS_TABLE, Lake)
 from b12lab.publish.pseudonymise import ANALYTICS_NAME, KEY_VARIABLE, build_analytics, pseudonym_key
 from b12lab.rules.rules_file import Rules, install_rules
-from b12lab.transforms.runner import MART_TABLES, MODELS_DIR, WORKING_MODELS
+from b12lab.publish.dbt_build import MART_TABLES, MODELS_DIR, WORKING_MODELS
 
 CURRENT_LINK = "current"
 REPRODUCTIONS_DIR = "as-of"
@@ -49,7 +49,7 @@ REPRODUCTIONS_DIR = "as-of"
 # them after it is removed (the file lives on until its last reader closes it).
 PUBLICATIONS_KEPT = 7
 
-# The output contract: the marts (b12lab/transforms/models/marts/), published in the catalog and as Parquet,
+# The output contract: the marts (transforms/models/marts/), published in the catalog and as Parquet,
 # and the lake tables, copied into the catalog.
 LAKE_VIEWS = (*DATA_TABLES, COMMIT_TABLE, OUTCOMES_TABLE, RUNS_TABLE, METRICS_TABLE)
 
@@ -189,7 +189,7 @@ def create_lake_views(con: duckdb.DuckDBPyConnection, lake: Lake, materialise: b
 def prepare_warehouse(output_dir: Path, publication: Path, rules: Rules, as_of: date, run_record: dict) -> Path:
     """The publication folder's warehouse with the models' sources in it: the lake tables as committed (and
     this run's record) and the rules tables as of `as_of`; return its path. The models are built in it next
-    (b12lab.transforms.runner.build), by dbt's own connection, so this one is closed first."""
+    (b12lab.publish.dbt_build.build), by dbt's own connection, so this one is closed first."""
     lake = Lake(output_dir / "lake")
     publication.mkdir(parents=True, exist_ok=True)
     warehouse = publication / WAREHOUSE_NAME
