@@ -8,6 +8,13 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
+# `make test` runs the suite on two pytest-xdist workers; each worker process is a session of its own, with its
+# own Prefect home (its own temporary API and database) and dbt work folder, never shared with the other
+# worker: two Prefect servers or two dbt parses writing one folder break each other.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix=f"b12lab-prefect-home-{_WORKER}-")
+    os.environ["B12LAB_DBT_WORK_DIR"] = tempfile.mkdtemp(prefix=f"b12lab-dbt-{_WORKER}-")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="b12lab-prefect-home-"))
 # One dbt work folder for every run of the session (in process or not): the runs share dbt's parse of the
 # project instead of each parsing it again (about 3 s a run), as the nights of one output folder do.
@@ -16,6 +23,8 @@ os.environ.setdefault("B12LAB_DBT_WORK_DIR", tempfile.mkdtemp(prefix="b12lab-dbt
 import sys  # noqa: E402
 
 import pytest  # noqa: E402
+
+from tests.helpers.processes import SAMPLE_AS_OF  # noqa: E402,F401  (the sample night's date, for the tests)
 
 # The ingest and Prefect server fixtures, for every test folder.
 pytest_plugins = ["tests.helpers.fixtures"]
@@ -32,6 +41,8 @@ def pytest_unconfigure(config):
     """Leave without the interpreter's final teardown, as the CLI does (see b12lab.cli.main): after Prefect
     tasks ran in a process that used DuckDB, that teardown prints pages of binding "leaked" noise below
     pytest's summary line. Everything, the report included, is written by now."""
+    if _WORKER:  # a worker's output is not shown; leaving early could cut its last message to the controller
+        return
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_session_status["code"])
@@ -46,18 +57,7 @@ def prefect_harness():
         yield
 
 
-SAMPLE_AS_OF = "2026-10-31"
-
-
 @pytest.fixture(scope="session")
-def sample_output(prefect_harness, tmp_path_factory):
-    """One nightly run of the flow on data/sample (as of SAMPLE_AS_OF), shared by the tests that read its outputs."""
-    from datetime import date
-    from pathlib import Path
-
-    from b12lab.flows.nightly import nightly
-
-    sample = Path(__file__).resolve().parents[1] / "data" / "sample"
-    output = tmp_path_factory.mktemp("sample-output")
-    nightly(input_dir=sample, output_dir=output, as_of=date.fromisoformat(SAMPLE_AS_OF))
-    return output
+def sample_output(published_sample_night):
+    """The output folder of the session's published sample night (as of 2026-10-31), for tests that only read it."""
+    return published_sample_night.output

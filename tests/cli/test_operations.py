@@ -79,9 +79,8 @@ def sample_drop(tmp_path: Path) -> Path:
 # --- exit 0 only for a publication; one line otherwise --------------------------------------------------
 
 
-def test_a_published_run_exits_0_and_says_where_everything_is(tmp_path):
-    output = tmp_path / "out"
-    result = run(sample_drop(tmp_path), output, "--as-of", LIVE_AS_OF)
+def test_a_published_run_exits_0_and_says_where_everything_is(published_sample_night):
+    output, result = published_sample_night.output, published_sample_night.result
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     lines = result.stdout.splitlines()
@@ -106,9 +105,8 @@ def test_an_empty_drop_folder_is_an_alarm_and_publishes_nothing(tmp_path):
     assert not (output / "warehouse.duckdb").exists() and not (output / "report").exists()
 
 
-def test_a_night_with_only_files_already_ingested_publishes_as_usual(tmp_path):
-    drop, output = sample_drop(tmp_path), tmp_path / "out"
-    assert run(drop, output, "--as-of", "2026-10-30").returncode == 0
+def test_a_night_with_only_files_already_ingested_publishes_as_usual(sample_night):
+    drop, output = sample_night
     quiet = run(drop, output, "--as-of", LIVE_AS_OF)
     assert quiet.returncode == 0, quiet.stderr
     assert "0 new export files, 6 already ingested" in quiet.stdout
@@ -120,9 +118,8 @@ def test_a_night_with_only_files_already_ingested_publishes_as_usual(tmp_path):
         (date(2026, 10, 31),)]
 
 
-def test_a_file_mostly_quarantined_stops_the_run_and_commits_nothing(tmp_path):
-    drop, output = sample_drop(tmp_path), tmp_path / "out"
-    assert run(drop, output, "--as-of", LIVE_AS_OF).returncode == 0
+def test_a_file_mostly_quarantined_stops_the_run_and_commits_nothing(sample_night):
+    drop, output = sample_night
     before = digest(output / "warehouse.duckdb")
     rows = [lab_row(patient_id=f"Q{i}", accession=f"Q{i}", unit="furlongs" if i < 3 else "pmol/L") for i in range(10)]
     write_labs(drop / "labs_changed_layout.csv", rows)
@@ -155,9 +152,8 @@ def read_only(path: Path):
     return lambda: subprocess.run(["umount", str(path)], check=True)
 
 
-def test_a_read_only_output_folder_fails_with_one_line(tmp_path):
-    drop, output = sample_drop(tmp_path), tmp_path / "out"
-    assert run(drop, output, "--as-of", LIVE_AS_OF).returncode == 0
+def test_a_read_only_output_folder_fails_with_one_line(sample_night):
+    drop, output = sample_night
     (drop / "labs_extra.csv").write_bytes((SAMPLE / "labs_valley.csv").read_bytes().replace(b"\n", b" \n", 1))
     undo = read_only(output)
     try:
@@ -173,9 +169,8 @@ def test_a_read_only_output_folder_fails_with_one_line(tmp_path):
     assert run(drop, output, "--as-of", LIVE_AS_OF).returncode == 0
 
 
-def test_a_damaged_commit_record_stops_the_run_in_one_line_and_keeps_the_previous_publication(tmp_path):
-    drop, output = sample_drop(tmp_path), tmp_path / "out"
-    assert run(drop, output, "--as-of", "2026-10-30").returncode == 0
+def test_a_damaged_commit_record_stops_the_run_in_one_line_and_keeps_the_previous_publication(sample_night):
+    drop, output = sample_night
     warehouse, report = digest(output / "warehouse.duckdb"), digest(output / "report" / "index.html")
     [record] = (output / "lake" / "ingested_files").glob("*.parquet")
     record.write_bytes(b"not parquet")  # damaged on disk
@@ -188,9 +183,8 @@ def test_a_damaged_commit_record_stops_the_run_in_one_line_and_keeps_the_previou
     assert digest(output / "report" / "index.html") == report
 
 
-def test_damaged_headline_history_is_set_aside_and_the_night_publishes(tmp_path):
-    drop, output = sample_drop(tmp_path), tmp_path / "out"
-    assert run(drop, output, "--as-of", "2026-10-30").returncode == 0
+def test_damaged_headline_history_is_set_aside_and_the_night_publishes(sample_night):
+    drop, output = sample_night
     [saved] = (output / "lake" / "run_metrics").glob("*.parquet")
     saved.write_bytes(b"not parquet")
     result = run(drop, output, "--as-of", LIVE_AS_OF)
@@ -205,9 +199,8 @@ def test_damaged_headline_history_is_set_aside_and_the_night_publishes(tmp_path)
 # --- --as-of never hijacks the live publication ---------------------------------------------------------
 
 
-def test_an_earlier_as_of_is_a_reproduction_beside_the_live_publication(tmp_path):
-    drop, output = sample_drop(tmp_path), tmp_path / "out"
-    assert run(drop, output, "--as-of", LIVE_AS_OF).returncode == 0
+def test_an_earlier_as_of_is_a_reproduction_beside_the_live_publication(sample_night):
+    drop, output = sample_night
     live = {name: digest(output / name) for name in ("warehouse.duckdb", "report/index.html", "run_summary.json")}
     metrics = sorted(p.name for p in (output / "lake" / "run_metrics").iterdir())
     worklists = sorted(str(p.relative_to(output)) for p in (output / "report" / "worklists").rglob("*.csv"))
@@ -302,9 +295,8 @@ def test_a_killed_run_is_marked_crashed_by_the_next_run(tmp_path):
 # --- the warehouse travels ------------------------------------------------------------------------------
 
 
-def test_a_moved_or_copied_output_folder_reads_its_own_lake(tmp_path):
-    drop, output = sample_drop(tmp_path), tmp_path / "out"
-    assert run(drop, output, "--as-of", LIVE_AS_OF).returncode == 0
+def test_a_moved_or_copied_output_folder_reads_its_own_lake(tmp_path, published_sample_night, sample_night):
+    drop, output = sample_night  # itself a copy of the folder the night was published in
     expected = query(output / "warehouse.duckdb", "select count(*) from lab_results")
     copy, moved = tmp_path / "copy", tmp_path / "elsewhere" / "moved"
     subprocess.run(["cp", "-a", str(output), str(copy)], check=True)
@@ -316,4 +308,5 @@ def test_a_moved_or_copied_output_folder_reads_its_own_lake(tmp_path):
         assert query(folder / "warehouse.duckdb", "select count(*) from duckdb_views() where not internal") == [(0,)]
         sql = b12lab("sql", "select count(*) as n from quarantine", "--output", folder)
         assert sql.returncode == 0 and "36" in sql.stdout
-    assert str(tmp_path).encode() not in (copy / "warehouse.duckdb").read_bytes()
+    for origin in (tmp_path, published_sample_night.output.parent):
+        assert str(origin).encode() not in (copy / "warehouse.duckdb").read_bytes()

@@ -15,6 +15,7 @@ from b12lab.ingest import EXPORT_KINDS
 from b12lab.lake.locking import RunInProgress, run_lock
 from b12lab.common.paths import EXPECTATIONS_DIR
 from tests.helpers.exports import lab_row, write_csv, write_labs
+from tests.helpers.fixtures import PublishedNight, copy_night
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 AS_OF = date(2025, 6, 1)
@@ -65,9 +66,23 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_run_publishes_every_contract_table_with_comments(tmp_path):
-    inputs, output = make_exports(tmp_path / "in"), tmp_path / "out"
+@pytest.fixture(scope="module")
+def small_night(prefect_harness, tmp_path_factory) -> PublishedNight:
+    """One night of make_exports, published once for the module: tests read it or run later nights on a copy."""
+    root = tmp_path_factory.mktemp("small-night")
+    inputs, output = make_exports(root / "in"), root / "out"
     record = nightly(input_dir=inputs, output_dir=output, as_of=AS_OF)
+    return PublishedNight(inputs, output, record)
+
+
+@pytest.fixture
+def next_night(small_night, tmp_path) -> tuple[Path, Path]:
+    """(inputs, output): a private copy of the small night, for a test that runs the next night on it."""
+    return copy_night(small_night, tmp_path)
+
+
+def test_run_publishes_every_contract_table_with_comments(small_night):
+    output, record = small_night.output, small_night.result
     warehouse = output / "warehouse.duckdb"
     assert record["status"] == "published" and warehouse.exists()
     for table, columns in CONTRACT.items():
@@ -86,9 +101,8 @@ def test_run_publishes_every_contract_table_with_comments(tmp_path):
     assert read(warehouse, "select count(*) from duckdb_tables() where table_name = 'patient_status' and comment is not null") == [(1,)]
 
 
-def test_every_row_is_accounted_for(tmp_path):
-    inputs, output = make_exports(tmp_path / "in"), tmp_path / "out"
-    record = nightly(input_dir=inputs, output_dir=output, as_of=AS_OF)
+def test_every_row_is_accounted_for(small_night):
+    output, record = small_night.output, small_night.result
     warehouse = output / "warehouse.duckdb"
     files = read(warehouse, """select source_file, rows_read, rows_accepted, rows_quarantined, rows_dropped
                                from ingested_files order by source_file""")
@@ -104,9 +118,8 @@ def test_every_row_is_accounted_for(tmp_path):
     assert summary["rows_read"] == 12 and summary["status"] == "published"
 
 
-def test_rerun_on_the_same_folder_adds_nothing_and_a_grown_folder_adds_only_the_new_file(tmp_path):
-    inputs, output = make_exports(tmp_path / "in"), tmp_path / "out"
-    nightly(input_dir=inputs, output_dir=output, as_of=AS_OF)
+def test_rerun_on_the_same_folder_adds_nothing_and_a_grown_folder_adds_only_the_new_file(next_night):
+    inputs, output = next_night
     again = nightly(input_dir=inputs, output_dir=output, as_of=AS_OF)
     assert (again["files_ingested"], again["files_skipped"], again["rows_read"]) == (0, 4, 0)
     warehouse = output / "warehouse.duckdb"
@@ -122,9 +135,8 @@ def test_rerun_on_the_same_folder_adds_nothing_and_a_grown_folder_adds_only_the_
     assert read(warehouse, "select distinct rules_version is not null from runs") == [(True,)]
 
 
-def test_a_failed_critical_expectation_stops_publication(tmp_path, monkeypatch):
-    inputs, output = make_exports(tmp_path / "in"), tmp_path / "out"
-    nightly(input_dir=inputs, output_dir=output, as_of=AS_OF)
+def test_a_failed_critical_expectation_stops_publication(tmp_path, next_night, monkeypatch):
+    inputs, output = next_night
     warehouse = output / "warehouse.duckdb"
     before = file_digest(warehouse)
 
@@ -153,9 +165,8 @@ def test_a_failed_critical_expectation_stops_publication(tmp_path, monkeypatch):
     assert record["files_ingested"] == 1 and record["rows_accepted"] == 1
 
 
-def test_uncommitted_lake_files_of_an_interrupted_run_are_removed(tmp_path):
-    inputs, output = make_exports(tmp_path / "in"), tmp_path / "out"
-    nightly(input_dir=inputs, output_dir=output, as_of=AS_OF)
+def test_uncommitted_lake_files_of_an_interrupted_run_are_removed(next_night):
+    inputs, output = next_night
     orphan = output / "lake" / "lab_results" / ("0" * 64 + ".parquet")
     shutil.copy(next((output / "lake" / "lab_results").glob("*.parquet")), orphan)
     nightly(input_dir=inputs, output_dir=output, as_of=AS_OF)
@@ -171,10 +182,9 @@ def test_a_second_run_on_the_same_output_is_refused(tmp_path):
             run_pipeline(inputs, output, AS_OF)
 
 
-def test_sample_data_end_to_end(tmp_path):
-    sample = Path(__file__).resolve().parents[2] / "data" / "sample"
-    output = tmp_path / "out"
-    record = nightly(input_dir=sample, output_dir=output, as_of=date(2026, 10, 31))
+def test_sample_data_end_to_end(published_sample_night):
+    sample, output = published_sample_night.drop, published_sample_night.output
+    record = json.loads((output / "run_summary.json").read_text())
     warehouse = output / "warehouse.duckdb"
     files = read(warehouse, "select rows_read, rows_accepted, rows_quarantined, rows_dropped from ingested_files")
     assert len(files) == len([p for p in sample.iterdir() if p.is_file()])

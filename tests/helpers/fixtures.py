@@ -1,6 +1,9 @@
 """The `ingest` fixture: run one export file through ingest into a lake under tmp_path."""
 from __future__ import annotations
 
+import shutil
+import subprocess
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -57,3 +60,45 @@ def prefect_server(tmp_path_factory):
     server = PrefectServer(tmp_path_factory.mktemp("prefect-server-home"))
     yield server
     server.stop()
+
+
+# --- a published night, run once per session and copied by the tests that build on it --------------------
+
+@dataclass(frozen=True)
+class PublishedNight:
+    drop: Path
+    output: Path
+    result: subprocess.CompletedProcess  # the `b12lab run` process that published it
+
+
+def copy_night(night: PublishedNight, to: Path) -> tuple[Path, Path]:
+    """A private copy of a published night's drop and output folders (links kept, as `cp -a` does): the
+    output folder is relocatable, so the copy is an output folder of its own."""
+    drop, output = to / "drop", to / "out"
+    shutil.copytree(night.drop, drop, symlinks=True)
+    shutil.copytree(night.output, output, symlinks=True)
+    return drop, output
+
+
+@pytest.fixture(scope="session")
+def published_sample_night(prefect_harness, tmp_path_factory) -> PublishedNight:
+    """`b12lab run` on a copy of data/sample as of SAMPLE_AS_OF, through the process and the session's Prefect
+    API: a full night costs about half a minute, so it runs once; tests read it (`sample_output`) or take a
+    copy to run later nights on (`sample_night`). Nobody writes to these folders."""
+    from prefect.settings import PREFECT_API_URL
+
+    from tests.helpers.processes import SAMPLE, SAMPLE_AS_OF, b12lab
+
+    root = tmp_path_factory.mktemp("published-sample")
+    drop, output = root / "drop", root / "out"
+    shutil.copytree(SAMPLE, drop)
+    result = b12lab("run", "--input", drop, "--output", output, "--as-of", SAMPLE_AS_OF,
+                    env={"PREFECT_API_URL": PREFECT_API_URL.value()})
+    assert result.returncode == 0, result.stderr
+    return PublishedNight(drop, output, result)
+
+
+@pytest.fixture
+def sample_night(published_sample_night, tmp_path) -> tuple[Path, Path]:
+    """(drop, output): a copy of the published sample night, for a test that runs the next night on it."""
+    return copy_night(published_sample_night, tmp_path)

@@ -12,6 +12,7 @@ import httpx
 
 BIN = Path(sys.executable).parent
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
+SAMPLE_AS_OF = "2026-10-31"  # the as-of date of the session's published sample night
 
 
 def command_env(extra: dict | None = None) -> dict:

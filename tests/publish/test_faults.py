@@ -20,6 +20,7 @@ from b12lab.common.faults import CRASH_POINTS
 from b12lab.lake.lake import Lake
 from b12lab.lake.locking import run_lock
 from tests.helpers.exports import lab_row, write_labs
+from tests.helpers.fixtures import PublishedNight, copy_night
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 B12LAB = str(Path(sys.executable).parent / "b12lab")
@@ -45,18 +46,27 @@ def count(warehouse: Path, query: str) -> int:
         return con.execute(query).fetchone()[0]
 
 
-def first_night(tmp_path: Path) -> tuple[Path, Path]:
-    inputs, output = tmp_path / "in", tmp_path / "out"
+@pytest.fixture(scope="module")
+def published_first_night(prefect_harness, tmp_path_factory) -> PublishedNight:
+    """A first night of 50 results, published once for the module; each test runs its next night on a copy."""
+    root = tmp_path_factory.mktemp("first-night")
+    inputs, output = root / "in", root / "out"
     write_labs(inputs / "labs_1.csv", [lab_row(patient_id=f"P{i:03}", accession=f"A{i}", result_value=str(100 + i),
                                                collected_at="2025-03-01") for i in range(50)])
     first = run_cli(inputs, output)
     assert first.returncode == 0, first.stderr[-2000:]
-    return inputs, output
+    return PublishedNight(inputs, output, first)
+
+
+@pytest.fixture
+def first_night(published_first_night, tmp_path) -> tuple[Path, Path]:
+    """(inputs, output): a private copy of the published first night."""
+    return copy_night(published_first_night, tmp_path)
 
 
 @pytest.mark.parametrize("step", CRASH_POINTS)
-def test_a_run_killed_at_any_step_leaves_the_publication_and_recovers_by_itself(tmp_path, step):
-    inputs, output = first_night(tmp_path)
+def test_a_run_killed_at_any_step_leaves_the_publication_and_recovers_by_itself(first_night, step):
+    inputs, output = first_night
     warehouse = output / "warehouse.duckdb"
     published_before, current_before = digest(warehouse), os.readlink(output / "current")
     committed_before = Lake(output / "lake").committed_hashes()
@@ -85,8 +95,8 @@ def test_a_run_killed_at_any_step_leaves_the_publication_and_recovers_by_itself(
     assert len(list((output / "lake" / "lab_results").glob("*.parquet"))) == 2
 
 
-def test_a_second_run_is_refused_while_one_holds_the_output(tmp_path):
-    inputs, output = first_night(tmp_path)
+def test_a_second_run_is_refused_while_one_holds_the_output(first_night):
+    inputs, output = first_night
     before = digest(output / "warehouse.duckdb")
     with run_lock(output):
         refused = run_cli(inputs, output)
@@ -106,8 +116,8 @@ READER = textwrap.dedent("""
 """)
 
 
-def test_an_analyst_holding_the_warehouse_open_neither_blocks_nor_sees_a_mix(tmp_path):
-    inputs, output = first_night(tmp_path)
+def test_an_analyst_holding_the_warehouse_open_neither_blocks_nor_sees_a_mix(first_night):
+    inputs, output = first_night
     warehouse = output / "warehouse.duckdb"
     reader = subprocess.Popen([sys.executable, "-c", READER, str(warehouse)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
