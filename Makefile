@@ -24,9 +24,11 @@ install: $(BIN)/b12lab
 run: install
 	$(BIN)/b12lab run --input $(INPUT) --output $(OUTPUT)
 
+# Two worker processes, one per core; a file's tests stay on one worker, so its module fixtures are built once.
+PYTEST_WORKERS ?= 2
 test: install
 	$(CHROMIUM_INSTALL)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 # After `make run`: a full-page screenshot of the report, to look at it as a reader would.
 report-screenshot: install
