@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 # The report's browser test and screenshot use Debian's chromium (Playwright drives it; no browser download).
 CHROMIUM_INSTALL := command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
-.PHONY: run test install clean report-screenshot bench
+.PHONY: run test test-fast install clean report-screenshot bench
 
 $(BIN)/b12lab: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ PYTEST_WORKERS ?= 2
 test: install
 	$(CHROMIUM_INSTALL)
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+
+# The inner loop: every test that needs no night of the pipeline, process or browser (markers in pyproject.toml).
+test-fast: install
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
 
 # After `make run`: a full-page screenshot of the report, to look at it as a reader would.
 report-screenshot: install

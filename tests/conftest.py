@@ -31,6 +31,25 @@ pytest_plugins = ["tests.helpers.fixtures"]
 
 _session_status = {"code": 0}
 
+# A test that runs a night of the pipeline, a Prefect API, the b12lab process or a browser is `slow`: left out
+# of `make test-fast` (the inner loop). It is found by the fixtures it uses or the names its body calls.
+_SLOW_FIXTURES = {"prefect_harness", "prefect_server", "published_sample_night", "sample_output", "sample_night",
+                  "browser", "browser_page"}
+_SLOW_CALLS = {"b12lab", "B12LAB", "subprocess", "nightly", "run_pipeline"}
+
+
+def _is_slow(item) -> bool:
+    if _SLOW_FIXTURES & set(item.fixturenames) or item.get_closest_marker("process") or item.get_closest_marker("browser"):
+        return True
+    code = getattr(getattr(item, "function", None), "__code__", None)
+    return code is not None and bool(_SLOW_CALLS & set(code.co_names))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _is_slow(item):
+            item.add_marker(pytest.mark.slow)
+
 
 def pytest_sessionfinish(session, exitstatus):
     _session_status["code"] = int(exitstatus)

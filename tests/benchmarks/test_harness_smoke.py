@@ -15,6 +15,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ROWS = 2000
 # Not a timing assertion: only a guard so that a hung Prefect server cannot hang the test session.
 HANG_GUARD_S = 600
+pytestmark = pytest.mark.process  # the harness runs the pipeline in processes of its own
 
 
 def run_harness(tmp_path: Path, *options: str) -> tuple[subprocess.CompletedProcess, dict]:
