@@ -197,3 +197,15 @@ def test_the_catalogue_is_one_self_contained_page(dbt_built, tmp_path):
     assert not re.findall(r'(?:src|href)="https?://(?!\[::1\])', html)
     for model in ("cohort_deficient", "int_patient_status", "stg_counted_results"):
         assert model in html
+
+
+def test_a_model_out_of_memory_names_the_limit_and_the_setting_to_raise(tmp_path):
+    """DuckDB spills to disk before it gives up; when even that cannot fit (here a limit far too small for any
+    hash table), the one line says which limit and which setting, not just "Runtime Error"."""
+    warehouse = warehouse_with(tmp_path, lake_tables())
+    with pytest.raises(runner.ModelError) as failed:
+        runner.build(warehouse, tmp_path / "work", log=lambda line: None, memory_limit="1MB")
+    message = str(failed.value)
+    assert "\n" not in message
+    assert re.match(r"^model \S+ error: .*: out of memory: DuckDB could not finish within its memory limit \(1MB\)"
+                    r" even spilling to disk; raise B12LAB_MEMORY_LIMIT( \(and \d+ more\))?$", message), message

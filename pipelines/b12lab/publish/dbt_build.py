@@ -38,6 +38,8 @@ WORKING_MODELS = tuple(sorted(path.stem for layer in ("staging", "intermediate")
 _RESULT_EVENTS = {"LogModelResult", "LogSeedResult", "LogTestResult", "LogNodeResult"}
 # A quoted value in a database error: 'text' (SQL literal) or "text" (DuckDB's conversion errors).
 _QUOTED_VALUE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+# DuckDB's words for a query that needed more memory than its limit and could not spill.
+_OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemory", re.IGNORECASE)
 _invocation_lock = threading.Lock()  # dbt's flags and adapters are process-global: one invocation at a time
 
 
@@ -123,6 +125,7 @@ def build(warehouse: Path, work_dir: Path, *, log: Callable[[str], None] = print
     outcome = _invoke(command, warehouse, work_dir, log, memory_limit)
     result = BuildResult()
     failures = []
+    out_of_memory = False
     for node_result in outcome.result.results:
         node = node_result.node
         status = str(node_result.status)
@@ -132,6 +135,7 @@ def build(warehouse: Path, work_dir: Path, *, log: Callable[[str], None] = print
                 result.built.append(node.name)
             else:
                 failures.append(f"{node.resource_type} {node.name} {status}: {_first_line(node_result.message)}")
+                out_of_memory = out_of_memory or bool(_OUT_OF_MEMORY.search(str(node_result.message or "")))
         elif node.resource_type in ("test", "unit_test"):
             if status == "pass":
                 result.tests_passed += 1
@@ -141,6 +145,9 @@ def build(warehouse: Path, work_dir: Path, *, log: Callable[[str], None] = print
                 failures.append(f"test {node.name} {status}: {_first_line(node_result.message)}")
     if failures or not outcome.success:
         first = failures[0] if failures else "dbt build failed"
+        if out_of_memory:  # dbt's first line says only "Runtime Error"; the cause is further down
+            first += (f": out of memory: DuckDB could not finish within its memory limit ({memory_limit}) even"
+                      " spilling to disk; raise B12LAB_MEMORY_LIMIT")
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         raise ModelError(first + more)
     return result
