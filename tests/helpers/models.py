@@ -24,7 +24,8 @@ import yaml
 from b12lab.publish import dbt_build as runner
 
 AS_OF_DATES_MODEL = "stg_as_of_dates"
-REQUIRED_TABLES = ("lab_results", "patients", "diagnoses", "medications", "rules_settings", "rules_codes")
+REQUIRED_TABLES = ("lab_results", "patients", "diagnoses", "medications", "quarantine", "ingested_files",
+                   "ingest_outcomes", "runs", "rules_settings", "rules_codes")
 
 
 @dataclass(frozen=True)

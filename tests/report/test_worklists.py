@@ -14,6 +14,7 @@ import pytest
 from b12lab.common.paths import VOCABULARY_DIR
 from b12lab.report.worklists import (COHORTS, COLUMN_NOTES, DIR_MODE, FILE_MODE, practice_slug, practice_slugs,
                                      write_worklists)
+from tests.helpers.models import compiled_models
 
 # The urgency order of the reasons, as the vocabulary seed gives it (1 = most urgent).
 with (VOCABULARY_DIR / "reason_codes.csv").open(encoding="utf-8") as _stream:
@@ -41,13 +42,13 @@ def mode(path: Path) -> int:
 def tiny(sample_output, tmp_path):
     """A DuckDB holding the mart tables of the sample publication, emptied, to insert hand-made rows into, and
     its vocabulary tables as published."""
-    con = duckdb.connect(str(tmp_path / "tiny.duckdb"))
+    con = duckdb.connect()  # in memory, where the models' compiled SQL finds its tables (rebuild_worklist_items)
     con.execute("attach $path as sample (read_only)", {"path": str(sample_output / "warehouse.duckdb")})
     for table in ("patient_status", "cohort_deficient", "cohort_borderline", "cohort_under_monitored",
                   "result_classification", "patient_flags", "worklist"):
         con.execute(f"create table {table} as select * from sample.{table} limit 0")
     for table in ("reason_codes", "flag_codes", "deficient_actions", "worklist_tiers", "status_codes",
-                  "rules_settings"):
+                  "rules_settings", "worklist_items"):
         con.execute(f"create table {table} as select * from sample.{table}")
     con.execute("detach sample")
     yield con
@@ -356,10 +357,18 @@ def test_readme_explains_the_folders_every_column_and_the_urgency_order(tiny, tm
     assert all(by_item[code][1] == action for code, action in actions.items())
 
 
+def rebuild_worklist_items(con) -> None:
+    """The mart worklist_items built again from its compiled SQL over the vocabulary tables in `con`."""
+    sql = next(model.compiled for model in compiled_models() if model.name == "worklist_items")
+    con.execute(f"create or replace table worklist_items as\n{sql}")
+
+
 def test_readme_follows_the_vocabulary_of_the_warehouse(tiny, tmp_path):
+    """The legend is the mart worklist_items: a vocabulary edited and the mart rebuilt, the legend follows."""
     tiny.execute("update reason_codes set urgency = urgency + 100")
     tiny.execute("update reason_codes set urgency = 0, next_action = 'act on the supplement' "
                  "where reason = 'SUPPLEMENTED_NO_MMA'")
+    rebuild_worklist_items(tiny)
     write_worklists(tiny, tmp_path / "report")
     order = urgency_table((tmp_path / "report" / "worklists" / "README.txt").read_text(encoding="utf-8"))
     assert order[4] == ("SUPPLEMENTED_NO_MMA", "act on the supplement")

@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 
 from tests.helpers.models import build_models
+from b12lab.publish.publication import _EMPTY_SCHEMAS
 from b12lab.rules.rules_file import Rules, install_rules, load_rules
 
 AS_OF = dt.date(2025, 6, 30)
@@ -44,6 +45,7 @@ LAKE_COLUMNS: dict[str, dict[str, str]] = {
     },
 }  # fmt: skip
 
+BOOKKEEPING_TABLES = ("quarantine", "ingested_files", "ingest_outcomes", "runs")
 B12_DRUG = {"drug": "hydroxocobalamin 1 mg/mL injection", "atc_code": "B03BA03", "route": "IM", "dose": "1 mg"}
 FOLIC_ACID = {"drug": "folic acid 5 mg tablets", "atc_code": "B03BB01", "route": "oral", "dose": "5 mg"}
 _counter = itertools.count(1)
@@ -167,6 +169,9 @@ def create_lake(con: duckdb.DuckDBPyConnection, tables: dict[str, Iterable[dict]
         rows = [[row.get(column) for column in columns] for row in tables.get(table, ())]
         if rows:
             con.executemany(f"insert into {table} values ({', '.join('?' for _ in columns)})", rows)
+    # The lake's bookkeeping (the mart data_quality reads it), empty with the publication's columns.
+    for table in BOOKKEEPING_TABLES:
+        con.execute(f"create or replace table {table} ({_EMPTY_SCHEMAS[table]})")
 
 
 def build(

@@ -86,5 +86,10 @@ def test_build_returns_the_tables_in_order():
         elif mart == "practice_measures":  # the whole population's measures exist, without a rate
             assert con.execute("select count(*) from practice_measures where practice is not null "
                                "or denominator <> 0 or rate is not null").fetchone() == (0,)
+        elif mart == "worklist_items":  # the vocabulary's order: every item, whatever the data
+            assert con.execute("select count(*), max(urgency) from worklist_items").fetchone() == (18, 18)
+        elif mart == "data_quality":  # the accounting of all files, every field 0
+            assert con.execute("select section, source_file, sum(this_run), sum(all_runs), count(*) "
+                               "from data_quality group by all").fetchall() == [("accounting", None, 0, 0, 8)]
         else:
             assert con.execute(f"select count(*) from {mart}").fetchone() == (0,)

@@ -108,6 +108,10 @@ ORDER_KEYS = {
     # the whole population first, then the practices by name; the funnel curves by denominator
     "practice_measures": ("as_of", "measure", "practice is not null", "coalesce(practice, '')"),
     "funnel_limits": ("measure", "denominator"),
+    "worklist_items": ("urgency",),
+    # the accounting of all files (no file) before each file's, by field; the outcomes; the quarantine by file
+    "data_quality": ("section", "coalesce(source_file, '')", "coalesce(field, '')", "coalesce(outcome, '')",
+                     "coalesce(reason, '')", "coalesce(table_name, '')"),
     # per practice, most urgent first, the longest open first (no date at all before any date)
     "worklist": ("practice", "urgency", "coalesce(open_since, date '0001-01-01')", "patient_id", "item"),
 }

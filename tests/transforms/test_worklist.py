@@ -35,14 +35,17 @@ ORDER = [
 ]
 REASONS = [item for item, _ in ORDER[3:12]]
 FLAGS = ["FOLATE_BEFORE_B12", *(item for item, _ in ORDER[12:16])]
-WORKLIST_SQL = next(model.compiled for model in compiled_models() if model.name == "worklist")
+COMPILED = {model.name: model.compiled for model in compiled_models()}
 
 
 # --- the urgency order and next actions, on hand-made mart rows ---------------------------------------------
 
 
 def rebuild_worklist(con) -> list[dict]:
-    con.execute(f"create or replace table worklist as\n{WORKLIST_SQL}")
+    """The worklist built again from its compiled SQL, after the urgency order it reads (worklist_items), so that
+    a test's edits of the marts and the vocabulary reach it."""
+    for model in ("worklist_items", "worklist"):
+        con.execute(f"create or replace table {model} as\n{COMPILED[model]}")
     return rows(con, "select * from worklist")
 
 

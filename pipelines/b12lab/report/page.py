@@ -20,7 +20,7 @@ beside it): every count is computed by the models, and this module only selects 
 - the distribution of counted B12 results with the rules' thresholds;
 - a banner at the top when the run received no new data or the population is empty, with the date data was
   last received;
-- data quality: row accounting (`ingested_files`, `ingest_outcomes`, `quarantine`) and the Great
+- data quality: the row accounting of the mart `data_quality` (this run and all runs) and the Great
   Expectations results (`runs`, run_summary.json), with a link to the run's Data Docs.
 """
 from __future__ import annotations
@@ -61,7 +61,6 @@ class ReportData:
     vocabulary: dict = field(default_factory=dict)  # cohorts {code: (label, definition)}, reasons, flags
     previous: dict | None = None                 # {"run_id", "as_of", "metrics": {key: value}}
     trend: list[charts.TrendPoint] = field(default_factory=list)
-    trend_seconds: float | None = None
     b12_values: np.ndarray = field(default_factory=lambda: np.empty(0))
     b12_censored: int = 0
     b12_period: tuple[date | None, date | None] = (None, None)
@@ -161,40 +160,34 @@ def b12_distribution(con: duckdb.DuckDBPyConnection) -> tuple[np.ndarray, int, t
     return values, int(censored), (first, last), units
 
 
-def data_quality(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
-    files = _rows(con, """
-        select source_file, kind, rows_read, rows_accepted, rows_quarantined, rows_dropped
-        from ingested_files where ingest_run = $run_id order by source_file""", {"run_id": run_id})
-    columns = "count(*) as files, coalesce(sum(rows_read), 0) as rows_read, " \
-              "coalesce(sum(rows_accepted), 0) as rows_accepted, " \
-              "coalesce(sum(rows_quarantined), 0) as rows_quarantined, coalesce(sum(rows_dropped), 0) as rows_dropped"
-    this_run = _rows(con, f"select {columns} from ingested_files where ingest_run = $run_id", {"run_id": run_id})[0]
-    total = _rows(con, f"select {columns} from ingested_files")[0]
-    # Out of scope (a code that maps to no analyte) is not damage: shown apart from the rows in scope, so that
-    # the quarantine is read against the rows the pipeline is about.
-    out_of_scope = _rows(con, """
-        select coalesce(sum(rows) filter (where ingest_run = $run_id), 0) as this_run, coalesce(sum(rows), 0) as total
-        from ingest_outcomes where outcome = 'dropped' and reason = 'out_of_scope'""", {"run_id": run_id})[0]
-    for key, counts in (("this_run", this_run), ("total", total)):
-        counts["rows_out_of_scope"] = int(out_of_scope[key])
-        counts["rows_in_scope"] = int(counts["rows_read"]) - counts["rows_out_of_scope"]
-        counts["rows_dropped_in_scope"] = int(counts["rows_dropped"]) - counts["rows_out_of_scope"]
+def data_quality(con: duckdb.DuckDBPyConnection) -> dict:
+    """The row accounting of the mart data_quality: this run's files, the accounting of this run and of all runs,
+    the rows by outcome and reason, the quarantine by file."""
+    accounting = {"this_run": {}, "total": {}}
+    for field, this_run, all_runs in con.execute("""
+            select field, this_run, all_runs
+            from data_quality
+            where section = 'accounting' and source_file is null""").fetchall():
+        accounting["this_run"][field], accounting["total"][field] = this_run, all_runs
+    files: dict[str, dict] = {}
+    for source_file, kind, field, this_run in con.execute("""
+            select source_file, kind, field, this_run
+            from data_quality
+            where section = 'accounting' and source_file is not null
+            order by source_file""").fetchall():
+        files.setdefault(source_file, {"source_file": source_file, "kind": kind})[field] = this_run
     outcomes = _rows(con, """
-        select outcome, reason,
-               coalesce(sum(rows) filter (where ingest_run = $run_id), 0) as this_run,
-               sum(rows) as total
-        from ingest_outcomes
-        where outcome <> 'accepted'
-        group by outcome, reason
-        order by outcome desc, total desc, reason""", {"run_id": run_id})
+        select outcome, reason, this_run, all_runs as total
+        from data_quality
+        where section = 'outcome'
+        order by outcome desc, all_runs desc, reason""")
     quarantine = _rows(con, """
-        select source_file, table_name, reason,
-               count(*) filter (where ingest_run = $run_id) as this_run,
-               count(*) as total
-        from quarantine
-        group by source_file, table_name, reason
-        order by source_file, total desc, reason""", {"run_id": run_id})
-    return {"files": files, "this_run": this_run, "total": total, "outcomes": outcomes, "quarantine": quarantine}
+        select source_file, table_name, reason, this_run, all_runs as total
+        from data_quality
+        where section = 'quarantine'
+        order by source_file, all_runs desc, reason""")
+    return {"files": [file for file in files.values() if file["files"]], **accounting, "outcomes": outcomes,
+            "quarantine": quarantine}
 
 
 def validation_results(publication: Path, run: dict) -> dict:
@@ -252,7 +245,7 @@ def gather(con: duckdb.DuckDBPyConnection, publication: Path, run_id: str) -> Re
     """Everything the page shows that the publication holds (all but history, trend and worklists)."""
     run = read_run(con, run_id)
     values, censored, period, units = b12_distribution(con)
-    quality = data_quality(con, run_id)
+    quality = data_quality(con)
     return ReportData(
         run=run,
         settings=read_settings(con),

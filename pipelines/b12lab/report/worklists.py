@@ -11,8 +11,8 @@ patients, unlike the report page):
     flagged/<practice-slug>.csv           one row per patient with a safety or case-finding flag, all flags joined
     README.txt                            the legend: the folders, every column of each file, what `priority`
                                           and `urgency` mean, and the full urgency order of items/ with each
-                                          item's next action, generated from the vocabulary tables (seeds) of
-                                          the warehouse, so it never goes stale
+                                          item's next action, read from the warehouse (the mart worklist_items,
+                                          the seed worklist_tiers), so it never goes stale
 
 Every practice known to the publication gets a file in every folder (header only when it has no patient), so a
 care team that finds its file empty knows there is nothing to do rather than wondering whether the run failed.
@@ -241,49 +241,11 @@ QUERIES = {
     """,
 }
 
-# The urgency order of items/ for the legend: every item the worklist can hold, numbered as the mart numbers
-# them (transforms/models/marts/worklist.sql, urgency_scale), with its label and next action.
+# The urgency order of items/ for the legend: every item the worklist can hold, as the mart worklist_items
+# numbers them (the worklist mart reads the same table), with its label and next action.
 URGENCY_ORDER_QUERY = """
-    with
-    tiers as (
-        select
-            worklist_tiers.tier,
-            worklist_tiers.kind,
-            nullif(worklist_tiers.code, '') as code,
-            nullif(worklist_tiers.next_action, '') as next_action
-        from worklist_tiers
-    ),
-    vocabulary as (
-        select 'deficient' as kind, 'DEFICIENT' as item, deficient_actions.situation as code,
-               deficient_actions.urgency as kind_urgency, deficient_actions.next_action,
-               'Deficient, ' || replace(deficient_actions.situation, '_', ' ') as label
-        from deficient_actions
-        union all
-        select 'reason', reason, reason, urgency, next_action, label from reason_codes
-        union all
-        select 'flag', flag, flag, urgency, next_action, label from flag_codes
-        union all
-        select 'borderline', 'BORDERLINE_NEEDS_MMA', 'needs_mma', 1, null,
-               (select label from status_codes where status = 'borderline_needs_mma')
-    )
-    select
-        row_number() over (order by tiers.tier, vocabulary.kind_urgency, vocabulary.code) as urgency,
-        vocabulary.item,
-        vocabulary.kind,
-        vocabulary.label,
-        coalesce(vocabulary.next_action, tiers.next_action) as next_action
-    from vocabulary
-    inner join tiers
-        on tiers.kind = vocabulary.kind
-       and (
-           tiers.code = vocabulary.code
-           or (
-               tiers.code is null
-               and vocabulary.code not in (
-                   select named.code from tiers as named where named.kind = vocabulary.kind and named.code is not null
-               )
-           )
-       )
+    select urgency, item, kind, label, next_action
+    from worklist_items
     order by urgency
 """
 
@@ -446,7 +408,7 @@ def _safe_cell(value) -> str:
 
 def readme_text(con: duckdb.DuckDBPyConnection, headers: dict[str, list[str]]) -> str:
     """The legend of the worklists folder: the folders, each file's columns (`headers`: worklist -> its CSV
-    header), what priority and urgency mean, and the urgency order of items/ from the vocabulary tables."""
+    header), what priority and urgency mean, and the urgency order of items/ from the mart worklist_items."""
     as_of, version, profile = con.execute(
         "select as_of, rules_version, rules_profile from rules_settings").fetchall()[0]
     order = con.execute(URGENCY_ORDER_QUERY).fetchall()

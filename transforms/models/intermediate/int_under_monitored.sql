@@ -109,10 +109,10 @@ pa_no_post_treatment_recheck as (
         patient_facts.as_of,
         patient_facts.patient_id,
         'PA_NO_POST_TREATMENT_RECHECK' as reason,
-        'B12 treatment started ' || strftime(patient_facts.treatment_start, '%Y-%m-%d')
+        'B12 treatment started ' || {{ iso_date('patient_facts.treatment_start') }}
             || '; no b12, holotc or mma result from '
-            || strftime(patient_facts.treatment_start + settings.pa_recheck_window_start_days, '%Y-%m-%d')
-            || ' to ' || strftime(patient_facts.as_of, '%Y-%m-%d')
+            || {{ iso_date('patient_facts.treatment_start + settings.pa_recheck_window_start_days') }}
+            || ' to ' || {{ iso_date('patient_facts.as_of') }}
             as detail,
         patient_facts.practice,
         greatest(patient_facts.treatment_start + settings.pa_recheck_window_end_days, patient_facts.pa_known_from)
@@ -154,9 +154,9 @@ pa_overdue_annual_b12 as (
         patient_facts.patient_id,
         'PA_OVERDUE_ANNUAL_B12' as reason,
         'no b12, holotc or mma result from '
-            || strftime(patient_facts.as_of - settings.pa_annual_recheck_days, '%Y-%m-%d')
-            || ' to ' || strftime(patient_facts.as_of, '%Y-%m-%d')
-            || coalesce('; last on ' || strftime(last_monitoring_result.last_collected_on, '%Y-%m-%d'),
+            || {{ iso_date('patient_facts.as_of - settings.pa_annual_recheck_days') }}
+            || ' to ' || {{ iso_date('patient_facts.as_of') }}
+            || coalesce('; last on ' || {{ iso_date('last_monitoring_result.last_collected_on') }},
                         '; none on record')
             as detail,
         patient_facts.practice,
@@ -183,15 +183,12 @@ borderline_no_mma as (
         patient_facts.patient_id,
         'BORDERLINE_NO_MMA' as reason,
         patient_facts.index_category || ' ' || patient_facts.index_analyte || ' '
-            || coalesce(patient_facts.index_comparator, '') || printf('%.10g', patient_facts.index_value)
+            || coalesce(patient_facts.index_comparator, '') || {{ number_text('patient_facts.index_value') }}
             || coalesce(' ' || patient_facts.index_unit, '')
-            || ' on ' || strftime(patient_facts.index_date, '%Y-%m-%d')
+            || ' on ' || {{ iso_date('patient_facts.index_date') }}
             || '; no mma result from '
-            || strftime(patient_facts.index_date + settings.mma_window_start_offset_days, '%Y-%m-%d')
-            || ' to ' || strftime(
-                least(patient_facts.index_date + settings.mma_window_end_offset_days, patient_facts.as_of),
-                '%Y-%m-%d'
-            )
+            || {{ iso_date('patient_facts.index_date + settings.mma_window_start_offset_days') }}
+            || ' to ' || {{ iso_date('least(patient_facts.index_date + settings.mma_window_end_offset_days, patient_facts.as_of)') }}
             as detail,
         patient_facts.practice,
         patient_facts.index_date + settings.borderline_mma_grace_days as open_since
@@ -229,10 +226,10 @@ supplemented_no_mma as (
         patient_facts.patient_id,
         'SUPPLEMENTED_NO_MMA' as reason,
         'on B12 supplementation; b12 result on '
-            || strftime(supplemented_lookback_results.last_b12_collected_on, '%Y-%m-%d')
+            || {{ iso_date('supplemented_lookback_results.last_b12_collected_on') }}
             || '; no mma result from '
-            || strftime(patient_facts.as_of - settings.supplemented_mma_lookback_days, '%Y-%m-%d')
-            || ' to ' || strftime(patient_facts.as_of, '%Y-%m-%d')
+            || {{ iso_date('patient_facts.as_of - settings.supplemented_mma_lookback_days') }}
+            || ' to ' || {{ iso_date('patient_facts.as_of') }}
             as detail,
         patient_facts.practice,
         greatest(supplemented_lookback_results.first_b12_collected_on, patient_facts.treatment_start) as open_since
@@ -279,12 +276,12 @@ treated_below_target as (
         patient_facts.as_of,
         patient_facts.patient_id,
         'TREATED_BELOW_TARGET' as reason,
-        'latest b12 ' || coalesce(latest_b12.comparator, '') || printf('%.10g', latest_b12.value_reported)
+        'latest b12 ' || coalesce(latest_b12.comparator, '') || {{ number_text('latest_b12.value_reported') }}
             || coalesce(' ' || latest_b12.unit_reported, '')
-            || ' on ' || strftime(latest_b12.collected_on, '%Y-%m-%d')
-            || ' is not above the target of ' || printf('%.10g', latest_b12.target_applied)
+            || ' on ' || {{ iso_date('latest_b12.collected_on') }}
+            || ' is not above the target of ' || {{ number_text('latest_b12.target_applied') }}
             || ' ' || latest_b12.compared_unit
-            || '; B12 treatment started ' || strftime(latest_b12.treatment_start, '%Y-%m-%d')
+            || '; B12 treatment started ' || {{ iso_date('latest_b12.treatment_start') }}
             as detail,
         patient_facts.practice,
         latest_b12.collected_on as open_since
@@ -304,9 +301,9 @@ deficient_facts as (
     select
         patient_facts.*,
         'deficient (' || patient_facts.rule_id || ': ' || patient_facts.index_analyte || ' '
-            || coalesce(patient_facts.index_comparator, '') || printf('%.10g', patient_facts.index_value)
+            || coalesce(patient_facts.index_comparator, '') || {{ number_text('patient_facts.index_value') }}
             || coalesce(' ' || patient_facts.index_unit, '')
-            || ' on ' || strftime(patient_facts.index_date, '%Y-%m-%d') || ')' as index_in_words
+            || ' on ' || {{ iso_date('patient_facts.index_date') }} || ')' as index_in_words
     from patient_facts
     where patient_facts.status = 'deficient'
 ),
@@ -327,7 +324,7 @@ deficient_no_if_antibody as (
         deficient_facts.patient_id,
         'DEFICIENT_NO_IF_ANTIBODY' as reason,
         deficient_facts.index_in_words || '; no pernicious anaemia on record and no intrinsic factor antibody result'
-            || ' on or before ' || strftime(deficient_facts.as_of, '%Y-%m-%d')
+            || ' on or before ' || {{ iso_date('deficient_facts.as_of') }}
             as detail,
         deficient_facts.practice,
         deficient_facts.index_date + settings.deficient_if_antibody_grace_days as open_since
@@ -360,12 +357,11 @@ deficient_no_blood_count as (
         deficient_facts.patient_id,
         'DEFICIENT_NO_BLOOD_COUNT' as reason,
         deficient_facts.index_in_words || '; no hemoglobin or mcv result from '
-            || strftime(deficient_facts.index_date + settings.blood_count_window_start_offset_days, '%Y-%m-%d')
+            || {{ iso_date('deficient_facts.index_date + settings.blood_count_window_start_offset_days') }}
             || ' to '
-            || strftime(
-                least(deficient_facts.index_date + settings.blood_count_window_end_offset_days, deficient_facts.as_of),
-                '%Y-%m-%d'
-            )
+            || {{ iso_date(
+                'least(deficient_facts.index_date + settings.blood_count_window_end_offset_days, deficient_facts.as_of)'
+            ) }}
             as detail,
         deficient_facts.practice,
         deficient_facts.index_date + settings.deficient_blood_count_grace_days as open_since
@@ -420,16 +416,16 @@ pa_not_on_treatment as (
         pa_known_long_enough.patient_id,
         'PA_NOT_ON_TREATMENT' as reason,
         coalesce(
-            'pernicious anaemia on record since ' || strftime(pa_known_long_enough.pa_first_evidence_on, '%Y-%m-%d'),
+            'pernicious anaemia on record since ' || {{ iso_date('pa_known_long_enough.pa_first_evidence_on') }},
             'pernicious anaemia on record (diagnosis without a date)'
         )
             || case
                 when pa_b12_records.patient_id is null then '; never treated'
-                else '; last B12 record ended ' || strftime(pa_b12_records.last_ended_on, '%Y-%m-%d')
+                else '; last B12 record ended ' || {{ iso_date('pa_b12_records.last_ended_on') }}
             end
             || '; no B12 record active from '
-            || strftime(pa_known_long_enough.as_of - settings.pa_treatment_lapse_days, '%Y-%m-%d')
-            || ' to ' || strftime(pa_known_long_enough.as_of, '%Y-%m-%d')
+            || {{ iso_date('pa_known_long_enough.as_of - settings.pa_treatment_lapse_days') }}
+            || ' to ' || {{ iso_date('pa_known_long_enough.as_of') }}
             as detail,
         pa_known_long_enough.practice,
         greatest(
@@ -488,12 +484,12 @@ markers_not_normal as (
         string_agg(
             markers_after_treatment_ranked.analyte || ' '
                 || coalesce(markers_after_treatment_ranked.comparator, '')
-                || printf('%.10g', markers_after_treatment_ranked.value_reported)
+                || {{ number_text('markers_after_treatment_ranked.value_reported') }}
                 || coalesce(' ' || markers_after_treatment_ranked.unit_reported, '')
-                || ' on ' || strftime(markers_after_treatment_ranked.collected_on, '%Y-%m-%d')
+                || ' on ' || {{ iso_date('markers_after_treatment_ranked.collected_on') }}
                 || case
                     when markers_after_treatment_ranked.analyte = 'homocysteine'
-                        then ' is not below the target of ' || printf('%.10g', settings.homocysteine_above_target_from_umol_l)
+                        then ' is not below the target of ' || {{ number_text('settings.homocysteine_above_target_from_umol_l') }}
                             || ' umol/L'
                     else ' is elevated'
                 end,
@@ -519,7 +515,7 @@ treated_markers_not_normal as (
         patient_facts.patient_id,
         'TREATED_MARKERS_NOT_NORMAL' as reason,
         'latest ' || markers_not_normal.markers_in_words
-            || '; B12 treatment started ' || strftime(markers_not_normal.treatment_start, '%Y-%m-%d')
+            || '; B12 treatment started ' || {{ iso_date('markers_not_normal.treatment_start') }}
             as detail,
         patient_facts.practice,
         markers_not_normal.first_not_normal_on as open_since

@@ -29,7 +29,7 @@ patients_on_date as (
         int_patient_status.patient_id,
         int_patient_status.status,
         int_patient_status.has_pa,
-        coalesce(nullif(trim(int_patient_status.practice), ''), '(no practice)') as practice
+        {{ practice_label('int_patient_status.practice') }} as practice
     from {{ ref('int_patient_status') }} as int_patient_status
 ),
 

@@ -69,7 +69,7 @@ neuro_patients as (
         neuro_diagnoses.patient_id,
         string_agg(
             neuro_diagnoses.code || ' (' || neuro_diagnoses.code_system || ') '
-                || coalesce('on ' || strftime(neuro_diagnoses.recorded_at, '%Y-%m-%d'), 'without a date'),
+                || coalesce('on ' || {{ iso_date('neuro_diagnoses.recorded_at') }}, 'without a date'),
             '; '
             order by neuro_diagnoses.recorded_at nulls last, neuro_diagnoses.code
         ) as neuro_detail

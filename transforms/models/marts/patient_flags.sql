@@ -88,15 +88,15 @@ folate_before_b12 as (
         folic_acid_before_b12.patient_id,
         'FOLATE_BEFORE_B12' as flag,
         folic_acid_before_b12.start_date as flag_date,
-        'folic acid started ' || strftime(folic_acid_before_b12.start_date, '%Y-%m-%d')
+        'folic acid started ' || {{ iso_date('folic_acid_before_b12.start_date') }}
             || ' while status was ' || folic_acid_before_b12.status
             || ' (' || folic_acid_before_b12.rule_id || ': ' || folic_acid_before_b12.index_analyte || ' '
             || coalesce(folic_acid_before_b12.index_comparator, '')
-            || printf('%.10g', folic_acid_before_b12.index_value)
+            || {{ number_text('folic_acid_before_b12.index_value') }}
             || coalesce(' ' || folic_acid_before_b12.index_unit, '')
-            || ' on ' || strftime(folic_acid_before_b12.index_date, '%Y-%m-%d') || ')'
+            || ' on ' || {{ iso_date('folic_acid_before_b12.index_date') }} || ')'
             || coalesce(
-                '; B12 treatment started later, on ' || strftime(folic_acid_before_b12.treatment_start, '%Y-%m-%d'),
+                '; B12 treatment started later, on ' || {{ iso_date('folic_acid_before_b12.treatment_start') }},
                 '; no B12 treatment started'
             ) as detail
     from folic_acid_before_b12
@@ -151,17 +151,17 @@ macrocytosis_not_tested as (
         'MACROCYTOSIS_NOT_TESTED' as flag,
         untested_macrocytosis.collected_on as flag_date,
         'MCV ' || coalesce(untested_macrocytosis.comparator, '')
-            || printf('%.10g', untested_macrocytosis.value_reported)
+            || {{ number_text('untested_macrocytosis.value_reported') }}
             || coalesce(' ' || untested_macrocytosis.unit_reported, '')
-            || ' on ' || strftime(untested_macrocytosis.collected_on, '%Y-%m-%d')
+            || ' on ' || {{ iso_date('untested_macrocytosis.collected_on') }}
             || '; no b12 or holotc result from '
-            || strftime(untested_macrocytosis.collected_on - settings.macrocytosis_window_before_days, '%Y-%m-%d')
+            || {{ iso_date('untested_macrocytosis.collected_on - settings.macrocytosis_window_before_days') }}
             || ' to '
-            || strftime(untested_macrocytosis.collected_on + settings.macrocytosis_window_after_days, '%Y-%m-%d')
+            || {{ iso_date('untested_macrocytosis.collected_on + settings.macrocytosis_window_after_days') }}
             || case
                 when untested_macrocytosis.untested_count > 1
                     then '; ' || untested_macrocytosis.untested_count || ' untested macrocytic MCV results since '
-                        || strftime(untested_macrocytosis.first_untested_on, '%Y-%m-%d')
+                        || {{ iso_date('untested_macrocytosis.first_untested_on') }}
                 else ''
             end as detail
     from untested_macrocytosis
@@ -197,11 +197,11 @@ metformin_b12_not_tested as (
         metformin_records.patient_id,
         'METFORMIN_B12_NOT_TESTED' as flag,
         metformin_records.first_start as flag_date,
-        'metformin since ' || strftime(metformin_records.first_start, '%Y-%m-%d')
+        'metformin since ' || {{ iso_date('metformin_records.first_start') }}
             || '; no b12 or holotc result from '
-            || strftime(settings.as_of - settings.metformin_b12_lookback_days, '%Y-%m-%d')
-            || ' to ' || strftime(settings.as_of, '%Y-%m-%d')
-            || coalesce('; last on ' || strftime(last_b12_or_holotc.last_collected_on, '%Y-%m-%d'), '; never tested')
+            || {{ iso_date('settings.as_of - settings.metformin_b12_lookback_days') }}
+            || ' to ' || {{ iso_date('settings.as_of') }}
+            || coalesce('; last on ' || {{ iso_date('last_b12_or_holotc.last_collected_on') }}, '; never tested')
             as detail
     from metformin_records
     cross join settings
@@ -265,13 +265,13 @@ mma_renal_caveat as (
         low_egfr_near_mma.patient_id,
         'MMA_RENAL_CAVEAT' as flag,
         low_egfr_near_mma.mma_date as flag_date,
-        low_egfr_near_mma.rule_id || ' rests on mma ' || printf('%.10g', low_egfr_near_mma.mma_value)
+        low_egfr_near_mma.rule_id || ' rests on mma ' || {{ number_text('low_egfr_near_mma.mma_value') }}
             || coalesce(' ' || low_egfr_near_mma.mma_unit, '')
-            || ' on ' || strftime(low_egfr_near_mma.mma_date, '%Y-%m-%d')
+            || ' on ' || {{ iso_date('low_egfr_near_mma.mma_date') }}
             || '; eGFR ' || coalesce(low_egfr_near_mma.egfr_comparator, '')
-            || printf('%.10g', low_egfr_near_mma.egfr_value)
+            || {{ number_text('low_egfr_near_mma.egfr_value') }}
             || coalesce(' ' || low_egfr_near_mma.egfr_unit, '')
-            || ' on ' || strftime(low_egfr_near_mma.egfr_date, '%Y-%m-%d')
+            || ' on ' || {{ iso_date('low_egfr_near_mma.egfr_date') }}
             || ': MMA rises with renal impairment' as detail
     from low_egfr_near_mma
     cross join settings
@@ -318,11 +318,11 @@ b12_injections_without_deficiency as (
         intramuscular_b12.patient_id,
         'B12_INJECTIONS_WITHOUT_DEFICIENCY' as flag,
         intramuscular_b12.first_start as flag_date,
-        'intramuscular B12 since ' || strftime(intramuscular_b12.first_start, '%Y-%m-%d')
-            || ', active on ' || strftime(settings.as_of, '%Y-%m-%d')
+        'intramuscular B12 since ' || {{ iso_date('intramuscular_b12.first_start') }}
+            || ', active on ' || {{ iso_date('settings.as_of') }}
             || '; no pernicious anaemia, and no deficient, borderline or indeterminate b12 or holotc'
             || ' and no elevated mma result on record'
-            || coalesce('; last b12 or holotc on ' || strftime(last_b12_or_holotc.last_collected_on, '%Y-%m-%d'), '')
+            || coalesce('; last b12 or holotc on ' || {{ iso_date('last_b12_or_holotc.last_collected_on') }}, '')
             as detail
     from intramuscular_b12
     cross join settings

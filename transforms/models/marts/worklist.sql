@@ -1,8 +1,9 @@
 -- grain: one patient and item as of the as-of date: an under-monitoring reason (cohort_under_monitored), a
 -- flag (patient_flags), DEFICIENT (cohort_deficient) or BORDERLINE_NEEDS_MMA (cohort_borderline, mma_status
 -- needed); a patient has a row for each item that applies to them.
--- rule: the care teams' worklist, one thing to do per row. urgency numbers every item 1, 2, 3... (1 the most
--- urgent) in the order of the tiers of the seed worklist_tiers and, within a tier, of the item's own table:
+-- rule: the care teams' worklist, one thing to do per row. urgency and next_action are the item's in
+-- worklist_items, which numbers every item 1, 2, 3... (1 the most urgent) in the order of the tiers of the seed
+-- worklist_tiers and, within a tier, of the item's own table:
 --   1  DEFICIENT with neurological involvement (deficient_actions: seek urgent specialist advice)
 --   2  the flag FOLATE_BEFORE_B12 (folic acid before B12 can mask the anaemia while nerve damage goes on)
 --   3  DEFICIENT, untreated
@@ -19,53 +20,9 @@
 -- trimmed, "(no practice)" when there is none. detail says in words what is behind the item; never the patient.
 with
 
-tiers as (
-    select
-        worklist_tiers.tier,
-        worklist_tiers.kind,
-        nullif(worklist_tiers.code, '') as code,
-        nullif(worklist_tiers.next_action, '') as next_action
-    from {{ ref('worklist_tiers') }} as worklist_tiers
-),
-
-vocabulary as (
-    -- every item the worklist can hold, with its urgency and next action in its own table
-    select
-        'deficient' as kind,
-        'DEFICIENT' as item,
-        deficient_actions.situation as code,
-        deficient_actions.urgency as kind_urgency,
-        deficient_actions.next_action
-    from {{ ref('deficient_actions') }} as deficient_actions
-    union all
-    select 'reason', reason_codes.reason, reason_codes.reason, reason_codes.urgency, reason_codes.next_action
-    from {{ ref('reason_codes') }} as reason_codes
-    union all
-    select 'flag', flag_codes.flag, flag_codes.flag, flag_codes.urgency, flag_codes.next_action
-    from {{ ref('flag_codes') }} as flag_codes
-    union all
-    select 'borderline', 'BORDERLINE_NEEDS_MMA', 'needs_mma', 1, null
-),
-
 urgency_scale as (
-    -- a tier with a code holds that item; one without holds every item of its kind no other tier names
-    select
-        vocabulary.item,
-        vocabulary.code,
-        coalesce(vocabulary.next_action, tiers.next_action) as next_action,
-        row_number() over (order by tiers.tier, vocabulary.kind_urgency, vocabulary.code) as urgency
-    from vocabulary
-    inner join tiers
-        on tiers.kind = vocabulary.kind
-       and (
-           tiers.code = vocabulary.code
-           or (
-               tiers.code is null
-               and vocabulary.code not in (
-                   select named.code from tiers as named where named.kind = vocabulary.kind and named.code is not null
-               )
-           )
-       )
+    select worklist_items.item, worklist_items.code, worklist_items.urgency, worklist_items.next_action
+    from {{ ref('worklist_items') }} as worklist_items
 ),
 
 reason_items as (
@@ -98,9 +55,9 @@ deficient_items as (
             else 'treated'
         end as code,
         cohort_deficient.rule_id || ': ' || cohort_deficient.index_analyte || ' '
-            || coalesce(cohort_deficient.index_comparator, '') || printf('%.10g', cohort_deficient.index_value)
+            || coalesce(cohort_deficient.index_comparator, '') || {{ number_text('cohort_deficient.index_value') }}
             || coalesce(' ' || cohort_deficient.index_unit, '')
-            || ' on ' || strftime(cohort_deficient.index_date, '%Y-%m-%d')
+            || ' on ' || {{ iso_date('cohort_deficient.index_date') }}
             || '; ' || cohort_deficient.treatment
             || coalesce('; neurological features: ' || cohort_deficient.neuro_detail, '')
             as detail,
@@ -114,9 +71,9 @@ borderline_items as (
         'BORDERLINE_NEEDS_MMA' as item,
         'needs_mma' as code,
         cohort_borderline.index_category || ' ' || cohort_borderline.index_analyte || ' '
-            || coalesce(cohort_borderline.index_comparator, '') || printf('%.10g', cohort_borderline.index_value)
+            || coalesce(cohort_borderline.index_comparator, '') || {{ number_text('cohort_borderline.index_value') }}
             || coalesce(' ' || cohort_borderline.index_unit, '')
-            || ' on ' || strftime(cohort_borderline.index_date, '%Y-%m-%d')
+            || ' on ' || {{ iso_date('cohort_borderline.index_date') }}
             || '; no mma result around it: MMA needed'
             as detail,
         cohort_borderline.index_date as open_since
@@ -136,7 +93,7 @@ all_items as (
 
 final as (
     select
-        coalesce(nullif(trim(patient_status.practice), ''), '(no practice)') as practice,
+        {{ practice_label('patient_status.practice') }} as practice,
         all_items.patient_id,
         all_items.item,
         urgency_scale.urgency,
@@ -150,7 +107,7 @@ final as (
     left join {{ ref('patient_status') }} as patient_status
         on patient_status.patient_id = all_items.patient_id
     order by
-        coalesce(nullif(trim(patient_status.practice), ''), '(no practice)'),
+        {{ practice_label('patient_status.practice') }},
         urgency_scale.urgency,
         coalesce(all_items.open_since, patient_status.index_date) nulls first,
         all_items.patient_id,

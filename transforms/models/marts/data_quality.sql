@@ -1,0 +1,165 @@
+-- grain: one line of the row accounting, by section: `accounting`, a source file (a file name; null: all files)
+-- and field; `outcome`, an outcome other than accepted and its reason (all files); `quarantine`, a source file,
+-- the lake table its row was meant for and the quarantine reason.
+-- rule: what ingest did with every input row, counted for the run this publication belongs to (this_run) and
+-- for every run the lake holds (all_runs). The publication's run is the latest started run of `runs`: its own
+-- record is added to runs before the models are built, and every run the lake recorded started before it (a
+-- crashed run, recorded by a later one, has no start). Accounting fields: files (times the file was ingested),
+-- rows_read, rows_accepted, rows_quarantined, rows_dropped (ingested_files), rows_out_of_scope (dropped as
+-- out_of_scope, a code that maps to no analyte: ingest_outcomes), rows_in_scope = rows_read - rows_out_of_scope
+-- and rows_dropped_in_scope = rows_dropped - rows_out_of_scope; out of scope is not damage, so the report reads
+-- the quarantine against the rows in scope. Every field has an all-files row, 0 on an empty lake.
+with
+
+publication_run as (
+    select runs.run_id
+    from {{ source('lake', 'runs') }} as runs
+    where runs.started_at is not null
+    order by runs.started_at desc, runs.run_id desc
+    limit 1
+),
+
+fields as (
+    select field
+    from (values
+        ('files'), ('rows_read'), ('rows_out_of_scope'), ('rows_in_scope'), ('rows_accepted'),
+        ('rows_quarantined'), ('rows_dropped_in_scope'), ('rows_dropped')
+    ) as listed (field)
+),
+
+files as (
+    select
+        ingested_files.source_file,
+        ingested_files.kind,
+        coalesce(ingested_files.ingest_run = (select publication_run.run_id from publication_run), false)
+            as in_this_run,
+        ingested_files.rows_read,
+        ingested_files.rows_accepted,
+        ingested_files.rows_quarantined,
+        ingested_files.rows_dropped
+    from {{ source('lake', 'ingested_files') }} as ingested_files
+),
+
+out_of_scope as (
+    select
+        ingest_outcomes.source_file,
+        coalesce(ingest_outcomes.ingest_run = (select publication_run.run_id from publication_run), false)
+            as in_this_run,
+        ingest_outcomes.rows
+    from {{ source('lake', 'ingest_outcomes') }} as ingest_outcomes
+    where ingest_outcomes.outcome = 'dropped' and ingest_outcomes.reason = 'out_of_scope'
+),
+
+accounting_terms as (
+    -- each field as a sum of terms: a file's own counts, and its out-of-scope rows taken out of the in-scope ones
+    select source_file, in_this_run, 'files' as field, 1 as term from files
+    union all select source_file, in_this_run, 'rows_read', rows_read from files
+    union all select source_file, in_this_run, 'rows_accepted', rows_accepted from files
+    union all select source_file, in_this_run, 'rows_quarantined', rows_quarantined from files
+    union all select source_file, in_this_run, 'rows_dropped', rows_dropped from files
+    union all select source_file, in_this_run, 'rows_in_scope', rows_read from files
+    union all select source_file, in_this_run, 'rows_dropped_in_scope', rows_dropped from files
+    union all select source_file, in_this_run, 'rows_out_of_scope', rows from out_of_scope
+    union all select source_file, in_this_run, 'rows_in_scope', -rows from out_of_scope
+    union all select source_file, in_this_run, 'rows_dropped_in_scope', -rows from out_of_scope
+),
+
+file_kinds as (
+    select files.source_file, max(files.kind) as kind
+    from files
+    group by files.source_file
+),
+
+file_accounting as (
+    -- every field of every file, 0 when it has no term (a file with no row out of scope)
+    select
+        'accounting' as section,
+        file_kinds.source_file,
+        file_kinds.kind,
+        fields.field,
+        coalesce(sum(accounting_terms.term) filter (where accounting_terms.in_this_run), 0) as this_run,
+        coalesce(sum(accounting_terms.term), 0) as all_runs
+    from file_kinds
+    cross join fields
+    left join accounting_terms
+        on accounting_terms.source_file = file_kinds.source_file
+       and accounting_terms.field = fields.field
+    group by file_kinds.source_file, file_kinds.kind, fields.field
+),
+
+all_files_accounting as (
+    select
+        'accounting' as section,
+        null as source_file,
+        null as kind,
+        fields.field,
+        coalesce(sum(accounting_terms.term) filter (where accounting_terms.in_this_run), 0) as this_run,
+        coalesce(sum(accounting_terms.term), 0) as all_runs
+    from fields
+    left join accounting_terms on accounting_terms.field = fields.field
+    group by fields.field
+),
+
+outcomes as (
+    select
+        'outcome' as section,
+        ingest_outcomes.outcome,
+        ingest_outcomes.reason,
+        coalesce(sum(ingest_outcomes.rows) filter (
+            where ingest_outcomes.ingest_run = (select publication_run.run_id from publication_run)
+        ), 0) as this_run,
+        sum(ingest_outcomes.rows) as all_runs
+    from {{ source('lake', 'ingest_outcomes') }} as ingest_outcomes
+    where ingest_outcomes.outcome <> 'accepted'
+    group by ingest_outcomes.outcome, ingest_outcomes.reason
+),
+
+quarantined as (
+    select
+        'quarantine' as section,
+        quarantine.source_file,
+        quarantine.table_name,
+        quarantine.reason,
+        count(*) filter (where quarantine.ingest_run = (select publication_run.run_id from publication_run))
+            as this_run,
+        count(*) as all_runs
+    from {{ source('lake', 'quarantine') }} as quarantine
+    group by quarantine.source_file, quarantine.table_name, quarantine.reason
+),
+
+lines as (
+    select section, source_file, kind, field, null as outcome, null as reason, null as table_name, this_run, all_runs
+    from all_files_accounting
+    union all
+    select section, source_file, kind, field, null, null, null, this_run, all_runs
+    from file_accounting
+    union all
+    select section, null, null, null, outcome, reason, null, this_run, all_runs
+    from outcomes
+    union all
+    select section, source_file, null, null, null, reason, table_name, this_run, all_runs
+    from quarantined
+),
+
+final as (
+    select
+        lines.section::varchar as section,
+        lines.source_file::varchar as source_file,
+        lines.kind::varchar as kind,
+        lines.field::varchar as field,
+        lines.outcome::varchar as outcome,
+        lines.reason::varchar as reason,
+        lines.table_name::varchar as table_name,
+        lines.this_run::bigint as this_run,
+        lines.all_runs::bigint as all_runs
+    from lines
+    order by
+        lines.section,
+        lines.source_file nulls first,
+        lines.field,
+        lines.outcome,
+        lines.reason,
+        lines.table_name
+)
+
+select * from final
