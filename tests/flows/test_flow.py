@@ -166,7 +166,7 @@ def test_uncommitted_lake_files_of_an_interrupted_run_are_removed(tmp_path):
 def test_a_second_run_on_the_same_output_is_refused(tmp_path):
     inputs, output = make_exports(tmp_path / "in"), tmp_path / "out"
     output.mkdir()
-    with run_lock(output):
+    with run_lock(OutputLayout.of(output).lock):
         with pytest.raises(RunInProgress, match="another b12lab run"):
             run_pipeline(inputs, output, AS_OF)
 
