@@ -12,6 +12,7 @@ import pytest
 
 from b12lab.flows.nightly import RunFailed, nightly, run_pipeline
 from b12lab.ingest import EXPORT_KINDS
+from b12lab.common.layout import OutputLayout
 from b12lab.lake.locking import RunInProgress, run_lock
 from b12lab.common.paths import EXPECTATIONS_DIR
 from tests.helpers.exports import lab_row, write_csv, write_labs
