@@ -16,16 +16,17 @@ NHANES codes "no result" as a blank row; those rows and non-positive values are 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from b12lab.common.settings import load_settings
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DATA = os.environ.get("B12LAB_REFERENCE_DATA")
-NHANES = Path(REFERENCE_DATA) / "nhanes" if REFERENCE_DATA else PROJECT_ROOT / "tests" / "data" / "nhanes"
+REFERENCE_DATA = load_settings().reference_data
+NHANES = REFERENCE_DATA / "nhanes" if REFERENCE_DATA else PROJECT_ROOT / "tests" / "data" / "nhanes"
 
 # Probability grid of the quantile tables synth.py samples from (inverse-CDF sampling, interpolated in log
 # space). 0 and 1 are the observed min and max, so the real extreme tail (B12 > 14,000 pmol/L) is kept.

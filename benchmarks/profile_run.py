@@ -3,7 +3,8 @@
     python -m benchmarks.profile_run TIMINGS.json run --input DIR --output DIR [other `b12lab run` options]
 
 Before the command line runs, the functions the flow calls are wrapped (by name, in the modules that look
-them up) with timers: every Prefect task of the flow, the steps inside them (reading the CSV, the row model,
+them up) with timers: the flow's call and every Prefect task (wrapped as Prefect creates them, so the flow's
+module is never imported here: the command line imports it), the steps inside them (reading the CSV, the row model,
 the duplicate keys, writing the lake, Great Expectations (batches, uniqueness), each SQL model, the mart Parquet
 files, ...) and the DuckDB statements that create tables or write Parquet. Timers nest: each event is recorded
 with the path of the timers open around it, and the time of a step not covered by its children shows as
@@ -134,13 +135,14 @@ def _timed_connect(connect):
     return wrapper
 
 
-def _wrap_great_expectations(flow, validate) -> None:
+def _wrap_great_expectations(validate) -> None:
     """validate_lake_files, split into: importing GX (lazy, on the first validation), the context, each
     table's validation (its batches through GX, its whole-table uniqueness in DuckDB), and the Data Docs.
-    GX's own classes are wrapped once the pipeline has imported GX."""
-    original = getattr(flow, "validate_lake_files", None)
+    GX's own classes are wrapped once the pipeline has imported GX. Wrapped in its module before the flow's
+    module imports it by name."""
+    original = getattr(validate, "validate_lake_files", None)
     if original is None:
-        MISSING.append("b12lab.flows.nightly.validate_lake_files")
+        MISSING.append("b12lab.quality.validation.validate_lake_files")
         return
 
     @functools.wraps(original)
@@ -154,7 +156,7 @@ def _wrap_great_expectations(flow, validate) -> None:
                 AbstractDataContext.build_data_docs = build
             return original(*args, **kwargs)
 
-    flow.validate_lake_files = validate_lake_files
+    validate.validate_lake_files = validate_lake_files
     wrap(validate, "prepare_context", "GX context and suites")
     wrap(validate, "_validate_table", lambda context, source, con, table, *a, **k: f"validate {table}")
     wrap(validate, "_validate_batch", "GX on a batch (one group of columns)")
@@ -162,8 +164,47 @@ def _wrap_great_expectations(flow, validate) -> None:
     wrap(validate, "_uniqueness_result", "uniqueness over the whole table (DuckDB)")
 
 
+def _task_label(name: str):
+    if name == "ingest_export":
+        return lambda export, *a, **k: f"task ingest_export {export.name}"
+    if name == "ingest_small_exports":
+        return lambda exports, *a, **k: f"task ingest_small_exports {exports[0].name} and {len(exports) - 1} more"
+    return f"task {name}"
+
+
+def _time_prefect_tasks_and_flows() -> None:
+    """Every Prefect task created from now on has its `.fn` (what the engine calls) timed; every flow call is
+    timed as a whole. The flow's own function is left alone (Prefect validates its parameters against the
+    annotations of `.fn`, resolved in the module the function was defined in)."""
+    from prefect import Flow, Task
+
+    create_task = Task.__init__
+
+    @functools.wraps(create_task)
+    def timed_task(self, *args, **kwargs):
+        create_task(self, *args, **kwargs)
+        if not getattr(self.fn, "_profiled", False):  # with_options makes a task of a timed function
+            self.fn = timed(_task_label(self.name))(self.fn)
+            self.fn._profiled = True
+
+    Task.__init__ = timed_task
+    call_flow = Flow.__call__
+
+    @functools.wraps(call_flow)
+    def timed_flow(self, *args, **kwargs):
+        with _Timer(f"flow: {self.name}"):
+            return call_flow(self, *args, **kwargs)
+
+    Flow.__call__ = timed_flow
+
+
 def install() -> None:
-    import b12lab.flows.nightly as flow
+    # First, before any module of the package looks them up: every later `from ... import connect` and every
+    # task the flow's module creates when the command line imports it gets the timed version.
+    import b12lab.common.duck as duck
+
+    duck.connect = _timed_connect(duck.connect)
+    _time_prefect_tasks_and_flows()
     import b12lab.ingest.contract as ingest_contract
     import b12lab.ingest.csv_reader as csv_reader
     import b12lab.ingest.file_ingest as ingest
@@ -171,30 +212,8 @@ def install() -> None:
     import b12lab.publish.publication as publish
     import b12lab.quality.validation as validate
     import b12lab.publish.dbt_build as transforms_runner
-    from prefect import Task
 
     MARKS["imports_done"] = time.perf_counter() - PROCESS_STARTED
-
-    # Every Prefect task: the engine calls `.fn`, so that is what is wrapped. The flow's own function is left
-    # alone (Prefect validates its parameters against the annotations of `.fn`, resolved in the module the
-    # function was defined in); what it calls, run_pipeline, is timed instead.
-    for name in dir(flow):
-        value = getattr(flow, name)
-        if isinstance(value, Task):
-            if value.name == "ingest_export":
-                label = lambda export, *a, **k: f"task ingest_export {export.name}"
-            elif value.name == "ingest_small_exports":
-                label = lambda exports, *a, **k: f"task ingest_small_exports {exports[0].name} and {len(exports) - 1} more"
-            else:
-                label = f"task {value.name}"
-            value.fn = timed(label)(value.fn)
-    wrap(flow, "run_pipeline", "flow: run_pipeline")
-
-    for module in (flow, publish):
-        if hasattr(module, "connect"):
-            module.connect = _timed_connect(module.connect)
-        else:
-            MISSING.append(f"{module.__name__}.connect")
 
     wrap(ingest_contract, "content_hash", "sha256 of export files")
     wrap(ingest, "load_reference_tables", "reference tables")
@@ -205,7 +224,7 @@ def install() -> None:
     wrap(ingest, "file_account", "row accounting")
     wrap(lake.Lake, "committed_hashes", "lake: read commit records")
     wrap(lake.Lake, "remove_uncommitted", "lake: remove uncommitted files")
-    _wrap_great_expectations(flow, validate)
+    _wrap_great_expectations(validate)
     wrap(publish, "commit_files", "commit records")
     wrap(publish, "record_run", "runs record")
     wrap(publish, "create_lake_views", "lake views")
@@ -222,8 +241,6 @@ def install() -> None:
         import b12lab.report.page as report
     except ImportError:
         return
-    if hasattr(report, "connect"):
-        report.connect = _timed_connect(report.connect)
     for name, label in (("gather", "report: figures from the warehouse"),
                         ("previous_metrics", "report: previous run's figures"),
                         ("write_worklists", "report: worklists"),

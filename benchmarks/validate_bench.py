@@ -4,8 +4,8 @@
 
 OUTPUT_DIR is the output folder of a `b12lab run` (for example of the cached 1M export:
 `b12lab run --input benchmarks/.cache/labs-.../exports --output /tmp/gx-bench --as-of 2026-01-31`). Every file
-the run committed is validated again, exactly as the flow's `validate_new_rows` task does for a run's new files
-(its function is called, not a copy of it), into a scratch GX folder. Printed: wall seconds, the process's
+the run committed is validated again, by the functions the flow's `validate_new_rows` task calls for a run's
+new files (publication.new_rows_files, then validation.validate_lake_files), into a scratch GX folder. Printed: wall seconds, the process's
 resident memory after imports and its peak (sampled every 20 ms, and ru_maxrss), and the outcome counts.
 
 --repeat N validates every file N times over, to see how time and memory grow with a run's rows.
@@ -60,23 +60,19 @@ def _mib(value: int) -> str:
 
 
 def validate_run(output_dir: Path, today: date, repeat: int = 1) -> dict:
-    from b12lab.flows.nightly import validate_new_rows
+    from b12lab.common.layout import OutputLayout
     from b12lab.lake.lake import Lake
+    from b12lab.publish.publication import new_rows_files
+    from b12lab.quality.validation import validate_lake_files
 
-    lake = Lake(output_dir / "lake")
+    lake = Lake(OutputLayout.of(output_dir).lake)
     hashes = sorted(lake.committed_hashes())
     with tempfile.TemporaryDirectory(prefix="validate-bench-") as scratch:
         rss_before = psutil.Process().memory_info().rss
         started = time.perf_counter()
         with PeakMemory() as memory:
-            if repeat == 1:
-                report = validate_new_rows.fn(lake.root, hashes, Path(scratch) / "gx", today)
-            else:
-                from b12lab.publish.publication import new_rows_files
-                from b12lab.quality.validation import validate_lake_files
-
-                files = {table: paths * repeat for table, paths in new_rows_files(lake, hashes).items()}
-                report = validate_lake_files(files, Path(scratch) / "gx", today, temp_dir=Path(scratch) / "tmp")
+            files = {table: paths * repeat for table, paths in new_rows_files(lake, hashes).items()}
+            report = validate_lake_files(files, Path(scratch) / "gx", today, temp_dir=Path(scratch) / "tmp")
         seconds = time.perf_counter() - started
         docs = report.data_docs_index is not None
     return {
@@ -105,9 +101,10 @@ def time_each_expectation(output_dir: Path, table: str, today: date) -> list[tup
 
     from b12lab.quality import validation as validate
     from b12lab.common.duck import connect
+    from b12lab.common.layout import OutputLayout
     from b12lab.lake.lake import Lake
 
-    files = Lake(output_dir / "lake").committed_files(table)
+    files = Lake(OutputLayout.of(output_dir).lake).committed_files(table)
     parameters = validate.expectation_parameters(today)
     with tempfile.TemporaryDirectory(prefix="validate-bench-") as scratch, connect() as con:
         context = validate.prepare_context(Path(scratch) / "gx")
@@ -160,7 +157,8 @@ def main() -> None:
                              "generating one (the copies break the uniqueness expectation; the work is the same)")
     parser.add_argument("--json", type=Path, help="also write the measurement to this file")
     args = parser.parse_args()
-    import b12lab.flows.nightly  # noqa: F401 (imports are not part of the measurement)
+    import b12lab.publish.publication  # noqa: F401 (imports are not part of the measurement)
+    import b12lab.quality.validation  # noqa: F401
     import great_expectations  # noqa: F401
 
     if args.per_expectation:

@@ -12,6 +12,7 @@ import pytest
 
 from b12lab.flows.nightly import RunFailed, nightly, run_pipeline
 from b12lab.ingest import EXPORT_KINDS
+from b12lab.common.layout import OutputLayout
 from b12lab.lake.locking import RunInProgress, run_lock
 from b12lab.common.paths import EXPECTATIONS_DIR
 from tests.helpers.exports import lab_row, write_csv, write_labs
@@ -177,7 +178,7 @@ def test_uncommitted_lake_files_of_an_interrupted_run_are_removed(next_night):
 def test_a_second_run_on_the_same_output_is_refused(tmp_path):
     inputs, output = make_exports(tmp_path / "in"), tmp_path / "out"
     output.mkdir()
-    with run_lock(output):
+    with run_lock(OutputLayout.of(output).lock):
         with pytest.raises(RunInProgress, match="another b12lab run"):
             run_pipeline(inputs, output, AS_OF)
 

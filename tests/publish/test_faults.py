@@ -18,6 +18,7 @@ import pytest
 
 from b12lab.common.faults import CRASH_POINTS
 from b12lab.lake.lake import Lake
+from b12lab.common.layout import OutputLayout
 from b12lab.lake.locking import run_lock
 from tests.helpers.exports import lab_row, write_labs
 from tests.helpers.fixtures import PublishedNight, copy_night
@@ -98,7 +99,7 @@ def test_a_run_killed_at_any_step_leaves_the_publication_and_recovers_by_itself(
 def test_a_second_run_is_refused_while_one_holds_the_output(first_night):
     inputs, output = first_night
     before = digest(output / "warehouse.duckdb")
-    with run_lock(output):
+    with run_lock(OutputLayout.of(output).lock):
         refused = run_cli(inputs, output)
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1] == (

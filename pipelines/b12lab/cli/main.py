@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from b12lab.common.settings import DEFAULTS
+
 # Set before Prefect is imported: this machine has no internet, and telemetry errors would fill the logs.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -190,29 +192,22 @@ def main() -> None:
 @click.option("--rules", "rules_file", type=click.Path(path_type=Path), default=None,
               help="Rules file (YAML). Default: the shipped rules (seed guidance).")
 @click.option("--profile", default=None, help="Guideline profile in the rules file (seed, nice_ng239, bsh_2014).")
-@click.option("--max-quarantine-share", envvar="B12LAB_MAX_QUARANTINE_SHARE", type=float,
-              default=0.2, show_default=True,
+@click.option("--max-quarantine-share", type=float, default=None,
               help="Stop the run when more than this share of a file's records is quarantined "
-                   "(env B12LAB_MAX_QUARANTINE_SHARE).")
+                   f"(env B12LAB_MAX_QUARANTINE_SHARE)  [default: {DEFAULTS['max_quarantine_share']}]")
 @click.option("--mapping", default=None, metavar="FILE|NAME",
               help="Mapping for lab CSVs in a site's own layout: a YAML file, or a shipped name (lab_csv, mimic3).")
 def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profile: str | None,
-        max_quarantine_share: float, mapping: str | None) -> None:
+        max_quarantine_share: float | None, mapping: str | None) -> None:
     """Run the nightly pipeline once: ingest, validate, classify, publish."""
-    from b12lab.common.duck import ConfigurationError, check_memory_limit
-    from b12lab.flows.nightly import check_as_of, check_quarantine_share
-    from b12lab.ingest import MappingError, load_mapping
-    from b12lab.rules.rules_file import RulesError, load_rules
+    from b12lab.common.layout import OutputLayout, PublicationLayout
+    from b12lab.flows.configuration import CONFIGURATION_ERRORS, load_configuration
 
     # Configuration is checked before Prefect starts, so a typo costs a second, not a server start-up.
     try:
-        load_rules(rules_file, profile)
-        load_mapping(mapping)
-        check_memory_limit()
-        check_quarantine_share(max_quarantine_share)
-        if as_of:
-            check_as_of(as_of.date(), date.today())
-    except (RulesError, MappingError, ConfigurationError, ValueError, OSError) as error:
+        configuration = load_configuration(rules_file, profile, mapping, max_quarantine_share=max_quarantine_share,
+                                           as_of=as_of.date() if as_of else None, today=date.today())
+    except CONFIGURATION_ERRORS as error:
         _fail(_one_line(error))
     if not input_dir.is_dir():
         _fail(f"input folder not found: {input_dir}")
@@ -220,9 +215,10 @@ def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profi
     from b12lab.flows.nightly import prepare_output
     from b12lab.lake.locking import RunInProgress, check_unlocked
 
+    layout = OutputLayout.of(output_dir, configuration.settings.dbt_work_dir)
     try:
-        prepare_output(output_dir)
-        check_unlocked(output_dir)
+        prepare_output(layout)
+        check_unlocked(layout.lock)
     except (RunInProgress, PermissionError) as error:
         _fail(str(error))
 
@@ -242,10 +238,11 @@ def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profi
         f"accepted {record['rows_accepted']}, quarantined {record['rows_quarantined']}, "
         f"dropped {record['rows_dropped']}"
     )
-    warehouse = Path(record["warehouse"])
-    click.echo(f"warehouse:   {warehouse.absolute()}")
-    click.echo(f"report:      {(warehouse.parent / 'report' / 'index.html').absolute()}")
-    click.echo(f"run summary: {(warehouse.parent / 'run_summary.json').absolute()}")
+    # The live links of OUTPUT (a nightly run) or the reproduction's folder: named alike.
+    published = PublicationLayout(Path(record["warehouse"]).parent)
+    click.echo(f"warehouse:   {published.warehouse.absolute()}")
+    click.echo(f"report:      {(published.report / 'index.html').absolute()}")
+    click.echo(f"run summary: {published.summary.absolute()}")
     click.echo(f"log:         {Path(record['log_file']).absolute()}")
 
 
@@ -283,36 +280,42 @@ def _local_timezone() -> str:
         return "UTC"
 
 
+# `serve`'s options: each overrides the setting of the same name (README.md, Settings), read when no option is given.
 @main.command()
-@click.option("--input", "input_dir", envvar="B12LAB_INPUT_DIR", required=True, type=click.Path(path_type=Path),
-              help="Drop folder read every night (env B12LAB_INPUT_DIR).")
-@click.option("--output", "output_dir", envvar="B12LAB_OUTPUT_DIR", required=True, type=click.Path(path_type=Path),
-              help="Output folder (env B12LAB_OUTPUT_DIR).")
-@click.option("--cron", envvar="B12LAB_CRON", default="0 2 * * *", show_default=True,
-              help="When to run, as a cron expression (env B12LAB_CRON).")
-@click.option("--timezone", "timezone", envvar="B12LAB_TIMEZONE", default=None,
+@click.option("--input", "input_dir", type=click.Path(path_type=Path), default=None,
+              help="Drop folder read every night (env B12LAB_INPUT_DIR). Required.")
+@click.option("--output", "output_dir", type=click.Path(path_type=Path), default=None,
+              help="Output folder (env B12LAB_OUTPUT_DIR). Required.")
+@click.option("--cron", default=None,
+              help=f"When to run, as a cron expression (env B12LAB_CRON)  [default: {DEFAULTS['cron']}]")
+@click.option("--timezone", "timezone", default=None,
               help="Time zone of the cron expression (env B12LAB_TIMEZONE). Default: this machine's.")
-@click.option("--rules", "rules_file", envvar="B12LAB_RULES", type=click.Path(path_type=Path), default=None,
+@click.option("--rules", "rules_file", type=click.Path(path_type=Path), default=None,
               help="Rules file (env B12LAB_RULES). Default: the shipped rules.")
-@click.option("--profile", envvar="B12LAB_PROFILE", default=None, help="Guideline profile (env B12LAB_PROFILE).")
-@click.option("--max-quarantine-share", envvar="B12LAB_MAX_QUARANTINE_SHARE", type=float, default=0.2,
-              show_default=True, help="As for `run` (env B12LAB_MAX_QUARANTINE_SHARE).")
-@click.option("--mapping", envvar="B12LAB_MAPPING", default=None, metavar="FILE|NAME",
-              help="As for `run` (env B12LAB_MAPPING).")
+@click.option("--profile", default=None, help="Guideline profile (env B12LAB_PROFILE).")
+@click.option("--max-quarantine-share", type=float, default=None,
+              help=f"As for `run` (env B12LAB_MAX_QUARANTINE_SHARE)  [default: {DEFAULTS['max_quarantine_share']}]")
+@click.option("--mapping", default=None, metavar="FILE|NAME", help="As for `run` (env B12LAB_MAPPING).")
 @click.option("--name", default="nightly", show_default=True, help="Deployment name.")
-def serve(input_dir: Path, output_dir: Path, cron: str, timezone: str | None, rules_file: Path | None,
-          profile: str | None, max_quarantine_share: float, mapping: str | None, name: str) -> None:
+def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, timezone: str | None,
+          rules_file: Path | None, profile: str | None, max_quarantine_share: float | None, mapping: str | None,
+          name: str) -> None:
     """Serve the nightly flow on a cron schedule (a Prefect deployment); stop with Ctrl-C."""
-    from b12lab.flows.nightly import check_quarantine_share
-    from b12lab.ingest import MappingError, load_mapping
-    from b12lab.rules.rules_file import RulesError, load_rules
+    from b12lab.common.settings import load_settings
+    from b12lab.flows.configuration import CONFIGURATION_ERRORS, load_configuration
 
     try:
-        load_rules(rules_file, profile)
-        load_mapping(mapping)
-        check_quarantine_share(max_quarantine_share)
-    except (RulesError, MappingError, ValueError, OSError) as error:
+        settings = load_settings(input_dir=input_dir, output_dir=output_dir, cron=cron, timezone=timezone,
+                                 rules=rules_file, profile=profile, max_quarantine_share=max_quarantine_share,
+                                 mapping=mapping)
+        load_configuration(settings.rules, settings.profile, settings.mapping,
+                           max_quarantine_share=settings.max_quarantine_share)
+    except CONFIGURATION_ERRORS as error:
         _fail(_one_line(error))
+    for option, value in (("--input", settings.input_dir), ("--output", settings.output_dir)):
+        if value is None:
+            variable = "B12LAB_INPUT_DIR" if option == "--input" else "B12LAB_OUTPUT_DIR"
+            raise click.UsageError(f"Missing option '{option}' (or the environment variable {variable}).")
     from prefect.schedules import Cron
     from prefect.settings import PREFECT_API_URL
 
@@ -320,15 +323,16 @@ def serve(input_dir: Path, output_dir: Path, cron: str, timezone: str | None, ru
         _fail("PREFECT_API_URL is not set: start a Prefect server (`prefect server start`) and point "
               "PREFECT_API_URL at it, so that the schedule outlives this process")
     try:
-        schedule = Cron(cron, timezone=timezone or _local_timezone())
+        schedule = Cron(settings.cron, timezone=settings.timezone or _local_timezone())
     except ValueError as error:
         _fail(f"--cron / B12LAB_CRON: {_one_line(error)}")
 
     from b12lab.flows.nightly import nightly
 
-    parameters = {"input_dir": str(input_dir.resolve()), "output_dir": str(output_dir.resolve()),
-                  "rules_file": str(rules_file.resolve()) if rules_file else None, "profile": profile,
-                  "max_quarantine_share": max_quarantine_share,
+    mapping = settings.mapping
+    parameters = {"input_dir": str(settings.input_dir.resolve()), "output_dir": str(settings.output_dir.resolve()),
+                  "rules_file": str(settings.rules.resolve()) if settings.rules else None,
+                  "profile": settings.profile, "max_quarantine_share": settings.max_quarantine_share,
                   "mapping": str(Path(mapping).resolve()) if mapping and Path(mapping).exists() else mapping}
     nightly.serve(name=name, schedules=[schedule], parameters=parameters,
                   description="Nightly B12 pipeline: ingest, validate, classify, publish.")
@@ -341,8 +345,9 @@ def serve(input_dir: Path, output_dir: Path, cron: str, timezone: str | None, ru
 def sql(query: str | None, output_dir: Path) -> None:
     """Query the warehouse read-only: one QUERY, or an interactive prompt without one."""
     from b12lab.cli.sql_shell import interactive, run_query
+    from b12lab.common.layout import WAREHOUSE_NAME, OutputLayout
 
-    warehouse = output_dir / "warehouse.duckdb"
+    warehouse = OutputLayout.of(output_dir).live_link(WAREHOUSE_NAME)
     if not warehouse.exists():
         _fail(f"no warehouse at {warehouse}: run `b12lab run` first")
     try:

@@ -1,24 +1,15 @@
 """DuckDB connections and the reference tables every SQL step joins."""
 import ctypes
 import ctypes.util
-import os
 from pathlib import Path
 
 import duckdb
 
 from b12lab.common.paths import REFERENCE_DIR
-
-# Bounded so that a run's memory does not grow with the size of the lake: DuckDB spills to disk instead.
-# 768 MB keeps a run under 2 GiB with Python, Prefect, GX and a validation batch beside it; measured at 10M
-# lab rows: 1,956 MiB peak, where 1 GB gave 2,175 MiB and an 11 % faster run (B12LAB_MEMORY_LIMIT to change).
-DEFAULT_MEMORY_LIMIT = os.environ.get("B12LAB_MEMORY_LIMIT") or "768MB"
+from b12lab.common.settings import load_settings
 
 # Every value set of seeds/reference/, by its seed (table) name: ref_units from ref_units.csv.
 REFERENCE_TABLES = {path.stem: path.name for path in sorted(REFERENCE_DIR.glob("ref_*.csv"))}
-
-
-class ConfigurationError(ValueError):
-    pass
 
 
 def is_interrupt(error: BaseException) -> bool:
@@ -36,20 +27,12 @@ def reraise_interrupt(error: BaseException) -> None:
         raise KeyboardInterrupt from error
 
 
-def check_memory_limit(limit: str = DEFAULT_MEMORY_LIMIT) -> None:
-    """Refuse a memory limit DuckDB would not take, naming the setting, before any data is touched."""
-    try:
-        with duckdb.connect() as con:
-            con.execute("set memory_limit = $limit", {"limit": limit})
-    except duckdb.Error:
-        raise ConfigurationError(f"B12LAB_MEMORY_LIMIT: {limit!r} is not a memory size (for example 1GB or 1536MB)") \
-            from None
-
-
 def connect(database: str | Path = ":memory:", *, temp_dir: Path | None = None,
-            memory_limit: str = DEFAULT_MEMORY_LIMIT, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+            memory_limit: str | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection bounded by `memory_limit` (default: the memory_limit setting), spilling to
+    `temp_dir`."""
     con = duckdb.connect(str(database), read_only=read_only)
-    con.execute("set memory_limit = $limit", {"limit": memory_limit})
+    con.execute("set memory_limit = $limit", {"limit": memory_limit or load_settings().memory_limit})
     if temp_dir is not None:
         temp_dir.mkdir(parents=True, exist_ok=True)
         con.execute("set temp_directory = $dir", {"dir": str(temp_dir)})

@@ -16,35 +16,26 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
-from b12lab.common.duck import check_memory_limit, connect, is_interrupt, release_freed_memory
+from b12lab.common.duck import connect, is_interrupt, release_freed_memory
 from b12lab.common.faults import crash_point
+from b12lab.common.layout import WAREHOUSE_NAME, OutputLayout, PublicationLayout
+from b12lab.common.settings import load_settings, variable
+from b12lab.flows.configuration import load_configuration
 from b12lab.flows.progress import tracked
-from b12lab.flows.run_log import log_path, run_log
-from b12lab.ingest import (ExportFile, FileAccount, LabMapping, ReconciliationError, discover_exports, ingest_file,
-                           load_mapping)
+from b12lab.flows.run_log import run_log
+from b12lab.ingest import ExportFile, FileAccount, LabMapping, ReconciliationError, discover_exports, ingest_file
 from b12lab.lake.lake import Lake, LakeDamaged
 from b12lab.lake.locking import RunLock, run_lock
+from b12lab.lake.runs import RunRecord
 from b12lab.publish import publication as publish
 from b12lab.quality.validation import CriticalExpectationFailed, ValidationReport, validate_lake_files
 from b12lab.report import page as report
-from b12lab.rules.rules_file import Rules, load_rules
+from b12lab.rules.rules_file import Rules
 from b12lab.publish import dbt_build as transforms
 
 
 OUTPUT_UMASK = 0o027
-# The lake holds nothing older: a run as of an earlier date could only report an empty population.
-EARLIEST_AS_OF = date(1900, 1, 1)
-# A file of which more than this share of records is quarantined stops the run, as a failed critical
-# expectation does: a feed that changed its layout or broke looks like that (B12LAB_MAX_QUARANTINE_SHARE).
-DEFAULT_MAX_QUARANTINE_SHARE = 0.20
 NIGHTLY, REPRODUCTION = "nightly", "reproduction"
-# dbt's compiled SQL and parse cache (no patient data), kept between runs so that dbt parses only what changed:
-# OUTPUT/.dbt, or B12LAB_DBT_WORK_DIR (one folder for many output folders: the test suite's runs share a parse).
-DBT_WORK_DIR = ".dbt"
-
-
-def dbt_work_dir(output_dir: Path) -> Path:
-    return Path(os.environ.get("B12LAB_DBT_WORK_DIR") or output_dir / DBT_WORK_DIR)
 
 
 class RunFailed(RuntimeError):
@@ -59,36 +50,24 @@ class TooMuchQuarantined(RuntimeError):
     pass
 
 
-def check_as_of(as_of: date, today: date) -> None:
-    """Refuse an as-of date no run can mean: after today, or before anything the lake can hold."""
-    if as_of > today:
-        raise ValueError(f"--as-of {as_of.isoformat()} is after today ({today.isoformat()}): "
-                         "a run cannot classify patients on a day that has not come")
-    if as_of < EARLIEST_AS_OF:
-        raise ValueError(f"--as-of {as_of.isoformat()} is before {EARLIEST_AS_OF.isoformat()}, "
-                         "the earliest date the lake accepts")
-
-
-def prepare_output(output_dir: Path) -> None:
+def prepare_output(layout: OutputLayout) -> None:
     """Create the output folder if need be and prove it writable, before anything is read."""
     # Everything a run writes holds patient data: readable by the owner and the group, nobody else.
     os.umask(OUTPUT_UMASK)
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / f".write-test.{os.getpid()}.tmp"
+        layout.root.mkdir(parents=True, exist_ok=True)
+        probe = layout.root / f".write-test.{os.getpid()}.tmp"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        raise PermissionError(f"cannot write to the output folder {output_dir}: {error.strerror or error}") from None
-
-
-def check_quarantine_share(share: float) -> None:
-    if not 0 <= share <= 1:
-        raise ValueError(f"B12LAB_MAX_QUARANTINE_SHARE: {share} is not a share between 0 and 1 (default 0.2)")
+        raise PermissionError(f"cannot write to the output folder {layout.root}: {error.strerror or error}") \
+            from None
 
 
 @dataclass
 class RunSummary:
+    """A run as it goes: its `runs` record (`as_record`) and, for the run summary, what each file became."""
+
     run_id: str
     kind: str
     as_of: date
@@ -106,38 +85,29 @@ class RunSummary:
     expectations_failed: list[str] = field(default_factory=list)
     expectation_warnings: list[str] = field(default_factory=list)
     warehouse: Path | None = None
-    publication: Path | None = None
+    publication: Path | None = None  # the publication folder, once switched in
     data_docs: Path | None = None
     log_file: Path | None = None
 
     def total(self, attribute: str) -> int:
         return sum(getattr(account, attribute) for account in self.files)
 
-    def as_record(self) -> dict:
-        return {
-            "run_id": self.run_id,
-            "kind": self.kind,
-            "flow_run_id": self.flow_run_id,
-            "as_of": self.as_of,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "status": self.status,
-            "message": self.message,
-            "rules_version": self.rules_version,
-            "rules_profile": self.rules_profile,
-            "files_ingested": len(self.files),
-            "files_skipped": len(self.files_skipped),
-            "rows_read": self.total("rows_read"),
-            "rows_accepted": self.total("rows_accepted"),
-            "rows_quarantined": self.total("rows_quarantined"),
-            "rows_dropped": self.total("rows_dropped"),
-            "expectations_evaluated": self.expectations_evaluated,
-            "expectations_failed": len(self.expectations_failed),
-            "expectation_warnings": len(self.expectation_warnings),
-        }
+    def as_record(self) -> RunRecord:
+        return RunRecord(
+            run_id=self.run_id, kind=self.kind, flow_run_id=self.flow_run_id, as_of=self.as_of,
+            started_at=self.started_at, finished_at=self.finished_at, status=self.status, message=self.message,
+            rules_version=self.rules_version, rules_profile=self.rules_profile,
+            files_ingested=len(self.files), files_skipped=len(self.files_skipped),
+            rows_read=self.total("rows_read"), rows_accepted=self.total("rows_accepted"),
+            rows_quarantined=self.total("rows_quarantined"), rows_dropped=self.total("rows_dropped"),
+            expectations_evaluated=self.expectations_evaluated,
+            expectations_failed=len(self.expectations_failed),
+            expectation_warnings=len(self.expectation_warnings),
+        )
 
     def to_json(self) -> str:
-        payload = self.as_record()
+        """The run summary: the `runs` record's fields, then the lists behind its counts and the paths."""
+        payload = self.as_record().as_dict()
         payload["files"] = [
             {**{k: v for k, v in asdict(a).items() if k != "by_reason"},
              "by_reason": [{"outcome": o, "reason": r, "rows": n} for (o, r), n in sorted(a.by_reason.items())]}
@@ -170,22 +140,22 @@ def _print_account(account: FileAccount) -> None:
 
 
 @task
-def ingest_export(export: ExportFile, lake_root: Path, run_id: str, ingest_date: date,
+def ingest_export(export: ExportFile, layout: OutputLayout, run_id: str, ingest_date: date,
                   earlier_lab_files: list[Path]) -> FileAccount:
-    lake = Lake(lake_root)
-    with connect(temp_dir=lake_root.parent / ".tmp") as con:
+    lake = Lake(layout.lake)
+    with connect(temp_dir=layout.scratch) as con:
         account = ingest_file(con, export, lake, run_id, ingest_date, earlier_lab_files)
     _print_account(account)
     return account
 
 
 @task
-def ingest_small_exports(exports: list[ExportFile], lake_root: Path, run_id: str, ingest_date: date,
+def ingest_small_exports(exports: list[ExportFile], layout: OutputLayout, run_id: str, ingest_date: date,
                          earlier_lab_files: list[Path]) -> list[FileAccount]:
     """Small files in order, through one connection; each lab file is checked for duplicates against the
     lake and every lab file before it, exactly as if each had its own task."""
-    lake, lab_files, accounts = Lake(lake_root), list(earlier_lab_files), []
-    with connect(temp_dir=lake_root.parent / ".tmp") as con:
+    lake, lab_files, accounts = Lake(layout.lake), list(earlier_lab_files), []
+    with connect(temp_dir=layout.scratch) as con:
         for export in exports:
             account = ingest_file(con, export, lake, run_id, ingest_date, list(lab_files))
             _print_account(account)
@@ -219,10 +189,10 @@ def reconcile(accounts: list[FileAccount]) -> None:
 
 
 @task
-def validate_new_rows(lake_root: Path, source_hashes: list[str], gx_dir: Path, today: date) -> ValidationReport:
+def validate_new_rows(layout: OutputLayout, source_hashes: list[str], gx_dir: Path, today: date) -> ValidationReport:
     # The files are read in batches (b12lab/quality/validation.py): memory does not grow with the run's rows.
-    files = publish.new_rows_files(Lake(lake_root), source_hashes)
-    report = validate_lake_files(files, gx_dir, today, temp_dir=lake_root.parent / ".tmp")
+    files = publish.new_rows_files(Lake(layout.lake), source_hashes)
+    report = validate_lake_files(files, gx_dir, today, temp_dir=layout.scratch)
     release_freed_memory()
     for outcome in report.warnings:
         print(f"expectation warning: {outcome.description}")
@@ -230,50 +200,53 @@ def validate_new_rows(lake_root: Path, source_hashes: list[str], gx_dir: Path, t
 
 
 @task
-def commit(lake_root: Path, run_id: str, accounts: list[FileAccount]) -> None:
-    publish.commit_files(Lake(lake_root), run_id, accounts)
+def commit(layout: OutputLayout, run_id: str, accounts: list[FileAccount]) -> None:
+    publish.commit_files(Lake(layout.lake), run_id, accounts)
 
 
 @task
-def prepare_warehouse(output_dir: Path, publication: Path, rules: Rules, as_of: date, summary_record: dict) -> Path:
-    return publish.prepare_warehouse(output_dir, publication, rules, as_of, summary_record)
+def prepare_warehouse(layout: OutputLayout, publication: PublicationLayout, rules: Rules, as_of: date,
+                      run_record: RunRecord) -> Path:
+    return publish.prepare_warehouse(layout, publication, rules, as_of, run_record)
 
 
 @task
-def build_models(output_dir: Path, warehouse: Path) -> None:
+def build_models(layout: OutputLayout, warehouse: Path) -> None:
     """`dbt build`: seeds, models and their data tests, each result a line of this run's log; a failed model
     or error-severity test stops the run before the switch."""
     logger = get_run_logger()  # dbt reports from its own threads, where print is not this run's log
-    result = transforms.build(warehouse, dbt_work_dir(output_dir), log=logger.info)
+    result = transforms.build(warehouse, layout.dbt_work, log=logger.info)
     for warning in result.warnings:
         logger.warning(f"dbt test warning: {warning}")
     print(f"models built: {len(result.built)} models and seeds, {result.tests_passed} data tests passed")
 
 
 @task
-def finish_warehouse(output_dir: Path, publication: Path, rules: Rules, run_id: str) -> Path:
-    return publish.finish_warehouse(output_dir, publication, rules, run_id)
+def finish_warehouse(layout: OutputLayout, publication: PublicationLayout, rules: Rules, run_id: str) -> Path:
+    return publish.finish_warehouse(layout, publication, rules, run_id)
 
 
 @task
-def write_catalogue(output_dir: Path, warehouse: Path, publication: Path) -> Path:
+def write_catalogue(layout: OutputLayout, publication: PublicationLayout) -> Path:
     """dbt's static catalogue (models, columns, tests, lineage) for analysts, one self-contained page."""
-    return transforms.docs(warehouse, dbt_work_dir(output_dir),
-                           publication / publish.CATALOGUE_NAME / "index.html", log=lambda line: None)
+    return transforms.docs(publication.warehouse, layout.dbt_work, publication.catalogue_page, log=lambda line: None)
 
 
 @task
-def write_report(publication: Path, run_id: str, live: bool) -> Path:
+def write_report(publication: PublicationLayout, run_id: str, live: bool) -> Path:
     """The report and worklists, into the publication before it is switched in: part of what it publishes."""
-    return report.build_report(publication, run_id, live=live)
+    return report.build_report(publication.root, run_id, live=live)
 
 
 @task
-def switch_in(output_dir: Path, publication: Path, kind: str, as_of: date) -> Path:
+def switch_in(layout: OutputLayout, publication: PublicationLayout, kind: str, as_of: date) -> PublicationLayout:
+    """Make the finished publication live (a nightly run) or move it to OUTPUT/as-of/<date>/ (a reproduction);
+    return where it is read from now."""
     if kind == NIGHTLY:
-        publish.switch_live(output_dir, publication)
-        return output_dir / publish.CURRENT_LINK
-    return publish.switch_reproduction(output_dir, publication, as_of)
+        # Read here, never a task parameter: the key must not reach Prefect's records of the run.
+        publish.switch_live(layout, publication, load_settings().key())
+        return layout.live
+    return publish.switch_reproduction(layout, publication, as_of)
 
 
 def new_run_id() -> str:
@@ -282,28 +255,28 @@ def new_run_id() -> str:
 
 
 def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, rules_file: Path | None = None,
-                 profile: str | None = None, max_quarantine_share: float = DEFAULT_MAX_QUARANTINE_SHARE,
+                 profile: str | None = None, max_quarantine_share: float | None = None,
                  flow_run_id: str | None = None, mapping: str | None = None) -> RunSummary:
-    """The pipeline's steps in order; the Prefect flow `nightly` is this function.
+    """The pipeline's steps in order; the Prefect flow `nightly` is this function. `max_quarantine_share`
+    overrides the setting (B12LAB_MAX_QUARANTINE_SHARE).
 
     Whatever stops it (an error, an interrupt) is recorded in the `runs` table, the run summary and the log
     file before it is raised; an error is raised again as RunFailed, one line that names the log file.
     """
-    input_dir, output_dir = Path(input_dir), Path(output_dir)
-    # Configuration errors are caught before any data is touched.
-    rules = load_rules(rules_file, profile)
-    lab_mapping = load_mapping(mapping)
-    check_memory_limit()
-    check_quarantine_share(max_quarantine_share)
+    input_dir = Path(input_dir)
     today = date.today()
     as_of = as_of or today
-    check_as_of(as_of, today)
+    # Configuration errors are caught before any data is touched.
+    configuration = load_configuration(rules_file, profile, mapping, max_quarantine_share=max_quarantine_share,
+                                       as_of=as_of, today=today)
+    rules, settings = configuration.rules, configuration.settings
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input folder not found: {input_dir}")
-    prepare_output(output_dir)
+    layout = OutputLayout.of(output_dir, settings.dbt_work_dir)
+    prepare_output(layout)
     run_id = new_run_id()
-    lake = Lake(output_dir / "lake")
-    with run_log(log_path(output_dir, run_id)) as log, run_lock(output_dir) as lock:
+    lake = Lake(layout.lake)
+    with run_log(layout.log(run_id)) as log, run_lock(layout.lock) as lock:
         lock.record(run_id=run_id, flow_run_id=flow_run_id)
         try:  # first: every later step reads the bookkeeping tables
             removed = lake.remove_unreadable_bookkeeping()
@@ -311,23 +284,24 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
             log.write_traceback(error)
             raise RunFailed(f"{error} (details: {log.path})") from error
         close_abandoned_run(lake, lock, run_id)
-        removed += lake.remove_uncommitted() + publish.remove_stale_temporaries(output_dir)
+        removed += lake.remove_uncommitted() + publish.remove_stale_temporaries(layout)
         if removed:
             print(f"removed {removed} unfinished files left by an interrupted run")
-        live_as_of = publish.live_as_of(output_dir)
+        live_as_of = publish.live_as_of(layout)
         kind = REPRODUCTION if live_as_of is not None and as_of < live_as_of else NIGHTLY
         summary = RunSummary(run_id=run_id, kind=kind, as_of=as_of, flow_run_id=flow_run_id, started_at=datetime.now(),
                              rules_version=rules.version, rules_profile=rules.profile, log_file=log.path)
         print(f"run {run_id} ({kind}) as of {as_of.isoformat()}; log: {log.path}")
         try:
             if kind == NIGHTLY:
-                _run_steps(input_dir, output_dir, lake, rules, summary, max_quarantine_share, lab_mapping)
+                _run_steps(input_dir, layout, lake, rules, summary, settings.max_quarantine_share,
+                           configuration.mapping)
             else:
                 print(f"{as_of.isoformat()} is before the live publication's date ({live_as_of.isoformat()}): "
                       f"a reproduction from the lake as committed, written to "
-                      f"{publish.reproduction_dir(output_dir, as_of)}; the drop folder is not read and the live "
+                      f"{layout.reproduction(as_of).root}; the drop folder is not read and the live "
                       "publication is left alone")
-                _publish(output_dir, lake, rules, summary)
+                _publish(layout, lake, rules, summary)
         except BaseException as error:
             interrupted = not isinstance(error, Exception) or is_interrupt(error)
             summary.status = "interrupted" if interrupted else "failed"
@@ -336,8 +310,8 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
             summary.finished_at = datetime.now()
             log.write_traceback(error)
             publish.record_run(lake, summary.as_record())
-            kept_with = publish.staging_dir(output_dir, run_id) if kind == NIGHTLY else None
-            publish.write_summary(output_dir, kept_with, summary.to_json(), latest=kind == NIGHTLY)
+            kept_with = layout.publication(run_id) if kind == NIGHTLY else None
+            publish.write_summary(layout, kept_with, summary.to_json(), latest=kind == NIGHTLY)
             if interrupted:
                 if isinstance(error, Exception):  # DuckDB's own word for a Ctrl-C
                     raise KeyboardInterrupt from error
@@ -352,8 +326,9 @@ def close_abandoned_run(lake: Lake, lock: RunLock, run_id: str) -> None:
     holder = lock.previous or {}
     abandoned = holder.get("run_id")
     if abandoned and abandoned not in lake.run_ids():
-        publish.record_run(lake, {"run_id": abandoned, "status": "crashed", "finished_at": datetime.now(),
-                                  "message": f"the run ended without finishing (killed); found by run {run_id}"})
+        publish.record_run(lake, RunRecord(
+            run_id=abandoned, status="crashed", finished_at=datetime.now(),
+            message=f"the run ended without finishing (killed); found by run {run_id}"))
         print(f"run {abandoned} ended without finishing (killed): recorded as crashed")
     if holder.get("flow_run_id"):
         mark_flow_run_crashed(holder["flow_run_id"], run_id)
@@ -374,7 +349,7 @@ def mark_flow_run_crashed(flow_run_id: str, found_by: str) -> None:
         print(f"could not mark the killed run's flow run {flow_run_id} as crashed: {type(error).__name__}")
 
 
-def _run_steps(input_dir: Path, output_dir: Path, lake: Lake, rules: Rules, summary: RunSummary,
+def _run_steps(input_dir: Path, layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary,
                max_quarantine_share: float, mapping: LabMapping | None = None) -> None:
     exports, ignored = find_exports(input_dir, mapping)
     summary.files_ignored = [path.name for path in ignored]
@@ -399,18 +374,17 @@ def _run_steps(input_dir: Path, output_dir: Path, lake: Lake, rules: Rules, summ
     for batch in tracked(ingest_batches(new_exports), "ingesting",
                          label=lambda b: b[0].name if len(b) == 1 else f"{b[0].name} and {len(b) - 1} more"):
         if len(batch) == 1:
-            summary.files.append(ingest_export(batch[0], lake.root, summary.run_id, ingest_date, list(lab_files)))
+            summary.files.append(ingest_export(batch[0], layout, summary.run_id, ingest_date, list(lab_files)))
         else:
-            summary.files.extend(ingest_small_exports(batch, lake.root, summary.run_id, ingest_date,
-                                                      list(lab_files)))
+            summary.files.extend(ingest_small_exports(batch, layout, summary.run_id, ingest_date, list(lab_files)))
         lab_files.extend(lake.data_file("lab_results", export.source_hash)
                          for export in batch if export.kind.table == "lab_results")
     reconcile(summary.files)
     check_quarantined_shares(summary.files, max_quarantine_share)
 
     if new_exports:
-        gx_dir = publish.staging_dir(output_dir, summary.run_id) / "gx"
-        validation = validate_new_rows(lake.root, [e.source_hash for e in new_exports], gx_dir, ingest_date)
+        gx_dir = layout.publication(summary.run_id).gx
+        validation = validate_new_rows(layout, [e.source_hash for e in new_exports], gx_dir, ingest_date)
         summary.expectations_evaluated = validation.evaluated
         summary.expectations_failed = [o.description for o in validation.critical_failures]
         summary.expectation_warnings = [o.description for o in validation.warnings]
@@ -420,8 +394,8 @@ def _run_steps(input_dir: Path, output_dir: Path, lake: Lake, rules: Rules, summ
                 f"critical expectation failed: {validation.critical_failures[0].description}"
                 + (f" (and {len(validation.critical_failures) - 1} more)" if len(validation.critical_failures) > 1 else "")
             )
-        commit(lake.root, summary.run_id, summary.files)
-    _publish(output_dir, lake, rules, summary)
+        commit(layout, summary.run_id, summary.files)
+    _publish(layout, lake, rules, summary)
 
 
 def check_quarantined_shares(accounts: list[FileAccount], max_share: float) -> None:
@@ -434,39 +408,42 @@ def check_quarantined_shares(accounts: list[FileAccount], max_share: float) -> N
             raise TooMuchQuarantined(
                 f"{account.source_file}: {account.rows_quarantined} of {account.rows_read} records quarantined "
                 f"({account.rows_quarantined / account.rows_read:.0%}, mostly {reasons[0][1]}){missing}, more "
-                f"than the {max_share:.0%} allowed (B12LAB_MAX_QUARANTINE_SHARE): nothing was committed")
+                f"than the {max_share:.0%} allowed ({variable('max_quarantine_share')}): nothing was committed")
 
 
-def _publish(output_dir: Path, lake: Lake, rules: Rules, summary: RunSummary) -> None:
+def _publish(layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary) -> None:
     """Build the whole publication (warehouse, marts, catalogue, report, worklists), then switch it in at once."""
     live = summary.kind == NIGHTLY
-    publication = (publish.staging_dir(output_dir, summary.run_id) if live
-                   else publish.reproduction_staging_dir(output_dir, summary.as_of, summary.run_id))
+    publication = (layout.publication(summary.run_id) if live
+                   else layout.reproduction_staging(summary.as_of, summary.run_id))
     summary.status = "published"
     summary.finished_at = datetime.now()
-    warehouse = prepare_warehouse(output_dir, publication, rules, summary.as_of, summary.as_record())
-    build_models(output_dir, warehouse)
+    warehouse = prepare_warehouse(layout, publication, rules, summary.as_of, summary.as_record())
+    build_models(layout, warehouse)
     crash_point("classify")
-    summary.warehouse = finish_warehouse(output_dir, publication, rules, summary.run_id)
-    write_catalogue(output_dir, warehouse, publication)
-    publish.write_summary(output_dir, publication, summary.to_json(), latest=False)
+    summary.warehouse = finish_warehouse(layout, publication, rules, summary.run_id)
+    write_catalogue(layout, publication)
+    publish.write_summary(layout, publication, summary.to_json(), latest=False)
     write_report(publication, summary.run_id, live)
-    summary.publication = switch_in(output_dir, publication, summary.kind, summary.as_of)
-    summary.warehouse = (output_dir if live else summary.publication) / publish.WAREHOUSE_NAME
+    switched_in = switch_in(layout, publication, summary.kind, summary.as_of)
+    summary.publication = switched_in.root
+    # A nightly run's warehouse is read through the fixed link OUTPUT/warehouse.duckdb.
+    summary.warehouse = layout.live_link(WAREHOUSE_NAME) if live else switched_in.warehouse
     publish.record_run(lake, summary.as_record())
     if live:
         publish.record_metrics(lake, summary.run_id, summary.warehouse)
-    publish.write_summary(output_dir, summary.publication, summary.to_json(), latest=live)
+    publish.write_summary(layout, switched_in, summary.to_json(), latest=live)
 
 
 @flow(name="b12lab-nightly", log_prints=True)
 def nightly(input_dir: Path, output_dir: Path, as_of: date | None = None, rules_file: Path | None = None,
-            profile: str | None = None, max_quarantine_share: float = DEFAULT_MAX_QUARANTINE_SHARE,
+            profile: str | None = None, max_quarantine_share: float | None = None,
             mapping: str | None = None) -> dict:
     """Ingest the drop folder, validate, classify every patient as of `as_of`, publish the warehouse.
-    `mapping`: a mapping file or shipped mapping name for lab CSVs in a site's own layout."""
+    `mapping`: a mapping file or shipped mapping name for lab CSVs in a site's own layout;
+    `max_quarantine_share`: overrides the setting B12LAB_MAX_QUARANTINE_SHARE."""
     from prefect.runtime import flow_run
 
     summary = run_pipeline(input_dir, output_dir, as_of, rules_file, profile, max_quarantine_share,
                            flow_run_id=str(flow_run.id), mapping=mapping)
-    return {**summary.as_record(), "warehouse": str(summary.warehouse), "log_file": str(summary.log_file)}
+    return {**summary.as_record().as_dict(), "warehouse": str(summary.warehouse), "log_file": str(summary.log_file)}

@@ -14,12 +14,7 @@ from pathlib import Path
 
 from prefect.logging.formatters import PrefectFormatter
 
-LOGS_DIR = "logs"
 LOG_FORMAT = "%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"
-
-
-def log_path(output_dir: Path, run_id: str) -> Path:
-    return output_dir / LOGS_DIR / f"{run_id}.log"
 
 
 class ConsoleFormatter(PrefectFormatter):

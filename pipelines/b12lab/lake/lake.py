@@ -24,6 +24,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from b12lab.lake.runs import RUNS_SCHEMA
+
 DATA_TABLES = ("lab_results", "patients", "diagnoses", "medications", "quarantine", "unmapped_codes")
 COMMIT_TABLE = "ingested_files"
 OUTCOMES_TABLE = "ingest_outcomes"
@@ -43,15 +45,7 @@ BOOKKEEPING_SCHEMAS = {
         ("source_file", pa.string()), ("source_hash", pa.string()), ("ingest_run", pa.string()),
         ("outcome", pa.string()), ("reason", pa.string()), ("rows", pa.int64()),
     ]),
-    RUNS_TABLE: pa.schema([
-        ("run_id", pa.string()), ("kind", pa.string()), ("flow_run_id", pa.string()), ("as_of", pa.date32()),
-        ("started_at", pa.timestamp("us")), ("finished_at", pa.timestamp("us")), ("status", pa.string()),
-        ("message", pa.string()), ("rules_version", pa.string()), ("rules_profile", pa.string()),
-        ("files_ingested", pa.int64()), ("files_skipped", pa.int64()), ("rows_read", pa.int64()),
-        ("rows_accepted", pa.int64()), ("rows_quarantined", pa.int64()), ("rows_dropped", pa.int64()),
-        ("expectations_evaluated", pa.int64()), ("expectations_failed", pa.int64()),
-        ("expectation_warnings", pa.int64()),
-    ]),
+    RUNS_TABLE: RUNS_SCHEMA,  # b12lab/lake/runs.py
     METRICS_TABLE: pa.schema([
         ("run_id", pa.string()), ("as_of", pa.date32()), ("metric", pa.string()), ("value", pa.int64()),
     ]),

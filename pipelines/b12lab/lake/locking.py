@@ -7,9 +7,6 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-LOCK_NAME = ".b12lab.lock"
-
-
 class RunInProgress(RuntimeError):
     pass
 
@@ -45,32 +42,35 @@ def _read_holder(text: str) -> dict | None:
     return holder if isinstance(holder, dict) else None
 
 
-def check_unlocked(output_dir: Path) -> None:
-    """Raise RunInProgress if a run holds the lock now; leave the file as it is."""
-    path = output_dir / LOCK_NAME
+def _in_use(path: Path) -> RunInProgress:
+    return RunInProgress(f"another b12lab run is using {path.parent}; try again when it has finished")
+
+
+def check_unlocked(path: Path) -> None:
+    """Raise RunInProgress if a run holds the lock file `path` (OUTPUT/.b12lab.lock) now; leave it as it is."""
     if not path.exists():
         return
     with open(path) as handle:  # read only: a read-only folder is for the run to name, not this look
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunInProgress(f"another b12lab run is using {output_dir}; try again when it has finished") from None
+            raise _in_use(path) from None
 
 
 @contextmanager
-def run_lock(output_dir: Path):
-    """Hold an exclusive lock on OUTPUT/.b12lab.lock for the whole run; refuse if another run holds it.
+def run_lock(path: Path):
+    """Hold an exclusive lock on the lock file `path` (OUTPUT/.b12lab.lock) for the whole run; refuse if
+    another run holds it.
 
     The kernel releases an flock when its process dies, so a run killed with kill -9 never leaves a
     stale lock behind (only its name in the file, which `RunLock.previous` reports).
     """
-    path = output_dir / LOCK_NAME
     handle = open(path, "a+")
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunInProgress(f"another b12lab run is using {output_dir}; try again when it has finished") from None
+            raise _in_use(path) from None
         handle.seek(0)
         lock = RunLock(handle, _read_holder(handle.read()))
         lock.record()

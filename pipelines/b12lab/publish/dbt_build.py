@@ -6,10 +6,11 @@ so that a mart whose error-severity test fails stops the build before anything i
 comments of the warehouse come from the `.yml` beside each model (persist_docs). `docs` writes dbt's static,
 self-contained catalogue with lineage.
 
-dbt reads its profile (profiles.yml here) from environment variables, set by `_dbt_environment` for the
-length of one invocation: the warehouse's file name, relative to the warehouse's folder, which is the working
-directory for the invocation (so the profile is the same every night and dbt's parse of the project is reused:
-about 3 s saved per run), and DuckDB's memory limit. Its own files (the compiled SQL, the parse cache) go to a
+dbt reads its profile (profiles.yml here) from environment variables, its interface, which `_dbt_environment`
+sets for the length of one invocation: B12LAB_WAREHOUSE_FILE, the warehouse's file name, relative to the
+warehouse's folder, which is the working directory for the invocation (so the profile is the same every night
+and dbt's parse of the project is reused: about 3 s saved per run), and B12LAB_DUCKDB_MEMORY_LIMIT, DuckDB's
+memory limit (the memory_limit setting unless the caller names one). Both are written here, never read. Its own files (the compiled SQL, the parse cache) go to a
 work folder the caller names; its log file is switched off, and every model's, seed's and test's result is
 handed to `log` as one line instead (the flow's logger).
 """
@@ -25,8 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from b12lab.common.duck import DEFAULT_MEMORY_LIMIT
 from b12lab.common.paths import TRANSFORMS_DIR as PROJECT_DIR
+from b12lab.common.settings import load_settings
 
 MODELS_DIR = PROJECT_DIR / "models"
 # The analyst tables (the output contract) are the models of the marts folder.
@@ -57,8 +58,8 @@ class BuildResult:
 
 @contextmanager
 def _dbt_environment(warehouse: Path, memory_limit: str) -> Iterator[None]:
-    values = {"B12LAB_WAREHOUSE_FILE": warehouse.name, "B12LAB_DUCKDB_MEMORY_LIMIT": memory_limit, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-              "DO_NOT_TRACK": "1"}
+    values = {"B12LAB_WAREHOUSE_FILE": warehouse.name, "B12LAB_DUCKDB_MEMORY_LIMIT": memory_limit,
+              "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"}
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     working_dir = os.getcwd()
@@ -75,7 +76,7 @@ def _dbt_environment(warehouse: Path, memory_limit: str) -> Iterator[None]:
 
 
 def _invoke(command: list[str], warehouse: Path, work_dir: Path, log: Callable[[str], None],
-            memory_limit: str) -> object:
+            memory_limit: str | None) -> object:
     from dbt.cli.main import dbtRunner
 
     def on_event(event) -> None:
@@ -89,7 +90,7 @@ def _invoke(command: list[str], warehouse: Path, work_dir: Path, log: Callable[[
                  "--target-path", str(work_dir / "target"), "--log-path", str(work_dir / "logs"),
                  "--log-level-file", "none", "--log-level", "none", "--no-use-colors",
                  "--no-send-anonymous-usage-stats", "--no-version-check"]
-    with _invocation_lock, _dbt_environment(warehouse, memory_limit):
+    with _invocation_lock, _dbt_environment(warehouse, memory_limit or load_settings().memory_limit):
         try:
             outcome = dbtRunner(callbacks=[on_event]).invoke(arguments)
         finally:
@@ -114,7 +115,7 @@ def _close_dbt_database() -> None:
 
 
 def build(warehouse: Path, work_dir: Path, *, log: Callable[[str], None] = print,
-          all_tests: bool = False, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> BuildResult:
+          all_tests: bool = False, memory_limit: str | None = None) -> BuildResult:
     """`dbt build` of every seed and model in `warehouse`, with the data tests of the marts, seeds and sources;
     `all_tests` adds the unit tests and the data tests of the staging and intermediate models, which test the
     SQL rather than the night's data (the test suite runs them; a night would spend seconds on them). Raises
@@ -154,7 +155,7 @@ def build(warehouse: Path, work_dir: Path, *, log: Callable[[str], None] = print
 
 
 def docs(warehouse: Path, work_dir: Path, target: Path, *, log: Callable[[str], None] = print,
-         memory_limit: str = DEFAULT_MEMORY_LIMIT) -> Path:
+         memory_limit: str | None = None) -> Path:
     """dbt's catalogue of the project (every model, column, test and the lineage graph) as one self-contained
     HTML file, `dbt docs generate --static`, written to `target`.
 

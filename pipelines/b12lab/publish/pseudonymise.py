@@ -1,7 +1,7 @@
 """The pseudonymised analytics mart: the cohorts for analysts who must not see identities.
 
 OUTPUT/analytics/analytics.duckdb holds the marts with `patient_id` replaced by `patient_key`, a keyed hash
-(HMAC-SHA-256) of the identifier. The key comes from the environment (B12LAB_PSEUDONYM_KEY) and is never
+(HMAC-SHA-256) of the identifier. The key comes from the settings (B12LAB_PSEUDONYM_KEY) and is never
 stored with the data: without it a key cannot be turned back into a patient, and with the same key the same
 patient gets the same key every night, so analysts can follow patients over time. Lineage that points into
 the identified exports (accession, source file and row) is left out.
@@ -10,21 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-KEY_VARIABLE = "B12LAB_PSEUDONYM_KEY"
-ANALYTICS_NAME = "analytics.duckdb"
 # Columns that would let an analyst go back to the identified exports.
 WITHHELD_COLUMNS = {"patient_id", "accession", "source_file", "source_row", "source_hash", "ingest_run"}
-
-
-def pseudonym_key() -> bytes | None:
-    value = os.environ.get(KEY_VARIABLE, "")
-    return value.encode("utf-8") if value else None
 
 
 def keyed_hash(key: bytes, patient_id: str) -> str:

@@ -26,8 +26,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 import pyarrow as pa
@@ -35,16 +37,15 @@ import yaml
 
 from b12lab.common.duck import connect
 from b12lab.common.faults import crash_point
-from b12lab.common.layout import CATALOGUE_NAME, REPORT_NAME, SUMMARY_NAME, WAREHOUSE_NAME
-from b12lab.ingest import FileAccount
+from b12lab.common.layout import REPORT_NAME, WAREHOUSE_NAME, OutputLayout, PublicationLayout
+from b12lab.common.settings import variable
 from b12lab.lake.lake import (BOOKKEEPING_SCHEMAS, COMMIT_TABLE, DATA_TABLES, METRICS_TABLE, OUTCOMES_TABLE,
                               RUNS_TABLE, Lake)
-from b12lab.publish.pseudonymise import ANALYTICS_NAME, KEY_VARIABLE, build_analytics, pseudonym_key
+from b12lab.lake.runs import RUNS_DDL, RunRecord
+from b12lab.publish.pseudonymise import build_analytics
 from b12lab.rules.rules_file import Rules, install_rules
 from b12lab.publish.dbt_build import MART_TABLES, MODELS_DIR, WORKING_MODELS
 
-CURRENT_LINK = "current"
-REPRODUCTIONS_DIR = "as-of"
 # Earlier publications are kept a few nights for comparison; one an analyst holds open stays readable to
 # them after it is removed (the file lives on until its last reader closes it).
 PUBLICATIONS_KEPT = 7
@@ -75,32 +76,28 @@ _EMPTY_SCHEMAS = {
                       "rows_dropped bigint",
     "ingest_outcomes": "source_file varchar, source_hash varchar, ingest_run varchar, outcome varchar, "
                        "reason varchar, rows bigint",
-    "runs": "run_id varchar, kind varchar, flow_run_id varchar, as_of date, started_at timestamp, finished_at timestamp, status varchar, "
-            "message varchar, rules_version varchar, rules_profile varchar, files_ingested bigint, "
-            "files_skipped bigint, rows_read bigint, rows_accepted bigint, rows_quarantined bigint, "
-            "rows_dropped bigint, expectations_evaluated bigint, expectations_failed bigint, "
-            "expectation_warnings bigint",
+    "runs": RUNS_DDL,  # b12lab/lake/runs.py
     "run_metrics": "run_id varchar, as_of date, metric varchar, value bigint",
 }
 _LINEAGE = "source_file varchar, source_row bigint, source_hash varchar, ingest_run varchar"
 
 
-def staging_dir(output_dir: Path, run_id: str) -> Path:
-    """Where a nightly run builds its publication (and keeps its GX results, published or not)."""
-    return output_dir / "publications" / run_id
+class IngestedFile(Protocol):
+    """What committing needs of a file's account (b12lab.ingest's FileAccount is one)."""
+
+    source_file: str
+    source_hash: str
+    kind: str
+    rows_read: int
+    rows_accepted: int
+    rows_quarantined: int
+    rows_dropped: int
+    by_reason: Mapping[tuple[str, str], int]
 
 
-def reproduction_staging_dir(output_dir: Path, as_of: date, run_id: str) -> Path:
-    return output_dir / REPRODUCTIONS_DIR / f".{as_of.isoformat()}.{run_id}.tmp"
-
-
-def reproduction_dir(output_dir: Path, as_of: date) -> Path:
-    return output_dir / REPRODUCTIONS_DIR / as_of.isoformat()
-
-
-def live_as_of(output_dir: Path) -> date | None:
+def live_as_of(layout: OutputLayout) -> date | None:
     """The as-of date of the live publication, or None before the first one."""
-    summary = output_dir / CURRENT_LINK / SUMMARY_NAME
+    summary = layout.live.summary
     try:
         return date.fromisoformat(json.loads(summary.read_text())["as_of"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -117,7 +114,7 @@ def new_rows_files(lake: Lake, source_hashes: list[str]) -> dict[str, list[Path]
     return files
 
 
-def commit_files(lake: Lake, run_id: str, accounts: list[FileAccount]) -> None:
+def commit_files(lake: Lake, run_id: str, accounts: list[IngestedFile]) -> None:
     """Record the outcomes, then the commit record: from this moment the files are part of the lake."""
     if not accounts:
         return
@@ -137,17 +134,18 @@ def commit_files(lake: Lake, run_id: str, accounts: list[FileAccount]) -> None:
     lake.append_rows(COMMIT_TABLE, run_id, files)
 
 
-def record_run(lake: Lake, record: dict) -> None:
-    lake.append_rows(RUNS_TABLE, record["run_id"], [record])
+def record_run(lake: Lake, record: RunRecord) -> None:
+    lake.append_rows(RUNS_TABLE, record.run_id, [record.as_dict()])
 
 
-def write_summary(output_dir: Path, publication: Path | None, text: str, latest: bool = True) -> None:
+def write_summary(layout: OutputLayout, publication: PublicationLayout | None, text: str,
+                  latest: bool = True) -> None:
     """The run's summary in its publication folder and, for a nightly run, as OUTPUT/run_summary.json."""
     if publication is not None:
-        publication.mkdir(parents=True, exist_ok=True)
-        (publication / SUMMARY_NAME).write_text(text)
+        publication.root.mkdir(parents=True, exist_ok=True)
+        publication.summary.write_text(text)
     if latest:
-        target = output_dir / SUMMARY_NAME
+        target = layout.summary
         temporary = target.with_suffix(".json.tmp")
         temporary.write_text(text)
         os.replace(temporary, target)
@@ -158,7 +156,7 @@ def _quote_literal(text: str) -> str:
 
 
 def create_lake_views(con: duckdb.DuckDBPyConnection, lake: Lake, materialise: bool = False,
-                      run_record: dict | None = None) -> None:
+                      run_record: RunRecord | None = None) -> None:
     """One relation per lake table over the committed files; `run_record` is added to `runs`.
 
     Views (for in-memory work) name the committed files explicitly, as quoted literals: a view's stored SQL
@@ -180,38 +178,39 @@ def create_lake_views(con: duckdb.DuckDBPyConnection, lake: Lake, materialise: b
         if not materialise:
             raise ValueError("a run record is added to a materialised runs table only")
         # The run's own record, published with it; the lake's copy is written once the switch is done.
-        this_run = pa.Table.from_pylist([run_record], schema=BOOKKEEPING_SCHEMAS[RUNS_TABLE])
+        this_run = pa.Table.from_pylist([run_record.as_dict()], schema=BOOKKEEPING_SCHEMAS[RUNS_TABLE])
         con.register("this_run", this_run)
         con.execute(f"insert into {RUNS_TABLE} by name select * from this_run")
         con.unregister("this_run")
 
 
-def prepare_warehouse(output_dir: Path, publication: Path, rules: Rules, as_of: date, run_record: dict) -> Path:
+def prepare_warehouse(layout: OutputLayout, publication: PublicationLayout, rules: Rules, as_of: date,
+                      run_record: RunRecord) -> Path:
     """The publication folder's warehouse with the models' sources in it: the lake tables as committed (and
     this run's record) and the rules tables as of `as_of`; return its path. The models are built in it next
     (b12lab.publish.dbt_build.build), by dbt's own connection, so this one is closed first."""
-    lake = Lake(output_dir / "lake")
-    publication.mkdir(parents=True, exist_ok=True)
-    warehouse = publication / WAREHOUSE_NAME
+    lake = Lake(layout.lake)
+    publication.root.mkdir(parents=True, exist_ok=True)
+    warehouse = publication.warehouse
     warehouse.unlink(missing_ok=True)
-    with connect(warehouse, temp_dir=output_dir / ".tmp") as con:
+    with connect(warehouse, temp_dir=layout.scratch) as con:
         create_lake_views(con, lake, materialise=True, run_record=run_record)
         install_rules(con, rules, as_of)
         con.execute("checkpoint")
     return warehouse
 
 
-def finish_warehouse(output_dir: Path, publication: Path, rules: Rules, run_id: str) -> Path:
+def finish_warehouse(layout: OutputLayout, publication: PublicationLayout, rules: Rules, run_id: str) -> Path:
     """After the models are built: the run's own headline counts added to run_metrics (the lake's copy is
     written once the run is switched in), each mart as Parquet beside the warehouse, the staging and
     intermediate tables dropped (steps, not products), the lake and rules tables described; return the
     warehouse."""
-    warehouse = publication / WAREHOUSE_NAME
-    with connect(warehouse, temp_dir=output_dir / ".tmp") as con:
+    warehouse = publication.warehouse
+    with connect(warehouse, temp_dir=layout.scratch) as con:
         con.execute(f"insert into {METRICS_TABLE} {_RUN_METRICS_QUERY}", {"run_id": run_id})
         for table in MART_TABLES:
             con.execute("copy (select * from " + table + ") to $target (format parquet, compression zstd)",
-                        {"target": str(publication / f"{table}.parquet")})
+                        {"target": str(publication.mart_file(table))})
         for table in WORKING_MODELS:
             con.execute(f"drop table if exists {table}")
         apply_comments(con)
@@ -238,35 +237,36 @@ def record_metrics(lake: Lake, run_id: str, warehouse: Path) -> Path:
     return lake.append_records(METRICS_TABLE, run_id, records.cast(BOOKKEEPING_SCHEMAS[METRICS_TABLE]))
 
 
-def switch_live(output_dir: Path, publication: Path) -> None:
-    """Make `publication` the live one: the pseudonymised mart, then the one switch of OUTPUT/current."""
-    _publish_analytics(output_dir, publication.name, publication / WAREHOUSE_NAME)
+def switch_live(layout: OutputLayout, publication: PublicationLayout, key: bytes | None) -> None:
+    """Make `publication` the live one: the pseudonymised mart (when a pseudonym key is set), then the one
+    switch of OUTPUT/current."""
+    _publish_analytics(layout, publication.root.name, publication.warehouse, key)
     crash_point("publish")
-    _point_current_at(output_dir, publication)
+    _point_current_at(layout, publication)
     for name in (WAREHOUSE_NAME, REPORT_NAME):
-        _link_through_current(output_dir, name)
-    _prune_publications(output_dir, keep=publication)
+        _link_through_current(layout, name)
+    _prune_publications(layout, keep=publication)
 
 
-def switch_reproduction(output_dir: Path, building: Path, as_of: date) -> Path:
+def switch_reproduction(layout: OutputLayout, building: PublicationLayout, as_of: date) -> PublicationLayout:
     """Move a reproduction's finished folder to OUTPUT/as-of/<date>/, replacing an earlier one of that date."""
-    target = reproduction_dir(output_dir, as_of)
-    replaced = target.with_name(f".{target.name}.{building.name}.old")
-    if target.exists():
-        os.replace(target, replaced)
-    os.replace(building, target)
+    target = layout.reproduction(as_of)
+    replaced = target.root.with_name(f".{target.root.name}.{building.root.name}.old")
+    if target.root.exists():
+        os.replace(target.root, replaced)
+    os.replace(building.root, target.root)
     shutil.rmtree(replaced, ignore_errors=True)
     return target
 
 
-def _link_through_current(output_dir: Path, name: str) -> None:
+def _link_through_current(layout: OutputLayout, name: str) -> None:
     """OUTPUT/<name> -> current/<name>, made once; what an earlier layout left there (a file or folder) is
     replaced by the link."""
-    link = output_dir / name
-    wanted = f"{CURRENT_LINK}/{name}"
+    link = layout.live_link(name)
+    wanted = str(layout.current.relative_to(layout.root) / name)
     if link.is_symlink() and os.readlink(link) == wanted:
         return
-    temporary = output_dir / f".{name}.link.tmp"
+    temporary = link.with_name(f".{name}.link.tmp")
     temporary.unlink(missing_ok=True)
     temporary.symlink_to(wanted)
     if link.is_dir() and not link.is_symlink():
@@ -274,20 +274,21 @@ def _link_through_current(output_dir: Path, name: str) -> None:
     os.replace(temporary, link)
 
 
-def remove_stale_temporaries(output_dir: Path) -> int:
+def remove_stale_temporaries(layout: OutputLayout) -> int:
     """What a killed run leaves behind: catalogs never switched in (so nobody can be reading them), and its
     scratch folder OUTPUT/.tmp (decompressed copies of exports, DuckDB spill files), which holds patient data
     and belongs to no one once the run that wrote it is gone. Called under the run lock."""
-    stale = [*output_dir.glob(".*.tmp"),
-             *(output_dir / "analytics").glob(f".{ANALYTICS_NAME}.*.tmp"),
-             *(output_dir / REPRODUCTIONS_DIR).glob(".*.tmp"), *(output_dir / REPRODUCTIONS_DIR).glob(".*.old"),
-             *_unfinished_publications(output_dir)]
+    analytics = layout.analytics_warehouse
+    stale = [*layout.root.glob(".*.tmp"),
+             *analytics.parent.glob(f".{analytics.name}.*.tmp"),
+             *layout.reproductions.glob(".*.tmp"), *layout.reproductions.glob(".*.old"),
+             *_unfinished_publications(layout)]
     for path in stale:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-    scratch = output_dir / ".tmp"
+    scratch = layout.scratch
     leftovers = list(scratch.iterdir()) if scratch.is_dir() else []
     for path in leftovers:
         if path.is_dir() and not path.is_symlink():
@@ -297,45 +298,44 @@ def remove_stale_temporaries(output_dir: Path) -> int:
     return len(stale) + len(leftovers)
 
 
-def _unfinished_publications(output_dir: Path) -> list[Path]:
+def _unfinished_publications(layout: OutputLayout) -> list[Path]:
     """Publication folders of runs that were killed: no runs record (a finished run, published or failed,
     always has one) and not live."""
-    folder = output_dir / "publications"
+    folder = layout.publications
     if not folder.is_dir():
         return []
-    recorded = Lake(output_dir / "lake").run_ids()
-    live = (output_dir / CURRENT_LINK).resolve()
+    recorded = Lake(layout.lake).run_ids()
+    live = layout.current.resolve()
     return [path for path in folder.iterdir()
             if path.is_dir() and path.name not in recorded and path.resolve() != live]
 
 
-def _publish_analytics(output_dir: Path, run_id: str, warehouse: Path) -> None:
+def _publish_analytics(layout: OutputLayout, run_id: str, warehouse: Path, key: bytes | None) -> None:
     """The pseudonymised mart beside the identified warehouse, switched in the same way (if a key is set)."""
-    key = pseudonym_key()
     if key is None:
-        print(f"pseudonymised analytics mart not written: set {KEY_VARIABLE} to publish it")
+        print(f"pseudonymised analytics mart not written: set {variable('pseudonym_key')} to publish it")
         return
-    folder = output_dir / "analytics"
-    folder.mkdir(exist_ok=True)
-    temporary = folder / f".{ANALYTICS_NAME}.{run_id}.tmp"
+    target = layout.analytics_warehouse
+    target.parent.mkdir(exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{run_id}.tmp")
     build_analytics(warehouse, MART_TABLES, temporary, key)
-    os.replace(temporary, folder / ANALYTICS_NAME)
+    os.replace(temporary, target)
 
 
-def _point_current_at(output_dir: Path, publication: Path) -> None:
+def _point_current_at(layout: OutputLayout, publication: PublicationLayout) -> None:
     """OUTPUT/current -> publications/<run_id>, switched atomically (a new link renamed over the old)."""
-    link = output_dir / CURRENT_LINK
-    temporary = output_dir / f".{CURRENT_LINK}.tmp"
+    link = layout.current
+    temporary = link.with_name(f".{link.name}.tmp")
     temporary.unlink(missing_ok=True)
-    temporary.symlink_to(publication.relative_to(output_dir), target_is_directory=True)
+    temporary.symlink_to(publication.root.relative_to(layout.root), target_is_directory=True)
     os.replace(temporary, link)
 
 
-def _prune_publications(output_dir: Path, keep: Path) -> None:
+def _prune_publications(layout: OutputLayout, keep: PublicationLayout) -> None:
     """Keep the last few publications (an analyst may hold an old catalog open) and no more."""
-    folders = sorted(p for p in (output_dir / "publications").iterdir() if p.is_dir())
+    folders = sorted(p for p in layout.publications.iterdir() if p.is_dir())
     for folder in folders[:-PUBLICATIONS_KEPT]:
-        if folder != keep:
+        if folder != keep.root:
             shutil.rmtree(folder, ignore_errors=True)
 
 

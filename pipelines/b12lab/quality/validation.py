@@ -51,6 +51,7 @@ import pyarrow as pa
 
 from b12lab.common.duck import connect
 from b12lab.common.paths import EXPECTATIONS_DIR
+from b12lab.common.settings import load_settings
 
 SUITE_FILES = ("lab_results", "quarantine", "patients", "diagnoses", "medications", "unmapped_codes")
 CRITICAL = "critical"
@@ -137,16 +138,11 @@ def _quiet_gx() -> None:
 
 def expectations_dir() -> Path:
     """The committed GX project, or a site's own (B12LAB_EXPECTATIONS_DIR), for example with tighter suites."""
-    return Path(os.environ.get("B12LAB_EXPECTATIONS_DIR") or EXPECTATIONS_DIR)
+    return load_settings().expectations_dir or EXPECTATIONS_DIR
 
 
 def validation_batch_rows() -> int:
-    configured = os.environ.get(BATCH_ROWS_VARIABLE)
-    if not configured:
-        return VALIDATION_BATCH_ROWS
-    if not configured.isdigit() or int(configured) < 1:
-        raise ValueError(f"{BATCH_ROWS_VARIABLE} must be a positive number of rows, not {configured!r}")
-    return int(configured)
+    return load_settings().validation_batch_rows
 
 
 def expectation_parameters(ingest_day: date) -> dict[str, str]:

@@ -210,7 +210,6 @@ def validation_results(publication: Path, run: dict) -> dict:
         "failed": int(run.get("expectations_failed") or 0),
         "warnings": int(run.get("expectation_warnings") or 0),
         "warning_list": sorted(warnings.items()),
-        "failed_list": summary.get("expectations_failed_list", []),
         "files_skipped": len(summary.get("files_skipped", [])) if isinstance(summary.get("files_skipped"), list)
         else int(run.get("files_skipped") or 0),
         "data_docs": link,

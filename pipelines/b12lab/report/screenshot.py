@@ -1,15 +1,16 @@
 """A full-page screenshot of the report in headless Chromium: `python -m b12lab.report.screenshot PAGE PNG`.
 
-Playwright for Python drives Debian's chromium package (`/usr/bin/chromium`, or B12LAB_CHROMIUM); no browser
+Playwright for Python drives Debian's chromium package (`/usr/bin/chromium`, or the chromium setting, B12LAB_CHROMIUM); no browser
 is downloaded (`playwright install` is never needed). Playwright is a test-time dependency (the `test` extra):
 `make report-screenshot` installs it with the rest.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
+
+from b12lab.common.settings import load_settings
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -17,9 +18,9 @@ VIEWPORT = {"width": 1280, "height": 900}
 
 
 def chromium_path() -> str | None:
-    configured = os.environ.get("B12LAB_CHROMIUM")
+    configured = load_settings().chromium
     if configured:
-        return configured
+        return str(configured)
     for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
         if candidate and Path(candidate).exists():
             return candidate

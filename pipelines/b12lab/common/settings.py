@@ -1,0 +1,129 @@
+"""Every setting b12lab takes from the environment (B12LAB_*), with its default: the one module that reads them.
+
+`load_settings()` reads the environment afresh on every call (a test or an operator may change it between
+runs) and checks every value; a value it cannot take raises SettingsError, one line naming the variable, which
+the command line prints as `b12lab: error: ...`. Options of the command line override the environment:
+they are passed to `load_settings` by name. `DEFAULTS` holds the defaults alone, without reading anything,
+for help texts. README.md lists every setting (Settings).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "B12LAB_"
+
+# The named points where a test run kills itself (b12lab/common/faults.py).
+CrashPoint = Literal["ingest", "classify", "publish"]
+
+
+class SettingsError(ValueError):
+    """A setting b12lab cannot take; the message is one line that names the variable."""
+
+
+class Settings(BaseSettings):
+    """The settings, each read from B12LAB_<NAME>; the description is what README.md's table says of it."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="ignore", frozen=True)
+
+    # --- a run ---------------------------------------------------------------------------------------------
+    max_quarantine_share: float = Field(
+        0.2, description="A file of which more than this share of records is quarantined stops the run, as a "
+                         "failed critical expectation does (--max-quarantine-share)")
+    # Bounded so that a run's memory does not grow with the size of the lake: DuckDB spills to disk instead.
+    # 768 MB keeps a run under 2 GiB with Python, Prefect, GX and a validation batch beside it; measured at 10M
+    # lab rows: 1,956 MiB peak, where 1 GB gave 2,175 MiB and an 11 % faster run.
+    memory_limit: str = Field("768MB", description="DuckDB's memory limit for each connection of a run; beyond "
+                                                   "it DuckDB spills to OUTPUT/.tmp")
+    dbt_work_dir: Path | None = Field(
+        None, description="dbt's compiled SQL and parse cache (no patient data); unset: OUTPUT/.dbt. One folder "
+                          "may serve many output folders (the test suite's runs share one parse)")
+    expectations_dir: Path | None = Field(
+        None, description="A site's own Great Expectations project (for example with tighter suites); unset: "
+                          "the shipped expectations/")
+    # Rows of one table GX validates at a time: what bounds validation's memory. Measured on the 1M-row
+    # benchmark lake (benchmarks/validate_bench.py), validation's peak above the process's baseline: 400 MB at
+    # 250k rows, 520 MB at 500k, 660 MB at 1M, for about the same time (GX's fixed cost per batch is small).
+    validation_batch_rows: int = Field(500_000, description="Rows of one lake table Great Expectations "
+                                                           "validates at a time (bounds validation's memory)")
+    pseudonym_key: SecretStr | None = Field(
+        None, description="Key of the keyed hash (HMAC-SHA-256) that turns patient_id into patient_key in "
+                          "OUTPUT/analytics/analytics.duckdb; unset: that pseudonymised mart is not written")
+    # --- `b12lab serve` (each also an option of the command) ----------------------------------------------
+    input_dir: Path | None = Field(None, description="`serve`: the drop folder read every night (--input)")
+    output_dir: Path | None = Field(None, description="`serve`: the output folder (--output)")
+    cron: str = Field("0 2 * * *", description="`serve`: when to run, as a cron expression (--cron)")
+    timezone: str | None = Field(None, description="`serve`: time zone of the cron expression (--timezone); "
+                                                   "unset: this machine's")
+    rules: Path | None = Field(None, description="`serve`: rules file (--rules); unset: the shipped rules")
+    profile: str | None = Field(None, description="`serve`: guideline profile of the rules file (--profile)")
+    mapping: str | None = Field(None, description="`serve`: mapping for lab CSVs in a site's own layout, a "
+                                                  "file or a shipped name (--mapping)")
+    # --- tools and tests -----------------------------------------------------------------------------------
+    chromium: Path | None = Field(None, description="The Chromium the report's screenshot drives; unset: "
+                                                    "/usr/bin/chromium or chromium on the PATH")
+    crash_at: CrashPoint | None = Field(
+        None, description="Tests only: the run kills itself (SIGKILL) at this step: ingest, classify or publish")
+    reference_data: Path | None = Field(
+        None, description="benchmarks/calibrate_synth.py: a folder holding nhanes/; unset: tests/data")
+
+    @field_validator("max_quarantine_share")
+    @classmethod
+    def _a_share(cls, share: float) -> float:
+        if not 0 <= share <= 1:
+            default = cls.model_fields["max_quarantine_share"].default
+            raise ValueError(f"{share} is not a share between 0 and 1 (default {default})")
+        return share
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _a_memory_size(cls, limit: str) -> str:
+        try:
+            with duckdb.connect() as con:
+                con.execute("set memory_limit = $limit", {"limit": limit})
+        except duckdb.Error:
+            raise ValueError(f"{limit!r} is not a memory size (for example 1GB or 1536MB)") from None
+        return limit
+
+    @field_validator("validation_batch_rows")
+    @classmethod
+    def _positive_rows(cls, rows: int) -> int:
+        if rows < 1:
+            raise ValueError(f"must be a positive number of rows, not {rows}")
+        return rows
+
+    def key(self) -> bytes | None:
+        """The pseudonym key as bytes, or None when none is set."""
+        return self.pseudonym_key.get_secret_value().encode("utf-8") if self.pseudonym_key else None
+
+
+def variable(name: str) -> str:
+    """The environment variable of the setting `name`: max_quarantine_share -> B12LAB_MAX_QUARANTINE_SHARE."""
+    return ENV_PREFIX + name.upper()
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    name = variable(str(first["loc"][0])) if first["loc"] else "B12LAB settings"
+    if first["type"] == "value_error":
+        return f"{name}: {first['ctx']['error']}"
+    # A value of the wrong type (a share that is no number): never echo a secret.
+    shown = "" if first["loc"] and first["loc"][0] == "pseudonym_key" else f"{first['input']!r}: "
+    return f"{name}: {shown}{first['msg'].lower()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings from the environment, with the command line's options (`overrides` that are not None)
+    taking precedence; raises SettingsError naming the first value it cannot take."""
+    try:
+        return Settings(**{name: value for name, value in overrides.items() if value is not None})
+    except ValidationError as error:
+        raise SettingsError(_one_line(error)) from None
+
+
+# The defaults alone (no environment read), for help texts and documentation.
+DEFAULTS = {name: field.default for name, field in Settings.model_fields.items()}
