@@ -123,6 +123,7 @@ def build(warehouse: Path, work_dir: Path, *, log: Callable[[str], None] = print
     command = ["build"] if all_tests else [
         "build", "--exclude", "test_type:unit", "resource_type:test,path:models/staging",
         "resource_type:test,path:models/intermediate"]
+    memory_limit = memory_limit or load_settings().memory_limit
     outcome = _invoke(command, warehouse, work_dir, log, memory_limit)
     result = BuildResult()
     failures = []
