@@ -183,7 +183,7 @@ def build(
     con = duckdb.connect()
     create_lake(con, {"lab_results": labs, "patients": patients, "diagnoses": diagnoses, "medications": medications})
     install_rules(con, rules or rules_for(profile), as_of)
-    build_models(con)
+    build_models(con, as_of=as_of)
     return con
 
 

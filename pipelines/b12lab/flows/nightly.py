@@ -240,11 +240,11 @@ def prepare_warehouse(output_dir: Path, publication: Path, rules: Rules, as_of: 
 
 
 @task
-def build_models(output_dir: Path, warehouse: Path) -> None:
+def build_models(output_dir: Path, warehouse: Path, as_of: date) -> None:
     """`dbt build`: seeds, models and their data tests, each result a line of this run's log; a failed model
     or error-severity test stops the run before the switch."""
     logger = get_run_logger()  # dbt reports from its own threads, where print is not this run's log
-    result = transforms.build(warehouse, dbt_work_dir(output_dir), log=logger.info)
+    result = transforms.build(warehouse, dbt_work_dir(output_dir), as_of, log=logger.info)
     for warning in result.warnings:
         logger.warning(f"dbt test warning: {warning}")
     print(f"models built: {len(result.built)} models and seeds, {result.tests_passed} data tests passed")
@@ -445,7 +445,7 @@ def _publish(output_dir: Path, lake: Lake, rules: Rules, summary: RunSummary) ->
     summary.status = "published"
     summary.finished_at = datetime.now()
     warehouse = prepare_warehouse(output_dir, publication, rules, summary.as_of, summary.as_record())
-    build_models(output_dir, warehouse)
+    build_models(output_dir, warehouse, summary.as_of)
     crash_point("classify")
     summary.warehouse = finish_warehouse(output_dir, publication, rules, summary.run_id)
     write_catalogue(output_dir, warehouse, publication)
