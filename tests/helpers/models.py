@@ -24,6 +24,8 @@ import yaml
 from b12lab.publish import dbt_build as runner
 
 AS_OF_DATES_MODEL = "stg_as_of_dates"
+# The one model that reads the dbt variable as_of: compiled once with dbt's default, built with the test's date.
+RUN_AS_OF_MODEL = "stg_run_as_of"
 REQUIRED_TABLES = ("lab_results", "patients", "diagnoses", "medications", "quarantine", "ingested_files",
                    "ingest_outcomes", "runs", "rules_settings", "rules_codes")
 
@@ -103,12 +105,15 @@ def compiled_models() -> tuple[Model, ...]:
     return tuple(ordered)
 
 
-def build_models(con: duckdb.DuckDBPyConnection, *, tables: Iterable[str] | None = None,
+def build_models(con: duckdb.DuckDBPyConnection, *, as_of: dt.date, tables: Iterable[str] | None = None,
                  as_of_dates: Sequence[dt.date] | None = None) -> list[str]:
-    """Create one table per model in `con` from dbt's compiled SQL; return the names built.
+    """Create one table per model in `con` from dbt's compiled SQL, as of the run's date `as_of` (what the
+    nightly build passes as the dbt variable as_of); return the names built.
 
     tables: only these models and what they depend on. as_of_dates: the as-of dates model holds these dates
     instead of its own (a test of the per-date grain)."""
+    if isinstance(as_of, dt.datetime) or not isinstance(as_of, dt.date):
+        raise runner.ModelError("as_of: expected a date")
     existing = {row[0] for row in con.execute("select table_name from duckdb_tables() union all "
                                               "select view_name from duckdb_views()").fetchall()}
     missing = [table for table in REQUIRED_TABLES if table not in existing]
@@ -128,7 +133,9 @@ def build_models(con: duckdb.DuckDBPyConnection, *, tables: Iterable[str] | None
         _create_seed(con, seeds()[name])
     built = []
     for model in models:
-        if model.name == AS_OF_DATES_MODEL and as_of_dates is not None:
+        if model.name == RUN_AS_OF_MODEL:
+            con.execute(f"create or replace table {RUN_AS_OF_MODEL} as select $as_of::date as as_of", {"as_of": as_of})
+        elif model.name == AS_OF_DATES_MODEL and as_of_dates is not None:
             if not all(isinstance(d, dt.date) and not isinstance(d, dt.datetime) for d in as_of_dates):
                 raise runner.ModelError("as_of_dates: expected dates")
             dates = sorted(set(as_of_dates))

@@ -47,6 +47,6 @@ def trend_by_rebuilding(open_lake: Callable[[], duckdb.DuckDBPyConnection], rule
     for as_of in dates:
         with open_lake() as con:
             install_rules(con, rules, as_of)
-            build_models(con)
+            build_models(con, as_of=as_of)
             points.append(headline_point(con, as_of))
     return points

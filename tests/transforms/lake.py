@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 
 from tests.helpers.models import build_models
-from b12lab.publish.publication import _EMPTY_SCHEMAS
+from b12lab.lake.lake import table_ddl
 from b12lab.rules.rules_file import Rules, install_rules, load_rules
 
 AS_OF = dt.date(2025, 6, 30)
@@ -171,7 +171,7 @@ def create_lake(con: duckdb.DuckDBPyConnection, tables: dict[str, Iterable[dict]
             con.executemany(f"insert into {table} values ({', '.join('?' for _ in columns)})", rows)
     # The lake's bookkeeping (the mart data_quality reads it), empty with the publication's columns.
     for table in BOOKKEEPING_TABLES:
-        con.execute(f"create or replace table {table} ({_EMPTY_SCHEMAS[table]})")
+        con.execute(f"create or replace table {table} ({table_ddl(table)})")
 
 
 def build(
@@ -188,7 +188,7 @@ def build(
     con = duckdb.connect()
     create_lake(con, {"lab_results": labs, "patients": patients, "diagnoses": diagnoses, "medications": medications})
     install_rules(con, rules or rules_for(profile), as_of)
-    build_models(con)
+    build_models(con, as_of=as_of)
     return con
 
 

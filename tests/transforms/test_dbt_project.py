@@ -100,7 +100,7 @@ def dbt_built(tmp_path_factory) -> tuple[Path, runner.BuildResult, list[str]]:
     tmp = tmp_path_factory.mktemp("dbt")
     warehouse = warehouse_with(tmp, lake_tables(), as_of=dt.date(2024, 2, 29))
     lines: list[str] = []
-    result = runner.build(warehouse, tmp / "work", log=lines.append, all_tests=True)
+    result = runner.build(warehouse, tmp / "work", dt.date(2024, 2, 29), log=lines.append, all_tests=True)
     return warehouse, result, lines
 
 
@@ -163,7 +163,7 @@ def test_a_failing_data_test_stops_the_build_in_one_line(tmp_path):
     tables["lab_results"].append(lab("b12", 90, patient="SECRET-PATIENT-7", day=-5) | {"analyte": "vitamin_x"})
     warehouse = warehouse_with(tmp_path, tables)
     with pytest.raises(runner.ModelError) as failed:
-        runner.build(warehouse, tmp_path / "work", log=lambda line: None)
+        runner.build(warehouse, tmp_path / "work", AS_OF, log=lambda line: None)
     message = str(failed.value)
     assert "\n" not in message and "SECRET-PATIENT-7" not in message
     assert re.match(r"^test \S*relationships\S*lab_results\S* fail", message), message
@@ -175,7 +175,7 @@ def test_a_failing_model_is_named_and_no_value_leaks(tmp_path):
         con.execute("alter table medications alter start_date type varchar")
         con.execute("update medications set start_date = 'PATIENT-0042'")
     with pytest.raises(runner.ModelError) as failed:
-        runner.build(warehouse, tmp_path / "work", log=lambda line: None)
+        runner.build(warehouse, tmp_path / "work", AS_OF, log=lambda line: None)
     message = str(failed.value)
     assert re.match(r"^model \S+ error: ", message) and "\n" not in message, message
     assert "PATIENT-0042" not in message

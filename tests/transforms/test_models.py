@@ -58,6 +58,17 @@ def test_only_the_as_of_dates_model_and_the_marts_read_the_run_date():
     assert readers <= {"stg_as_of_dates", *MART_TABLES}
 
 
+def test_the_run_date_comes_from_the_dbt_variable_through_one_model():
+    """The run's as-of date reaches the project as the dbt variable as_of, read by stg_run_as_of alone; no model
+    takes it from rules_settings, which holds the rules."""
+    readers = {model.name for model in MODELS if re.search(r"var\(\s*['\"]as_of['\"]", model.sql)}
+    assert readers == {"stg_run_as_of"}
+    for model in MODELS:
+        assert not re.search(r"rules_settings\.as_of\b", code_of(model.sql)), model.name
+        if "rules_settings.*" in code_of(model.sql) and model.layer == "marts":
+            assert "exclude (as_of)" in code_of(model.sql), model.name
+
+
 def test_dependencies_come_first():
     built = list(seeds())
     for model in MODELS:
@@ -67,14 +78,14 @@ def test_dependencies_come_first():
 
 def test_build_refuses_a_connection_without_inputs():
     with pytest.raises(ModelError, match="missing input tables lab_results, patients"):
-        build_models(duckdb.connect())
+        build_models(duckdb.connect(), as_of=AS_OF)
 
 
 def test_build_returns_the_tables_in_order():
     con = duckdb.connect()
     create_lake(con, {})
     install_rules(con, rules_for(None), AS_OF)
-    built = build_models(con)
+    built = build_models(con, as_of=AS_OF)
     assert built == [m.name for m in MODELS]
     tables = {row[0] for row in con.execute("select table_name from duckdb_tables()").fetchall()}
     assert set(built) <= tables

@@ -54,7 +54,7 @@ def build_nhanes(cycle: str) -> duckdb.DuckDBPyConnection:
         con.execute(f"insert into {table} by name select * from frame")
         con.unregister("frame")
     install_rules(con, rules_for(None), AS_OF)
-    build_models(con)
+    build_models(con, as_of=AS_OF)
     return con
 
 

@@ -187,7 +187,7 @@ def build_many_dates(tables: dict[str, list[dict]], dates: list[dt.date]) -> duc
     create_lake(con, {"lab_results": tables["labs"], "patients": tables["patients"],
                       "diagnoses": tables["diagnoses"], "medications": tables["medications"]})
     install_rules(con, rules_for(None), max(dates))
-    build_models(con, as_of_dates=dates)
+    build_models(con, as_of=max(dates), as_of_dates=dates)
     return con
 
 
@@ -292,6 +292,6 @@ def test_as_of_dates_are_dates():
     create_lake(con, {})
     install_rules(con, rules_for(None), LAST)
     with pytest.raises(ModelError, match="as_of_dates: expected at least one date"):
-        build_models(con, as_of_dates=[])
+        build_models(con, as_of=LAST, as_of_dates=[])
     with pytest.raises(ModelError, match="as_of_dates: expected dates"):
-        build_models(con, as_of_dates=["2024-01-31"])
+        build_models(con, as_of=LAST, as_of_dates=["2024-01-31"])

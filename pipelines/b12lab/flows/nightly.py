@@ -211,11 +211,11 @@ def prepare_warehouse(layout: OutputLayout, publication: PublicationLayout, rule
 
 
 @task
-def build_models(layout: OutputLayout, warehouse: Path) -> None:
+def build_models(layout: OutputLayout, warehouse: Path, as_of: date) -> None:
     """`dbt build`: seeds, models and their data tests, each result a line of this run's log; a failed model
     or error-severity test stops the run before the switch."""
     logger = get_run_logger()  # dbt reports from its own threads, where print is not this run's log
-    result = transforms.build(warehouse, layout.dbt_work, log=logger.info)
+    result = transforms.build(warehouse, layout.dbt_work, as_of, log=logger.info)
     for warning in result.warnings:
         logger.warning(f"dbt test warning: {warning}")
     print(f"models built: {len(result.built)} models and seeds, {result.tests_passed} data tests passed")
@@ -419,7 +419,7 @@ def _publish(layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary
     summary.status = "published"
     summary.finished_at = datetime.now()
     warehouse = prepare_warehouse(layout, publication, rules, summary.as_of, summary.as_record())
-    build_models(layout, warehouse)
+    build_models(layout, warehouse, summary.as_of)
     crash_point("classify")
     summary.warehouse = finish_warehouse(layout, publication, rules, summary.run_id)
     write_catalogue(layout, publication)

@@ -1,7 +1,7 @@
 """The export contract: which files of a drop folder are exports, of which kind, with which columns.
 
 An export kind (labs, patients, diagnoses, medications) names the columns its CSV must have, the SQL row model
-that reads it and the lake columns written for its accepted rows. A file's kind comes from its name:
+that reads it and the lake table its accepted rows go to (whose columns b12lab/lake/lake.py declares). A file's kind comes from its name:
 labs*.csv[.gz], patients*.csv, ...; a FHIR Bulk Data NDJSON file is named after its resource type
 (Observation*.ndjson[.gz] -> labs, ...), and a FHIR Bundle (*.json) is one export per resource type it holds.
 A lab CSV in a site's own layout is an export through its mapping (b12lab/ingest/mapping.py).
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from b12lab.ingest.decoding import read_json_document
 from b12lab.ingest.mapping import LabMapping, MappingError
+from b12lab.lake.lake import DATA_SCHEMAS, LINEAGE_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,12 @@ class ExportKind:
     table: str
     columns: tuple[str, ...]
     sql_file: str
-    # The lake columns written for accepted rows, in order, after which lineage columns follow.
-    lake_columns: tuple[str, ...]
+
+    @property
+    def lake_columns(self) -> tuple[str, ...]:
+        """The lake columns written for accepted rows, in order, after which lineage columns follow: the lake
+        table's columns (b12lab/lake/lake.py, DATA_SCHEMAS) less the lineage."""
+        return tuple(name for name in DATA_SCHEMAS[self.table].names if name not in LINEAGE_SCHEMA.names)
 
 
 LAB_COLUMNS = (
@@ -42,33 +47,24 @@ EXPORT_KINDS: dict[str, ExportKind] = {
         table="lab_results",
         columns=LAB_COLUMNS,
         sql_file="lab_rows.sql",
-        lake_columns=(
-            "patient_id", "accession", "analyte", "loinc", "local_code", "test_name", "collected_at",
-            "resulted_at", "value_raw", "unit_raw", "comparator", "value_reported", "unit_reported",
-            "value_si", "unit_si", "value_text", "reference_range", "ref_low_si", "ref_high_si",
-            "abnormal_flag", "status", "performing_lab",
-        ),
     ),
     "patients": ExportKind(
         name="patients",
         table="patients",
         columns=("patient_id", "birth_date", "sex", "practice"),
         sql_file="patient_rows.sql",
-        lake_columns=("patient_id", "birth_date", "birth_date_precision", "sex", "practice"),
     ),
     "diagnoses": ExportKind(
         name="diagnoses",
         table="diagnoses",
         columns=("patient_id", "code_system", "code", "recorded_at"),
         sql_file="diagnosis_rows.sql",
-        lake_columns=("patient_id", "code_system", "code", "code_normalised", "recorded_at", "recorded_at_precision"),
     ),
     "medications": ExportKind(
         name="medications",
         table="medications",
         columns=("patient_id", "drug", "atc_code", "route", "dose", "start_date", "end_date"),
         sql_file="medication_rows.sql",
-        lake_columns=("patient_id", "drug", "atc_code", "route", "dose", "start_date", "end_date"),
     ),
 }
 

@@ -243,8 +243,7 @@ def load_mapped_file(con: duckdb.DuckDBPyConnection, export: ExportFile, scratch
     (b12lab/ingest/mapping.py). Returns the source columns the header lacks, the one it repeats, the problem."""
     mapping = export.mapping
     source_columns = tuple(dict.fromkeys(column.lower() for column in mapping.source_columns()))
-    layout = ExportKind(name=f"mapping {mapping.name}", table="lab_results", columns=source_columns,
-                        sql_file="", lake_columns=())
+    layout = ExportKind(name=f"mapping {mapping.name}", table="lab_results", columns=source_columns, sql_file="")
     missing, repeated, problem = load_csv_file(con, replace(export, kind=layout, mapping=None), scratch,
                                                delimiter=mapping.delimiter)
     con.execute("create or replace temp table mapped_source as select * from raw_file")

@@ -2,8 +2,9 @@
 
 A FHIR Bulk Data NDJSON file is read line by line (blank lines too, so a record number is its line number)
 into fhir_lines; a FHIR Bundle's entries of the export's resource type likewise, numbered by their position in
-the Bundle. A SQL model (b12lab/ingest/sql/fhir_<resource>_fields.sql) then flattens each line into the same
-raw_file columns a CSV file of the kind gives, so that from raw_file on both take the same path. The
+the Bundle. A SQL model (b12lab/ingest/sql/fhir_<resource>_fields.sql; MedicationRequest and
+MedicationStatement share fhir_medication_fields.sql) then flattens each line into the same raw_file columns a
+CSV file of the kind gives, so that from raw_file on both take the same path. The
 resources that records may reference (Medication, Organization) are gathered into fhir_references, for the
 fields models to join.
 """
@@ -58,6 +59,17 @@ def _ndjson_line_batches(path: Path, problems: list[str]) -> Iterator[pa.RecordB
 def _line_batch(numbers: list[int], lines: list[str]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.array(numbers, pa.int64()), pa.array(lines, pa.string())],
                                       schema=_LINE_SCHEMA)
+
+
+# The fields model of each resource type whose model is not fhir_<resource>_fields.sql: the two medication
+# resources differ only in where the dosage and the dates are, and one model reads both.
+_SHARED_FIELDS_MODELS = {"MedicationRequest": "fhir_medication_fields.sql",
+                         "MedicationStatement": "fhir_medication_fields.sql"}
+
+
+def fields_model(resource_type: str) -> Path:
+    """The SQL model that flattens the resource type's lines into raw_file; it is run with $resource_type."""
+    return INGEST_SQL_DIR / _SHARED_FIELDS_MODELS.get(resource_type, f"fhir_{resource_type.lower()}_fields.sql")
 
 
 _REFERENCE_SCHEMA = pa.schema([("reference", pa.string()), ("resource_type", pa.string()), ("line", pa.string())])
@@ -157,7 +169,7 @@ def _load_fhir_references(con: duckdb.DuckDBPyConnection, rows: list[tuple[str, 
 
 
 def load_fhir_file(con: duckdb.DuckDBPyConnection, export: ExportFile) -> str:
-    """The file's lines into fhir_lines, then flattened by fhir_<resource>_fields.sql into raw_file. Returns
+    """The file's lines into fhir_lines, then flattened by the resource's fields model into raw_file. Returns
     the file's problem ('' when all of it was read).
 
     The resources that records may reference (fhir_references) are the Bundle's own entries, or for an NDJSON
@@ -176,7 +188,11 @@ def load_fhir_file(con: duckdb.DuckDBPyConnection, export: ExportFile) -> str:
         con.execute("create or replace temp table fhir_lines as select source_row, line from ndjson_line_batches")
     finally:
         con.unregister("ndjson_line_batches")
+    # A record is a line that is not blank (empty or only whitespace); it keeps its line number as source_row.
+    con.execute("create or replace temp view fhir_records as "
+                r"select source_row, line from fhir_lines where not regexp_full_match(line, '\s*')")
     _load_fhir_references(con, references)
-    sql = read_sql(INGEST_SQL_DIR / f"fhir_{export.fhir_resource.lower()}_fields.sql")
-    con.execute(f"create or replace temp table raw_file as {sql}")
+    sql = read_sql(fields_model(export.fhir_resource))
+    params = {"resource_type": export.fhir_resource} if "$resource_type" in sql else {}
+    con.execute(f"create or replace temp table raw_file as {sql}", params)
     return problems[0] if problems else ""

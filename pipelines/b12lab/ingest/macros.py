@@ -1,9 +1,10 @@
-"""The SQL macros the row models (b12lab/ingest/sql/<kind>_rows.sql) and the duplicate check call.
+"""The SQL macros the ingest's models (b12lab/ingest/sql/) and the duplicate check call.
 
 iso_timestamp reads ISO 8601 text only; partial_date and date_precision read a FHIR partial date (a year, a
-year and month); clean_identifier is a patient id less the whitespace around it. create_macros defines them
-on the connection before a file's row model runs (create or replace: a connection that ingests file after
-file redefines them).
+year and month); clean_identifier is a patient id less the whitespace around it; is_oversized tells a record
+too long to be one. The FHIR fields models (fhir_<resource>_fields.sql) share the reading of a resource:
+parse_resource, patient_of, reference_key, concept_name and coding_code. create_macros defines them on the
+connection before a file is read (create or replace: a connection that ingests file after file redefines them).
 """
 from __future__ import annotations
 
@@ -50,9 +51,48 @@ create or replace temp macro clean_identifier(text) as nullif(
 """
 
 
+# No lab or registry record is 64 KiB long: such a record is a blob or a runaway field, not to be stored in the
+# lake (oversized_row). `raw` is the record's fields joined back into a line.
+_OVERSIZED_MACRO = r"""
+create or replace temp macro is_oversized(raw) as length(raw) > 65536
+"""
+
+# How every FHIR fields model reads a resource: parsed once into the subset of it that the model uses (a JSON
+# structure, given as a literal); a line that is not JSON parses as null, and a value of another JSON type than
+# declared reads as null (a number declared VARCHAR reads as its text).
+_FHIR_MACROS = (
+    r"""
+create or replace temp macro parse_resource(line, structure) as
+    case when json_valid(line) then from_json(line, structure) end
+""",
+    # The patient a subject reference names: Patient/<id>, relative or absolute, a version (/_history/) ignored.
+    r"""
+create or replace temp macro patient_of(reference) as
+    regexp_extract(reference, '^(?:.*/)?Patient/([^/]+)(?:/_history/[^/]*)?$', 1)
+""",
+    # The Type/id key of fhir_references that a reference to a resource of that type names (relative or
+    # absolute, a version ignored): how a record finds the Medication or Organization it references.
+    r"""
+create or replace temp macro reference_key(reference, resource_type) as
+    regexp_extract(reference, '(' || resource_type || '/[^/]+)(?:/_history/[^/]*)?$', 1)
+""",
+    # A CodeableConcept's name: its text, else its first coding's display; '' when it has neither.
+    r"""
+create or replace temp macro concept_name(concept) as
+    coalesce(nullif(concept.text, ''), concept.coding[1].display, '')
+""",
+    # The code of a CodeableConcept's first coding in the given system (LOINC, ATC), in any position.
+    r"""
+create or replace temp macro coding_code(concept, code_system) as
+    list_filter(concept.coding, lambda c: c.system = code_system)[1].code
+""",
+)
+
+
 def create_macros(con: duckdb.DuckDBPyConnection) -> None:
-    """The macros on the connection, for the row models of the file about to be read."""
+    """The macros on the connection, for the models of the file about to be read."""
     con.execute(_ISO_TIMESTAMP_MACRO)
     con.execute(_CLEAN_IDENTIFIER_MACRO)
-    for macro in _PARTIAL_DATE_MACROS:
+    con.execute(_OVERSIZED_MACRO)
+    for macro in (*_PARTIAL_DATE_MACROS, *_FHIR_MACROS):
         con.execute(macro)

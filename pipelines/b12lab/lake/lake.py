@@ -26,12 +26,61 @@ import pyarrow.parquet as pq
 
 from b12lab.lake.runs import RUNS_SCHEMA
 
-DATA_TABLES = ("lab_results", "patients", "diagnoses", "medications", "quarantine", "unmapped_codes")
 COMMIT_TABLE = "ingested_files"
 OUTCOMES_TABLE = "ingest_outcomes"
 RUNS_TABLE = "runs"
 # The headline counts of each published nightly run, for the next night's "changes since" (cohort_counts).
 METRICS_TABLE = "run_metrics"
+
+# Every lake table's columns and types, declared here once. The warehouse's empty tables (publication), the
+# ingest's column lists (ingest/contract.py) and the lake's writers read them; models/sources.yml and the GX
+# suites are checked against them (tests/ingest/test_lake_contract.py).
+
+# Where a row came from, on every row of the accepted-row tables and the quarantine.
+LINEAGE_SCHEMA = pa.schema([
+    ("source_file", pa.string()), ("source_row", pa.int64()), ("source_hash", pa.string()),
+    ("ingest_run", pa.string()),
+])
+
+# The data tables: accepted rows (typed by the kind's row model, b12lab/ingest/sql/<kind>_rows.sql) with their
+# lineage, the quarantine, and the out-of-scope codes counted per lab file.
+DATA_SCHEMAS = {
+    "lab_results": pa.schema([
+        ("patient_id", pa.string()), ("accession", pa.string()), ("analyte", pa.string()), ("loinc", pa.string()),
+        ("local_code", pa.string()), ("test_name", pa.string()), ("collected_at", pa.timestamp("us")),
+        ("resulted_at", pa.timestamp("us")), ("value_raw", pa.string()), ("unit_raw", pa.string()),
+        ("comparator", pa.string()), ("value_reported", pa.float64()), ("unit_reported", pa.string()),
+        ("value_si", pa.float64()), ("unit_si", pa.string()), ("value_text", pa.string()),
+        ("reference_range", pa.string()), ("ref_low_si", pa.float64()), ("ref_high_si", pa.float64()),
+        ("abnormal_flag", pa.string()), ("status", pa.string()), ("performing_lab", pa.string()),
+        *LINEAGE_SCHEMA,
+    ]),
+    "patients": pa.schema([
+        ("patient_id", pa.string()), ("birth_date", pa.date32()), ("birth_date_precision", pa.string()),
+        ("sex", pa.string()), ("practice", pa.string()),
+        *LINEAGE_SCHEMA,
+    ]),
+    "diagnoses": pa.schema([
+        ("patient_id", pa.string()), ("code_system", pa.string()), ("code", pa.string()),
+        ("code_normalised", pa.string()), ("recorded_at", pa.date32()), ("recorded_at_precision", pa.string()),
+        *LINEAGE_SCHEMA,
+    ]),
+    "medications": pa.schema([
+        ("patient_id", pa.string()), ("drug", pa.string()), ("atc_code", pa.string()), ("route", pa.string()),
+        ("dose", pa.string()), ("start_date", pa.date32()), ("end_date", pa.date32()),
+        *LINEAGE_SCHEMA,
+    ]),
+    "quarantine": pa.schema([
+        *LINEAGE_SCHEMA,
+        ("table_name", pa.string()), ("reason", pa.string()), ("raw", pa.string()),
+    ]),
+    "unmapped_codes": pa.schema([
+        ("source_file", pa.string()), ("source_hash", pa.string()), ("ingest_run", pa.string()),
+        ("code_system", pa.string()), ("code", pa.string()), ("display", pa.string()), ("rows", pa.int64()),
+        ("first_seen", pa.date32()), ("last_seen", pa.date32()),
+    ]),
+}
+DATA_TABLES = tuple(DATA_SCHEMAS)
 
 # The bookkeeping tables' columns, written out: a run that ingested a file with no record has no outcome
 # row, and a Parquet file inferred from no rows would have no columns, which no reader can open.
@@ -50,6 +99,18 @@ BOOKKEEPING_SCHEMAS = {
         ("run_id", pa.string()), ("as_of", pa.date32()), ("metric", pa.string()), ("value", pa.int64()),
     ]),
 }
+
+LAKE_SCHEMAS = {**DATA_SCHEMAS, **BOOKKEEPING_SCHEMAS}
+
+# The DuckDB type of each Arrow type the lake's schemas use.
+_DUCKDB_TYPES = {pa.string(): "varchar", pa.int64(): "bigint", pa.float64(): "double", pa.date32(): "date",
+                 pa.timestamp("us"): "timestamp"}
+
+
+def table_ddl(table: str) -> str:
+    """The lake table's columns as a DuckDB column list (`patient_id varchar, ...`), for a table created
+    empty."""
+    return ", ".join(f"{column.name} {_DUCKDB_TYPES[column.type]}" for column in LAKE_SCHEMAS[table])
 
 
 class LakeDamaged(RuntimeError):

@@ -39,9 +39,9 @@ class RunRecord:
         return asdict(self)
 
 
-# Each Python type of a field, as a Parquet (Arrow) type and as a DuckDB type.
+# Each Python type of a field as a Parquet (Arrow) type; the warehouse's DDL derives from the Arrow schema
+# (b12lab.lake.lake.table_ddl).
 _ARROW_TYPES = {str: pa.string(), date: pa.date32(), datetime: pa.timestamp("us"), int: pa.int64()}
-_SQL_TYPES = {str: "varchar", date: "date", datetime: "timestamp", int: "bigint"}
 
 
 def _column_types() -> list[tuple[str, type]]:
@@ -57,4 +57,3 @@ def _column_types() -> list[tuple[str, type]]:
 
 RUN_COLUMNS = tuple(name for name, _ in _column_types())
 RUNS_SCHEMA = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in _column_types()])
-RUNS_DDL = ", ".join(f"{name} {_SQL_TYPES[kind]}" for name, kind in _column_types())

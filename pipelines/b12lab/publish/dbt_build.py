@@ -17,6 +17,7 @@ handed to `log` as one line instead (the flow's logger).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 
 from b12lab.common.paths import TRANSFORMS_DIR as PROJECT_DIR
@@ -114,14 +116,18 @@ def _close_dbt_database() -> None:
             DuckDBConnectionManager._ENV = None
 
 
-def build(warehouse: Path, work_dir: Path, *, log: Callable[[str], None] = print,
+def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], None] = print,
           all_tests: bool = False, memory_limit: str | None = None) -> BuildResult:
-    """`dbt build` of every seed and model in `warehouse`, with the data tests of the marts, seeds and sources;
-    `all_tests` adds the unit tests and the data tests of the staging and intermediate models, which test the
-    SQL rather than the night's data (the test suite runs them; a night would spend seconds on them). Raises
-    ModelError naming the first node that failed or the first error-severity test that found rows."""
-    command = ["build"] if all_tests else [
-        "build", "--exclude", "test_type:unit", "resource_type:test,path:models/staging",
+    """`dbt build` of every seed and model in `warehouse` as of the run's date `as_of` (the dbt variable
+    as_of), with the data tests of the marts, seeds and sources; `all_tests` adds the unit tests and the data
+    tests of the staging and intermediate models, which test the SQL rather than the night's data (the test
+    suite runs them; a night would spend seconds on them). Raises ModelError naming the first node that failed
+    or the first error-severity test that found rows."""
+    if isinstance(as_of, datetime) or not isinstance(as_of, date):
+        raise ModelError(f"as_of: expected a date, got {type(as_of).__name__}")
+    run_vars = ["--vars", json.dumps({"as_of": as_of.isoformat()})]
+    command = ["build", *run_vars] if all_tests else [
+        "build", *run_vars, "--exclude", "test_type:unit", "resource_type:test,path:models/staging",
         "resource_type:test,path:models/intermediate"]
     memory_limit = memory_limit or load_settings().memory_limit
     outcome = _invoke(command, warehouse, work_dir, log, memory_limit)

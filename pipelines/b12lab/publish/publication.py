@@ -40,8 +40,8 @@ from b12lab.common.faults import crash_point
 from b12lab.common.layout import REPORT_NAME, WAREHOUSE_NAME, OutputLayout, PublicationLayout
 from b12lab.common.settings import variable
 from b12lab.lake.lake import (BOOKKEEPING_SCHEMAS, COMMIT_TABLE, DATA_TABLES, METRICS_TABLE, OUTCOMES_TABLE,
-                              RUNS_TABLE, Lake)
-from b12lab.lake.runs import RUNS_DDL, RunRecord
+                              RUNS_TABLE, Lake, table_ddl)
+from b12lab.lake.runs import RunRecord
 from b12lab.publish.pseudonymise import build_analytics
 from b12lab.rules.rules_file import Rules, install_rules
 from b12lab.publish.dbt_build import MART_TABLES, MODELS_DIR, WORKING_MODELS
@@ -54,32 +54,6 @@ PUBLICATIONS_KEPT = 7
 # and the lake tables, copied into the catalog.
 LAKE_VIEWS = (*DATA_TABLES, COMMIT_TABLE, OUTCOMES_TABLE, RUNS_TABLE, METRICS_TABLE)
 
-_EMPTY_SCHEMAS = {
-    # Used when the lake holds no file of a table yet, so the view still exists with its columns.
-    "lab_results": "patient_id varchar, accession varchar, analyte varchar, loinc varchar, local_code varchar, "
-                   "test_name varchar, collected_at timestamp, resulted_at timestamp, value_raw varchar, "
-                   "unit_raw varchar, comparator varchar, value_reported double, unit_reported varchar, "
-                   "value_si double, unit_si varchar, value_text varchar, reference_range varchar, "
-                   "ref_low_si double, ref_high_si double, abnormal_flag varchar, status varchar, "
-                   "performing_lab varchar",
-    "patients": "patient_id varchar, birth_date date, birth_date_precision varchar, sex varchar, practice varchar",
-    "diagnoses": "patient_id varchar, code_system varchar, code varchar, code_normalised varchar, recorded_at date, "
-                 "recorded_at_precision varchar",
-    "medications": "patient_id varchar, drug varchar, atc_code varchar, route varchar, dose varchar, "
-                   "start_date date, end_date date",
-    "quarantine": "source_file varchar, source_row bigint, source_hash varchar, ingest_run varchar, "
-                  "table_name varchar, reason varchar, raw varchar",
-    "unmapped_codes": "source_file varchar, source_hash varchar, ingest_run varchar, code_system varchar, "
-                      "code varchar, display varchar, rows bigint, first_seen date, last_seen date",
-    "ingested_files": "source_file varchar, source_hash varchar, kind varchar, ingest_run varchar, "
-                      "committed_at timestamp, rows_read bigint, rows_accepted bigint, rows_quarantined bigint, "
-                      "rows_dropped bigint",
-    "ingest_outcomes": "source_file varchar, source_hash varchar, ingest_run varchar, outcome varchar, "
-                       "reason varchar, rows bigint",
-    "runs": RUNS_DDL,  # b12lab/lake/runs.py
-    "run_metrics": "run_id varchar, as_of date, metric varchar, value bigint",
-}
-_LINEAGE = "source_file varchar, source_row bigint, source_hash varchar, ingest_run varchar"
 
 
 class IngestedFile(Protocol):
@@ -172,8 +146,8 @@ def create_lake_views(con: duckdb.DuckDBPyConnection, lake: Lake, materialise: b
             con.execute(f"create or replace {kind} {table} as "
                         f"select * from read_parquet([{paths}], union_by_name = true)")
         else:
-            columns = _EMPTY_SCHEMAS[table] + (f", {_LINEAGE}" if table in DATA_TABLES and table not in ("quarantine", "unmapped_codes") else "")
-            con.execute(f"create or replace table {table} ({columns})")
+            # No file of the table yet: the table still exists, empty, with the lake contract's columns.
+            con.execute(f"create or replace table {table} ({table_ddl(table)})")
     if run_record is not None:
         if not materialise:
             raise ValueError("a run record is added to a materialised runs table only")

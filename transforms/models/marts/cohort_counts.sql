@@ -14,8 +14,8 @@
 with
 
 run_as_of as (
-    select rules_settings.as_of
-    from {{ source('rules', 'rules_settings') }} as rules_settings
+    select stg_run_as_of.as_of
+    from {{ ref('stg_run_as_of') }} as stg_run_as_of
 ),
 
 statuses as (

@@ -15,9 +15,10 @@ with
 
 settings as (
     select
-        rules_settings.as_of,
+        stg_run_as_of.as_of,
         rules_settings.neuro_involvement_enabled
     from {{ source('rules', 'rules_settings') }} as rules_settings
+    cross join {{ ref('stg_run_as_of') }} as stg_run_as_of
 ),
 
 deficient_patients as (

@@ -25,8 +25,8 @@
 with
 
 settings as (
-    select rules_settings.as_of
-    from {{ source('rules', 'rules_settings') }} as rules_settings
+    select stg_run_as_of.as_of
+    from {{ ref('stg_run_as_of') }} as stg_run_as_of
 ),
 
 reasons_as_of as (

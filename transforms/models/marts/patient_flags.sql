@@ -27,8 +27,9 @@
 with
 
 settings as (
-    select rules_settings.*
+    select rules_settings.* exclude (as_of), stg_run_as_of.as_of
     from {{ source('rules', 'rules_settings') }} as rules_settings
+    cross join {{ ref('stg_run_as_of') }} as stg_run_as_of
 ),
 
 b12_treatment as (

@@ -9,10 +9,11 @@ with
 
 settings as (
     select
-        rules_settings.as_of,
+        stg_run_as_of.as_of,
         rules_settings.rules_version,
         rules_settings.rules_profile
     from {{ source('rules', 'rules_settings') }} as rules_settings
+    cross join {{ ref('stg_run_as_of') }} as stg_run_as_of
 ),
 
 status_as_of as (

@@ -1,5 +1,5 @@
 -- grain: one as-of date D that the models evaluate.
--- rule: a publication is as of one date, the run's as_of (rules_settings), and it also holds the report's
+-- rule: a publication is as of one date, the run's as_of (stg_run_as_of), and it also holds the report's
 -- trend: the last day of each of the trend_months - 1 months before the run's month (a dbt variable, 24 by
 -- default), so this model holds trend_months dates, the run's as_of the latest. Every date-dependent rule
 -- (which results count, lookbacks and windows, medication active on D, PA and treatment known on D, the
@@ -9,8 +9,8 @@
 with
 
 run_as_of as (
-    select rules_settings.as_of
-    from {{ source('rules', 'rules_settings') }} as rules_settings
+    select stg_run_as_of.as_of
+    from {{ ref('stg_run_as_of') }} as stg_run_as_of
 ),
 
 months_before as (

@@ -46,8 +46,7 @@ checked as (
         typed.*,
         case
             when is_malformed then 'malformed_row'
-            -- No registry record is 64 KiB long: a blob or a runaway field, not to be stored in the lake.
-            when length(raw) > 65536 then 'oversized_row'
+            when is_oversized(raw) then 'oversized_row'
             when record_status = 'entered-in-error' then 'entered_in_error'
             when record_status = 'refuted' then 'refuted'
             when patient_id is null then 'missing_patient_id'

@@ -16,20 +16,14 @@
 --   record_status verificationStatus code (refuted and entered-in-error conditions are dropped by
 --                 diagnosis_rows). clinicalStatus is not used: a resolved or inactive pernicious anaemia is
 --                 still a history of pernicious anaemia.
--- Input: fhir_lines (source_row, line): every line of the file, numbered; ref_code_systems.
+-- Input: fhir_records (source_row, line): the file's records, its non-blank lines, numbered;
+-- ref_code_systems.
+-- Macros: parse_resource, patient_of (b12lab/ingest/macros.py).
 
-with lines as (
-    select source_row, line
-    from fhir_lines
-    where not regexp_full_match(line, '\s*')
-),
-
-parsed as (
+with parsed as (
     select
         source_row,
-        -- Parsed once into the subset of the resource that is used; a value of another JSON type than
-        -- declared reads as null.
-        case when json_valid(line) then from_json(line, '{
+        parse_resource(line, '{
             "resourceType": "VARCHAR",
             "subject": {"reference": "VARCHAR"},
             "code": {"coding": [{"system": "VARCHAR", "code": "VARCHAR"}]},
@@ -37,8 +31,8 @@ parsed as (
             "onsetDateTime": "VARCHAR",
             "onsetPeriod": {"start": "VARCHAR"},
             "verificationStatus": {"coding": [{"code": "VARCHAR"}]}
-        }') end as resource
-    from lines
+        }') as resource
+    from fhir_records
 ),
 
 conditions as (
@@ -67,9 +61,7 @@ codings as (
 fields as (
     select
         source_row,
-        coalesce(regexp_extract(
-            resource.subject.reference, '^(?:.*/)?Patient/([^/]+)(?:/_history/[^/]*)?$', 1
-        ), '') as patient_id,
+        coalesce(patient_of(resource.subject.reference), '') as patient_id,
         coalesce(coding.system, '') as code_system,
         coalesce(coding.code, '') as code,
         coalesce(resource.recordedDate, resource.onsetDateTime, resource.onsetPeriod.start, '') as recorded_at,
@@ -79,15 +71,15 @@ fields as (
 
 final as (
     select
-        lines.source_row,
+        fhir_records.source_row,
         fields.patient_id,
         fields.code_system,
         fields.code,
         fields.recorded_at,
         fields.record_status,
         null::varchar as _overflow
-    from lines
-    left join fields on fields.source_row = lines.source_row
+    from fhir_records
+    left join fields on fields.source_row = fhir_records.source_row
 )
 
 select * from final

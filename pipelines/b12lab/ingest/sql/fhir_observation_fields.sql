@@ -27,20 +27,13 @@
 -- unparseable_value for an analyte's code).
 --   resulted_at      issued
 --   performing_lab   performer[0].display
--- Input: fhir_lines (source_row, line): every line of the file, numbered.
+-- Input: fhir_records (source_row, line): the file's records, its non-blank lines, numbered.
+-- Macros: parse_resource, patient_of, concept_name, coding_code (b12lab/ingest/macros.py).
 
-with lines as (
-    select source_row, line
-    from fhir_lines
-    where not regexp_full_match(line, '\s*')
-),
-
-parsed as (
+with parsed as (
     select
         source_row,
-        -- Parsed once into the subset of the resource that is used; a value of another JSON type than
-        -- declared reads as null, a number declared VARCHAR reads as its text.
-        case when json_valid(line) then from_json(line, '{
+        parse_resource(line, '{
             "resourceType": "VARCHAR",
             "id": "VARCHAR",
             "identifier": [{"value": "VARCHAR"}],
@@ -60,8 +53,8 @@ parsed as (
             "valueCodeableConcept": {"text": "VARCHAR", "coding": [{"display": "VARCHAR"}]},
             "interpretation": [{"coding": [{"code": "VARCHAR"}]}],
             "referenceRange": [{"low": {"value": "VARCHAR"}, "high": {"value": "VARCHAR"}, "text": "VARCHAR"}]
-        }') end as resource
-    from lines
+        }') as resource
+    from fhir_records
 ),
 
 observations as (
@@ -73,17 +66,15 @@ observations as (
 fields as (
     select
         source_row,
-        coalesce(regexp_extract(
-            resource.subject.reference, '^(?:.*/)?Patient/([^/]+)(?:/_history/[^/]*)?$', 1
-        ), '') as patient_id,
+        coalesce(patient_of(resource.subject.reference), '') as patient_id,
         coalesce(nullif(resource.identifier[1].value, ''), resource.id, '') as accession,
-        coalesce(list_filter(resource.code.coding, lambda c: c.system = 'http://loinc.org')[1].code, '') as loinc,
+        coalesce(coding_code(resource.code, 'http://loinc.org'), '') as loinc,
         coalesce(list_filter(
             resource.code.coding, lambda c: c.system is distinct from 'http://loinc.org'
         )[1].code, '') as local_code,
         list_filter(resource.code.coding, lambda c: c.system is distinct from 'http://loinc.org')[1].system
             as local_code_system,
-        coalesce(nullif(resource.code.text, ''), resource.code.coding[1].display, '') as test_name,
+        concept_name(resource.code) as test_name,
         coalesce(
             coalesce(resource.valueQuantity.comparator, '') || resource.valueQuantity.value,
             resource.valueString,
@@ -114,7 +105,7 @@ fields as (
 
 final as (
     select
-        lines.source_row,
+        fhir_records.source_row,
         fields.patient_id,
         fields.accession,
         fields.loinc,
@@ -130,8 +121,8 @@ final as (
         fields.performing_lab,
         null::varchar as _overflow,
         fields.local_code_system
-    from lines
-    left join fields on fields.source_row = lines.source_row
+    from fhir_records
+    left join fields on fields.source_row = fhir_records.source_row
 )
 
 select * from final

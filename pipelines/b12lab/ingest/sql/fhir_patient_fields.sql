@@ -12,29 +12,22 @@
 --   practice     generalPractitioner[0].display, managingOrganization.display, else the name of the
 --                Organization that generalPractitioner[0] or managingOrganization references, when the export
 --                holds it (fhir_references: Organization NDJSON files of the drop folder, or Bundle entries)
--- Input: fhir_lines (source_row, line): every line of the file, numbered; fhir_references (reference,
--- resource_type, line): the resources other resources may reference.
+-- Input: fhir_records (source_row, line): the file's records, its non-blank lines, numbered; fhir_references
+-- (reference, resource_type, line): the resources other resources may reference.
+-- Macros: parse_resource, reference_key (b12lab/ingest/macros.py).
 
-with lines as (
-    select source_row, line
-    from fhir_lines
-    where not regexp_full_match(line, '\s*')
-),
-
-parsed as (
+with parsed as (
     select
         source_row,
-        -- Parsed once into the subset of the resource that is used; a value of another JSON type than
-        -- declared reads as null.
-        case when json_valid(line) then from_json(line, '{
+        parse_resource(line, '{
             "resourceType": "VARCHAR",
             "id": "VARCHAR",
             "birthDate": "VARCHAR",
             "gender": "VARCHAR",
             "generalPractitioner": [{"reference": "VARCHAR", "display": "VARCHAR"}],
             "managingOrganization": {"reference": "VARCHAR", "display": "VARCHAR"}
-        }') end as resource
-    from lines
+        }') as resource
+    from fhir_records
 ),
 
 organizations as (
@@ -50,11 +43,9 @@ patients as (
         coalesce(by_practitioner.name, by_managing.name) as organization_name
     from parsed
     left join organizations as by_practitioner
-        on by_practitioner.reference = regexp_extract(
-            parsed.resource.generalPractitioner[1].reference, '(Organization/[^/]+)(?:/_history/[^/]*)?$', 1)
+        on by_practitioner.reference = reference_key(parsed.resource.generalPractitioner[1].reference, 'Organization')
     left join organizations as by_managing
-        on by_managing.reference = regexp_extract(
-            parsed.resource.managingOrganization.reference, '(Organization/[^/]+)(?:/_history/[^/]*)?$', 1)
+        on by_managing.reference = reference_key(parsed.resource.managingOrganization.reference, 'Organization')
     where parsed.resource.resourceType = 'Patient'
 ),
 
@@ -79,14 +70,14 @@ fields as (
 
 final as (
     select
-        lines.source_row,
+        fhir_records.source_row,
         fields.patient_id,
         fields.birth_date,
         fields.sex,
         fields.practice,
         null::varchar as _overflow
-    from lines
-    left join fields on fields.source_row = lines.source_row
+    from fhir_records
+    left join fields on fields.source_row = fhir_records.source_row
 )
 
 select * from final

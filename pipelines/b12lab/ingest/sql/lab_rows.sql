@@ -114,8 +114,7 @@ checked as (
         mapped.*,
         case
             when is_malformed then 'malformed_row'
-            -- No lab record is 64 KiB long: a blob or a runaway field, not to be stored in the lake.
-            when length(raw) > 65536 then 'oversized_row'
+            when is_oversized(raw) then 'oversized_row'
             -- A record with a code that maps to no analyte is not damaged, it is about something else: dropped,
             -- whatever else is wrong with it. A record with no code at all cannot be told apart from a B12
             -- result with its code lost, so it is quarantined.

@@ -40,8 +40,7 @@ checked as (
         typed.*,
         case
             when is_malformed then 'malformed_row'
-            -- No registry record is 64 KiB long: a blob or a runaway field, not to be stored in the lake.
-            when length(raw) > 65536 then 'oversized_row'
+            when is_oversized(raw) then 'oversized_row'
             when patient_id is null then 'missing_patient_id'
             when birth_date_raw is not null and birth_date is null then 'unparseable_date'
             when birth_date < date '1900-01-01' then 'implausible_date'
