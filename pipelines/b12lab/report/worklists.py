@@ -105,7 +105,8 @@ FOLDER_NOTES = {
     "flagged": "one row per patient with a safety or case-finding flag, all the patient's flags joined",
 }
 
-# What each column of each worklist holds: README.txt lists every column of every file with this.
+# What each column of each worklist holds, in the order of the files: the columns selected from each folder's
+# mart (worklist_query), and README.txt lists every column of every file with this.
 COLUMN_NOTES = {
     "items": {
         "practice": "the patient's practice; (no practice) when none is recorded",
