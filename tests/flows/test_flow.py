@@ -34,6 +34,10 @@ CONTRACT = {
     "cohort_under_monitored": ["patient_id", "reason", "detail"],
     "patient_flags": ["patient_id", "flag", "flag_date", "detail"],
     "worklist": ["practice", "patient_id", "item", "urgency", "next_action", "detail", "open_since"],
+    "worklist_deficient": ["position", "patient_id", "practice", "rule_id", "treatment", "index_value", "next_action"],
+    "worklist_borderline": ["position", "patient_id", "practice", "rule_id", "mma_status", "index_value"],
+    "worklist_under_monitored": ["position", "patient_id", "practice", "reasons", "priority", "next_action"],
+    "worklist_flagged": ["position", "patient_id", "practice", "flags", "priority", "next_action"],
     "runs": ["run_id", "as_of", "started_at", "finished_at", "rules_version", "rows_read", "rows_accepted",
              "rows_quarantined", "rows_dropped"],
 }
@@ -96,7 +100,8 @@ def test_run_publishes_every_contract_table_with_comments(small_night):
         select table_name || '.' || column_name from duckdb_columns()
         where table_name in ('lab_results', 'quarantine', 'runs', 'result_classification', 'patient_status',
                              'cohort_deficient', 'cohort_borderline', 'cohort_under_monitored', 'patient_flags',
-                             'worklist', 'worklist_tiers', 'rules_settings')
+                             'worklist', 'worklist_deficient', 'worklist_borderline', 'worklist_under_monitored',
+                             'worklist_flagged', 'worklist_tiers', 'rules_settings')
           and comment is null""")
     assert uncommented == []
     assert read(warehouse, "select count(*) from duckdb_tables() where table_name = 'patient_status' and comment is not null") == [(1,)]

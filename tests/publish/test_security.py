@@ -141,6 +141,11 @@ def test_the_pseudonymised_mart_holds_keys_not_identities(tmp_path, monkeypatch)
         worklist = [name for (name,) in con.execute(
             "select column_name from duckdb_columns() where table_name = 'worklist' order by column_index").fetchall()]
         assert worklist[0] == "patient_key" and "patient_id" not in worklist and "open_since" in worklist
+        for mart in ("worklist_deficient", "worklist_borderline", "worklist_under_monitored", "worklist_flagged"):
+            columns_of_mart = [name for (name,) in con.execute(
+                "select column_name from duckdb_columns() where table_name = $t order by column_index",
+                {"t": mart}).fetchall()]
+            assert columns_of_mart[:2] == ["patient_key", "position"] and "patient_id" not in columns_of_mart, mart
         keys = {k for (k,) in con.execute("select patient_key from patient_status").fetchall()}
     expected = {hmac.new(key.encode(), pid.encode(), hashlib.sha256).hexdigest() for pid in SECRET_IDS}
     assert keys == expected

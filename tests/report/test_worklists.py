@@ -12,8 +12,8 @@ import duckdb
 import pytest
 
 from b12lab.common.paths import VOCABULARY_DIR
-from b12lab.report.worklists import (COHORTS, COLUMN_NOTES, DIR_MODE, FILE_MODE, practice_slug, practice_slugs,
-                                     write_worklists)
+from b12lab.report.worklists import (COHORTS, COLUMN_NOTES, DIR_MODE, FILE_MODE, SOURCES, practice_slug,
+                                     practice_slugs, write_worklists)
 from tests.helpers.models import compiled_models
 
 # The urgency order of the reasons, as the vocabulary seed gives it (1 = most urgent).
@@ -22,6 +22,9 @@ with (VOCABULARY_DIR / "reason_codes.csv").open(encoding="utf-8") as _stream:
 with (VOCABULARY_DIR / "flag_codes.csv").open(encoding="utf-8") as _stream:
     FLAG_URGENCY = {row["flag"]: int(row["urgency"]) for row in csv.DictReader(_stream)}
 ITEMS_HEADER = ["practice", "patient_id", "item", "urgency", "next_action", "detail", "open_since"]
+
+# The marts of the four cohort folders, each with its priority order in `position`.
+COHORT_MARTS = ("worklist_deficient", "worklist_borderline", "worklist_under_monitored", "worklist_flagged")
 
 SAFE_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*\.csv$")
 
@@ -45,7 +48,7 @@ def tiny(sample_output, tmp_path):
     con = duckdb.connect()  # in memory, where the models' compiled SQL finds its tables (rebuild_worklist_items)
     con.execute("attach $path as sample (read_only)", {"path": str(sample_output / "warehouse.duckdb")})
     for table in ("patient_status", "cohort_deficient", "cohort_borderline", "cohort_under_monitored",
-                  "result_classification", "patient_flags", "worklist"):
+                  "result_classification", "patient_flags", "worklist", *COHORT_MARTS):
         con.execute(f"create table {table} as select * from sample.{table} limit 0")
     for table in ("reason_codes", "flag_codes", "deficient_actions", "worklist_tiers", "status_codes",
                   "rules_settings", "worklist_items"):
@@ -53,6 +56,15 @@ def tiny(sample_output, tmp_path):
     con.execute("detach sample")
     yield con
     con.close()
+
+
+def write_from_cohorts(con, report_dir: Path):
+    """The worklists written after the cohorts' worklist marts are built again from their compiled SQL over the
+    hand-made rows in `con` (the marts hold the worklists' order and formatting)."""
+    compiled = {model.name: model.compiled for model in compiled_models()}
+    for mart in COHORT_MARTS:
+        con.execute(f"create or replace table {mart} as\n{compiled[mart]}")
+    return write_worklists(con, report_dir)
 
 
 def patient(con, patient_id, practice, status="normal", index_date=None, index_value=None, **extra):
@@ -101,7 +113,7 @@ def test_deficient_untreated_first_then_lowest_pmol_then_oldest(tiny, tmp_path):
     deficient(tiny, "D-holotc-20", "Riverside", "untreated", 20.0, "pmol/L", date(2026, 2, 1), analyte="holotc")
     deficient(tiny, "D-mma", "Riverside", "untreated", 0.9, "umol/L", date(2026, 3, 1), analyte="mma")
     deficient(tiny, "D-treated-50", "Riverside", "treated", 50.0, "pmol/L", date(2026, 1, 1), comparator="<")
-    write_worklists(tiny, tmp_path / "report")
+    write_from_cohorts(tiny, tmp_path / "report")
     rows = read_csv(tmp_path / "report" / "worklists" / "deficient" / "riverside.csv")
     assert [r["patient_id"] for r in rows] == [
         "D-holotc-20", "D-120-old", "D-120-new", "D-140", "D-mma", "D-treated-50"]
@@ -113,7 +125,7 @@ def test_borderline_mma_needed_first_then_oldest(tiny, tmp_path):
     borderline(tiny, "B-normal-old", "Hillview", "normal", date(2024, 1, 1))
     borderline(tiny, "B-needed-new", "Hillview", "needed", date(2026, 6, 1))
     borderline(tiny, "B-needed-old", "Hillview", "needed", date(2025, 6, 1))
-    write_worklists(tiny, tmp_path / "report")
+    write_from_cohorts(tiny, tmp_path / "report")
     rows = read_csv(tmp_path / "report" / "worklists" / "borderline" / "hillview.csv")
     assert [r["patient_id"] for r in rows] == ["B-needed-old", "B-needed-new", "B-normal-old"]
     assert [r["mma_status"] for r in rows] == ["needed", "needed", "normal"]
@@ -125,7 +137,7 @@ def test_under_monitored_one_row_per_patient_by_severity_then_oldest(tiny, tmp_p
     under_monitored(tiny, "U-annual-older", "Hillview", ["PA_OVERDUE_ANNUAL_B12"], date(2023, 1, 1))
     under_monitored(tiny, "U-annual-never", "Hillview", ["PA_OVERDUE_ANNUAL_B12"])
     under_monitored(tiny, "U-target", "Hillview", ["TREATED_BELOW_TARGET"], date(2026, 9, 1))
-    write_worklists(tiny, tmp_path / "report")
+    write_from_cohorts(tiny, tmp_path / "report")
     rows = read_csv(tmp_path / "report" / "worklists" / "under_monitored" / "hillview.csv")
     assert [r["patient_id"] for r in rows] == ["U-target", "U-annual-never", "U-annual-older", "U-two", "U-supp"]
     two = next(r for r in rows if r["patient_id"] == "U-two")
@@ -140,7 +152,7 @@ def test_deficient_with_neurological_features_first_with_next_actions(tiny, tmp_
     deficient(tiny, "D-treated", "Riverside", "treated", 90.0, "pmol/L", date(2026, 2, 1))
     tiny.execute("update cohort_deficient set neuro_involvement = (patient_id = 'D-treated-neuro'), "
                  "neuro_detail = case when patient_id = 'D-treated-neuro' then 'R20.2 (ICD-10) on 2026-01-20' end")
-    write_worklists(tiny, tmp_path / "report")
+    write_from_cohorts(tiny, tmp_path / "report")
     rows = read_csv(tmp_path / "report" / "worklists" / "deficient" / "riverside.csv")
     assert [r["patient_id"] for r in rows] == ["D-treated-neuro", "D-untreated", "D-treated"]
     assert [r["next_action"] for r in rows] == [
@@ -155,7 +167,7 @@ def test_under_monitored_release_2_urgency_and_next_actions(tiny, tmp_path):
                     date(2026, 1, 1))
     under_monitored(tiny, "U-target", "Hillview", ["TREATED_BELOW_TARGET"], date(2020, 1, 1))
     under_monitored(tiny, "U-mma-twice", "Hillview", ["BORDERLINE_NO_MMA", "SUPPLEMENTED_NO_MMA"], date(2026, 1, 1))
-    write_worklists(tiny, tmp_path / "report")
+    write_from_cohorts(tiny, tmp_path / "report")
     path = tmp_path / "report" / "worklists" / "under_monitored" / "hillview.csv"
     rows = {r["patient_id"]: r for r in read_csv(path)}
     assert list(rows) == ["U-lapsed", "U-target", "U-work-up", "U-mma-twice"]
@@ -174,7 +186,7 @@ def test_flagged_worklist_by_flag_urgency_with_next_actions(tiny, tmp_path):
             tiny.execute("insert into patient_flags by name select $p as patient_id, $f as flag, $d as flag_date, "
                          "'detail of ' || $f as detail, 'Hillview' as practice",
                          {"p": patient_id, "f": flag, "d": flag_date})
-    write_worklists(tiny, tmp_path / "report")
+    write_from_cohorts(tiny, tmp_path / "report")
     rows = read_csv(tmp_path / "report" / "worklists" / "flagged" / "hillview.csv")
     assert [r["patient_id"] for r in rows] == ["F-folic", "F-metformin", "F-injections"]
     assert rows[0]["flags"] == "FOLATE_BEFORE_B12; MMA_RENAL_CAVEAT"
@@ -190,7 +202,7 @@ def test_files_are_owner_and_group_only_with_safe_names(tiny, tmp_path):
     for index, name in enumerate(names):
         deficient(tiny, f"P{index}", name, "untreated", 100.0 + index, "pmol/L", date(2026, 1, 1))
     report_dir = tmp_path / "report"
-    written = write_worklists(tiny, report_dir)
+    written = write_from_cohorts(tiny, report_dir)
     root = report_dir / "worklists"
     assert mode(root) == DIR_MODE == 0o750
     for folder in ("deficient", "borderline", "under_monitored", "flagged", "items"):
@@ -223,19 +235,19 @@ def test_practice_slugs_are_stable_and_unique():
 def test_cells_a_spreadsheet_would_run_are_defused(tiny, tmp_path):
     deficient(tiny, "=HYPERLINK(\"http://example.invalid\")", "Riverside", "untreated", 100.0, "pmol/L",
               date(2026, 1, 1))
-    write_worklists(tiny, tmp_path / "report")
+    write_from_cohorts(tiny, tmp_path / "report")
     rows = read_csv(tmp_path / "report" / "worklists" / "deficient" / "riverside.csv")
     assert rows[0]["patient_id"].startswith("'=")
 
 
 def test_a_practice_that_leaves_a_cohort_leaves_no_stale_file(tiny, tmp_path):
     deficient(tiny, "P1", "Old Practice", "untreated", 100.0, "pmol/L", date(2026, 1, 1))
-    write_worklists(tiny, tmp_path / "report")
+    write_from_cohorts(tiny, tmp_path / "report")
     assert (tmp_path / "report" / "worklists" / "deficient" / "old-practice.csv").exists()
     tiny.execute("delete from cohort_deficient")
     tiny.execute("delete from patient_status")
     deficient(tiny, "P2", "New Practice", "untreated", 100.0, "pmol/L", date(2026, 1, 1))
-    write_worklists(tiny, tmp_path / "report")
+    write_from_cohorts(tiny, tmp_path / "report")
     assert sorted(p.name for p in (tmp_path / "report" / "worklists" / "deficient").iterdir()) == ["new-practice.csv"]
     assert [p.name for p in (tmp_path / "report").iterdir()] == ["worklists"]
 
@@ -261,6 +273,26 @@ def test_the_sample_run_writes_worklists_matching_the_cohorts(sample_output):
         assert len(rows) == count and len({r["patient_id"] for r in rows}) == count
         assert all(r["index_date"] or cohort == "under_monitored" for r in rows)
 
+
+
+def test_the_sample_run_writes_each_cohort_in_the_order_of_its_mart(sample_output):
+    """A cohort folder is its mart row for row: the positions number the patients 1, 2, 3... and each practice's
+    file lists its patients in that order."""
+    root = sample_output / "report" / "worklists"
+    with duckdb.connect(str(sample_output / "warehouse.duckdb"), read_only=True) as con:
+        ranked = {cohort: con.execute(f"select position, patient_id from {SOURCES[cohort][0]} order by position"
+                                      ).fetchall() for cohort in COHORTS if cohort != "items"}
+    assert sorted(SOURCES[cohort][0] for cohort in ranked) == sorted(COHORT_MARTS)
+    for cohort, rows in ranked.items():
+        assert rows, cohort  # the sample has patients in every cohort
+        assert [position for position, _ in rows] == list(range(1, len(rows) + 1)), cohort
+        order = [patient_id for _, patient_id in rows]
+        written = 0
+        for path in (root / cohort).glob("*.csv"):
+            listed = [r["patient_id"] for r in read_csv(path)]
+            assert listed == [patient_id for patient_id in order if patient_id in set(listed)], path.name
+            written += len(listed)
+        assert written == len(order), cohort
 
 # --- items/: the worklist mart, one row per patient and item; README.txt, the legend -------------------------
 
@@ -298,7 +330,7 @@ def test_items_by_urgency_then_longest_open_then_patient(tiny, tmp_path):
     item(tiny, "I-d", "Hillview", "PA_OVERDUE_ANNUAL_B12", 10, None)
     item(tiny, "I-e", "Hillview", "BORDERLINE_NEEDS_MMA", 18, date(2019, 1, 1), detail="=cmd|' /C calc'!A0")
     item(tiny, "R-x", "Riverside", "DEFICIENT", 1, date(2026, 2, 1))
-    written = write_worklists(tiny, tmp_path / "report")
+    written = write_from_cohorts(tiny, tmp_path / "report")
     folder = tmp_path / "report" / "worklists" / "items"
     path = folder / "hillview.csv"
     with path.open(encoding="utf-8-sig", newline="") as handle:
@@ -321,7 +353,7 @@ def test_items_by_urgency_then_longest_open_then_patient(tiny, tmp_path):
 
 def test_readme_explains_the_folders_every_column_and_the_urgency_order(tiny, tmp_path):
     patient(tiny, "N-1", None)  # so that every folder has a file (no-practice.csv) to read the header of
-    write_worklists(tiny, tmp_path / "report")
+    write_from_cohorts(tiny, tmp_path / "report")
     root = tmp_path / "report" / "worklists"
     readme = root / "README.txt"
     assert mode(readme) == FILE_MODE == 0o640
@@ -369,7 +401,7 @@ def test_readme_follows_the_vocabulary_of_the_warehouse(tiny, tmp_path):
     tiny.execute("update reason_codes set urgency = 0, next_action = 'act on the supplement' "
                  "where reason = 'SUPPLEMENTED_NO_MMA'")
     rebuild_worklist_items(tiny)
-    write_worklists(tiny, tmp_path / "report")
+    write_from_cohorts(tiny, tmp_path / "report")
     order = urgency_table((tmp_path / "report" / "worklists" / "README.txt").read_text(encoding="utf-8"))
     assert order[4] == ("SUPPLEMENTED_NO_MMA", "act on the supplement")
     assert order[5][0] == "PA_NOT_ON_TREATMENT"

@@ -282,7 +282,8 @@ def test_the_marts_stay_as_of_the_run_date():
     assert con.execute("select distinct as_of from patient_status").fetchall() == [(LAST,)]
     single = build(**crafted_lake(), as_of=LAST)
     for mart in ("patient_status", "cohort_deficient", "cohort_borderline", "cohort_under_monitored",
-                 "patient_flags", "result_classification", "worklist"):
+                 "patient_flags", "result_classification", "worklist", "worklist_deficient", "worklist_borderline",
+                 "worklist_under_monitored", "worklist_flagged"):
         assert con.execute(f"select count(*) from {mart}").fetchone() == single.execute(
             f"select count(*) from {mart}").fetchone(), mart
 

@@ -114,6 +114,11 @@ ORDER_KEYS = {
                      "coalesce(reason, '')", "coalesce(table_name, '')"),
     # per practice, most urgent first, the longest open first (no date at all before any date)
     "worklist": ("practice", "urgency", "coalesce(open_since, date '0001-01-01')", "patient_id", "item"),
+    # one patient each, numbered in the worklist's priority order
+    "worklist_deficient": ("position",),
+    "worklist_borderline": ("position",),
+    "worklist_under_monitored": ("position",),
+    "worklist_flagged": ("position",),
 }
 
 

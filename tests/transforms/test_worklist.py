@@ -163,6 +163,45 @@ def test_practice_is_trimmed_with_a_fallback(marts):
     assert practices == {"P-blank": "(no practice)", "P-null": "(no practice)", "P-spaced": "Hillview"}
 
 
+
+def rebuild_cohort_worklists(con) -> dict[str, list[dict]]:
+    """The cohorts' worklist marts built again from their compiled SQL: mart -> its rows in position order."""
+    found = {}
+    for mart in ("worklist_deficient", "worklist_borderline", "worklist_under_monitored", "worklist_flagged"):
+        con.execute(f"create or replace table {mart} as\n{COMPILED[mart]}")
+        found[mart] = rows(con, f"select * from {mart} order by position")
+    return found
+
+
+def test_the_cohort_worklists_number_one_row_per_patient_most_urgent_first(marts):
+    add_everything(marts)
+    add_status(marts, "U-lapsed", index_date=dt.date(2024, 1, 1))
+    marts.execute("insert into cohort_under_monitored by name select 'U-lapsed' as patient_id, reason, "
+                  "'lapsed' as detail from (values ('PA_NOT_ON_TREATMENT'), ('PA_OVERDUE_ANNUAL_B12')) as r(reason)")
+    marts.execute("insert into cohort_under_monitored by name select 'D-neuro' as patient_id, "
+                  "'SUPPLEMENTED_NO_MMA' as reason, 'supplemented' as detail")
+    found = rebuild_cohort_worklists(marts)
+    for mart, mart_rows in found.items():
+        assert [row["position"] for row in mart_rows] == list(range(1, len(mart_rows) + 1)), mart
+    deficient = found["worklist_deficient"]
+    assert [row["patient_id"] for row in deficient] == ["D-neuro", "D-untreated", "D-treated"]
+    assert [row["next_action"] for row in deficient] == [
+        "seek urgent neurology and haematology advice; start B12 now", "start B12 treatment",
+        "check treatment and work-up"]
+    assert deficient[0]["index_value"] == "100" and deficient[0]["index_value_pmol_l"] is None  # no SI unit given
+    assert [row["patient_id"] for row in found["worklist_borderline"]] == ["B-needed", "B-normal"]
+    under_monitored = {row["patient_id"]: row for row in found["worklist_under_monitored"]}
+    # neurological involvement first, whatever its reason; then priority (both 1 here), then the older index date
+    assert list(under_monitored) == ["D-neuro", "U-lapsed", "ALL"]
+    assert under_monitored["D-neuro"]["neuro_involvement"] and not under_monitored["ALL"]["neuro_involvement"]
+    assert under_monitored["U-lapsed"]["reasons"] == "PA_NOT_ON_TREATMENT; PA_OVERDUE_ANNUAL_B12"
+    assert under_monitored["U-lapsed"]["details"] == "PA_NOT_ON_TREATMENT: lapsed | PA_OVERDUE_ANNUAL_B12: lapsed"
+    assert under_monitored["ALL"]["reasons"].split("; ") == REASONS and under_monitored["ALL"]["priority"] == 1
+    assert under_monitored["ALL"]["next_action"].split("; ")[0] == "restart maintenance B12 or record why stopped"
+    [flagged] = found["worklist_flagged"]
+    assert flagged["flags"].split("; ")[0] == "FOLATE_BEFORE_B12" and flagged["first_flag_date"] == dt.date(2025, 3, 1)
+    assert flagged["details"].startswith("FOLATE_BEFORE_B12 (2025-03-01): detail of FOLATE_BEFORE_B12 | ")
+
 # --- the worklist of a real lake: rows, details and dates from the models -----------------------------------
 
 

@@ -15,3 +15,8 @@ printf('%.10g', {{ value }})
 {% macro practice_label(practice) -%}
 coalesce(nullif(trim({{ practice }}), ''), '(no practice)')
 {%- endmacro %}
+
+{#- A result's value as the laboratory reported it: the comparator of a censored value, then the number (<50, 245). -#}
+{% macro reported_value(comparator, value) -%}
+coalesce({{ comparator }}, '') || {{ number_text(value) }}
+{%- endmacro %}

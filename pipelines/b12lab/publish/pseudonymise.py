@@ -3,8 +3,9 @@
 OUTPUT/analytics/analytics.duckdb holds the marts with `patient_id` replaced by `patient_key`, a keyed hash
 (HMAC-SHA-256) of the identifier. The key comes from the settings (B12LAB_PSEUDONYM_KEY) and is never
 stored with the data: without it a key cannot be turned back into a patient, and with the same key the same
-patient gets the same key every night, so analysts can follow patients over time. Lineage that points into
-the identified exports (accession, source file and row) is left out.
+patient gets the same key every night, so analysts can follow patients over time. Every mart that names patients
+(the cohorts, the flags, the worklists) is keyed this way; a mart without `patient_id` (the counts) is copied as
+it is. Lineage that points into the identified exports (accession, source file and row) is left out.
 """
 from __future__ import annotations
 

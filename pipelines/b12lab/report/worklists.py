@@ -5,10 +5,12 @@ patients, unlike the report page):
 
     items/<practice-slug>.csv             one row per patient and item (an under-monitoring reason, a flag,
                                           DEFICIENT or BORDERLINE_NEEDS_MMA): the mart `worklist`
-    deficient/<practice-slug>.csv         one row per deficient patient
-    borderline/<practice-slug>.csv        one row per borderline patient
-    under_monitored/<practice-slug>.csv   one row per under-monitored patient, all reasons joined
-    flagged/<practice-slug>.csv           one row per patient with a safety or case-finding flag, all flags joined
+    deficient/<practice-slug>.csv         one row per deficient patient: the mart `worklist_deficient`
+    borderline/<practice-slug>.csv        one row per borderline patient: the mart `worklist_borderline`
+    under_monitored/<practice-slug>.csv   one row per under-monitored patient, all reasons joined: the mart
+                                          `worklist_under_monitored`
+    flagged/<practice-slug>.csv           one row per patient with a safety or case-finding flag, all flags
+                                          joined: the mart `worklist_flagged`
     README.txt                            the legend: the folders, every column of each file, what `priority`
                                           and `urgency` mean, and the full urgency order of items/ with each
                                           item's next action, read from the warehouse (the mart worklist_items,
@@ -18,7 +20,8 @@ Every practice known to the publication gets a file in every folder (header only
 care team that finds its file empty knows there is nothing to do rather than wondering whether the run failed.
 Patients without a practice go to `no-practice.csv`.
 
-Order (most urgent first; patient_id last, so the order is always the same):
+Order (most urgent first; patient_id last, so the order is always the same), as the marts define it (the
+cohorts' marts number their patients in `position`):
 - deficient: neurological involvement first (the seed: seek urgent specialist advice); then untreated before
   treated; then the lowest index value in pmol/L (b12 or holotc; an index that is not in pmol/L, the elevated
   MMA of MMA_ON_SUPPLEMENT, comes after those); then the oldest index date.
@@ -66,180 +69,23 @@ _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 1
 
 _PRACTICE = f"coalesce(nullif(trim(practice), ''), '{NO_PRACTICE_LABEL}')"
 
-QUERIES = {
-    "deficient": f"""
-        select
-            patient_id,
-            {_PRACTICE} as practice,
-            rule_id,
-            treatment,
-            index_analyte,
-            coalesce(index_comparator, '') || printf('%.10g', index_value) as index_value,
-            index_unit,
-            index_date,
-            case when index_unit_si = 'pmol/L' then index_value_si end as index_value_pmol_l,
-            case when mma_value is not null then printf('%.10g', mma_value) end as mma_value,
-            mma_unit,
-            mma_date,
-            has_pa,
-            on_b12,
-            treatment_start,
-            neuro_involvement,
-            neuro_detail,
-            deficient_actions.next_action
-        from cohort_deficient
-        inner join deficient_actions on deficient_actions.situation = case
-            when neuro_involvement then 'neurological_involvement'
-            when treatment = 'untreated' then 'untreated'
-            else 'treated'
-        end
-        order by
-            neuro_involvement desc nulls last,
-            treatment = 'treated',
-            case when index_unit_si = 'pmol/L' then index_value_si end asc nulls last,
-            index_date asc nulls last,
-            patient_id
-    """,
-    "borderline": f"""
-        select
-            patient_id,
-            {_PRACTICE} as practice,
-            rule_id,
-            mma_status,
-            index_analyte,
-            coalesce(index_comparator, '') || printf('%.10g', index_value) as index_value,
-            index_unit,
-            index_date,
-            case when mma_value is not null then printf('%.10g', mma_value) end as mma_value,
-            mma_unit,
-            mma_date,
-            has_pa,
-            on_b12
-        from cohort_borderline
-        order by
-            mma_status <> 'needed',
-            index_date asc nulls last,
-            patient_id
-    """,
-    "under_monitored": f"""
-        with
-        reasons as (
-            select
-                cohort_under_monitored.patient_id,
-                min(reason_codes.urgency) as severity,
-                string_agg(cohort_under_monitored.reason, '; '
-                           order by reason_codes.urgency, cohort_under_monitored.reason) as reasons,
-                string_agg(cohort_under_monitored.reason || ': ' || cohort_under_monitored.detail, ' | '
-                           order by reason_codes.urgency, cohort_under_monitored.reason) as details
-            from cohort_under_monitored
-            inner join reason_codes on reason_codes.reason = cohort_under_monitored.reason
-            group by cohort_under_monitored.patient_id
-        ),
-        actions as (
-            select patient_id, string_agg(next_action, '; ' order by severity) as next_action
-            from (
-                select
-                    cohort_under_monitored.patient_id,
-                    reason_codes.next_action,
-                    min(reason_codes.urgency) as severity
-                from cohort_under_monitored
-                inner join reason_codes on reason_codes.reason = cohort_under_monitored.reason
-                group by all
-            )
-            group by patient_id
-        ),
-        last_test as (
-            select patient_id, max(collected_on) as last_test_date
-            from result_classification
-            where analyte in ('b12', 'holotc', 'mma') and category is not null
-            group by patient_id
-        )
-        select
-            patient_status.patient_id,
-            coalesce(nullif(trim(patient_status.practice), ''), '{NO_PRACTICE_LABEL}') as practice,
-            reasons.reasons,
-            reasons.severity as priority,
-            last_test.last_test_date,
-            patient_status.status,
-            patient_status.rule_id,
-            patient_status.index_analyte,
-            coalesce(patient_status.index_comparator, '')
-                || printf('%.10g', patient_status.index_value) as index_value,
-            patient_status.index_unit,
-            patient_status.index_date,
-            patient_status.has_pa,
-            patient_status.on_b12,
-            patient_status.treatment_start,
-            coalesce(cohort_deficient.neuro_involvement, false) as neuro_involvement,
-            actions.next_action,
-            reasons.details
-        from reasons
-        inner join patient_status on patient_status.patient_id = reasons.patient_id
-        left join actions on actions.patient_id = reasons.patient_id
-        left join cohort_deficient on cohort_deficient.patient_id = reasons.patient_id
-        left join last_test on last_test.patient_id = reasons.patient_id
-        order by
-            coalesce(cohort_deficient.neuro_involvement, false) desc,
-            reasons.severity,
-            last_test.last_test_date asc nulls first,
-            patient_status.index_date asc nulls first,
-            patient_status.patient_id
-    """,
-    "flagged": f"""
-        with
-        flags as (
-            select
-                patient_flags.patient_id,
-                min(flag_codes.urgency) as severity,
-                min(patient_flags.flag_date) as first_flag_date,
-                string_agg(patient_flags.flag, '; ' order by flag_codes.urgency, patient_flags.flag) as flags,
-                string_agg(patient_flags.flag || ' ('
-                           || coalesce(strftime(patient_flags.flag_date, '%Y-%m-%d'), 'no date') || '): '
-                           || patient_flags.detail,
-                           ' | ' order by flag_codes.urgency, patient_flags.flag) as details
-            from patient_flags
-            inner join flag_codes on flag_codes.flag = patient_flags.flag
-            group by patient_flags.patient_id
-        ),
-        actions as (
-            select patient_id, string_agg(next_action, '; ' order by severity) as next_action
-            from (
-                select
-                    patient_flags.patient_id,
-                    flag_codes.next_action,
-                    min(flag_codes.urgency) as severity
-                from patient_flags
-                inner join flag_codes on flag_codes.flag = patient_flags.flag
-                group by all
-            )
-            group by patient_id
-        )
-        select
-            flags.patient_id,
-            coalesce(nullif(trim(patient_status.practice), ''), '{NO_PRACTICE_LABEL}') as practice,
-            flags.flags,
-            flags.severity as priority,
-            flags.first_flag_date,
-            patient_status.status,
-            patient_status.rule_id,
-            patient_status.has_pa,
-            patient_status.on_b12,
-            actions.next_action,
-            flags.details
-        from flags
-        inner join patient_status on patient_status.patient_id = flags.patient_id
-        left join actions on actions.patient_id = flags.patient_id
-        order by
-            flags.severity,
-            flags.first_flag_date asc nulls first,
-            flags.patient_id
-    """,
-    "items": """
-        select practice, patient_id, item, urgency, next_action, detail, open_since
-        from worklist
-        order by urgency, open_since asc nulls first, patient_id, item
-    """,
+# The mart behind each folder and the order of its rows, most urgent first. The cohorts' marts number their
+# patients in `position` (the worklists' priority order is defined there, once); the items of the worklist mart
+# are in one urgency order across practices.
+SOURCES = {
+    "deficient": ("worklist_deficient", "position"),
+    "borderline": ("worklist_borderline", "position"),
+    "under_monitored": ("worklist_under_monitored", "position"),
+    "flagged": ("worklist_flagged", "position"),
+    "items": ("worklist", "urgency, open_since asc nulls first, patient_id, item"),
 }
+
+
+def worklist_query(cohort: str) -> str:
+    """The rows of one worklist folder: the columns its files hold (COLUMN_NOTES, in order) from its mart."""
+    table, order = SOURCES[cohort]
+    return f"select {', '.join(COLUMN_NOTES[cohort])} from {table} order by {order}"
+
 
 # The urgency order of items/ for the legend: every item the worklist can hold, as the mart worklist_items
 # numbers them (the worklist mart reads the same table), with its label and next action.
@@ -259,7 +105,8 @@ FOLDER_NOTES = {
     "flagged": "one row per patient with a safety or case-finding flag, all the patient's flags joined",
 }
 
-# What each column of each worklist holds: README.txt lists every column of every file with this.
+# What each column of each worklist holds, in the order of the files: the columns selected from each folder's
+# mart (worklist_query), and README.txt lists every column of every file with this.
 COLUMN_NOTES = {
     "items": {
         "practice": "the patient's practice; (no practice) when none is recorded",
@@ -502,14 +349,14 @@ def write_worklists(con: duckdb.DuckDBPyConnection, report_dir: Path, run_tag: s
     practices = {name for (name,) in con.execute(f"select distinct {_PRACTICE} from patient_status").fetchall()}
     for cohort in COHORTS:
         practices.update(name for (name,) in con.execute(
-            f"select distinct worklist.practice from ({QUERIES[cohort]}) as worklist"
+            f"select distinct practice from {SOURCES[cohort][0]}"
         ).fetchall())
     slugs = practice_slugs(sorted(practices))
 
     written: list[Worklist] = []
     headers: dict[str, list[str]] = {}
     for cohort in COHORTS:
-        result = con.execute(QUERIES[cohort])
+        result = con.execute(worklist_query(cohort))
         columns, rows = [d[0] for d in result.description], result.fetchall()
         headers[cohort] = columns
         folder = building / cohort

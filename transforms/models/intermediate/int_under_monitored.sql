@@ -183,7 +183,7 @@ borderline_no_mma as (
         patient_facts.patient_id,
         'BORDERLINE_NO_MMA' as reason,
         patient_facts.index_category || ' ' || patient_facts.index_analyte || ' '
-            || coalesce(patient_facts.index_comparator, '') || {{ number_text('patient_facts.index_value') }}
+            || {{ reported_value('patient_facts.index_comparator', 'patient_facts.index_value') }}
             || coalesce(' ' || patient_facts.index_unit, '')
             || ' on ' || {{ iso_date('patient_facts.index_date') }}
             || '; no mma result from '
@@ -276,7 +276,7 @@ treated_below_target as (
         patient_facts.as_of,
         patient_facts.patient_id,
         'TREATED_BELOW_TARGET' as reason,
-        'latest b12 ' || coalesce(latest_b12.comparator, '') || {{ number_text('latest_b12.value_reported') }}
+        'latest b12 ' || {{ reported_value('latest_b12.comparator', 'latest_b12.value_reported') }}
             || coalesce(' ' || latest_b12.unit_reported, '')
             || ' on ' || {{ iso_date('latest_b12.collected_on') }}
             || ' is not above the target of ' || {{ number_text('latest_b12.target_applied') }}
@@ -301,7 +301,7 @@ deficient_facts as (
     select
         patient_facts.*,
         'deficient (' || patient_facts.rule_id || ': ' || patient_facts.index_analyte || ' '
-            || coalesce(patient_facts.index_comparator, '') || {{ number_text('patient_facts.index_value') }}
+            || {{ reported_value('patient_facts.index_comparator', 'patient_facts.index_value') }}
             || coalesce(' ' || patient_facts.index_unit, '')
             || ' on ' || {{ iso_date('patient_facts.index_date') }} || ')' as index_in_words
     from patient_facts
@@ -483,8 +483,8 @@ markers_not_normal as (
         markers_after_treatment_ranked.treatment_start,
         string_agg(
             markers_after_treatment_ranked.analyte || ' '
-                || coalesce(markers_after_treatment_ranked.comparator, '')
-                || {{ number_text('markers_after_treatment_ranked.value_reported') }}
+                || {{ reported_value('markers_after_treatment_ranked.comparator',
+                                     'markers_after_treatment_ranked.value_reported') }}
                 || coalesce(' ' || markers_after_treatment_ranked.unit_reported, '')
                 || ' on ' || {{ iso_date('markers_after_treatment_ranked.collected_on') }}
                 || case

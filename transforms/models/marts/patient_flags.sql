@@ -92,8 +92,7 @@ folate_before_b12 as (
         'folic acid started ' || {{ iso_date('folic_acid_before_b12.start_date') }}
             || ' while status was ' || folic_acid_before_b12.status
             || ' (' || folic_acid_before_b12.rule_id || ': ' || folic_acid_before_b12.index_analyte || ' '
-            || coalesce(folic_acid_before_b12.index_comparator, '')
-            || {{ number_text('folic_acid_before_b12.index_value') }}
+            || {{ reported_value('folic_acid_before_b12.index_comparator', 'folic_acid_before_b12.index_value') }}
             || coalesce(' ' || folic_acid_before_b12.index_unit, '')
             || ' on ' || {{ iso_date('folic_acid_before_b12.index_date') }} || ')'
             || coalesce(
@@ -151,8 +150,7 @@ macrocytosis_not_tested as (
         untested_macrocytosis.patient_id,
         'MACROCYTOSIS_NOT_TESTED' as flag,
         untested_macrocytosis.collected_on as flag_date,
-        'MCV ' || coalesce(untested_macrocytosis.comparator, '')
-            || {{ number_text('untested_macrocytosis.value_reported') }}
+        'MCV ' || {{ reported_value('untested_macrocytosis.comparator', 'untested_macrocytosis.value_reported') }}
             || coalesce(' ' || untested_macrocytosis.unit_reported, '')
             || ' on ' || {{ iso_date('untested_macrocytosis.collected_on') }}
             || '; no b12 or holotc result from '
@@ -269,8 +267,7 @@ mma_renal_caveat as (
         low_egfr_near_mma.rule_id || ' rests on mma ' || {{ number_text('low_egfr_near_mma.mma_value') }}
             || coalesce(' ' || low_egfr_near_mma.mma_unit, '')
             || ' on ' || {{ iso_date('low_egfr_near_mma.mma_date') }}
-            || '; eGFR ' || coalesce(low_egfr_near_mma.egfr_comparator, '')
-            || {{ number_text('low_egfr_near_mma.egfr_value') }}
+            || '; eGFR ' || {{ reported_value('low_egfr_near_mma.egfr_comparator', 'low_egfr_near_mma.egfr_value') }}
             || coalesce(' ' || low_egfr_near_mma.egfr_unit, '')
             || ' on ' || {{ iso_date('low_egfr_near_mma.egfr_date') }}
             || ': MMA rises with renal impairment' as detail

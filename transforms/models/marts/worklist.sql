@@ -55,7 +55,7 @@ deficient_items as (
             else 'treated'
         end as code,
         cohort_deficient.rule_id || ': ' || cohort_deficient.index_analyte || ' '
-            || coalesce(cohort_deficient.index_comparator, '') || {{ number_text('cohort_deficient.index_value') }}
+            || {{ reported_value('cohort_deficient.index_comparator', 'cohort_deficient.index_value') }}
             || coalesce(' ' || cohort_deficient.index_unit, '')
             || ' on ' || {{ iso_date('cohort_deficient.index_date') }}
             || '; ' || cohort_deficient.treatment
@@ -71,7 +71,7 @@ borderline_items as (
         'BORDERLINE_NEEDS_MMA' as item,
         'needs_mma' as code,
         cohort_borderline.index_category || ' ' || cohort_borderline.index_analyte || ' '
-            || coalesce(cohort_borderline.index_comparator, '') || {{ number_text('cohort_borderline.index_value') }}
+            || {{ reported_value('cohort_borderline.index_comparator', 'cohort_borderline.index_value') }}
             || coalesce(' ' || cohort_borderline.index_unit, '')
             || ' on ' || {{ iso_date('cohort_borderline.index_date') }}
             || '; no mma result around it: MMA needed'
