@@ -204,7 +204,7 @@ def test_a_model_out_of_memory_names_the_limit_and_the_setting_to_raise(tmp_path
     hash table), the one line says which limit and which setting, not just "Runtime Error"."""
     warehouse = warehouse_with(tmp_path, lake_tables())
     with pytest.raises(runner.ModelError) as failed:
-        runner.build(warehouse, tmp_path / "work", log=lambda line: None, memory_limit="1MB")
+        runner.build(warehouse, tmp_path / "work", AS_OF, log=lambda line: None, memory_limit="1MB")
     message = str(failed.value)
     assert "\n" not in message
     assert re.match(r"^model \S+ error: .*: out of memory: DuckDB could not finish within its memory limit \(1MB\)"

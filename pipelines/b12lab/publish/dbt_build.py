@@ -10,14 +10,16 @@ dbt reads its profile (profiles.yml here) from environment variables, its interf
 sets for the length of one invocation: B12LAB_WAREHOUSE_FILE, the warehouse's file name, relative to the
 warehouse's folder, which is the working directory for the invocation (so the profile is the same every night
 and dbt's parse of the project is reused: about 3 s saved per run), and B12LAB_DUCKDB_MEMORY_LIMIT, DuckDB's
-memory limit (the memory_limit setting unless the caller names one). Both are written here, never read. Its own files (the compiled SQL, the parse cache) go to a
-work folder the caller names; its log file is switched off, and every model's, seed's and test's result is
+memory limit (the memory_limit setting unless the caller names one). The run's as-of date reaches the models
+as the dbt variable `as_of`, whose default is B12LAB_RUN_AS_OF, set here: dbt parses the whole project again
+whenever `--vars` change (every night, about 3-4 s), but re-parses only the one file that reads an environment
+variable whose value changed. A person running dbt by hand passes `--vars '{as_of: ...}'`. All three are written
+here, never read. Its own files (the compiled SQL, the parse cache) go to a work folder the caller names; its log file is switched off, and every model's, seed's and test's result is
 handed to `log` as one line instead (the flow's logger).
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -59,9 +61,11 @@ class BuildResult:
 
 
 @contextmanager
-def _dbt_environment(warehouse: Path, memory_limit: str) -> Iterator[None]:
+def _dbt_environment(warehouse: Path, memory_limit: str, as_of: date | None) -> Iterator[None]:
     values = {"B12LAB_WAREHOUSE_FILE": warehouse.name, "B12LAB_DUCKDB_MEMORY_LIMIT": memory_limit,
               "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"}
+    if as_of is not None:
+        values["B12LAB_RUN_AS_OF"] = as_of.isoformat()
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     working_dir = os.getcwd()
@@ -78,7 +82,7 @@ def _dbt_environment(warehouse: Path, memory_limit: str) -> Iterator[None]:
 
 
 def _invoke(command: list[str], warehouse: Path, work_dir: Path, log: Callable[[str], None],
-            memory_limit: str | None) -> object:
+            memory_limit: str | None, as_of: date | None = None) -> object:
     from dbt.cli.main import dbtRunner
 
     def on_event(event) -> None:
@@ -92,7 +96,7 @@ def _invoke(command: list[str], warehouse: Path, work_dir: Path, log: Callable[[
                  "--target-path", str(work_dir / "target"), "--log-path", str(work_dir / "logs"),
                  "--log-level-file", "none", "--log-level", "none", "--no-use-colors",
                  "--no-send-anonymous-usage-stats", "--no-version-check"]
-    with _invocation_lock, _dbt_environment(warehouse, memory_limit or load_settings().memory_limit):
+    with _invocation_lock, _dbt_environment(warehouse, memory_limit or load_settings().memory_limit, as_of):
         try:
             outcome = dbtRunner(callbacks=[on_event]).invoke(arguments)
         finally:
@@ -125,12 +129,11 @@ def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], 
     or the first error-severity test that found rows."""
     if isinstance(as_of, datetime) or not isinstance(as_of, date):
         raise ModelError(f"as_of: expected a date, got {type(as_of).__name__}")
-    run_vars = ["--vars", json.dumps({"as_of": as_of.isoformat()})]
-    command = ["build", *run_vars] if all_tests else [
-        "build", *run_vars, "--exclude", "test_type:unit", "resource_type:test,path:models/staging",
+    command = ["build"] if all_tests else [
+        "build", "--exclude", "test_type:unit", "resource_type:test,path:models/staging",
         "resource_type:test,path:models/intermediate"]
     memory_limit = memory_limit or load_settings().memory_limit
-    outcome = _invoke(command, warehouse, work_dir, log, memory_limit)
+    outcome = _invoke(command, warehouse, work_dir, log, memory_limit, as_of)
     result = BuildResult()
     failures = []
     out_of_memory = False
