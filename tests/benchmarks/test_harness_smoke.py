@@ -15,7 +15,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ROWS = 2000
 # Not a timing assertion: only a guard so that a hung Prefect server cannot hang the test session.
 HANG_GUARD_S = 600
-pytestmark = pytest.mark.process  # the harness runs the pipeline in processes of its own
 
 
 def run_harness(tmp_path: Path, *options: str) -> tuple[subprocess.CompletedProcess, dict]:
@@ -30,6 +29,7 @@ def run_harness(tmp_path: Path, *options: str) -> tuple[subprocess.CompletedProc
 
 
 @pytest.mark.bench_smoke
+@pytest.mark.process  # the harness runs the pipeline in processes of its own
 def test_every_contender_is_measured(tmp_path):
     completed, result = run_harness(tmp_path)
 
@@ -60,6 +60,7 @@ def test_every_contender_is_measured(tmp_path):
 
 
 @pytest.mark.bench_smoke
+@pytest.mark.process
 def test_profile_times_the_stages(tmp_path):
     completed, result = run_harness(tmp_path, "--profile")
 

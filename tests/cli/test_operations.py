@@ -273,9 +273,10 @@ def test_an_interrupted_run_stops_within_10_s_and_the_next_one_recovers(tmp_path
     assert record["status"] == "interrupted"
     assert flow_run_state(record["flow_run_id"]) in ("CRASHED", "CANCELLED")
 
-    again = run(large_drop, output)
-    assert again.returncode == 0, again.stderr
-    assert query(output / "warehouse.duckdb", "select count(*) > 0 from cohort_deficient") == [(True,)]
+    if signum == signal.SIGTERM:  # the next night recovers whichever signal stopped this one: run it once
+        again = run(large_drop, output)
+        assert again.returncode == 0, again.stderr
+        assert query(output / "warehouse.duckdb", "select count(*) > 0 from cohort_deficient") == [(True,)]
 
 
 def test_a_killed_run_is_marked_crashed_by_the_next_run(tmp_path):
