@@ -4,6 +4,7 @@ banner of an empty night; the pages opened in a real browser (headless Debian ch
 from __future__ import annotations
 
 import csv
+import random
 import re
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import duckdb
 import pytest
 
 from b12lab.common.paths import VOCABULARY_DIR
+from b12lab.report import charts
 from b12lab.report.page import empty_night_banner
+from b12lab.report.template import break_at_underscores
 from tests.helpers.processes import b12lab
 from tests.report.test_report import Page
 
@@ -92,6 +95,55 @@ def test_the_sample_makes_one_practice_an_outlier_on_testing_coverage(warehouse)
     assert numerator / denominator < lower_998 < overall
 
 
+# --- the funnel plot itself -----------------------------------------------------------------------------------
+
+
+def overlapping(boxes: list[tuple[str, tuple]]) -> list[tuple[str, str]]:
+    return [(a, b) for i, (a, (ax0, ay0, ax1, ay1)) in enumerate(boxes) for b, (bx0, by0, bx1, by1) in boxes[i + 1:]
+            if ax0 < bx1 and bx0 < ax1 and ay0 < by1 and by0 < ay1]
+
+
+def crowded_funnel(count: int = 40) -> tuple[list[charts.FunnelPoint], list[charts.FunnelCurve]]:
+    """Many practices of similar size, most of them outside the 95 % limits: their labels compete for room."""
+    generator = random.Random(11)
+    points = [charts.FunnelPoint(f"Practice with a long name {i}", generator.randint(40, 60),
+                                 generator.choice([0.05, 0.1, 0.9, 0.95, generator.random()]),
+                                 "concern" if i % 4 == 0 else None, labelled=i % 5 != 4)
+              for i in range(count)]
+    curve = [charts.FunnelCurve(n, 0.5 - 1.5 / n ** 0.5, 0.5 - 1 / n ** 0.5, 0.5 + 1 / n ** 0.5, 0.5 + 1.5 / n ** 0.5)
+             for n in range(1, 80)]
+    return points, curve
+
+
+def test_funnel_labels_never_overlap_and_only_points_outside_the_95_limits_are_named():
+    points, curve = crowded_funnel()
+    fig, drawn = charts.funnel_figure("Crowded", points, curve, 0.5)
+    boxes = charts.funnel_label_boxes(fig)
+    assert len(boxes) >= 10                      # most find room...
+    assert overlapping(boxes) == []              # ...and no two drawn labels overlap
+    named = {text for text, _ in boxes}
+    assert named <= {p.practice for p in points if p.labelled}
+    axes = fig.axes[0].get_window_extent()
+    assert all(axes.x0 <= x0 and x1 <= axes.x1 and axes.y0 <= y0 and y1 <= axes.y1 for _, (x0, y0, x1, y1) in boxes)
+    # every point is named on hover, labelled or not
+    svg = charts.funnel_chart("funnel-crowded", "Crowded", points, curve, 0.5)
+    titles = re.findall(r'<g id="funnel-crowded-point-\d+"><title>([^<]*)</title>', svg)
+    assert sorted(titles) == sorted(p.practice for p in points)
+
+
+def test_the_funnel_x_axis_ends_a_little_past_the_largest_practice_not_at_the_total():
+    points = [charts.FunnelPoint("Small", 20, 0.4), charts.FunnelPoint("Large", 100, 0.45)]
+    curve = [charts.FunnelCurve(n, 0.2, 0.3, 0.6, 0.7) for n in (*range(1, 111), 1_000)]  # 1,000: all practices
+    fig, _ = charts.funnel_figure("Axis", points, curve, 0.42)
+    left, right = fig.axes[0].get_xlim()
+    assert left == 0 and 100 < right <= 110
+
+
+def test_a_code_wraps_only_at_its_underscores():
+    assert str(break_at_underscores("DEFICIENT_NO_IF_ANTIBODY")) == "DEFICIENT_<wbr>NO_<wbr>IF_<wbr>ANTIBODY"
+    assert str(break_at_underscores("A<B_C")) == "A&lt;B_<wbr>C"
+
+
 # --- the main page ---------------------------------------------------------------------------------------------
 
 
@@ -125,6 +177,33 @@ def test_every_measure_has_a_funnel_plot_and_a_rate_trend_with_text_and_numbers(
              for e in main_page.with_attr("data-measure-unit")}
     assert {(p, n, d) for _, p, n, d in rows} == shown
     assert len(practices) >= 7
+
+
+def test_each_funnel_names_exactly_the_practices_outside_its_95_limits(main_page, warehouse):
+    outside = query(warehouse, """select measure, practice from practice_measures
+        where as_of = (select as_of from rules_settings) and practice is not null
+          and (rate > upper_95 or rate < lower_95)""")
+    assert ("testing_coverage", LOW_TESTING_PRACTICE) in outside
+    for measure in MEASURES:
+        label = re.compile(rf"funnel-{measure}-label-\d+")
+        shown = {e["text"].strip() for e in main_page.elements
+                 if e["tag"] == "g" and label.fullmatch(e["attrs"].get("id", ""))}
+        assert shown == {p for m, p in outside if m == measure}, measure
+
+
+def test_measure_definitions_in_the_warehouse_carry_the_rules_numbers(warehouse, main_page):
+    definitions = dict(query(warehouse, "select measure, definition from measures"))
+    (lookback,), = query(warehouse, "select lookback_days from rules_settings")
+    assert not [d for d in definitions.values() if "{" in d]
+    assert f"in the last {lookback:,} days" in definitions["testing_coverage"]
+
+
+def test_the_main_page_links_the_catalogue_and_names_one_build_time(main_page, sample_output):
+    href = main_page.one("id", "catalogue-link")["attrs"]["href"]
+    assert (sample_output / "report" / href).resolve().is_file()
+    assert (sample_output / "report" / href).resolve() == (sample_output / "current" / "catalogue" / "index.html").resolve()
+    stamps = {e["attrs"]["data-generated-at"] for e in main_page.with_attr("data-generated-at")}
+    assert len(stamps) == 1 and len(main_page.with_attr("data-generated-at")) == 2
 
 
 def test_the_rate_trend_table_is_the_mart_on_each_month_end(main_page, warehouse):
@@ -262,6 +341,19 @@ def test_browser_renders_the_funnel_plots_of_the_main_page(browser, sample_outpu
         assert text.startswith(f"{numerator:,} of {denominator:,}")
 
 
+def test_browser_draws_no_two_funnel_labels_over_each_other(browser, sample_output):
+    tab, _, _ = open_in_browser(browser, sample_output / "report" / "index.html")
+    for measure in MEASURES:
+        boxes = tab.eval_on_selector_all(
+            f'svg[data-chart="funnel-{measure}"] g[id^="funnel-{measure}-label-"] text',
+            "els => els.map(e => { const r = e.getBoundingClientRect(); "
+            "return [e.textContent, [r.left, r.top, r.right, r.bottom]]; })")
+        assert overlapping([(text, tuple(box)) for text, box in boxes]) == [], measure
+        titles = tab.eval_on_selector_all(f'svg[data-chart="funnel-{measure}"] g[id^="funnel-{measure}-point-"] > title',
+                                          "els => els.map(e => e.textContent)")
+        assert titles and all(":" in title and " of " in title for title in titles), measure
+
+
 def test_browser_renders_a_practice_page_with_the_warehouse_numbers(browser, sample_output, warehouse):
     path = practice_pages(sample_output)[LOW_TESTING_PRACTICE]
     tab, problems, requests = open_in_browser(browser, path)
@@ -277,7 +369,20 @@ def test_browser_renders_a_practice_page_with_the_warehouse_numbers(browser, sam
     assert len(rows) == len(MEASURES)
     for measure, text in rows:
         numerator, denominator, _ = measures[(measure, LOW_TESTING_PRACTICE)]
-        assert text == (f"{numerator:,} of {denominator:,}" if denominator else text), measure
+        assert text == f"{numerator:,} of {denominator:,}", measure
+
+
+def test_a_measure_without_patients_says_so_plainly(sample_output, warehouse):
+    empty = query(warehouse, """select practice, measure from practice_measures
+        where as_of = (select as_of from rules_settings) and practice is not null and denominator = 0""")
+    assert empty, "the sample has a practice with an empty denominator"
+    pages = practice_pages(sample_output)
+    for practice, measure in empty:
+        html = pages[practice].read_text(encoding="utf-8")
+        page = Page(html)
+        row = next(e for e in page.with_attr("data-measure", measure) if e["tag"] == "tr")
+        assert "no patients in the denominator" in row["text"] and "–" not in row["text"], (practice, measure)
+        assert "no rate of" not in html
 
 
 # --- an empty night, through the command users run -------------------------------------------------------------

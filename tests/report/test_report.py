@@ -154,7 +154,9 @@ def test_header_names_the_run_the_rules_and_the_date(page, run_record, sample_ou
         version, profile = con.execute("select rules_version, rules_profile from rules_settings").fetchone()
     rules = page.one("data-rules-version")["attrs"]
     assert (rules["data-rules-version"], rules["data-rules-profile"]) == (version, profile)
-    generated = datetime.fromisoformat(page.one("data-generated-at")["attrs"]["data-generated-at"])
+    generated = datetime.fromisoformat(page.one("id", "generated-at")["attrs"]["data-generated-at"])
+    # the footer names the same moment as the masthead (and as the run's log line "report generated at")
+    assert page.one("id", "footer-generated-at")["attrs"]["data-generated-at"] == generated.isoformat()
     assert generated.date() >= run_record["started_at"].date()
 
 

@@ -64,13 +64,14 @@ def add_status(con, patient_id, practice="Practice A", index_date=dt.date(2025, 
                 {"p": patient_id, "practice": practice, "s": status, "d": index_date})
 
 
-def add_deficient(con, patient_id, treatment, neuro=False):
+def add_deficient(con, patient_id, treatment, neuro=False, treatment_start=None, on_b12=False):
     add_status(con, patient_id, status="deficient")
     con.execute("""insert into cohort_deficient by name select $p as patient_id, 'B12_DEFICIENT' as rule_id,
         'b12' as index_analyte, 100.0 as index_value, 'pmol/L' as index_unit, date '2025-01-01' as index_date,
         $t as treatment, $neuro as neuro_involvement, case when $neuro then 'G62.9 (ICD-10) on 2024-12-01' end
-        as neuro_detail, false as has_pa, false as on_b12, 'Practice A' as practice""",
-                {"p": patient_id, "t": treatment, "neuro": neuro})
+        as neuro_detail, false as has_pa, $on_b12 as on_b12, $start::date as treatment_start,
+        'Practice A' as practice""",
+                {"p": patient_id, "t": treatment, "neuro": neuro, "start": treatment_start, "on_b12": on_b12})
 
 
 def add_everything(con) -> None:
@@ -230,6 +231,23 @@ def lake_worklist():
     con = build_cases(lake_cases())
     yield con
     con.close()
+
+
+def test_an_untreated_patient_with_an_old_course_says_it_is_not_active(marts):
+    add_deficient(marts, "D-old-course", "untreated", treatment_start="2019-03-01")
+    add_deficient(marts, "D-late-course", "untreated", treatment_start="2025-06-01", on_b12=True)
+    add_deficient(marts, "D-never", "untreated")
+    add_deficient(marts, "D-treated", "treated", treatment_start="2024-12-20", on_b12=True)
+    (as_of,), = marts.execute("select as_of from rules_settings").fetchall()
+    (within,), = marts.execute("select deficient_treated_within_days from rules_settings").fetchall()
+    details = {row["patient_id"]: row["detail"] for row in rebuild_worklist(marts) if row["item"] == "DEFICIENT"}
+    on_index = "B12_DEFICIENT: b12 100 pmol/L on 2025-01-01; "
+    assert details["D-old-course"] == (f"{on_index}untreated (previous course started 2019-03-01, "
+                                       f"not active on {as_of.isoformat()})")
+    assert details["D-late-course"] == (f"{on_index}untreated (B12 first started 2025-06-01, none active on the "
+                                        f"result's date or started within {within} days after)")
+    assert details["D-never"] == f"{on_index}untreated"
+    assert details["D-treated"] == f"{on_index}treated"
 
 
 def test_one_row_per_patient_and_item_from_the_cohorts(lake_worklist):

@@ -18,7 +18,9 @@ import numpy as np
 
 matplotlib.use("Agg")  # no display; set before anything imports a backend
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 # One colour per cohort, the same in every chart and in the page's CSS.
@@ -235,6 +237,8 @@ class FunnelPoint:
     denominator: int
     rate: float
     outlier: str | None = None   # "concern" or "better" for a unit outside its 99.8 % limits
+    labelled: bool = False       # outside its 95 % limits: named on the plot
+    hover: str = ""              # the point's tooltip (SVG <title>); the practice's name when empty
 
 
 @dataclass(frozen=True)
@@ -261,50 +265,156 @@ def _percent_axis(axis) -> None:
     axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value * 100:.0f} %"))
 
 
-def funnel_chart(name: str, title: str, points: list[FunnelPoint], curve: list[FunnelCurve],
-                 overall_rate: float | None, label_all_up_to: int = 12) -> str:
-    """A funnel plot (Spiegelhalter 2005): each practice's rate against its denominator, the overall rate, and
-    the 95 % and 99.8 % control limits (from the model funnel_limits) narrowing as the denominator grows.
-    Points outside the 99.8 % limits are coloured (red a concern, green better than expected) and labelled;
-    all points are labelled when there are at most `label_all_up_to`."""
+# Where a funnel label may go, in points from its point: right, left, above, below, then the diagonals; the
+# same directions further out (with a leader line) when the near ones are taken.
+_LABEL_DIRECTIONS = ((6, 0), (-6, 0), (0, 6), (0, -6), (5, 5), (-5, 5), (5, -5), (-5, -5))
+_LABEL_DISTANCES = (1.0, 2.2, 3.6, 5.2)
+_LABEL_GAP_PX = 2.0        # the least space between two labels (and between a label and a point)
+_POINT_RADIUS_PX = 4.0     # a point's marker, as an obstacle for labels
+
+
+def _overlaps(box, others, gap: float) -> bool:
+    return any(box.x0 < other.x1 + gap and other.x0 < box.x1 + gap and
+               box.y0 < other.y1 + gap and other.y0 < box.y1 + gap for other in others)
+
+
+def _text_box(label, renderer):
+    """The pixels of a label's text, not of its leader line (an annotation's own extent includes both)."""
+    label.update_positions(renderer)
+    return Text.get_window_extent(label, renderer)
+
+
+def _place_labels(fig: Figure, ax, labelled: list[tuple[int, FunnelPoint]], all_points: list[FunnelPoint]) -> None:
+    """Name each labelled point where its label overlaps no other label (nor, when it can, another point),
+    inside the axes. A label that finds no free place is left out: its point names its practice on hover and
+    in the table beside the plot. Needs the final layout (drawn once, then frozen): each label is measured
+    once and its candidate places are computed from that box."""
+    from matplotlib.transforms import Bbox
+
+    renderer = fig.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    pixels_per_point = fig.dpi / 72
+    to_display = ax.transData.transform
+    markers = [Bbox.from_extents(x - _POINT_RADIUS_PX, y - _POINT_RADIUS_PX, x + _POINT_RADIUS_PX,
+                                 y + _POINT_RADIUS_PX)
+               for x, y in (to_display((point.denominator, point.rate)) for point in all_points)]
+
+    def style(point: FunnelPoint) -> dict:
+        return {"fontsize": 8, "color": "#111" if point.outlier else "#444",
+                "fontweight": "bold" if point.outlier else "normal"}
+
+    def candidates(point: FunnelPoint):
+        probe = ax.annotate(point.practice, (0, 0), xycoords="figure pixels", **style(point))
+        width, height = probe.get_window_extent(renderer).size
+        probe.remove()
+        x, y = to_display((point.denominator, point.rate))
+        for distance in _LABEL_DISTANCES:
+            for dx, dy in _LABEL_DIRECTIONS:
+                left = x + dx * distance * pixels_per_point - (0 if dx > 0 else width if dx < 0 else width / 2)
+                bottom = y + dy * distance * pixels_per_point - (0 if dy > 0 else height if dy < 0 else height / 2)
+                yield distance, dx, dy, Bbox.from_bounds(left, bottom, width, height)
+
+    placed: list = []
+    for avoid_points in (True, False):
+        for index, point in list(labelled):
+            own = to_display((point.denominator, point.rate))
+            obstacles = placed + ([m for m in markers if not (m.x0 < own[0] < m.x1 and m.y0 < own[1] < m.y1)]
+                                  if avoid_points else [])
+            for distance, dx, dy, box in candidates(point):
+                if not (inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1):
+                    continue
+                if _overlaps(box, obstacles, _LABEL_GAP_PX):
+                    continue
+                label = ax.annotate(
+                    point.practice, (point.denominator, point.rate), textcoords="offset points",
+                    xytext=(dx * distance, dy * distance), annotation_clip=False, **style(point),
+                    # a light backing so that a label crossing a limit line stays legible
+                    bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.75},
+                    ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                    va="bottom" if dy > 0 else "top" if dy < 0 else "center",
+                    arrowprops=({"arrowstyle": "-", "color": "#8a8f98", "linewidth": 0.6, "shrinkA": 0,
+                                 "shrinkB": 3} if distance > 1 else None))
+                label.set_gid(f"label-{index}")
+                label.set_in_layout(False)
+                placed.append(_text_box(label, renderer))
+                labelled.remove((index, point))
+                break
+
+
+def funnel_label_boxes(fig: Figure) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """The drawn funnel labels of a figure from `funnel_figure`: (text, (x0, y0, x1, y1) in pixels)."""
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    return [(text.get_text(), tuple(float(v) for v in _text_box(text, renderer).extents))
+            for text in ax.texts if (text.get_gid() or "").startswith("label-")]
+
+
+def funnel_figure(title: str, points: list[FunnelPoint], curve: list[FunnelCurve],
+                  overall_rate: float | None) -> tuple[Figure, list[FunnelPoint]]:
+    """The figure of `funnel_chart`, its labels placed, and the points drawn (point-<i> is the i-th)."""
     with matplotlib.rc_context(_STYLE):
         fig = _figure(6.4, 4.0)
+        FigureCanvasAgg(fig)  # a canvas that draws and measures text: labels are placed by their extents
         ax = fig.subplots()
         _title(fig, title)
         shown = [point for point in points if point.denominator > 0]
         if not shown or overall_rate is None:
             _no_data(ax, "No practice has a patient in the denominator")
-        else:
-            if curve:
-                xs = [c.denominator for c in curve]
-                ax.fill_between(xs, [c.lower_998 for c in curve], [c.upper_998 for c in curve],
-                                color=COLOURS["under_monitored"], alpha=0.06, linewidth=0)
-                ax.plot(xs, [c.lower_998 for c in curve], color=COLOURS["under_monitored"], linewidth=1.3,
-                        linestyle="-", label="99.8 % limits")
-                ax.plot(xs, [c.upper_998 for c in curve], color=COLOURS["under_monitored"], linewidth=1.3,
-                        linestyle="-")
-                ax.plot(xs, [c.lower_95 for c in curve], color=COLOURS["under_monitored"], linewidth=1.1,
-                        linestyle="--", label="95 % limits")
-                ax.plot(xs, [c.upper_95 for c in curve], color=COLOURS["under_monitored"], linewidth=1.1,
-                        linestyle="--")
-            ax.axhline(overall_rate, color="#333", linewidth=1.2, linestyle=":",
-                       label=f"All practices {overall_rate * 100:.1f} %")
-            for point in shown:
-                ax.scatter([point.denominator], [point.rate], s=34, zorder=3,
-                           color=_OUTLIER_COLOURS[point.outlier], edgecolor="white", linewidth=0.6)
-                if point.outlier or len(shown) <= label_all_up_to:
-                    ax.annotate(point.practice, (point.denominator, point.rate), textcoords="offset points",
-                                xytext=(5, 4), fontsize=8, color="#111" if point.outlier else "#555",
-                                fontweight="bold" if point.outlier else "normal")
-            largest = max([p.denominator for p in shown] + [c.denominator for c in curve])
-            ax.set_xlim(0, largest * 1.05)
-            ax.set_ylim(-0.02, 1.02)
-            _percent_axis(ax.yaxis)
-            _integer_axis(ax.xaxis)
-            ax.set_xlabel("Denominator (patients)")
-            ax.set_ylabel("Rate")
-            _legend(fig, 3)
-        return _svg(fig, name, title)
+            return fig, []
+        # the axis ends a little past the largest practice (the all-practices total is not a point)
+        largest = max(point.denominator for point in shown)
+        right = max(largest * 1.08, largest + 1)
+        beyond = [c for c in curve if c.denominator >= right][:1]
+        drawn = [c for c in curve if c.denominator < right] + beyond
+        if drawn:
+            # each denominator has its own limit (a count quantile over n): steps centred on the denominator
+            xs = [c.denominator for c in drawn]
+            colour = COLOURS["under_monitored"]
+            ax.fill_between(xs, [c.lower_998 for c in drawn], [c.upper_998 for c in drawn], step="mid",
+                            color=colour, alpha=0.06, linewidth=0)
+            ax.plot(xs, [c.lower_998 for c in drawn], drawstyle="steps-mid", color=colour, linewidth=1.3,
+                    label="99.8 % limits")
+            ax.plot(xs, [c.upper_998 for c in drawn], drawstyle="steps-mid", color=colour, linewidth=1.3)
+            ax.plot(xs, [c.lower_95 for c in drawn], drawstyle="steps-mid", color=colour, linewidth=1.1,
+                    linestyle="--", label="95 % limits")
+            ax.plot(xs, [c.upper_95 for c in drawn], drawstyle="steps-mid", color=colour, linewidth=1.1,
+                    linestyle="--")
+        ax.axhline(overall_rate, color="#333", linewidth=1.2, linestyle=":",
+                   label=f"All practices {overall_rate * 100:.1f} %")
+        for index, point in enumerate(shown):
+            dot = ax.scatter([point.denominator], [point.rate], s=34, zorder=3,
+                             color=_OUTLIER_COLOURS[point.outlier], edgecolor="white", linewidth=0.6)
+            dot.set_gid(f"point-{index}")
+        ax.set_xlim(0, right)
+        ax.set_ylim(-0.02, 1.02)
+        _percent_axis(ax.yaxis)
+        _integer_axis(ax.xaxis)
+        ax.set_xlabel("Denominator (patients)")
+        ax.set_ylabel("Rate")
+        _legend(fig, 3)
+        # lay out once, then freeze the layout: labels are placed in the final pixels and must stay there
+        fig.canvas.draw()
+        fig.set_layout_engine("none")
+        labelled = [(index, point) for index, point in enumerate(shown) if point.labelled]
+        # outliers first, then the furthest from all practices' rate
+        labelled.sort(key=lambda item: (item[1].outlier is None, -abs(item[1].rate - overall_rate)))
+        _place_labels(fig, ax, labelled, shown)
+        return fig, shown
+
+
+def funnel_chart(name: str, title: str, points: list[FunnelPoint], curve: list[FunnelCurve],
+                 overall_rate: float | None) -> str:
+    """A funnel plot (Spiegelhalter 2005): each practice's rate against its denominator, the overall rate, and
+    the 95 % and 99.8 % control limits (from the model funnel_limits, drawn as the steps they are) narrowing as
+    the denominator grows. Points outside the 99.8 % limits are coloured (red a concern, green better than
+    expected); the points outside the 95 % limits are labelled where no two labels overlap, and every point
+    names its practice on hover (an SVG <title>)."""
+    fig, drawn = funnel_figure(title, points, curve, overall_rate)
+    svg = _svg(fig, name, title)
+    for index, point in enumerate(drawn):
+        hover = escape(point.hover or point.practice)
+        svg = svg.replace(f'<g id="{name}-point-{index}">', f'<g id="{name}-point-{index}"><title>{hover}</title>', 1)
+    return svg
 
 
 def rate_trend_chart(name: str, title: str, points: list[RatePoint]) -> str:

@@ -36,7 +36,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from b12lab.common.layout import REPORT_NAME, SUMMARY_NAME, WAREHOUSE_NAME
+from b12lab.common.layout import CATALOGUE_NAME, REPORT_NAME, SUMMARY_NAME, WAREHOUSE_NAME
 from b12lab.report import charts
 from b12lab.report.measures import MeasureData, last_data_received, read_measures
 from b12lab.report.template import long_date, render_page, render_practice_page
@@ -46,6 +46,9 @@ REPORT_DIR_NAME = REPORT_NAME
 # The report's link to the run's Data Docs: a link inside the report folder to ../gx/data_docs, so that the
 # page's relative link works however the folder is reached (OUTPUT/report is itself a link).
 DATA_DOCS_LINK = "data-docs"
+# The report's link to dbt's catalogue of the publication (catalogue/index.html beside report/), made like the
+# Data Docs link.
+CATALOGUE_LINK = "catalogue"
 # The pages per practice, beside the main page: report/practices/<practice-slug>.html (the worklists' slugs).
 PRACTICES_DIR_NAME = "practices"
 # The trend's three lines, metrics of cohort_counts.
@@ -73,9 +76,10 @@ class ReportData:
     worklists: list[dict] = field(default_factory=list)
     measures: list[MeasureData] = field(default_factory=list)
     banner: dict | None = None                   # {"headline", "detail"}: an empty night says so
+    catalogue: str | None = None                 # relative link to dbt's catalogue, when the publication has one
     practice_pages: list[tuple[str, str]] = field(default_factory=list)  # (practice, relative link)
+    # when the report was built: one timestamp, shown in the masthead and footer and written to the log
     generated_at: datetime = field(default_factory=lambda: datetime.now().astimezone())
-    build_seconds: float | None = None
 
 
 # --- reading the publication ---------------------------------------------------------------------------
@@ -190,6 +194,18 @@ def data_quality(con: duckdb.DuckDBPyConnection) -> dict:
             "quarantine": quarantine}
 
 
+def catalogue_link(publication: Path) -> str | None:
+    """A link inside the report folder to ../catalogue (dbt's catalogue of this publication), and its href; None
+    when the publication has no catalogue."""
+    if not (publication / CATALOGUE_NAME / "index.html").exists():
+        return None
+    report_dir = publication / REPORT_DIR_NAME
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / CATALOGUE_LINK).unlink(missing_ok=True)
+    (report_dir / CATALOGUE_LINK).symlink_to(Path("..") / CATALOGUE_NAME, target_is_directory=True)
+    return f"{CATALOGUE_LINK}/index.html"
+
+
 def validation_results(publication: Path, run: dict) -> dict:
     """GX counts from `runs`, the failed expectations from the run's summary, and the Data Docs link."""
     summary_path = publication / SUMMARY_NAME
@@ -263,6 +279,7 @@ def gather(con: duckdb.DuckDBPyConnection, publication: Path, run_id: str) -> Re
         validation=validation_results(publication, run),
         measures=read_measures(con),
         banner=empty_night_banner(metrics, quality["this_run"], last_data_received(con)),
+        catalogue=catalogue_link(publication),
     )
 
 
@@ -334,10 +351,12 @@ def build_report(publication: Path, run_id: str, live: bool = True) -> Path:
     compared with nothing.
     """
     started = time.perf_counter()
+    generated_at = datetime.now().astimezone()
     publication = Path(publication)
     report_dir = publication / REPORT_DIR_NAME
     with duckdb.connect(str(publication / WAREHOUSE_NAME), read_only=True) as con:
         data = gather(con, publication, run_id)
+        data.generated_at = generated_at
         if data.run.get("status") != "published":
             raise ValueError(f"run {run_id} is not publishing: no report")
         if live:
@@ -348,7 +367,8 @@ def build_report(publication: Path, run_id: str, live: bool = True) -> Path:
     data.practice_pages = [(row["practice"], f"{PRACTICES_DIR_NAME}/{slugs[row['practice']]}.html")
                            for row in data.by_practice if row["practice"] in slugs]
     write_practice_pages(report_dir, data, slugs, run_tag=run_id)
-    data.build_seconds = time.perf_counter() - started  # before rendering: the page cannot time itself
     page = write_page(report_dir, render_page(data))
-    print(f"report built in {time.perf_counter() - started:.1f} s")
+    # the page's own timestamp, so that the log and the page name the same moment
+    print(f"report generated at {generated_at.isoformat(timespec='seconds')} "
+          f"(built in {time.perf_counter() - started:.1f} s)")
     return page

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from b12lab.report import charts
 
@@ -40,9 +40,21 @@ def long_date(value) -> str:
     return str(value)
 
 
+def break_at_underscores(code: str) -> Markup:
+    """A code such as DEFICIENT_NO_IF_ANTIBODY that may wrap only after its underscores (<wbr>), never mid-word."""
+    return Markup("_<wbr>").join(escape(part) for part in str(code).split("_"))
+
+
 def practice_anchor(name: str) -> str:
     """A practice as an id fragment (chart ids must be unique and plain)."""
     return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-") or "practice"
+
+
+def rate_of(rate) -> str:
+    """A rate with its denominator in words: "42.0 % of 100", or plainly that the denominator is empty."""
+    if not rate.denominator:
+        return "no patients in the denominator"
+    return f"{rate.rate * 100:.1f} % of {rate.denominator:,}"
 
 
 @dataclass(frozen=True)
@@ -160,8 +172,17 @@ class View:
             return None
         return "concern" if m.concern(rate) else "better"
 
+    @staticmethod
+    def outside_95(rate) -> bool:
+        """Outside its 95 % limits: the practices a funnel plot names."""
+        return rate.rate is not None and rate.upper_95 is not None and (
+            rate.rate > rate.upper_95 or rate.rate < rate.lower_95)
+
     def funnel(self, m) -> Markup:
-        points = [charts.FunnelPoint(r.practice, r.denominator, r.rate, self._outlier_kind(m, r))
+        points = [charts.FunnelPoint(r.practice, r.denominator, r.rate, self._outlier_kind(m, r),
+                                     labelled=self.outside_95(r),
+                                     hover=f"{r.practice}: {r.numerator:,} of {r.denominator:,} "
+                                           f"({r.rate * 100:.1f} %), {self.position_text(m, r)}")
                   for r in m.practices if r.rate is not None]
         curve = [charts.FunnelCurve(c.denominator, c.lower_95, c.upper_95, c.lower_998, c.upper_998)
                  for c in m.curve]
@@ -169,12 +190,21 @@ class View:
         return Markup(charts.funnel_chart(f"funnel-{m.measure.code}", f"{m.measure.label}: funnel plot", points,
                                           curve, overall))
 
+    def position_text(self, m, rate) -> str:
+        if rate.position is None:
+            return "no rate"
+        if not rate.is_outlier:
+            return "within the 99.8 % limits" + (", outside the 95 %" if self.outside_95(rate) else "")
+        return f"{rate.position} the 99.8 % limits: " + ("a concern" if m.concern(rate) else "better than expected")
+
     def funnel_text(self, m) -> str:
         pop = m.population
         if pop is None or pop.rate is None:
             return f"Funnel plot of {m.measure.label}: no patient is in the denominator."
         text = (f"Funnel plot: {m.measure.label} of each practice (points) against its denominator; "
-                f"all practices {pop.rate * 100:.1f} % (dotted line) with 95 % and 99.8 % control limits. ")
+                f"all practices {pop.rate * 100:.1f} % (dotted line) with 95 % and 99.8 % control limits. "
+                f"The practices outside the 95 % limits are named on the plot; hover a point, or see the numbers "
+                f"below, for any other. ")
         if m.outliers:
             text += "Outside the 99.8 % limits: " + "; ".join(
                 f"{r.practice} {r.rate * 100:.1f} % of {r.denominator:,}" for r in m.outliers) + "."
@@ -195,11 +225,9 @@ class View:
         if not points:
             return f"Monthly trend of {m.measure.label} for {who}: none computed."
         first, last = points[0], points[-1]
-        def rate(r):
-            return "no rate" if r.rate is None else f"{r.rate * 100:.1f} %"
         return (f"Monthly trend of {m.measure.label} for {who} (line, left axis) with its denominator "
-                f"(bars, right axis): {rate(first)} of {first.denominator:,} on {long_date(first.as_of)}, "
-                f"{rate(last)} of {last.denominator:,} on {long_date(last.as_of)}.")
+                f"(bars, right axis): {rate_of(first)} on {long_date(first.as_of)}, "
+                f"{rate_of(last)} on {long_date(last.as_of)}.")
 
     def practice_trends(self, practice: str) -> Markup:
         panels = [(m.measure.label, self._trend_points(m, practice), self._trend_points(m, None))
@@ -212,9 +240,7 @@ class View:
         for m in self.data.measures:
             points = m.trend.get(practice, [])
             if points:
-                last = points[-1]
-                rate = "no rate" if last.rate is None else f"{last.rate * 100:.1f} %"
-                parts.append(f"{m.measure.label} {rate} of {last.denominator:,}")
+                parts.append(f"{m.measure.label}: {rate_of(points[-1])}")
         return (f"Monthly rates of {practice} (line) against all practices (dotted), one panel per measure; "
                 f"as of the last month: " + "; ".join(parts) + "." if parts else
                 f"Monthly rates of {practice}: none computed.")
@@ -245,6 +271,7 @@ _environment = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=Tr
                            trim_blocks=False, lstrip_blocks=False)
 _environment.filters["number"] = number
 _environment.filters["long_date"] = long_date
+_environment.filters["break_at_underscores"] = break_at_underscores
 
 
 def render_page(data) -> str:

@@ -2,19 +2,23 @@
 -- rule (Spiegelhalter, Statistics in Medicine 2005, "Funnel plots for comparing institutional performance"):
 -- the limits are the quantiles of the rate a unit of n patients shows when its true rate is the overall rate
 -- p0: 95 % limits at probabilities 0.025 and 0.975 (about 2 standard deviations), 99.8 % limits at 0.001 and
--- 0.999 (about 3). For n up to var funnel_exact_max_denominator, the exact binomial quantile with his
--- interpolation: r_q is the smallest r with P(X <= r) >= q for X ~ Binomial(n, p0), and the limit is
--- (r_q - a) / n with a = (P(X <= r_q) - q) / (P(X <= r_q) - P(X <= r_q - 1)), clipped to [0, 1]; so the limits
--- are smooth in n instead of stepping with the integer counts. Above that n the normal approximation
--- p0 +/- z * sqrt(p0 (1 - p0) / n), clipped to [0, 1] (seed funnel_bounds: the probabilities and their z), which there differs from the
--- exact limit by less than a tenth of a percentage point. p0 of 0 or 1 gives limits of 0 or 1; no overall rate
--- (no patient in the denominator) gives no limits.
--- The interpolated line is for drawing; whether a count is an outlier is decided on the counts themselves:
--- above_if_more_than is r_q of 0.999 and below_if_fewer_than r_q of 0.001, so a count called above or below has
--- a binomial tail probability of at most 0.001. (Against the interpolated line, n of n would be "above" for
--- every small n: 8 of 8 when p0 is 0.62, which chance gives 2 % of the time.)
+-- 0.999 (about 3). For n up to var funnel_exact_max_denominator, the exact binomial quantile, not interpolated:
+-- r_q is the smallest r with P(X <= r) >= q for X ~ Binomial(n, p0), and the limit is r_q / n, so that a rate
+-- above an upper limit is a count above r_q (a tail probability of at most 1 - q) and a rate below a lower
+-- limit a count below r_q (a tail probability under q). The limits the report draws are therefore the limits a
+-- practice's position is decided on (practice_measures: above when rate > upper_998, below when
+-- rate < lower_998); drawn against n they are steps. Where a limit r_q / n falls on the wrong side of p0 (a few
+-- patients and p0 near 0 or 1) it is p0 itself, which decides every count the same way (the binomial median
+-- lies between floor(n p0) and ceil(n p0)). Spiegelhalter's interpolation between counts is not used: it
+-- smooths the line but puts n of n above it for every small n (8 of 8 when p0 is 0.62, which chance gives 2 %
+-- of the time), so the line would disagree with the counts (docs/clinical-decisions.md).
+-- Above the exact range the normal approximation p0 +/- z * sqrt(p0 (1 - p0) / n), clipped to [0, 1] (seed
+-- funnel_bounds: the probabilities and their z), which there differs from the exact limit by less than a tenth
+-- of a percentage point. p0 of 0 or 1 gives limits of 0 or 1; no overall rate (no patient in the denominator)
+-- gives no limits.
 -- The denominators are every practice's on every date (practice_measures joins them) and, on the run's date,
--- a grid from 1 to above the largest practice's denominator, for drawing the funnel (mart funnel_limits).
+-- a grid from 1 to above the largest practice's denominator for drawing the funnel (mart funnel_limits): every
+-- n up to var funnel_grid_every_denominator_up_to, where the steps are wide, and log-spaced steps above.
 with
 
 run_as_of as (
@@ -48,14 +52,23 @@ largest_on_run_date as (
 ),
 
 grid_denominators as (
-    -- var funnel_grid_steps steps, evenly spaced on a log scale, from 1 to a little above the largest practice
+    -- every n from 1 to var funnel_grid_every_denominator_up_to (the count quantile's steps are wide there),
+    -- and var funnel_grid_steps steps evenly spaced on a log scale from 1 to a little above the largest practice
     select distinct
         largest_on_run_date.as_of,
         largest_on_run_date.measure,
         largest_on_run_date.p0,
-        cast(greatest(1, round(exp(ln(largest_on_run_date.largest * {{ var('funnel_grid_headroom') }}) * steps.step / {{ var('funnel_grid_steps') }}))) as bigint) as n
+        grid.n
     from largest_on_run_date
-    cross join (select range as step from range({{ var('funnel_grid_steps') }} + 1)) as steps
+    cross join lateral (
+        select cast(greatest(1, round(exp(ln(largest_on_run_date.largest * {{ var('funnel_grid_headroom') }})
+                                          * steps.step / {{ var('funnel_grid_steps') }}))) as bigint) as n
+        from range({{ var('funnel_grid_steps') }} + 1) as steps(step)
+        union
+        select every_n.n
+        from range(1, {{ var('funnel_grid_every_denominator_up_to') }} + 1) as every_n(n)
+        where every_n.n <= largest_on_run_date.largest * {{ var('funnel_grid_headroom') }}
+    ) as grid
     where largest_on_run_date.p0 is not null
 ),
 
@@ -105,31 +118,27 @@ exact_quantiles as (
     select
         exact_cumulative.as_of,
         exact_cumulative.measure,
+        exact_cumulative.p0,
         exact_cumulative.n,
         probabilities.bound,
-        probabilities.q,
-        arg_min(exact_cumulative.r, exact_cumulative.r)
-            filter (where exact_cumulative.probability_up_to_r >= probabilities.q) as r_q,
-        arg_min(exact_cumulative.probability_up_to_r, exact_cumulative.r)
-            filter (where exact_cumulative.probability_up_to_r >= probabilities.q) as up_to_r_q,
-        arg_min(exact_cumulative.probability_r, exact_cumulative.r)
-            filter (where exact_cumulative.probability_up_to_r >= probabilities.q) as at_r_q
+        min(exact_cumulative.r) filter (where exact_cumulative.probability_up_to_r >= probabilities.q) as r_q
     from exact_cumulative
     cross join probabilities
-    group by exact_cumulative.as_of, exact_cumulative.measure, exact_cumulative.n, probabilities.bound,
-             probabilities.q
+    group by exact_cumulative.as_of, exact_cumulative.measure, exact_cumulative.p0, exact_cumulative.n,
+             probabilities.bound
 ),
 
 exact_limits as (
+    -- r_q / n, kept on its side of p0 (lower limits at most p0, upper at least p0)
     select
         exact_quantiles.as_of,
         exact_quantiles.measure,
         exact_quantiles.n,
         exact_quantiles.bound,
-        least(1, greatest(0,
-            (exact_quantiles.r_q - (exact_quantiles.up_to_r_q - exact_quantiles.q) / exact_quantiles.at_r_q)
-            / exact_quantiles.n
-        )) as limit_value,
+        case
+            when exact_quantiles.bound like 'lower%' then least(exact_quantiles.p0, exact_quantiles.r_q / exact_quantiles.n)
+            else greatest(exact_quantiles.p0, exact_quantiles.r_q / exact_quantiles.n)
+        end as limit_value,
         exact_quantiles.r_q
     from exact_quantiles
 ),

@@ -1,7 +1,8 @@
 -- grain: one measure and denominator n, on the run's as_of.
--- rule: the control limits of int_funnel_limits (95 % and 99.8 % around the whole population's rate, exact
--- binomial with interpolation) for every practice's denominator and a grid of denominators from 1 to above
--- the largest practice's: the curves of the report's funnel plots, which the report draws without computing.
+-- rule: the control limits of int_funnel_limits (95 % and 99.8 % around the whole population's rate, the exact
+-- binomial count quantile over n) for every practice's denominator and a grid of denominators from 1 to above
+-- the largest practice's: the curves of the report's funnel plots, which the report draws without computing
+-- (as steps: the limit of each n holds for n alone).
 with
 
 run_as_of as (

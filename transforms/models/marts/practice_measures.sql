@@ -2,12 +2,11 @@
 -- population) and measure (seed measures).
 -- rule: each measure's numerator and denominator as cohort_counts counts them (int_measure_counts), the rate,
 -- the whole population's rate on that date (overall_rate), and the funnel plot's control limits around it for
--- the practice's denominator (int_funnel_limits: 95 % and 99.8 %, exact binomial with interpolation). position
--- is "above" when the rate is above the upper 99.8 % limit, "below" when it is below the lower one, else
--- "within" (a difference that chance explains); with exact limits it is decided on the counts (a numerator
--- above the 0.999 binomial quantile, or below the 0.001 one: a tail probability of at most 0.001), since the
--- interpolated line puts n of n above it for every small n. A denominator of 0 has no rate, no limits and no
--- position.
+-- the practice's denominator (int_funnel_limits: 95 % and 99.8 %, the exact binomial count quantile over n).
+-- position is "above" when rate > upper_998, "below" when rate < lower_998, else "within" (a difference that
+-- chance explains): the limits the report draws are the ones the position is decided on. With exact limits a
+-- rate above upper_998 is a count above the 0.999 binomial quantile (a tail probability of at most 0.001).
+-- A denominator of 0 has no rate, no limits and no position.
 -- Whether "above" is good or bad is the measure's better direction (seed measures).
 with
 
@@ -31,12 +30,6 @@ final as (
         int_funnel_limits.upper_998,
         case
             when measure_counts.rate is null or int_funnel_limits.denominator is null then null
-            when int_funnel_limits.above_if_more_than is not null then
-                case
-                    when measure_counts.numerator > int_funnel_limits.above_if_more_than then 'above'
-                    when measure_counts.numerator < int_funnel_limits.below_if_fewer_than then 'below'
-                    else 'within'
-                end
             when measure_counts.rate > int_funnel_limits.upper_998 then 'above'
             when measure_counts.rate < int_funnel_limits.lower_998 then 'below'
             else 'within'

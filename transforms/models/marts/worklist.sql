@@ -18,7 +18,15 @@
 -- int_under_monitored), or the index date of the patient's status when the reason has none; for a flag its
 -- flag_date; for DEFICIENT and BORDERLINE_NEEDS_MMA the index date. practice: the patient's practice (patient_status)
 -- trimmed, "(no practice)" when there is none. detail says in words what is behind the item; never the patient.
+-- An untreated deficient patient with an earlier B12 record says so, lest its treatment_start read as treatment:
+-- "previous course started <date>, not active on <as_of>", or, when a course is active on as_of but began too
+-- late to count, "B12 first started <date>, none active on the result's date or started within <n> days after".
 with
+
+settings as (
+    select rules_settings.as_of, rules_settings.deficient_treated_within_days
+    from {{ source('rules', 'rules_settings') }} as rules_settings
+),
 
 urgency_scale as (
     select worklist_items.item, worklist_items.code, worklist_items.urgency, worklist_items.next_action
@@ -59,10 +67,20 @@ deficient_items as (
             || coalesce(' ' || cohort_deficient.index_unit, '')
             || ' on ' || {{ iso_date('cohort_deficient.index_date') }}
             || '; ' || cohort_deficient.treatment
+            || case
+                when cohort_deficient.treatment <> 'untreated' or cohort_deficient.treatment_start is null then ''
+                when cohort_deficient.on_b12 then
+                    ' (B12 first started ' || {{ iso_date('cohort_deficient.treatment_start') }}
+                    || ', none active on the result''s date or started within '
+                    || settings.deficient_treated_within_days || ' days after)'
+                else ' (previous course started ' || {{ iso_date('cohort_deficient.treatment_start') }}
+                    || ', not active on ' || {{ iso_date('settings.as_of') }} || ')'
+            end
             || coalesce('; neurological features: ' || cohort_deficient.neuro_detail, '')
             as detail,
         cohort_deficient.index_date as open_since
     from {{ ref('cohort_deficient') }} as cohort_deficient
+    cross join settings
 ),
 
 borderline_items as (
