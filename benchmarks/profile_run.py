@@ -4,8 +4,8 @@
 
 Before the command line runs, the functions the flow calls are wrapped (by name, in the modules that look
 them up) with timers: every Prefect task of the flow, the steps inside them (reading the CSV, the row model,
-the duplicate keys, writing the lake, Great Expectations (the copy into SQLite, the Checkpoint), each SQL model, the mart Parquet
-files, ...) and the DuckDB statements that create tables or write Parquet. Timers nest: each event is recorded
+the duplicate keys, writing the lake, Great Expectations (the views of the new rows in DuckDB, the Checkpoint),
+each SQL model, the mart Parquet files, ...) and the DuckDB statements that create tables or write Parquet. Timers nest: each event is recorded
 with the path of the timers open around it, and the time of a step not covered by its children shows as
 "(other)" when the harness prints the tree (benchmarks/harness.py). The events are written to TIMINGS.json
 when the command ends, whatever its outcome.
@@ -135,8 +135,8 @@ def _timed_connect(connect):
 
 
 def _wrap_great_expectations(flow, validate) -> None:
-    """validate_lake_files, split into: importing GX (lazy, on the first validation), the context, each
-    table's copy into SQLite, and GX's Checkpoint (its validations and the Data Docs).
+    """validate_lake_files, split into: importing GX (lazy, on the first validation), the context, the
+    scratch DuckDB database of views of the new rows, and GX's Checkpoint (its validations and the Data Docs).
     GX's own classes are wrapped once the pipeline has imported GX."""
     original = getattr(flow, "validate_lake_files", None)
     if original is None:
@@ -156,7 +156,7 @@ def _wrap_great_expectations(flow, validate) -> None:
 
     flow.validate_lake_files = validate_lake_files
     wrap(validate, "prepare_context", "GX context and suites")
-    wrap(validate, "_copy_to_sqlite", lambda con, view, database, table, *a, **k: f"copy {table} into SQLite")
+    wrap(validate, "create_new_rows_database", "views of the new rows in DuckDB")
     wrap(validate, "_run_checkpoint", "GX Checkpoint (validations in SQL)")
 
 

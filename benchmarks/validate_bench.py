@@ -11,7 +11,7 @@ resident memory after imports and its peak (sampled every 20 ms, and ru_maxrss),
 --repeat N validates every file N times over, to see how time and memory grow with a run's rows.
 
 --per-expectation TABLE instead times each expectation of TABLE's suite on its own (one GX validation per
-expectation on the whole table in SQLite, as validation runs it), to show which expectations are worth making
+expectation on the whole table in DuckDB, as validation runs it), to show which expectations are worth making
 cheaper.
 """
 from __future__ import annotations
@@ -94,30 +94,25 @@ def validate_run(output_dir: Path, today: date, repeat: int = 1) -> dict:
 
 def time_each_expectation(output_dir: Path, table: str, today: date) -> list[tuple[float, str]]:
     """Seconds of each expectation of a suite, alone, on all of TABLE's committed rows, as validation runs it:
-    a one-expectation suite validated by GX in SQL over the rows copied into SQLite. The copy and the fixed
-    cost of one GX validation (an empty suite) are shown first."""
+    a one-expectation suite validated by GX in SQL over the scratch DuckDB view of the rows. Making the view
+    and the fixed cost of one GX validation (an empty suite) are shown first."""
     import copy
 
     import great_expectations as gx
 
-    from b12lab.common.duck import connect
     from b12lab.lake.lake import Lake
     from b12lab.quality import validation as validate
 
     files = Lake(output_dir / "lake").committed_files(table)
     parameters = validate.expectation_parameters(today)
-    with tempfile.TemporaryDirectory(prefix="validate-bench-") as scratch, connect() as con:
+    with tempfile.TemporaryDirectory(prefix="validate-bench-") as scratch:
         context = validate.prepare_context(Path(scratch) / "gx")
         suite = context.suites.get(table)
-        listed = ", ".join(validate._quote_literal(str(f)) for f in files)
-        con.execute(f"create temp view bench as select * from read_parquet([{listed}], union_by_name = true)")
-        database_path = Path(scratch) / "rows.sqlite"
-        database = validate._open_scratch_database(database_path)
+        database_path = Path(scratch) / "rows.duckdb"
         started = time.perf_counter()
-        rows = validate._copy_to_sqlite(con, "bench", database, table)
-        timings = [(time.perf_counter() - started, f"(copy of {rows:,} rows into SQLite)")]
-        database.close()
-        source = context.data_sources.add_sqlite(name="bench", connection_string=f"sqlite:///{database_path}")
+        validate.create_new_rows_database(database_path, {table: files}, Path(scratch) / "spill")
+        timings = [(time.perf_counter() - started, f"(view of {len(files)} files in DuckDB)")]
+        source = validate.add_new_rows_source(context, "bench", database_path, Path(scratch) / "spill")
         batch_definition = source.add_table_asset(name=table, table_name=table).add_batch_definition_whole_table(table)
 
         def seconds(name: str, expectations: list) -> float:
@@ -128,13 +123,16 @@ def time_each_expectation(output_dir: Path, table: str, today: date) -> list[tup
             definition.run(expectation_parameters=parameters, result_format=validate.RESULT_FORMAT)
             return time.perf_counter() - started
 
-        timings.append((seconds("empty", []), "(empty suite: the fixed cost of one GX validation)"))
-        for position, expectation in enumerate(suite.expectations):
-            expectation.id = None  # a copy in a suite of its own
-            kwargs = {k: v for k, v in expectation.configuration.kwargs.items()
-                      if k in ("column", "column_list", "column_A", "column_B", "row_condition", "mostly")}
-            timings.append((seconds(f"one-{position}", [expectation]),
-                            f"{expectation.expectation_type} {json.dumps(kwargs, default=str)}"))
+        try:
+            timings.append((seconds("empty", []), "(empty suite: the fixed cost of one GX validation)"))
+            for position, expectation in enumerate(suite.expectations):
+                expectation.id = None  # a copy in a suite of its own
+                kwargs = {k: v for k, v in expectation.configuration.kwargs.items()
+                          if k in ("column", "column_list", "column_A", "column_B", "row_condition", "mostly")}
+                timings.append((seconds(f"one-{position}", [expectation]),
+                                f"{expectation.expectation_type} {json.dumps(kwargs, default=str)}"))
+        finally:
+            validate.close_source(source)
     return timings
 
 

@@ -12,7 +12,9 @@ import pytest
 
 from b12lab.lake.lake import Lake
 from b12lab.common.paths import EXPECTATIONS_DIR
-from b12lab.quality.validation import (ExpectationOutcome, UnsupportedRowCondition, expectation_parameters,
+from b12lab.quality import validation
+from b12lab.quality.validation import (ExpectationOutcome, UnsupportedRowCondition, add_new_rows_source,
+                                       close_source, create_new_rows_database, expectation_parameters,
                                        prepare_context, validate_lake_files)
 
 INGEST_DAY = date(2026, 3, 14)
@@ -156,7 +158,7 @@ def test_gx_objects_run_it_and_build_the_data_docs(tmp_path):
     assert "2 unexpected values found. 5% of 40 total rows." in text  # the duplicate, counted over all files
     # The scratch database of the rows is gone; only GX's project, results and docs remain.
     assert list((tmp_path / "tmp-gx").iterdir()) == []
-    assert not [path for path in gx_dir.rglob("*") if path.suffix in {".sqlite", ".db", ".parquet"}]
+    assert not [path for path in gx_dir.rglob("*") if path.suffix in {".duckdb", ".wal", ".parquet"}]
 
 
 def test_a_night_without_new_rows_has_nothing_to_validate(tmp_path):
@@ -266,3 +268,54 @@ def test_a_site_suite_with_expectations_about_the_whole_table(tmp_path, monkeypa
     ]
     assert ExpectationOutcome("patients", "expect_column_values_to_be_unique", "patient_id", "critical", False,
                               2) in report.critical_failures
+
+
+def test_a_site_suite_with_regular_expressions_and_like_patterns(tmp_path, monkeypatch):
+    """GX writes regex and LIKE conditions only for the dialects it knows; through the run's DuckDB dialect it
+    writes PostgreSQL's, which DuckDB runs with the same meaning: an unanchored regex matches anywhere."""
+    site_project(tmp_path, monkeypatch, "lab_results", lambda expectations: expectations.extend([
+        {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "patient_id", "regex": "^P[0-9]+$"},
+         "severity": "warning"},
+        {"type": "expect_column_values_to_not_match_regex", "kwargs": {"column": "value_raw", "regex": "[^0-9.]"},
+         "severity": "warning"},
+        {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "source_file", "regex": "csv"},
+         "severity": "warning"},
+        {"type": "expect_column_values_to_match_like_pattern",
+         "kwargs": {"column": "unit_si", "like_pattern": "%mol/L"}, "severity": "warning"},
+    ]))
+    labs = lab_results(6)
+    labs.loc[1, "patient_id"] = "xP1"        # not anchored at the start
+    labs.loc[2, "patient_id"] = "P1-2"       # not anchored at the end
+    labs.loc[3, "value_raw"] = "<150"
+    labs.loc[4, "unit_si"] = "g/L"
+
+    added = [o for o in validate({"lab_results": labs}, tmp_path).outcomes][-4:]
+    assert [(o.expectation, o.column, o.success, o.unexpected_count) for o in added] == [
+        ("expect_column_values_to_match_regex", "patient_id", False, 2),
+        ("expect_column_values_to_not_match_regex", "value_raw", False, 1),
+        ("expect_column_values_to_match_regex", "source_file", True, 0),  # "labs.csv": found inside the value
+        ("expect_column_values_to_match_like_pattern", "unit_si", False, 1),
+    ]
+
+
+def test_gx_reads_the_new_rows_read_only_under_the_run_memory_limit(tmp_path, monkeypatch):
+    """GX's connections to the scratch database: read-only, DuckDB's memory limit the run's setting, and each
+    query's rows still there to fetch after GX has closed the connection that ran it."""
+    import sqlalchemy as sa
+
+    monkeypatch.setattr(validation, "DEFAULT_MEMORY_LIMIT", "300MB")
+    lab_results(5).to_parquet(tmp_path / "labs.parquet")
+    database = tmp_path / "new_rows.duckdb"
+    assert create_new_rows_database(database, {"lab_results": [tmp_path / "labs.parquet"], "patients": []}) == [
+        "lab_results"]
+    source = add_new_rows_source(prepare_context(tmp_path / "gx"), "new_rows", database, tmp_path / "spill")
+    try:
+        engine = source.get_execution_engine()
+        settings = engine.execute_query(sa.text(
+            "select current_setting('memory_limit'), current_setting('access_mode'), count(*) from lab_results"
+        )).fetchall()
+        assert settings == [("286.1 MiB", "read_only", 5)]
+        with pytest.raises(sa.exc.DBAPIError, match="read-only"):
+            engine.execute_query(sa.text("create table written as select 1"))
+    finally:
+        close_source(source)

@@ -7,25 +7,26 @@ folder and loaded with `gx.get_context(context_root_dir=...)`, so validation res
 land next to the run's other outputs. Each failed expectation is judged by its own severity: `critical` stops
 the run before publication, anything else is reported.
 
-Bounded memory. GX validates in SQL, through its SQLite data source: the night's new rows are copied from
-the lake's Parquet files into a scratch SQLite database (DuckDB streams them as Arrow record batches of
-`COPY_BATCH_ROWS` rows), and GX's SQL execution engine computes every expectation as queries over all of a
-table's new rows: counts, the up to 20 unexpected values of BASIC results, and the whole-table checks
-(uniqueness, row counts, means) as SQL aggregates that SQLite evaluates on disk. No table is ever held in
-Python. (GX's DuckDB route needs the `duckdb_engine` SQLAlchemy dialect; SQLite's ships with Python and
-SQLAlchemy.) The scratch database lives in the run's temporary folder and is deleted when validation ends.
+Bounded memory, no copy. GX validates in SQL, in DuckDB: a scratch DuckDB database in the run's temporary
+folder holds one view per table over the night's new Parquet files (`read_parquet`: the rows stay in the
+files), and GX's generic SQL data source (`context.data_sources.add_sql`) reads it through the SQLAlchemy
+dialect of `duckdb-engine`, read-only and under the run's DuckDB memory limit (B12LAB_MEMORY_LIMIT), spilling
+to the scratch folder beyond it. GX's SQL execution engine computes every expectation as queries over all of
+a table's new rows: counts, the up to 20 unexpected values of BASIC results, and the whole-table checks
+(uniqueness, row counts, means) as SQL aggregates. No table is ever held in Python. The scratch database is
+deleted when validation ends. Two things of duckdb-engine are adapted in `duckdb_dialect.py` (GX's
+metric queries would come back empty; GX would refuse regular expressions and LIKE patterns): see there.
 
-SQLite has no time type: a lake TIMESTAMP or DATE is stored in a DATETIME column as text in the form
-SQLAlchemy's SQLite dialect writes a datetime (`2026-03-14 08:05:00.000000`). GX binds the suites' date-time
-bounds (`1900-01-01T00:00:00`, the `end_of_ingest_day` parameter) as datetimes, which the dialect writes in
-that same form, and text of one form and width sorts as time does: the comparisons are exact.
+Dates and times keep their types: a lake TIMESTAMP or DATE is one in the view, and GX binds the suites'
+date-time bounds (`1900-01-01T00:00:00`, the `end_of_ingest_day` parameter) as datetimes, which DuckDB
+compares as timestamps (a DATE as its midnight): exact to the microsecond.
 
-Time. Memory is bought with time: measured with `python -m benchmarks.validate_bench` on a 20,000-patient
-synthetic night (227k lab rows) and on ten copies of it, against validation in pandas batches: 26 s and 120 MiB
-above the process's baseline (pandas: 5 s, 210 MiB) and 169 s and 133 MiB (37 s, 500 MiB), on a busy
-machine. Of the time, about a third is the copy (Python hands each value to SQLite), a third SQLite's scans
-(GX sends about 20 queries per table, each a pass over its rows), the rest GX's own planning and the Data
-Docs. `python -m benchmarks.validate_bench OUTPUT --per-expectation lab_results` shows each part.
+Time. Measured with `python -m benchmarks.validate_bench` on a 20,000-patient synthetic night (227k lab rows)
+and on ten copies of it: 4.4 s and 96 MiB above the process's baseline, and 6.3 s and 487 MiB (most of it
+DuckDB's memory under its limit, for the uniqueness check of 2.27M rows). Validation in pandas batches took
+5 s and 37 s; GX in SQLite after a copy of the rows, 26 s and 169 s. Most of what remains is GX's own
+planning and the Data Docs; `python -m benchmarks.validate_bench OUTPUT --per-expectation lab_results`
+shows each expectation's time.
 
 Row conditions must be GX's own (`{"type": "comparison", "column": {"name": "analyte"}, ...}`): SQL has no
 pandas query. A site suite written with the pandas form `column=="value"` is translated to it when the
@@ -38,31 +39,21 @@ import logging
 import os
 import re
 import shutil
-import sqlite3
 import tempfile
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
-import duckdb
-
-from b12lab.common.duck import connect
+from b12lab.common.duck import DEFAULT_MEMORY_LIMIT, connect
 from b12lab.common.paths import EXPECTATIONS_DIR
+from b12lab.quality import duckdb_dialect
 
 SUITE_FILES = ("lab_results", "quarantine", "patients", "diagnoses", "medications", "unmapped_codes")
 CRITICAL = "critical"
 CHECKPOINT_NAME = "new_rows"
 # BASIC: counts and up to 20 unexpected values per expectation; enough for the report and the Data Docs.
 RESULT_FORMAT = "BASIC"
-# Rows per Arrow record batch copied into SQLite: what bounds the copy's memory. Measured on 227k lab rows:
-# 80 MiB above the process's baseline at 10,000 rows (most of it DuckDB reading Parquet), 133 MiB at 30,000,
-# 270 MiB at 100,000, and no faster (the time is SQLite's and Python's per value).
-COPY_BATCH_ROWS = 10_000
-# DuckDB only reads the Parquet files and formats values here.
-VALIDATION_DUCKDB_MEMORY = "512MB"
-# SQLAlchemy's SQLite storage form of a datetime, in DuckDB's strftime (%f: six digits of microseconds).
-SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
 # A pandas row condition GX's SQL engine can run once translated: `column=="value"` (or 'value').
 _PANDAS_EQUALITY = re.compile(r"""^\s*`?(\w+)`?\s*==\s*(?:"([^"]*)"|'([^']*)')\s*$""")
 
@@ -189,7 +180,7 @@ def prepare_context(gx_dir: Path, project_dir: Path | None = None):
     return gx.get_context(context_root_dir=str(gx_dir))
 
 
-# --- the night's new rows in SQLite ----------------------------------------------------------------------
+# --- the night's new rows in DuckDB ----------------------------------------------------------------------
 
 
 def _quote_identifier(name: str) -> str:
@@ -200,46 +191,42 @@ def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _sqlite_column(name: str, duckdb_type: str) -> tuple[str, str]:
-    """The SQLite declared type of a lake column, and the DuckDB expression that gives its values.
-
-    Declared types matter to GX: it refuses to compare TEXT columns with bounds, so timestamps are DATETIME
-    (of text, see the module's docstring)."""
-    quoted = _quote_identifier(name)
-    kind = duckdb_type.upper()
-    if kind.startswith(("TIMESTAMP", "DATE")):
-        return "DATETIME", f"strftime(cast({quoted} as timestamp), '{SQLITE_DATETIME}')"
-    if kind in {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"}:
-        return "INTEGER", quoted
-    if kind in {"BOOLEAN"}:
-        return "BOOLEAN", f"cast({quoted} as integer)"
-    if kind in {"FLOAT", "DOUBLE", "REAL"} or kind.startswith(("DECIMAL", "HUGEINT", "UBIGINT")):
-        return "REAL", f"cast({quoted} as double)"
-    return "TEXT", f"cast({quoted} as varchar)"
-
-
-def _copy_to_sqlite(con: duckdb.DuckDBPyConnection, view: str, database: sqlite3.Connection, table: str) -> int:
-    """The view's rows as a table of the SQLite database, COPY_BATCH_ROWS at a time; the number of rows."""
-    columns = [(name, *_sqlite_column(name, kind))
-               for name, kind, *_ in con.execute(f"describe select * from {view}").fetchall()]
-    database.execute(f"create table {_quote_identifier(table)} ("
-                     + ", ".join(f"{_quote_identifier(name)} {declared}" for name, declared, _ in columns) + ")")
-    insert = (f"insert into {_quote_identifier(table)} values ({', '.join('?' for _ in columns)})")
-    select = ", ".join(f"{expression} as {_quote_identifier(name)}" for name, _, expression in columns)
-    rows = 0
-    for batch in con.sql(f"select {select} from {view}").to_arrow_reader(COPY_BATCH_ROWS):
-        database.executemany(insert, zip(*(column.to_pylist() for column in batch.columns)))
-        rows += batch.num_rows
-    database.commit()
-    return rows
+def create_new_rows_database(database_path: Path, files: dict[str, list[Path]],
+                             temp_dir: Path | None = None) -> list[str]:
+    """A DuckDB database at database_path with one view per table over that table's new Parquet files, named
+    as the table; the tables that have new rows, the ones to validate. Views copy nothing: each of GX's
+    queries reads the files."""
+    tables = []
+    with connect(database_path, temp_dir=temp_dir) as con:
+        for table, paths in files.items():
+            if not paths:
+                continue
+            # A view's text cannot hold bound parameters: the paths (hash-named files this program wrote) are
+            # written in as quoted literals.
+            listed = ", ".join(_quote_literal(str(path)) for path in paths)
+            con.execute(f"create view {_quote_identifier(table)} as "
+                        f"select * from read_parquet([{listed}], union_by_name = true)")
+            if con.execute(f"select exists (select 1 from {_quote_identifier(table)})").fetchone()[0]:
+                tables.append(table)
+    return tables
 
 
-def _open_scratch_database(path: Path) -> sqlite3.Connection:
-    database = sqlite3.connect(path)
-    # A scratch copy, rebuilt by any new run: no journal, no waiting for the disk.
-    database.execute("pragma journal_mode = off")
-    database.execute("pragma synchronous = off")
-    return database
+def add_new_rows_source(context, name: str, database_path: Path, temp_dir: Path | None = None):
+    """GX's SQL data source over the database of create_new_rows_database: read-only, through the dialect of
+    duckdb_dialect, under the memory limit of every other DuckDB connection of the run (spilling to temp_dir)."""
+    duckdb_dialect.register()
+    config = {"memory_limit": DEFAULT_MEMORY_LIMIT}
+    if temp_dir is not None:
+        config["temp_directory"] = str(temp_dir)
+    return context.data_sources.add_sql(
+        name=name, connection_string=f"{duckdb_dialect.SCHEME}:///{database_path}", create_temp_table=False,
+        kwargs={"connect_args": {"read_only": True, "config": config}})
+
+
+def close_source(source) -> None:
+    """Close GX's connections to the scratch database: DuckDB's memory is freed and the file can go."""
+    source.get_execution_engine().close()
+    source.get_engine().dispose()
 
 
 # --- validation --------------------------------------------------------------------------------------------
@@ -285,7 +272,7 @@ def _outcomes(table: str, suite, result) -> list[ExpectationOutcome]:
     return outcomes
 
 
-def _run_checkpoint(context, database_path: Path, tables: list[str], parameters: dict):
+def _run_checkpoint(context, database_path: Path, tables: list[str], parameters: dict, temp_dir: Path):
     """A ValidationDefinition per table (its new rows, its suite; running it stores its result) and the
     Checkpoint that runs them; the suites and GX's result of each table.
 
@@ -294,7 +281,7 @@ def _run_checkpoint(context, database_path: Path, tables: list[str], parameters:
     once instead."""
     import great_expectations as gx
 
-    source = context.data_sources.add_sqlite(name="new_rows", connection_string=f"sqlite:///{database_path}")
+    source = add_new_rows_source(context, "new_rows", database_path, temp_dir)
     definitions, suites = [], {}
     for table in tables:
         suites[table] = context.suites.get(table)
@@ -306,7 +293,7 @@ def _run_checkpoint(context, database_path: Path, tables: list[str], parameters:
     try:
         result = checkpoint.run(expectation_parameters=parameters)
     finally:
-        source.get_engine().dispose()  # closes GX's connections to the scratch database before it is deleted
+        close_source(source)
     by_suite = {item.suite_name: item for item in result.run_results.values()}
     return [(table, suites[table], by_suite[table]) for table in tables]
 
@@ -320,27 +307,12 @@ def validate_lake_files(files: dict[str, list[Path]], gx_dir: Path, today: date,
     if temp_dir is not None:
         temp_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="validation-", dir=temp_dir) as scratch:
-        database_path = Path(scratch) / "new_rows.sqlite"
-        tables = []
-        with connect(temp_dir=temp_dir, memory_limit=VALIDATION_DUCKDB_MEMORY) as con:
-            database = _open_scratch_database(database_path)
-            try:
-                for table, paths in files.items():
-                    if not paths:
-                        continue
-                    # A view's text cannot hold bound parameters: the paths (hash-named files this program
-                    # wrote) are written in as quoted literals.
-                    listed = ", ".join(_quote_literal(str(path)) for path in paths)
-                    view = f"new_{table}"
-                    con.execute(f"create temp view {view} as "
-                                f"select * from read_parquet([{listed}], union_by_name = true)")
-                    if _copy_to_sqlite(con, view, database, table):
-                        tables.append(table)
-            finally:
-                database.close()
+        database_path = Path(scratch) / "new_rows.duckdb"
+        spill_dir = Path(scratch) / "spill"  # DuckDB's, when a query outgrows the memory limit
+        tables = create_new_rows_database(database_path, files, spill_dir)
         if tables:
             for table, suite, result in _run_checkpoint(context, database_path, tables,
-                                                        expectation_parameters(today)):
+                                                        expectation_parameters(today), spill_dir):
                 report.outcomes += _outcomes(table, suite, result)
     context.build_data_docs()  # GX's HTML of the stored results (an empty site after a night without rows)
     index = gx_dir / "data_docs" / "index.html"
