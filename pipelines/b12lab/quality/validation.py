@@ -22,11 +22,14 @@ date-time bounds (`1900-01-01T00:00:00`, the `end_of_ingest_day` parameter) as d
 compares as timestamps (a DATE as its midnight): exact to the microsecond.
 
 Time. Measured with `python -m benchmarks.validate_bench` on a 20,000-patient synthetic night (227k lab rows)
-and on ten copies of it: 4.4 s and 96 MiB above the process's baseline, and 6.3 s and 487 MiB (most of it
-DuckDB's memory under its limit, for the uniqueness check of 2.27M rows). Validation in pandas batches took
-5 s and 37 s; GX in SQLite after a copy of the rows, 26 s and 169 s. Most of what remains is GX's own
-planning and the Data Docs; `python -m benchmarks.validate_bench OUTPUT --per-expectation lab_results`
-shows each expectation's time.
+and on ten copies of it, one after the other with GX in SQLite after a copy of the rows, on a busy 2-core
+machine: 9 s (SQLite 29-49 s) and 10-15 s (146 s); peak memory 100 MiB above the process's baseline and
+370-520 MiB at ten copies (SQLite 110 and 140 MiB), most of it DuckDB's buffers under its memory limit for the
+uniqueness check of 2.27M rows (at B12LAB_MEMORY_LIMIT=256MB: 280 MiB, 28 s). On the 5,600 rows of
+data/sample DuckDB is the slower, 9-10 s against 6-8 s: each of GX's ~140 queries costs DuckDB a few
+milliseconds to plan and read Parquet, and duckdb-engine reflects each table's columns through DuckDB's
+emulation of PostgreSQL's catalog (about 0.2 s a table). The rest is GX's own planning and the Data Docs;
+`python -m benchmarks.validate_bench OUTPUT --per-expectation lab_results` shows each expectation's time.
 
 Row conditions must be GX's own (`{"type": "comparison", "column": {"name": "analyte"}, ...}`): SQL has no
 pandas query. A site suite written with the pandas form `column=="value"` is translated to it when the
