@@ -5,8 +5,8 @@
 Before the command line runs, the functions the flow calls are wrapped (by name, in the modules that look
 them up) with timers: the flow's call and every Prefect task (wrapped as Prefect creates them, so the flow's
 module is never imported here: the command line imports it), the steps inside them (reading the CSV, the row model,
-the duplicate keys, writing the lake, Great Expectations (batches, uniqueness), each SQL model, the mart Parquet
-files, ...) and the DuckDB statements that create tables or write Parquet. Timers nest: each event is recorded
+the duplicate keys, writing the lake, Great Expectations (the views of the new rows in DuckDB, the Checkpoint),
+each SQL model, the mart Parquet files, ...) and the DuckDB statements that create tables or write Parquet. Timers nest: each event is recorded
 with the path of the timers open around it, and the time of a step not covered by its children shows as
 "(other)" when the harness prints the tree (benchmarks/harness.py). The events are written to TIMINGS.json
 when the command ends, whatever its outcome.
@@ -136,8 +136,8 @@ def _timed_connect(connect):
 
 
 def _wrap_great_expectations(validate) -> None:
-    """validate_lake_files, split into: importing GX (lazy, on the first validation), the context, each
-    table's validation (its batches through GX, its whole-table uniqueness in DuckDB), and the Data Docs.
+    """validate_lake_files, split into: importing GX (lazy, on the first validation), the context, the
+    scratch DuckDB database of views of the new rows, and GX's Checkpoint (its validations and the Data Docs).
     GX's own classes are wrapped once the pipeline has imported GX. Wrapped in its module before the flow's
     module imports it by name."""
     original = getattr(validate, "validate_lake_files", None)
@@ -158,10 +158,8 @@ def _wrap_great_expectations(validate) -> None:
 
     validate.validate_lake_files = validate_lake_files
     wrap(validate, "prepare_context", "GX context and suites")
-    wrap(validate, "_validate_table", lambda context, source, con, table, *a, **k: f"validate {table}")
-    wrap(validate, "_validate_batch", "GX on a batch (one group of columns)")
-    wrap(validate, "_to_pandas_batch", "batch columns to pandas")
-    wrap(validate, "_uniqueness_result", "uniqueness over the whole table (DuckDB)")
+    wrap(validate, "create_new_rows_database", "views of the new rows in DuckDB")
+    wrap(validate, "_run_checkpoint", "GX Checkpoint (validations in SQL)")
 
 
 def _task_label(name: str):

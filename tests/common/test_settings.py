@@ -42,7 +42,6 @@ def test_an_empty_variable_counts_as_unset(monkeypatch):
     ("B12LAB_MAX_QUARANTINE_SHARE", "1.5", "B12LAB_MAX_QUARANTINE_SHARE: 1.5 is not a share between 0 and 1 (default 0.2)"),
     ("B12LAB_MAX_QUARANTINE_SHARE", "most", "B12LAB_MAX_QUARANTINE_SHARE: 'most': input should be a valid number"),
     ("B12LAB_MEMORY_LIMIT", "plenty", "B12LAB_MEMORY_LIMIT: 'plenty' is not a memory size (for example 1GB or 1536MB)"),
-    ("B12LAB_VALIDATION_BATCH_ROWS", "0", "B12LAB_VALIDATION_BATCH_ROWS: must be a positive number of rows, not 0"),
     ("B12LAB_CRASH_AT", "later", "B12LAB_CRASH_AT: 'later': input should be 'ingest', 'classify' or 'publish'"),
 ])
 def test_a_value_it_cannot_take_is_one_line_naming_the_variable(monkeypatch, name, value, message):

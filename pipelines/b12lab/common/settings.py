@@ -45,11 +45,6 @@ class Settings(BaseSettings):
     expectations_dir: Path | None = Field(
         None, description="A site's own Great Expectations project (for example with tighter suites); unset: "
                           "the shipped expectations/")
-    # Rows of one table GX validates at a time: what bounds validation's memory. Measured on the 1M-row
-    # benchmark lake (benchmarks/validate_bench.py), validation's peak above the process's baseline: 400 MB at
-    # 250k rows, 520 MB at 500k, 660 MB at 1M, for about the same time (GX's fixed cost per batch is small).
-    validation_batch_rows: int = Field(500_000, description="Rows of one lake table Great Expectations "
-                                                           "validates at a time (bounds validation's memory)")
     pseudonym_key: SecretStr | None = Field(
         None, description="Key of the keyed hash (HMAC-SHA-256) that turns patient_id into patient_key in "
                           "OUTPUT/analytics/analytics.duckdb; unset: that pseudonymised mart is not written")
@@ -88,13 +83,6 @@ class Settings(BaseSettings):
         except duckdb.Error:
             raise ValueError(f"{limit!r} is not a memory size (for example 1GB or 1536MB)") from None
         return limit
-
-    @field_validator("validation_batch_rows")
-    @classmethod
-    def _positive_rows(cls, rows: int) -> int:
-        if rows < 1:
-            raise ValueError(f"must be a positive number of rows, not {rows}")
-        return rows
 
     def key(self) -> bytes | None:
         """The pseudonym key as bytes, or None when none is set."""

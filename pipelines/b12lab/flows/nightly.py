@@ -190,7 +190,7 @@ def reconcile(accounts: list[FileAccount]) -> None:
 
 @task
 def validate_new_rows(layout: OutputLayout, source_hashes: list[str], gx_dir: Path, today: date) -> ValidationReport:
-    # The files are read in batches (b12lab/quality/validation.py): memory does not grow with the run's rows.
+    # GX validates the rows in SQL (b12lab/quality/validation.py): memory does not grow with the run's rows.
     files = publish.new_rows_files(Lake(layout.lake), source_hashes)
     report = validate_lake_files(files, gx_dir, today, temp_dir=layout.scratch)
     release_freed_memory()

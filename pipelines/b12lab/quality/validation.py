@@ -1,93 +1,65 @@
 """Great Expectations validation of the rows a run is about to add to the lake.
 
-One suite per lake table (expectations/expectations/<table>.json). The committed GX project is copied into the run's
-output folder and loaded with `gx.get_context(context_root_dir=...)`, so validation results and the HTML
-Data Docs land next to the run's other outputs. Each failed expectation is judged by its own severity:
-`critical` stops the run before publication, anything else is reported.
+GX's own objects do the work: one suite per lake table (expectations/expectations/<table>.json), one
+ValidationDefinition per table (that table's new rows against its suite), one Checkpoint that runs them all,
+and GX's Data Docs of the stored results. The committed GX project is copied into the run's output
+folder and loaded with `gx.get_context(context_root_dir=...)`, so validation results and the HTML Data Docs
+land next to the run's other outputs. Each failed expectation is judged by its own severity: `critical` stops
+the run before publication, anything else is reported.
 
-Bounded memory. A run's new rows are never loaded whole: DuckDB streams each table's rows as Arrow record
-batches, only the columns the suite names, and GX (on pandas; GX over SQLAlchemy/duckdb-engine does not work
-for us) validates one batch of at most `VALIDATION_BATCH_ROWS` rows at a time. Memory then depends on the batch
-size, not on the size of the run. Each expectation falls in one of three groups (`SuitePlan`):
+Bounded memory, no copy. GX validates in SQL, in DuckDB: a scratch DuckDB database in the run's temporary
+folder holds one view per table over the night's new Parquet files (`read_parquet`: the rows stay in the
+files), and GX's generic SQL data source (`context.data_sources.add_sql`) reads it through the SQLAlchemy
+dialect of `duckdb-engine`, read-only and under the run's DuckDB memory limit (B12LAB_MEMORY_LIMIT), spilling
+to the scratch folder beyond it. GX's SQL execution engine computes every expectation as queries over all of
+a table's new rows: counts, the up to 20 unexpected values of BASIC results, and the whole-table checks
+(uniqueness, row counts, means) as SQL aggregates. No table is ever held in Python. The scratch database is
+deleted when validation ends. Two things of duckdb-engine are adapted in `duckdb_dialect.py` (GX's
+metric queries would come back empty; GX would refuse regular expressions and LIKE patterns): see there.
 
-- Row-wise expectations (GX's column, column-pair and multicolumn *map* expectations: not null, in set,
-  between, A > B, ...) judge every row on its own, so the table's outcome follows from the batches' outcomes:
-  it fails if any batch fails and the unexpected rows add up. The one exception is `mostly`, a share of the
-  whole table: that success is recomputed from the summed counts exactly as GX computes it for one batch.
-- Uniqueness (`expect_column_values_to_be_unique`, `expect_compound_columns_to_be_unique`) is about the whole
-  table: two copies of a row in different batches are each unique within their batch. These are counted by
-  DuckDB over all the table's new rows (its hash aggregate spills to disk instead of growing memory), with
-  GX's semantics (every row of a duplicated value is unexpected; `ignore_row_if`; `mostly`).
-- Any other expectation about the whole table (row counts, means, quantiles, ordering, z-scores, or a
-  uniqueness expectation with a row_condition) is validated by GX once, on all the new rows of the columns it
-  names. The committed suites have none; a site suite that adds one trades bounded memory for it, and a
-  note says so in the log.
+Dates and times keep their types: a lake TIMESTAMP or DATE is one in the view, and GX binds the suites'
+date-time bounds (`1900-01-01T00:00:00`, the `end_of_ingest_day` parameter) as datetimes, which DuckDB
+compares as timestamps (a DATE as its midnight): exact to the microsecond.
 
-The outcomes of the three groups are put back in suite order into one validation result per table, which
-is stored and rendered as the run's Data Docs: the docs show the combined outcomes, never a single batch.
+Time. Measured with `python -m benchmarks.validate_bench` on a 20,000-patient synthetic night (227k lab rows)
+and on ten copies of it, one after the other with GX in SQLite after a copy of the rows, on a busy 2-core
+machine: 9 s (SQLite 29-49 s) and 10-15 s (146 s); peak memory 100 MiB above the process's baseline and
+370-520 MiB at ten copies (SQLite 110 and 140 MiB), most of it DuckDB's buffers under its memory limit for the
+uniqueness check of 2.27M rows (at B12LAB_MEMORY_LIMIT=256MB: 280 MiB, 28 s). On the 5,600 rows of
+data/sample DuckDB is the slower, 9-10 s against 6-8 s: each of GX's ~140 queries costs DuckDB a few
+milliseconds to plan and read Parquet, and duckdb-engine reflects each table's columns through DuckDB's
+emulation of PostgreSQL's catalog (about 0.2 s a table). The rest is GX's own planning and the Data Docs;
+`python -m benchmarks.validate_bench OUTPUT --per-expectation lab_results` shows each expectation's time.
 
-Time. GX on pandas spends its time copying and comparing rows in Python, not in the checks themselves
-(`python -m benchmarks.validate_bench OUTPUT --per-expectation lab_results`). So: GX sees each group of
-expectations with only the columns they read (it filters the whole frame per metric); timestamps are
-nanosecond timestamps (other units are compared value by value in Python); results are BASIC; one context,
-data source, batch definition and sub-suite per table serve all batches.
+Row conditions must be GX's own (`{"type": "comparison", "column": {"name": "analyte"}, ...}`): SQL has no
+pandas query. A site suite written with the pandas form `column=="value"` is translated to it when the
+project is copied into the run; any other pandas condition is refused before validation starts.
 """
 from __future__ import annotations
 
-import copy
-import gc
+import json
 import logging
 import os
+import re
 import shutil
+import tempfile
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
-
-import duckdb
-import pandas as pd
-import pyarrow as pa
 
 from b12lab.common.duck import connect
 from b12lab.common.paths import EXPECTATIONS_DIR
 from b12lab.common.settings import load_settings
+from b12lab.quality import duckdb_dialect
 
 SUITE_FILES = ("lab_results", "quarantine", "patients", "diagnoses", "medications", "unmapped_codes")
 CRITICAL = "critical"
-
-# Rows of one table GX validates at a time: what bounds validation's memory. Measured on the 1M-row benchmark
-# lake (benchmarks/validate_bench.py), validation's peak above the process's baseline: 400 MB at 250k rows,
-# 520 MB at 500k, 660 MB at 1M, for about the same time (GX's fixed cost per batch is small).
-# B12LAB_VALIDATION_BATCH_ROWS overrides it (the tests use a few rows).
-VALIDATION_BATCH_ROWS = 500_000
-BATCH_ROWS_VARIABLE = "B12LAB_VALIDATION_BATCH_ROWS"
-# DuckDB only streams rows and counts duplicates here: a small limit, with spilling, leaves room for GX (the
-# uniqueness count over 10M lab rows takes 0.4 s and about 300 MB within it).
-VALIDATION_DUCKDB_MEMORY = "512MB"
-# BASIC: counts and up to 20 unexpected values per expectation. SUMMARY adds the values' counts and the
-# unexpected rows' index, for which GX filters each batch again per metric: 15 % of validation's time.
+CHECKPOINT_NAME = "new_rows"
+# BASIC: counts and up to 20 unexpected values per expectation; enough for the report and the Data Docs.
 RESULT_FORMAT = "BASIC"
-# DuckDB answers an Arrow reader with record batches of at most its row group size, whatever is asked for.
-DUCKDB_ARROW_BATCH_ROWS = 122_880
-
-# Map expectations whose verdict on a row depends on the other rows: they cannot be split into batches.
-TABLE_WIDE_MAP_EXPECTATIONS = frozenset({
-    "expect_column_values_to_be_unique",
-    "expect_compound_columns_to_be_unique",
-    "expect_multicolumn_values_to_be_unique",
-    "expect_column_values_to_be_increasing",
-    "expect_column_values_to_be_decreasing",
-    "expect_column_value_z_scores_to_be_less_than",
-    "expect_column_values_to_not_be_outliers",
-})
-# Of those, the ones counted by DuckDB over the whole table (the others go to GX on the whole table).
-UNIQUENESS_IN_DUCKDB = frozenset({"expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"})
-# How GX (and so Data Docs) spells "this value was replaced in the stored batch parameters".
-DATAFRAME_PLACEHOLDER = "<DATAFRAME>"
-PARTIAL_UNEXPECTED_COUNT = 20
-
-log = logging.getLogger(__name__)
+# A pandas row condition GX's SQL engine can run once translated: `column=="value"` (or 'value').
+_PANDAS_EQUALITY = re.compile(r"""^\s*`?(\w+)`?\s*==\s*(?:"([^"]*)"|'([^']*)')\s*$""")
 
 
 @dataclass(frozen=True)
@@ -98,7 +70,7 @@ class ExpectationOutcome:
     severity: str
     success: bool
     unexpected_count: int | None
-    # The rows it is about, when not all (`analyte=="b12"`): two expectations on one column tell apart.
+    # The rows it is about, when not all (`analyte==b12`): two expectations on one column tell apart.
     condition: str | None = None
 
     @property
@@ -131,6 +103,10 @@ class CriticalExpectationFailed(RuntimeError):
     pass
 
 
+class UnsupportedRowCondition(ValueError):
+    pass
+
+
 def _quiet_gx() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
@@ -139,10 +115,6 @@ def _quiet_gx() -> None:
 def expectations_dir() -> Path:
     """The committed GX project, or a site's own (B12LAB_EXPECTATIONS_DIR), for example with tighter suites."""
     return load_settings().expectations_dir or EXPECTATIONS_DIR
-
-
-def validation_batch_rows() -> int:
-    return load_settings().validation_batch_rows
 
 
 def expectation_parameters(ingest_day: date) -> dict[str, str]:
@@ -161,6 +133,41 @@ def expectation_parameters(ingest_day: date) -> dict[str, str]:
     }
 
 
+# --- the GX project of the run ---------------------------------------------------------------------------
+
+
+def _sql_row_condition(condition, where: str):
+    """A suite's row condition in a form GX's SQL engine runs: GX's own conditions as they are, the pandas
+    `column=="value"` as GX's comparison condition."""
+    if not condition or (isinstance(condition, dict) and condition.get("type") != "pass_through"):
+        return condition
+    text = condition["pass_through_filter"] if isinstance(condition, dict) else str(condition)
+    match = _PANDAS_EQUALITY.match(text)
+    if not match:
+        raise UnsupportedRowCondition(
+            f"{where}: the row condition {text!r} is pandas syntax, which validation in SQL cannot run; write it "
+            'as a GX condition, for example {"type": "comparison", "column": {"name": "analyte"}, '
+            '"operator": "==", "parameter": "b12"}')
+    column, double_quoted, single_quoted = match.groups()
+    return {"type": "comparison", "column": {"name": column}, "operator": "==",
+            "parameter": double_quoted if double_quoted is not None else single_quoted}
+
+
+def _copy_suite(source: Path, target: Path) -> None:
+    """A suite into the run's project, in the form GX runs in SQL. Ids are what GX's results are matched to
+    expectations by (and a suite without one cannot be validated): one a site left out is made up here."""
+    suite = json.loads(source.read_text(encoding="utf-8"))
+    suite.setdefault("id", str(uuid.uuid4()))
+    for expectation in suite.get("expectations", []):
+        expectation.setdefault("id", str(uuid.uuid4()))
+        kwargs = expectation.get("kwargs", {})
+        if kwargs.get("row_condition"):
+            where = f"{source.name}: {expectation['type']}"
+            kwargs["row_condition"] = _sql_row_condition(kwargs["row_condition"], where)
+            kwargs.pop("condition_parser", None)
+    target.write_text(json.dumps(suite, indent=2), encoding="utf-8")
+
+
 def prepare_context(gx_dir: Path, project_dir: Path | None = None):
     """A file-backed GX context in gx_dir holding a copy of the GX project and its suites."""
     _quiet_gx()
@@ -172,89 +179,12 @@ def prepare_context(gx_dir: Path, project_dir: Path | None = None):
     # Plain copies: the package's file modes must not override the run's private umask.
     (gx_dir / "expectations").mkdir(parents=True)
     for suite in (project_dir / "expectations").glob("*.json"):
-        shutil.copyfile(suite, gx_dir / "expectations" / suite.name)
+        _copy_suite(suite, gx_dir / "expectations" / suite.name)
     shutil.copyfile(project_dir / "great_expectations.yml", gx_dir / "great_expectations.yml")
     return gx.get_context(context_root_dir=str(gx_dir))
 
 
-# --- which expectation is validated how ------------------------------------------------------------------
-
-
-def _kwarg(expectation, name: str, default=None):
-    return expectation.configuration.kwargs.get(name, default)
-
-
-def _named_columns(expectation) -> list[str]:
-    kwargs = expectation.configuration.kwargs
-    named = [kwargs[key] for key in ("column", "column_A", "column_B") if isinstance(kwargs.get(key), str)]
-    return named + list(kwargs.get("column_list") or [])
-
-
-def _condition_columns(expectation, table_columns: list[str]) -> list[str]:
-    """Columns a row_condition mentions. Conditions are pandas query text (or GX's structured form), so
-    rather than parse them, any table column whose name appears in the condition is read: reading one
-    column too many costs a little memory, one too few would make GX fail the expectation."""
-    condition = _kwarg(expectation, "row_condition")
-    if not condition:
-        return []
-    text = str(condition.to_json_dict() if hasattr(condition, "to_json_dict") else condition)
-    return [column for column in table_columns if column in text]
-
-
-def _is_row_wise(expectation) -> bool:
-    from great_expectations.expectations.expectation import (ColumnMapExpectation, ColumnPairMapExpectation,
-                                                             MulticolumnMapExpectation)
-
-    return (isinstance(expectation, (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation))
-            and expectation.expectation_type not in TABLE_WIDE_MAP_EXPECTATIONS)
-
-
-@dataclass
-class SuitePlan:
-    """One table's suite split by how each expectation is validated (positions in suite order), and the
-    columns each part reads.
-
-    The row-wise expectations are grouped by the columns they read, and GX validates each group on a frame
-    of those columns only. GX filters the whole frame for every metric of an expectation that skips NULLs or
-    has a row_condition; on a frame of every column the suite names (13 for lab_results) that copying was
-    most of validation's time, on one or two columns it is a fraction, for a few hundredths of a second of
-    fixed cost per group.
-    """
-    table: str
-    expectations: list
-    per_batch: dict[tuple[str, ...], list[int]] = field(default_factory=dict)
-    uniqueness: list[int] = field(default_factory=list)
-    whole_table: list[int] = field(default_factory=list)
-    whole_table_columns: list[str] = field(default_factory=list)
-
-    @property
-    def batch_columns(self) -> list[str]:
-        return list(dict.fromkeys(column for columns in self.per_batch for column in columns))
-
-
-def plan_suite(table: str, expectations: list, table_columns: list[str]) -> SuitePlan:
-    plan = SuitePlan(table, list(expectations))
-    whole_table_columns, whole_table_needs_all = set(), False
-    for position, expectation in enumerate(plan.expectations):
-        named = set(_named_columns(expectation) + _condition_columns(expectation, table_columns))
-        # In table order. A column the suite names but the table lacks is left out, and GX fails the
-        # expectation that names it, as it did when the whole table was read (a frame needs some column).
-        columns = tuple(c for c in table_columns if c in named) or tuple(table_columns[:1])
-        if _is_row_wise(expectation):
-            plan.per_batch.setdefault(columns, []).append(position)
-        elif expectation.expectation_type in UNIQUENESS_IN_DUCKDB and not _kwarg(expectation, "row_condition"):
-            plan.uniqueness.append(position)
-        else:
-            plan.whole_table.append(position)
-            whole_table_columns.update(columns)
-            # Table-level expectations (row count, column set, ...) name no column but need the table's shape.
-            whole_table_needs_all |= not _named_columns(expectation)
-    plan.whole_table_columns = table_columns if whole_table_needs_all else [
-        c for c in table_columns if c in whole_table_columns]
-    return plan
-
-
-# --- reading rows in batches -----------------------------------------------------------------------------
+# --- the night's new rows in DuckDB ----------------------------------------------------------------------
 
 
 def _quote_identifier(name: str) -> str:
@@ -265,403 +195,130 @@ def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _column_types(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, str]:
-    return {name: kind for name, kind, *_ in con.execute(f"describe select * from {view}").fetchall()}
-
-
-def _select_list(columns: list[str], types: dict[str, str]) -> str:
-    """Dates as timestamps, so that GX compares them with the suites' ISO date-time bounds."""
-    return ", ".join(
-        f"cast({_quote_identifier(c)} as timestamp) as {_quote_identifier(c)}" if types[c] == "DATE"
-        else _quote_identifier(c)
-        for c in columns
-    )
-
-
-def _with_nanosecond_timestamps(batch: pa.Table) -> pa.Table:
-    """Timestamps as nanosecond timestamps: GX compares only datetime64[ns] columns with its vectorised code
-    and any other unit value by value in Python (4.6 s instead of 0.05 s for one bound check on 1M rows). A
-    batch holding a timestamp outside the nanosecond range (years 1678-2261) keeps microseconds: correct,
-    and slower."""
-    for index, column in enumerate(batch.schema):
-        if pa.types.is_timestamp(column.type) and column.type.unit != "ns":
-            try:
-                converted = batch.column(index).cast(pa.timestamp("ns", column.type.tz))
-            except pa.ArrowInvalid:
-                continue
-            batch = batch.set_column(index, pa.field(column.name, converted.type), converted)
-    return batch
-
-
-def _to_pandas_batch(batch: pa.Table, columns: tuple[str, ...] | list[str]) -> pd.DataFrame:
-    """Some columns of a batch as pandas, for GX. Strings stay Arrow-backed (pandas' default `str`), without
-    a copy."""
-    return batch.select(list(columns)).to_pandas(split_blocks=True)
-
-
-def _batches(con: duckdb.DuckDBPyConnection, view: str, columns: list[str], types: dict[str, str],
-             batch_rows: int) -> Iterator[pa.Table]:
-    """The view's rows (only `columns`), batch_rows at a time. DuckDB hands over Arrow record batches of its
-    own size (about 120k rows); they are gathered into batches of exactly batch_rows (the last one smaller)."""
-    query = f"select {_select_list(columns, types)} from {view}"
-    reader = con.sql(query).to_arrow_reader(min(batch_rows, DUCKDB_ARROW_BATCH_ROWS))
-    pending: list[pa.RecordBatch] = []
-    pending_rows, yielded = 0, False
-    for record_batch in reader:
-        pending.append(record_batch)
-        pending_rows += record_batch.num_rows
-        while pending_rows >= batch_rows:
-            gathered = pa.Table.from_batches(pending, schema=reader.schema)
-            yield _with_nanosecond_timestamps(gathered.slice(0, batch_rows))
-            yielded = True
-            rest = gathered.slice(batch_rows)
-            pending, pending_rows = rest.to_batches(), rest.num_rows
-    if pending_rows or not yielded:
-        yield _with_nanosecond_timestamps(pa.Table.from_batches(pending, schema=reader.schema))
-
-
-# --- combining the batches' outcomes ---------------------------------------------------------------------
-
-
-def _resolved(value, parameters: dict):
-    if isinstance(value, dict) and "$PARAMETER" in value:
-        return parameters.get(value["$PARAMETER"])
-    return value
-
-
-def _mostly_success(considered_rows: int, unexpected_rows: int, mostly: float) -> bool:
-    """GX's rule for map expectations (great_expectations.expectations.expectation._mostly_success), on the
-    whole table's counts; no rows to judge is a success."""
-    if considered_rows == 0:
-        return True
-    return (float(considered_rows) - float(unexpected_rows)) / float(considered_rows) >= mostly
-
-
-def _map_result(element_count: int, considered_rows: int | None, unexpected_count: int) -> dict:
-    """The counts and shares GX reports for a map expectation (considered_rows None: GX reports no missing
-    values for it, as for expect_column_values_to_(not_)be_null)."""
-    result = {
-        "element_count": element_count,
-        "unexpected_count": unexpected_count,
-        "unexpected_percent": None,
-        "partial_unexpected_list": [],
-    }
-    if element_count:
-        share_of_all = unexpected_count / element_count * 100
-        result["unexpected_percent"] = share_of_all
-        if considered_rows is not None:
-            result.update(
-                missing_count=element_count - considered_rows,
-                missing_percent=(element_count - considered_rows) / element_count * 100,
-                unexpected_percent_total=share_of_all,
-                unexpected_percent_nonmissing=(unexpected_count / considered_rows * 100) if considered_rows else None,
-            )
-            result["unexpected_percent"] = result["unexpected_percent_nonmissing"]
-    return result
-
-
-@dataclass
-class _CombinedExpectation:
-    """One row-wise expectation's results over the batches seen so far."""
-    all_succeeded: bool = True
-    element_count: int = 0
-    considered_rows: int = 0
-    reports_missing: bool = False
-    unexpected_count: int | None = 0
-    unexpected_sample: list = field(default_factory=list)
-    last_result: object = None
-
-    def add(self, item) -> None:
-        self.last_result = item
-        self.all_succeeded &= bool(item.success)
-        result = item.result or {}
-        if item.exception_info.get("raised_exception") or result.get("unexpected_count") is None:
-            self.unexpected_count = None
-            return
-        if self.unexpected_count is not None:
-            self.unexpected_count += int(result["unexpected_count"])
-        element_count = int(result.get("element_count") or 0)
-        self.element_count += element_count
-        self.reports_missing |= "missing_count" in result
-        self.considered_rows += element_count - int(result.get("missing_count") or 0)
-        room = PARTIAL_UNEXPECTED_COUNT - len(self.unexpected_sample)
-        self.unexpected_sample += list(result.get("partial_unexpected_list") or [])[:max(room, 0)]
-
-    def outcome(self):
-        """The GX result of the whole table: success, counts and samples of all batches."""
-        from great_expectations.core import ExpectationValidationResult
-
-        item = self.last_result
-        mostly = item.expectation_config.kwargs.get("mostly")
-        if self.unexpected_count is None:
-            success, result = False, dict(item.result or {})
-        else:
-            # `mostly` is a share of the whole table, so it is judged on the summed counts; without it any
-            # failed batch fails the table.
-            if isinstance(mostly, (int, float)) and mostly < 1:
-                success = _mostly_success(self.considered_rows, self.unexpected_count, float(mostly))
-            else:
-                success = self.all_succeeded
-            result = _map_result(self.element_count, self.considered_rows if self.reports_missing else None,
-                                 self.unexpected_count)
-            result["partial_unexpected_list"] = self.unexpected_sample
-        return ExpectationValidationResult(success=success, expectation_config=item.expectation_config,
-                                           result=result, meta=item.meta, exception_info=item.exception_info)
-
-
-# --- whole-table expectations ----------------------------------------------------------------------------
-
-
-def _uniqueness_result(con: duckdb.DuckDBPyConnection, view: str, expectation, parameters: dict):
-    """expect_column_values_to_be_unique / expect_compound_columns_to_be_unique over every row of the view,
-    with GX's pandas semantics: every row of a duplicated value (or combination) is unexpected (pandas
-    `duplicated(keep=False)`; NULLs equal each other there as in a DuckDB GROUP BY); rows are left out as GX
-    leaves them out (NULLs of a single column; `ignore_row_if` for column lists)."""
-    from great_expectations.core import ExpectationValidationResult
-
-    single_column = expectation.expectation_type == "expect_column_values_to_be_unique"
-    columns = [_kwarg(expectation, "column")] if single_column else list(_kwarg(expectation, "column_list"))
-    quoted = [_quote_identifier(c) for c in columns]
-    if single_column:
-        considered = f"{quoted[0]} is not null"
-    else:
-        considered = {
-            "all_values_are_missing": "not (" + " and ".join(f"{q} is null" for q in quoted) + ")",
-            "any_value_is_missing": " and ".join(f"{q} is not null" for q in quoted),
-            "never": "true",
-        }[_kwarg(expectation, "ignore_row_if", "all_values_are_missing")]
-    key = ", ".join(quoted)
-    # The duplicated keys' rows in all (a window over every duplicated key) and a few of the keys for Data
-    # Docs: however many duplicates there are, only PARTIAL_UNEXPECTED_COUNT rows leave DuckDB.
-    sample = con.sql(
-        f"select {key}, count(*) as _copies, sum(count(*)) over () as _duplicated_rows from {view} "
-        f"where {considered} group by all having count(*) > 1 order by {key} limit {PARTIAL_UNEXPECTED_COUNT}"
-    ).to_arrow_table().to_pylist()
-    unexpected_count = int(sample[0]["_duplicated_rows"]) if sample else 0
-    element_count, considered_rows = con.execute(
-        f"select count(*), count(*) filter (where {considered}) from {view}").fetchall()[0]
-    mostly = _resolved(_kwarg(expectation, "mostly", 1), parameters)
-    success = _mostly_success(considered_rows, unexpected_count, float(1 if mostly is None else mostly))
-    result = _map_result(element_count, considered_rows, unexpected_count)
-    unexpected_values = []
-    for row in sample:
-        copies = row.pop("_copies")
-        row.pop("_duplicated_rows")
-        value = row[columns[0]] if single_column else row
-        unexpected_values += [value] * min(copies, PARTIAL_UNEXPECTED_COUNT - len(unexpected_values))
-    result["partial_unexpected_list"] = unexpected_values
-    return ExpectationValidationResult(
-        success=success, expectation_config=expectation.configuration, result=result,
-        meta={"validated_by": "DuckDB, over all the table's new rows (uniqueness is not a per-batch property)"},
-        exception_info={"raised_exception": False, "exception_message": None, "exception_traceback": None},
-    )
-
-
-# --- validating one table --------------------------------------------------------------------------------
-
-
-@dataclass
-class TableValidation:
-    table: str
-    rows: int
-    batches: int
-    result: object  # ExpectationSuiteValidationResult, in suite order
-
-
-def _sub_suite(name: str, positions: list[int], expectations: list):
-    """A suite of some of a table's expectations, and the suite position of each: GX returns results in an
-    order of its own, so they are matched to expectations by id. An expectation belongs to one suite: the
-    sub-suite holds copies, which GX gives no id, so each copy gets a new one."""
-    import great_expectations as gx
-
-    suite = gx.ExpectationSuite(name=name, expectations=[copy.copy(expectations[p]) for p in positions])
-    position_by_id = {}
-    for position, expectation in zip(positions, suite.expectations):
-        expectation.id = str(uuid.uuid4())
-        position_by_id[expectation.id] = position
-    return suite, position_by_id
-
-
-def _by_position(result, position_by_id: dict[str, int], table: str) -> dict[int, object]:
-    matched = {position_by_id.get(item.expectation_config.id): item for item in result.results}
-    if None in matched or len(matched) != len(position_by_id):
-        raise RuntimeError(f"GX's results of {table} do not match its expectations one to one")
-    return matched
-
-
-def _validate_batch(validator_class, batch_definition, suite, frame: pd.DataFrame, parameters: dict):
-    """GX on one batch. One GX Validator per batch (a Validator is bound to its data), sharing the table's
-    batch definition and sub-suite. Not Batch.validate: that loads the batch, fingerprinting every value,
-    twice."""
-    validator = validator_class(batch_definition=batch_definition, batch_parameters={"dataframe": frame},
-                                result_format=RESULT_FORMAT)
-    return validator.validate_expectation_suite(suite, parameters)
-
-
-def _validate_table(context, source, con: duckdb.DuckDBPyConnection, table: str, view: str, rows: int,
-                    parameters: dict, batch_rows: int) -> TableValidation:
-    from great_expectations.core import ExpectationSuiteValidationResult
-    from great_expectations.validator.v1_validator import Validator
-
-    types = _column_types(con, view)
-    suite = context.suites.get(table)
-    plan = plan_suite(table, suite.expectations, list(types))
-    asset = source.add_dataframe_asset(name=table)
-    batch_definition = asset.add_batch_definition_whole_dataframe(table)
-    by_position: dict[int, object] = {}
-    batches, last_meta, batch_id = 0, {}, None
-
-    if plan.per_batch:
-        groups = [(columns, *_sub_suite(table, positions, plan.expectations))
-                  for columns, positions in plan.per_batch.items()]
-        combined = {position: _CombinedExpectation() for positions in plan.per_batch.values()
-                    for position in positions}
-        for batch in _batches(con, view, plan.batch_columns, types, batch_rows):
-            batches += 1
-            for columns, group_suite, position_by_id in groups:
-                frame = _to_pandas_batch(batch, columns)
-                result = _validate_batch(Validator, batch_definition, group_suite, frame, parameters)
-                last_meta, batch_id = result.meta, result.batch_id
-                for position, item in _by_position(result, position_by_id, table).items():
-                    combined[position].add(item)
-            del batch, frame
-            # GX's validator, execution engine and batch refer to each other, so a batch's frames are freed
-            # only by the cyclic garbage collector, whose full passes are rare: without this, memory grew by
-            # a batch per batch (1.7 GB after ten on lab_results) before Python got round to it.
-            gc.collect()
-        by_position.update((position, tally.outcome()) for position, tally in combined.items())
-
-    for position in plan.uniqueness:
-        by_position[position] = _uniqueness_result(con, view, plan.expectations[position], parameters)
-
-    if plan.whole_table:
-        names = sorted({plan.expectations[p].expectation_type for p in plan.whole_table})
-        log.warning("%s: %d expectations about the whole table (%s) are validated on all its new rows at once; "
-                    "memory grows with the rows", table, len(plan.whole_table), ", ".join(names))
-        whole_suite, position_by_id = _sub_suite(f"{table}-whole-table", plan.whole_table, plan.expectations)
-        [whole_table] = _batches(con, view, plan.whole_table_columns, types, rows)  # one batch: all the rows
-        frame = _to_pandas_batch(whole_table, plan.whole_table_columns)
-        del whole_table
-        result = _validate_batch(Validator, batch_definition, whole_suite, frame, parameters)
-        del frame
-        last_meta, batch_id = last_meta or result.meta, batch_id or result.batch_id
-        by_position.update(_by_position(result, position_by_id, table))
-
-    results = [by_position[position] for position in range(len(plan.expectations))]
-    successful = sum(1 for item in results if item.success)
-    combined_result = ExpectationSuiteValidationResult(
-        success=successful == len(results),
-        results=results,
-        suite_name=table,
-        statistics={
-            "evaluated_expectations": len(results),
-            "successful_expectations": successful,
-            "unsuccessful_expectations": len(results) - successful,
-            "success_percent": successful / len(results) * 100 if results else None,
-        },
-        meta={**last_meta, "batch_parameters": {"dataframe": DATAFRAME_PLACEHOLDER},
-              "rows_validated": rows, "validation_batches": batches, "batch_rows": batch_rows},
-        batch_id=batch_id,
-    )
-    return TableValidation(table, rows, batches, combined_result)
-
-
-def _outcomes(validation: TableValidation, suite_expectations: list) -> list[ExpectationOutcome]:
-    outcomes = []
-    for expectation, item in zip(suite_expectations, validation.result.results):
-        outcomes.append(ExpectationOutcome(
-            table=validation.table,
-            expectation=expectation.expectation_type,
-            column=expectation.configuration.kwargs.get("column"),
-            severity=str(getattr(expectation.severity, "value", expectation.severity)),
-            success=bool(item.success),
-            unexpected_count=(item.result or {}).get("unexpected_count"),
-            condition=_row_condition_text(expectation.configuration.kwargs.get("row_condition")),
-        ))
-    return outcomes
-
-
-def _row_condition_text(condition) -> str | None:
-    """A suite's row condition as plain text: `analyte=="b12"` from GX's pass-through filter (or a string)."""
-    if not condition:
-        return None
-    if isinstance(condition, dict):
-        condition = condition.get("pass_through_filter") or condition.get("condition") or str(condition)
-    return str(condition).replace('"', "")
-
-
-def _store(context, validation: TableValidation, run_id) -> None:
-    """The combined result as GX's validation result of the table, which Data Docs render."""
-    from great_expectations.data_context.types.resource_identifiers import (ExpectationSuiteIdentifier,
-                                                                            ValidationResultIdentifier)
-
-    validation.result.meta["run_id"] = run_id
-    validation.result.meta["validation_time"] = run_id.run_time
-    suite_id = ExpectationSuiteIdentifier(name=validation.table)
-    context.validation_results_store.store_validation_results(
-        suite_validation_result=validation.result,
-        suite_validation_result_identifier=ValidationResultIdentifier(
-            expectation_suite_identifier=suite_id, run_id=run_id, batch_identifier=validation.result.batch_id),
-        expectation_suite_identifier=suite_id,
-    )
-
-
-def _validate_views(con: duckdb.DuckDBPyConnection, views: dict[str, str], gx_dir: Path, today: date,
-                    project_dir: Path | None, batch_rows: int | None) -> ValidationReport:
-    from great_expectations.core.run_identifier import RunIdentifier
-
-    batch_rows = batch_rows or validation_batch_rows()
-    context = prepare_context(gx_dir, project_dir)
-    source = context.data_sources.add_pandas(name="lake")
-    parameters = expectation_parameters(today)
-    run_id = RunIdentifier(run_time=datetime.now(timezone.utc))
-    report = ValidationReport()
-    # The garbage collection after each batch (see _validate_table) need not walk the objects that exist
-    # before the first one (Prefect's, GX's modules and context): frozen, they are left out of its passes,
-    # which halves its cost. They are handed back to the collector when validation ends.
-    gc.freeze()
-    try:
-        for table, view in views.items():
-            rows = con.execute(f"select count(*) from {view}").fetchall()[0][0]
-            if not rows:
-                continue  # nothing new in this table: nothing to validate, as before
-            validation = _validate_table(context, source, con, table, view, rows, parameters, batch_rows)
-            report.outcomes += _outcomes(validation, context.suites.get(table).expectations)
-            _store(context, validation, run_id)
-    finally:
-        gc.unfreeze()
-    context.build_data_docs()
-    index = gx_dir / "data_docs" / "index.html"
-    report.data_docs_index = index if index.exists() else None
-    return report
-
-
-def validate_lake_files(files: dict[str, list[Path]], gx_dir: Path, today: date, *,
-                        project_dir: Path | None = None, batch_rows: int | None = None,
-                        temp_dir: Path | None = None) -> ValidationReport:
-    """Validate each table's Parquet files (a run's new lake files) against its suite, in batches of
-    batch_rows (default VALIDATION_BATCH_ROWS or B12LAB_VALIDATION_BATCH_ROWS); build Data Docs; return every
-    outcome, combined over the batches."""
-    with connect(temp_dir=temp_dir, memory_limit=VALIDATION_DUCKDB_MEMORY) as con:
-        views = {}
+def create_new_rows_database(database_path: Path, files: dict[str, list[Path]],
+                             temp_dir: Path | None = None) -> list[str]:
+    """A DuckDB database at database_path with one view per table over that table's new Parquet files, named
+    as the table; the tables that have new rows, the ones to validate. Views copy nothing: each of GX's
+    queries reads the files."""
+    tables = []
+    with connect(database_path, temp_dir=temp_dir) as con:
         for table, paths in files.items():
             if not paths:
                 continue
             # A view's text cannot hold bound parameters: the paths (hash-named files this program wrote) are
             # written in as quoted literals.
             listed = ", ".join(_quote_literal(str(path)) for path in paths)
-            views[table] = f"new_{table}"
-            con.execute(f"create temp view {views[table]} as "
+            con.execute(f"create view {_quote_identifier(table)} as "
                         f"select * from read_parquet([{listed}], union_by_name = true)")
-        return _validate_views(con, views, gx_dir, today, project_dir, batch_rows)
+            if con.execute(f"select exists (select 1 from {_quote_identifier(table)})").fetchone()[0]:
+                tables.append(table)
+    return tables
 
 
-def validate_tables(tables: dict[str, pd.DataFrame], gx_dir: Path, today: date,
-                    project_dir: Path | None = None, *, batch_rows: int | None = None) -> ValidationReport:
-    """validate_lake_files for rows already in memory (one DataFrame per table), in the same batches."""
-    with connect(memory_limit=VALIDATION_DUCKDB_MEMORY) as con:
-        views = {}
-        for table, frame in tables.items():
-            views[table] = f"new_{table}"
-            con.register(views[table], frame)
-        return _validate_views(con, views, gx_dir, today, project_dir, batch_rows)
+def add_new_rows_source(context, name: str, database_path: Path, temp_dir: Path | None = None):
+    """GX's SQL data source over the database of create_new_rows_database: read-only, through the dialect of
+    duckdb_dialect, under the memory limit of every other DuckDB connection of the run (spilling to temp_dir)."""
+    duckdb_dialect.register()
+    config = {"memory_limit": load_settings().memory_limit}
+    if temp_dir is not None:
+        config["temp_directory"] = str(temp_dir)
+    return context.data_sources.add_sql(
+        name=name, connection_string=f"{duckdb_dialect.SCHEME}:///{database_path}", create_temp_table=False,
+        kwargs={"connect_args": {"read_only": True, "config": config}})
+
+
+def close_source(source) -> None:
+    """Close GX's connections to the scratch database: DuckDB's memory is freed and the file can go."""
+    source.get_execution_engine().close()
+    source.get_engine().dispose()
+
+
+# --- validation --------------------------------------------------------------------------------------------
+
+
+def _row_condition_text(condition) -> str | None:
+    """A suite's row condition as plain text (`analyte==b12`), from GX's comparison condition, its pandas
+    pass-through filter or a string."""
+    if not condition:
+        return None
+    if hasattr(condition, "dict"):
+        condition = condition.dict()
+    if isinstance(condition, dict):
+        if condition.get("type") == "comparison":
+            condition = f"{condition['column']['name']}{condition['operator']}{condition['parameter']}"
+        else:
+            condition = condition.get("pass_through_filter") or condition.get("condition") or str(condition)
+    return str(condition).replace('"', "")
+
+
+def _severity(expectation) -> str:
+    return str(getattr(expectation.severity, "value", expectation.severity))
+
+
+def _outcomes(table: str, suite, result) -> list[ExpectationOutcome]:
+    """One outcome per expectation of the suite, in suite order (GX returns results in an order of its own)."""
+    by_id = {item.expectation_config.id: item for item in result.results}
+    if len(by_id) != len(suite.expectations) or any(e.id not in by_id for e in suite.expectations):
+        raise RuntimeError(f"GX's results of {table} do not match its expectations one to one")
+    outcomes = []
+    for expectation in suite.expectations:
+        item = by_id[expectation.id]
+        kwargs = expectation.configuration.kwargs
+        outcomes.append(ExpectationOutcome(
+            table=table,
+            expectation=expectation.expectation_type,
+            column=kwargs.get("column"),
+            severity=_severity(expectation),
+            success=bool(item.success),
+            unexpected_count=(item.result or {}).get("unexpected_count"),
+            condition=_row_condition_text(kwargs.get("row_condition")),
+        ))
+    return outcomes
+
+
+def _run_checkpoint(context, database_path: Path, tables: list[str], parameters: dict, temp_dir: Path):
+    """A ValidationDefinition per table (its new rows, its suite; running it stores its result) and the
+    Checkpoint that runs them; the suites and GX's result of each table.
+
+    The Checkpoint has no UpdateDataDocsAction: that action rebuilds the whole Data Docs site once per
+    validation result (six times a night, half of validation's time on the sample); the caller builds it
+    once instead."""
+    import great_expectations as gx
+
+    source = add_new_rows_source(context, "new_rows", database_path, temp_dir)
+    definitions, suites = [], {}
+    for table in tables:
+        suites[table] = context.suites.get(table)
+        batch_definition = source.add_table_asset(name=table, table_name=table).add_batch_definition_whole_table(table)
+        definitions.append(context.validation_definitions.add(
+            gx.ValidationDefinition(name=table, data=batch_definition, suite=suites[table])))
+    checkpoint = context.checkpoints.add(gx.Checkpoint(
+        name=CHECKPOINT_NAME, validation_definitions=definitions, result_format=RESULT_FORMAT))
+    try:
+        result = checkpoint.run(expectation_parameters=parameters)
+    finally:
+        close_source(source)
+    by_suite = {item.suite_name: item for item in result.run_results.values()}
+    return [(table, suites[table], by_suite[table]) for table in tables]
+
+
+def validate_lake_files(files: dict[str, list[Path]], gx_dir: Path, today: date, *,
+                        project_dir: Path | None = None, temp_dir: Path | None = None) -> ValidationReport:
+    """Validate each table's Parquet files (a run's new lake files) against its suite with GX's Checkpoint;
+    build Data Docs; return every outcome. A table without new rows is not validated."""
+    context = prepare_context(gx_dir, project_dir)
+    report = ValidationReport()
+    if temp_dir is not None:
+        temp_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="validation-", dir=temp_dir) as scratch:
+        database_path = Path(scratch) / "new_rows.duckdb"
+        spill_dir = Path(scratch) / "spill"  # DuckDB's, when a query outgrows the memory limit
+        tables = create_new_rows_database(database_path, files, spill_dir)
+        if tables:
+            for table, suite, result in _run_checkpoint(context, database_path, tables,
+                                                        expectation_parameters(today), spill_dir):
+                report.outcomes += _outcomes(table, suite, result)
+    context.build_data_docs()  # GX's HTML of the stored results (an empty site after a night without rows)
+    index = gx_dir / "data_docs" / "index.html"
+    report.data_docs_index = index if index.exists() else None
+    return report
