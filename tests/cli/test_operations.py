@@ -126,7 +126,7 @@ def test_a_file_mostly_quarantined_stops_the_run_and_commits_nothing(sample_nigh
     result = run(drop, output, "--as-of", LIVE_AS_OF)
     assert result.returncode == 1
     line = one_error_line(result)
-    assert "labs_changed_layout.csv: 3 of 10 records quarantined (30%, mostly unknown_unit)" in line
+    assert "labs_changed_layout.csv: 3 of 10 records in scope quarantined (30%, mostly unknown_unit)" in line
     assert "more than the 20% allowed (B12LAB_MAX_QUARANTINE_SHARE): nothing was committed" in line
     assert digest(output / "warehouse.duckdb") == before
     # A site that accepts more sets the share; the file is retried and committed.

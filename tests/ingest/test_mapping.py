@@ -174,7 +174,7 @@ def test_missing_columns_are_named_in_the_run_summary(tmp_path):
     from b12lab.flows.nightly import RunFailed
 
     # Every record quarantined: the run stops, and says which columns the file lacks.
-    with pytest.raises(RunFailed, match=r"labs.csv: 1 of 1 records quarantined .*\(missing columns: unit\)"):
+    with pytest.raises(RunFailed, match=r"labs.csv: 1 of 1 records in scope quarantined .*\(missing columns: unit\)"):
         run_pipeline(tmp_path / "in", tmp_path / "out", date(2026, 1, 1))
     summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
     [account] = summary["files"]
