@@ -211,3 +211,17 @@ def test_the_dictionary_is_checked_with_the_drop_folder_before_any_data_is_read(
         load_configuration(None, None, "mimic3", input_dir=folder)
     (folder / "D_LABITEMS.csv").write_text("ROW_ID,ITEMID,LABEL,LOINC_CODE\n")
     assert load_configuration(None, None, "mimic3", input_dir=folder).mapping.name == "mimic3"
+
+
+def test_the_entry_point_refuses_a_bad_unit_target_in_one_line_before_any_data_is_read(tmp_path):
+    from tests.helpers.processes import b12lab
+
+    good = yaml.safe_load((MIMIC.parents[2] / "pipelines" / "b12lab" / "ingest" / "mappings" / "mimic3.yaml").read_text())
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump({**good, "units": {"pg per ml": "pg/mL", "PMOL PER L": "picomoles"}}))
+    result = b12lab("run", "--input", MIMIC, "--output", tmp_path / "out", "--mapping", path, timeout=120)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("b12lab: error: mapping site.yaml: key 'units.PMOL PER L': 'picomoles' is not a unit of "
+                           "ref_units.csv (")
+    assert not (tmp_path / "out").exists()
