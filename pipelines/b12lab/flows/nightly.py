@@ -20,7 +20,7 @@ from b12lab.common.duck import connect, is_interrupt, release_freed_memory
 from b12lab.common.faults import crash_point
 from b12lab.common.layout import WAREHOUSE_NAME, OutputLayout, PublicationLayout
 from b12lab.common.settings import Settings, load_settings
-from b12lab.flows.alarms import (FeedShare, TooMuchQuarantined, check_quarantined_shares, missing_analytes,
+from b12lab.flows.alarms import (FeedShare, check_quarantined_shares, missing_analytes,
                                  name_missing_analytes, name_suspected_unmapped, suspected_unmapped)
 from b12lab.flows.configuration import load_configuration
 from b12lab.flows.progress import tracked
