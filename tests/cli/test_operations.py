@@ -18,7 +18,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.helpers.exports import lab_row, write_labs
+from b12lab.ingest import LAB_COLUMNS
+from tests.helpers.exports import lab_row, write_csv, write_labs
 from tests.helpers.processes import SAMPLE, b12lab, start_b12lab
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -126,7 +127,7 @@ def test_a_file_mostly_quarantined_stops_the_run_and_commits_nothing(sample_nigh
     result = run(drop, output, "--as-of", LIVE_AS_OF)
     assert result.returncode == 1
     line = one_error_line(result)
-    assert "labs_changed_layout.csv: 3 of 10 records quarantined (30%, mostly unknown_unit)" in line
+    assert "labs_changed_layout.csv: 3 of 10 records in scope quarantined (30%, mostly unknown_unit)" in line
     assert "more than the 20% allowed (B12LAB_MAX_QUARANTINE_SHARE): nothing was committed" in line
     assert digest(output / "warehouse.duckdb") == before
     # A site that accepts more sets the share; the file is retried and committed.
@@ -134,6 +135,84 @@ def test_a_file_mostly_quarantined_stops_the_run_and_commits_nothing(sample_nigh
     assert allowed.returncode == 0, allowed.stderr
     assert query(output / "warehouse.duckdb",
                  "select rows_quarantined from ingested_files where source_file = 'labs_changed_layout.csv'") == [(3,)]
+
+
+def test_a_b12_test_under_an_unknown_code_is_named_and_can_fail_the_run(sample_night):
+    """A site's nightly extract with B12 under a local code nobody mapped (SB12, "Serum vitamin B12"), written
+    as LIS exports are (BOM, CRLF), beside a second file of the same feed with one record in a unit nobody knows."""
+    import json
+
+    drop, output = sample_night
+    before = digest(output / "warehouse.duckdb")
+    rows = [lab_row(patient_id=f"N{i}", accession=f"N{i}", loinc="", local_code="SB12", test_name="Serum vitamin B12",
+                    collected_at="2026-10-30T08:15:00", resulted_at="2026-10-30T14:02:00") for i in range(5)]
+    rows += [lab_row(patient_id=f"C{i}", accession=f"C{i}", loinc="", local_code="CHOL", test_name="Cholesterol",
+                     result_value="5.2", unit="mmol/L") for i in range(2)]
+    rows += [lab_row(patient_id=f"G{i}", accession=f"G{i}", collected_at="2026-10-30T08:15:00") for i in range(20)]
+    write_csv(drop / "labs_north_20261030.csv", LAB_COLUMNS, rows, bom=True, line_terminator="\r\n")
+    write_csv(drop / "labs_north_20261030-2.csv", LAB_COLUMNS,
+              [lab_row(patient_id="T1", accession="T1", unit="furlongs")], bom=True, line_terminator="\r\n")
+    named = ('suspected unmapped analyte b12: code (local) SB12 "Serum vitamin B12", 5 rows in '
+             'labs_north_20261030.csv dropped as out_of_scope; to read them: local_codes: {"SB12": b12}')
+
+    failed = run(drop, output, "--as-of", LIVE_AS_OF, B12LAB_FAIL_ON_SUSPECTED_UNMAPPED="true")
+    assert failed.returncode == 1
+    line = one_error_line(failed)
+    assert named in line and "B12LAB_FAIL_ON_SUSPECTED_UNMAPPED is set: nothing was committed" in line
+    assert digest(output / "warehouse.duckdb") == before
+
+    published = run(drop, output, "--as-of", LIVE_AS_OF)
+    assert published.returncode == 0, published.stderr
+    assert named in published.stdout
+    # one tiny file beyond the share cannot fail its feed (1 of 21 records in scope), but it is named
+    assert ("labs_north_20261030-2.csv: 1 of 1 records in scope quarantined (100%), more than the 20% allowed; "
+            "its feed labs_north* (2 files) is within it (5%), so the run goes on") in published.stdout
+    # analytes of the earlier night that this night's lab files did not bring are named
+    assert "analyte folate: none accepted in this night's 2 lab files" in published.stdout
+    assert "analyte b12: none accepted" not in published.stdout
+    summary = json.loads((output / "run_summary.json").read_text())
+    [suspect] = summary["suspected_unmapped_analytes"]
+    assert (suspect["code"], suspect["suggested_analyte"], suspect["rows"], suspect["mapping_line"]) == (
+        "SB12", "b12", 5, 'local_codes: {"SB12": b12}')
+    assert (summary["rows_out_of_scope"], summary["rows_in_scope"]) == (7, 21)
+    [feed] = [f for f in summary["feeds"] if f["feed"] == "labs_north*"]
+    assert (feed["rows_in_scope"], feed["rows_quarantined"], feed["files_over_share"]) == (
+        21, 1, ["labs_north_20261030-2.csv"])
+    assert "folate" in {m["analyte"] for m in summary["analytes_missing"]}
+    warehouse = output / "warehouse.duckdb"
+    assert query(warehouse, "select code, rows, suggested_analyte from unmapped_codes "
+                            "where source_file = 'labs_north_20261030.csv' order by code") == [
+        ("CHOL", 2, None), ("SB12", 5, "b12")]
+    first = query(warehouse, "select section, code, analyte, this_run from data_quality limit 1")
+    assert first == [("suspected_unmapped", "SB12", "b12", 5)]
+    assert ("missing_analyte", "folate") in query(warehouse, "select section, analyte from data_quality")
+    page = (output / "report" / "index.html").read_text(encoding="utf-8")
+    quality = page[page.index('<section id="quality">'):]
+    assert quality.index('id="table-suspected-unmapped"') < quality.index('id="table-missing-analytes"') \
+        < quality.index('id="table-accounting"')
+
+
+def test_a_mapping_reading_the_wrong_column_is_quarantined_over_the_records_in_scope(tmp_path):
+    """94 % of a hospital extract is out of scope; the B12 column read from the wrong place must still fail the
+    night, over the records in scope, not be diluted by the lipid panels."""
+    import yaml
+
+    drop = tmp_path / "drop"
+    header = ["MRN", "TEST_CODE", "TEST_NAME", "RESULT", "UNITS", "FLAG", "COLLECTED"]
+    records = [[f"{1000 + i}", "CHOL", "Cholesterol", "5.1", "mmol/L", "N", "2026-10-30 08:00:00"] for i in range(470)]
+    records += [[f"{2000 + i}", "B12", "Vitamin B12", "245", "pmol/L", "N", "2026-10-30 08:00:00"] for i in range(30)]
+    write_csv(drop / "EXTRACT_20261030.csv", header, records, line_terminator="\r\n")
+    mapping = tmp_path / "hospital.yaml"
+    mapping.write_text(yaml.safe_dump({
+        "files": "EXTRACT_*.csv", "date_format": "%Y-%m-%d %H:%M:%S", "status_default": "F",
+        "columns": {"patient_id": "MRN", "local_code": "TEST_CODE", "test_name": "TEST_NAME",
+                    "result_value": "FLAG", "unit": "UNITS", "collected_at": "COLLECTED"}}))
+    result = run(drop, tmp_path / "out", "--as-of", LIVE_AS_OF, "--mapping", mapping)
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert ("EXTRACT_20261030.csv: 30 of 30 records in scope quarantined (100%, mostly unparseable_value; 470 more "
+            "out of scope), more than the 20% allowed (B12LAB_MAX_QUARANTINE_SHARE): nothing was committed") in line
+    assert not (tmp_path / "out" / "warehouse.duckdb").exists()
 
 
 def read_only(path: Path):

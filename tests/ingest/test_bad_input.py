@@ -428,7 +428,7 @@ def test_the_flow_publishes_past_damaged_files(tmp_path):
     # At the default share, a file this damaged is an alarm: the run stops, naming the first such file.
     from b12lab.flows.nightly import RunFailed
 
-    with pytest.raises(RunFailed, match=r"^labs_absurd_values.csv: \d+ of \d+ records quarantined"):
+    with pytest.raises(RunFailed, match=r"^labs_absurd_values.csv: \d+ of \d+ records in scope quarantined"):
         nightly_run(inputs, output)
     assert not (output / "warehouse.duckdb").exists()
     # A site that takes what it can get from such files, with every record accounted for:

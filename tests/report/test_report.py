@@ -511,3 +511,32 @@ def test_runs_keep_the_history_and_a_report_that_cannot_be_built_stops_the_publi
     assert sorted(r["status"] for r in runs) == ["failed", "published", "published"]
 
 
+
+
+def test_data_quality_lists_suspected_unmapped_and_missing_analytes_first(sample_output, run_record, tmp_path):
+    """Read from the mart data_quality as a night with a B12 test under an unknown code would publish it."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(sample_output / "warehouse.duckdb", warehouse)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("""
+            insert into data_quality (section, source_file, code_system, code, display, analyte, this_run, all_runs)
+            values ('suspected_unmapped', null, 'local', 'SB12', 'Serum vitamin B12', 'b12', 412, 830),
+                   ('suspected_unmapped', null, 'http://loinc.org', '16695-9', 'Cobalamin, blood', 'b12', 0, 7),
+                   ('missing_analyte', 'labs_valley.csv', null, null, null, null, 0, 0)""")
+        con.execute("update data_quality set analyte = 'mma', all_runs = 54 where section = 'missing_analyte'")
+        quality = report.data_quality(con)
+        data = report.gather(con, sample_output, run_record["run_id"])
+    assert [(s["code"], s["this_run"], s["mapping_line"]) for s in quality["suspected"]] == [
+        ("SB12", 412, 'local_codes: {"SB12": b12}'),
+        ("16695-9", 0, 'transforms/seeds/reference/ref_analyte_codes.csv: loinc,16695-9,b12,"Cobalamin, blood"')]
+    assert quality["missing"] == [{"analyte": "mma", "source_file": "labs_valley.csv", "total": 54}]
+    html = render_page(data)
+    section = html[html.index('<section id="quality">'):]
+    section = section[:section.index("</section>")]
+    assert section.index('id="table-suspected-unmapped"') < section.index('id="table-missing-analytes"') \
+        < section.index('id="table-accounting"')
+    assert 'data-code="SB12" data-analyte="b12"' in section and "local_codes: {&#34;SB12&#34;: b12}" in section
+
+
+def test_a_night_without_suspects_shows_no_such_panel(html):
+    assert 'id="table-suspected-unmapped"' not in html and 'id="table-missing-analytes"' not in html

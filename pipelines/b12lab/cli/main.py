@@ -193,7 +193,7 @@ def main() -> None:
               help="Rules file (YAML). Default: the shipped rules (seed guidance).")
 @click.option("--profile", default=None, help="Guideline profile in the rules file (seed, nice_ng239, bsh_2014).")
 @click.option("--max-quarantine-share", type=float, default=None,
-              help="Stop the run when more than this share of a file's records is quarantined "
+              help="Stop the run when more than this share of a feed's records in scope is quarantined "
                    f"(env B12LAB_MAX_QUARANTINE_SHARE)  [default: {DEFAULTS['max_quarantine_share']}]")
 @click.option("--mapping", default=None, metavar="FILE|NAME",
               help="Mapping for lab CSVs in a site's own layout: a YAML file, or a shipped name (lab_csv, mimic3).")
@@ -206,7 +206,8 @@ def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profi
     # Configuration is checked before Prefect starts, so a typo costs a second, not a server start-up.
     try:
         configuration = load_configuration(rules_file, profile, mapping, max_quarantine_share=max_quarantine_share,
-                                           as_of=as_of.date() if as_of else None, today=date.today())
+                                           as_of=as_of.date() if as_of else None, today=date.today(),
+                                           input_dir=input_dir)
     except CONFIGURATION_ERRORS as error:
         _fail(_one_line(error))
     if not input_dir.is_dir():
@@ -309,7 +310,7 @@ def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, tim
                                  rules=rules_file, profile=profile, max_quarantine_share=max_quarantine_share,
                                  mapping=mapping)
         load_configuration(settings.rules, settings.profile, settings.mapping,
-                           max_quarantine_share=settings.max_quarantine_share)
+                           max_quarantine_share=settings.max_quarantine_share, input_dir=settings.input_dir)
     except CONFIGURATION_ERRORS as error:
         _fail(_one_line(error))
     for option, value in (("--input", settings.input_dir), ("--output", settings.output_dir)):

@@ -32,8 +32,12 @@ class Settings(BaseSettings):
 
     # --- a run ---------------------------------------------------------------------------------------------
     max_quarantine_share: float = Field(
-        0.2, description="A file of which more than this share of records is quarantined stops the run, as a "
-                         "failed critical expectation does (--max-quarantine-share)")
+        0.2, description="A feed (a night's files of one kind and site) of which more than this share of the "
+                         "records in scope is quarantined stops the run, as a failed critical expectation does "
+                         "(--max-quarantine-share)")
+    fail_on_suspected_unmapped: bool = Field(
+        False, description="A run that drops results under a code whose test name looks like an analyte's "
+                           "(a suspected unmapped analyte) fails instead of naming it and publishing")
     # Bounded so that a run's memory does not grow with the size of the lake: DuckDB spills to disk instead.
     # 768 MB keeps a run under 2 GiB with Python, Prefect, GX and a validation batch beside it; measured at 10M
     # lab rows: 1,956 MiB peak, where 1 GB gave 2,175 MiB and an 11 % faster run.

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from b12lab.common.settings import Settings, load_settings
 from b12lab.ingest import LabMapping, MappingError, load_mapping
+from b12lab.ingest.mapping import check_mapping_files
 from b12lab.rules.rules_file import Rules, RulesError, load_rules
 
 # The lake holds nothing older: a run as of an earlier date could only report an empty population.
@@ -40,10 +41,13 @@ def check_as_of(as_of: date, today: date) -> None:
 
 def load_configuration(rules_file: Path | None, profile: str | None, mapping: str | None, *,
                        max_quarantine_share: float | None = None, as_of: date | None = None,
-                       today: date | None = None) -> RunConfiguration:
-    """Everything a run is configured with, checked; `max_quarantine_share` (an option) overrides the setting."""
+                       today: date | None = None, input_dir: Path | None = None) -> RunConfiguration:
+    """Everything a run is configured with, checked; `max_quarantine_share` (an option) overrides the setting.
+    With `input_dir` (an existing drop folder), the files the mapping names are checked against it too."""
     rules = load_rules(rules_file, profile)
     lab_mapping = load_mapping(mapping)
+    if lab_mapping is not None and input_dir is not None and Path(input_dir).is_dir():
+        check_mapping_files(lab_mapping, Path(input_dir))
     settings = load_settings(max_quarantine_share=max_quarantine_share)
     if as_of is not None:
         check_as_of(as_of, today or date.today())

@@ -19,7 +19,9 @@ from prefect import flow, get_run_logger, task
 from b12lab.common.duck import connect, is_interrupt, release_freed_memory
 from b12lab.common.faults import crash_point
 from b12lab.common.layout import WAREHOUSE_NAME, OutputLayout, PublicationLayout
-from b12lab.common.settings import load_settings, variable
+from b12lab.common.settings import Settings, load_settings
+from b12lab.flows.alarms import (FeedShare, check_quarantined_shares, missing_analytes,
+                                 name_missing_analytes, name_suspected_unmapped, suspected_unmapped)
 from b12lab.flows.configuration import load_configuration
 from b12lab.flows.progress import tracked
 from b12lab.flows.run_log import run_log
@@ -43,10 +45,6 @@ class RunFailed(RuntimeError):
 
 
 class NoExportFiles(RuntimeError):
-    pass
-
-
-class TooMuchQuarantined(RuntimeError):
     pass
 
 
@@ -84,6 +82,9 @@ class RunSummary:
     expectations_evaluated: int = 0
     expectations_failed: list[str] = field(default_factory=list)
     expectation_warnings: list[str] = field(default_factory=list)
+    feeds: list[FeedShare] = field(default_factory=list)
+    suspected_unmapped_analytes: list[dict] = field(default_factory=list)
+    analytes_missing: list[dict] = field(default_factory=list)
     warehouse: Path | None = None
     publication: Path | None = None  # the publication folder, once switched in
     data_docs: Path | None = None
@@ -108,11 +109,17 @@ class RunSummary:
     def to_json(self) -> str:
         """The run summary: the `runs` record's fields, then the lists behind its counts and the paths."""
         payload = self.as_record().as_dict()
+        payload["rows_out_of_scope"] = self.total("rows_out_of_scope")
+        payload["rows_in_scope"] = self.total("rows_in_scope")
+        payload["suspected_unmapped_analytes"] = self.suspected_unmapped_analytes
+        payload["analytes_missing"] = self.analytes_missing
         payload["files"] = [
             {**{k: v for k, v in asdict(a).items() if k != "by_reason"},
+             "rows_out_of_scope": a.rows_out_of_scope, "rows_in_scope": a.rows_in_scope,
              "by_reason": [{"outcome": o, "reason": r, "rows": n} for (o, r), n in sorted(a.by_reason.items())]}
             for a in self.files
         ]
+        payload["feeds"] = [feed.as_dict() for feed in self.feeds]
         payload["files_skipped"] = self.files_skipped
         payload["files_ignored"] = self.files_ignored
         payload["expectations_failed_list"] = self.expectations_failed
@@ -268,7 +275,7 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
     as_of = as_of or today
     # Configuration errors are caught before any data is touched.
     configuration = load_configuration(rules_file, profile, mapping, max_quarantine_share=max_quarantine_share,
-                                       as_of=as_of, today=today)
+                                       as_of=as_of, today=today, input_dir=input_dir)
     rules, settings = configuration.rules, configuration.settings
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input folder not found: {input_dir}")
@@ -294,8 +301,7 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
         print(f"run {run_id} ({kind}) as of {as_of.isoformat()}; log: {log.path}")
         try:
             if kind == NIGHTLY:
-                _run_steps(input_dir, layout, lake, rules, summary, settings.max_quarantine_share,
-                           configuration.mapping)
+                _run_steps(input_dir, layout, lake, rules, summary, settings, configuration.mapping)
             else:
                 print(f"{as_of.isoformat()} is before the live publication's date ({live_as_of.isoformat()}): "
                       f"a reproduction from the lake as committed, written to "
@@ -350,7 +356,7 @@ def mark_flow_run_crashed(flow_run_id: str, found_by: str) -> None:
 
 
 def _run_steps(input_dir: Path, layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary,
-               max_quarantine_share: float, mapping: LabMapping | None = None) -> None:
+               settings: Settings, mapping: LabMapping | None = None) -> None:
     exports, ignored = find_exports(input_dir, mapping)
     summary.files_ignored = [path.name for path in ignored]
     for path in ignored:
@@ -380,7 +386,12 @@ def _run_steps(input_dir: Path, layout: OutputLayout, lake: Lake, rules: Rules, 
         lab_files.extend(lake.data_file("lab_results", export.source_hash)
                          for export in batch if export.kind.table == "lab_results")
     reconcile(summary.files)
-    check_quarantined_shares(summary.files, max_quarantine_share)
+    summary.feeds = check_quarantined_shares(summary.files, settings.max_quarantine_share)
+    # Named before anything is committed: on the terminal, in the run summary and, once published, in the report.
+    summary.suspected_unmapped_analytes = suspected_unmapped(summary.files)
+    summary.analytes_missing = missing_analytes(lake, summary.files)
+    name_missing_analytes(summary.analytes_missing, sum(1 for a in summary.files if a.kind == "labs"))
+    name_suspected_unmapped(summary.suspected_unmapped_analytes, settings.fail_on_suspected_unmapped)
 
     if new_exports:
         gx_dir = layout.publication(summary.run_id).gx
@@ -396,19 +407,6 @@ def _run_steps(input_dir: Path, layout: OutputLayout, lake: Lake, rules: Rules, 
             )
         commit(layout, summary.run_id, summary.files)
     _publish(layout, lake, rules, summary)
-
-
-def check_quarantined_shares(accounts: list[FileAccount], max_share: float) -> None:
-    """Stop the run (nothing is committed) at the first file quarantined beyond the allowed share."""
-    for account in accounts:
-        if account.rows_read and account.rows_quarantined / account.rows_read > max_share:
-            reasons = sorted(((rows, reason) for (outcome, reason), rows in account.by_reason.items()
-                              if outcome == "quarantined"), reverse=True)
-            missing = f" (missing columns: {', '.join(account.missing_columns)})" if account.missing_columns else ""
-            raise TooMuchQuarantined(
-                f"{account.source_file}: {account.rows_quarantined} of {account.rows_read} records quarantined "
-                f"({account.rows_quarantined / account.rows_read:.0%}, mostly {reasons[0][1]}){missing}, more "
-                f"than the {max_share:.0%} allowed ({variable('max_quarantine_share')}): nothing was committed")
 
 
 def _publish(layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary) -> None:

@@ -8,6 +8,7 @@ problem, and it is printed in one line (file name and problem only, never row co
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import duckdb
@@ -17,6 +18,8 @@ from b12lab.ingest.contract import ExportFile
 # The file-level quarantine reasons (set in Python; the row models set the row-level ones).
 UNREADABLE_FILE = "unreadable_file"
 DUPLICATE_COLUMNS = "duplicate_columns"
+# The drop rule of a record whose code maps to no analyte (lab_rows.sql).
+OUT_OF_SCOPE = "out_of_scope"
 
 
 @dataclass
@@ -35,19 +38,65 @@ class FileAccount:
     problem: str = ""
     # The columns the file's header lacks (every record then quarantined as missing_columns).
     missing_columns: list[str] = field(default_factory=list)
+    # The feed the file belongs to (feed_of): the quarantine share is judged over a night's files of one feed.
+    feed: str = ""
+    # Lab files: accepted rows per analyte, and the out-of-scope codes whose name suggests an analyte.
+    accepted_by_analyte: dict[str, int] = field(default_factory=dict)
+    suspected_unmapped: list[SuspectedCode] = field(default_factory=list)
 
     @property
     def reconciles(self) -> bool:
         return self.rows_read == self.rows_accepted + self.rows_quarantined + self.rows_dropped
+
+    @property
+    def rows_out_of_scope(self) -> int:
+        return self.by_reason.get(("dropped", OUT_OF_SCOPE), 0)
+
+    @property
+    def rows_in_scope(self) -> int:
+        """The records about an analyte the pipeline keeps: read, less the out-of-scope drops. The quarantine
+        share is taken over these (a lipid panel in the extract is not damage, and must not dilute it)."""
+        return self.rows_read - self.rows_out_of_scope
+
+
+@dataclass(frozen=True)
+class SuspectedCode:
+    """An out-of-scope code of one file whose test name or display matches an analyte's names
+    (seed ref_analyte_names): most likely results of that analyte under a code nobody mapped."""
+
+    code_system: str
+    code: str
+    display: str | None
+    suggested_analyte: str
+    rows: int
 
 
 class ReconciliationError(RuntimeError):
     pass
 
 
+def feed_of(export: ExportFile) -> str:
+    """The feed an export file belongs to: a site's stream of one kind of file, night after night.
+
+    A file read through a mapping belongs to the mapping's feed (one mapping is one site's layout); a FHIR
+    Bundle to the Bundles of its resource type (a night's per-patient Bundles are one export); a FHIR NDJSON
+    file to its resource type; any other file to its name with the numbers (dates, part numbers) and the
+    extension taken out: labs_north_20261031.csv and labs_north-2.csv.gz are the feed labs_north*.
+    """
+    if export.mapping is not None:
+        return f"{export.kind.name} through mapping {export.mapping.name}"
+    if export.bundle:
+        return f"{export.fhir_resource} in FHIR Bundles"
+    if export.fhir_resource is not None:
+        return f"{export.fhir_resource} NDJSON"
+    stem = re.sub(r"[.](csv|txt)([.]gz)?$", "", export.path.name.lower())
+    return re.sub(r"[-_. ]*[0-9]+", "", stem).strip("-_. ") + "*"
+
+
 def file_account(con: duckdb.DuckDBPyConnection, export: ExportFile) -> FileAccount:
     """The file's account: its records read (raw_file), and what became of each (parsed_rows)."""
-    account = FileAccount(source_file=export.name, source_hash=export.source_hash, kind=export.kind.name)
+    account = FileAccount(source_file=export.name, source_hash=export.source_hash, kind=export.kind.name,
+                          feed=feed_of(export))
     rows = con.execute(
         "select outcome, coalesce(reason, ''), count(*) from parsed_rows group by all order by all"
     ).fetchall()

@@ -26,8 +26,8 @@ import duckdb
 from b12lab.common.duck import load_reference_tables, reraise_interrupt
 from b12lab.common.faults import crash_point
 from b12lab.common.paths import INGEST_SQL_DIR, read_sql
-from b12lab.ingest.accounting import (FileAccount, ReconciliationError, file_account, quarantine_whole_file,
-                                      record_file_problems)
+from b12lab.ingest.accounting import (FileAccount, ReconciliationError, SuspectedCode, file_account,
+                                      quarantine_whole_file, record_file_problems)
 from b12lab.ingest.contract import (EXPORT_KINDS, LAB_COLUMNS, ExportFile, discover_exports, export_kind_of,
                                     fhir_resource_of, read_manifest)
 from b12lab.ingest.csv_reader import load_csv_file, load_mapped_file
@@ -120,36 +120,91 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
         {**lineage, "table_name": export.kind.table},
         lake.data_file("quarantine", export.source_hash),
     )
-    if export.kind.name == "labs":
-        _write_unmapped_codes(con, export, lake, lineage)
     account = file_account(con, export)
+    if export.kind.name == "labs":
+        account.suspected_unmapped = _write_unmapped_codes(con, export, lake, lineage)
+        account.accepted_by_analyte = dict(con.execute(
+            "select analyte, count(*) from parsed_rows where outcome = 'accepted' group by analyte order by analyte"
+        ).fetchall())
     record_file_problems(account, export, missing_columns, problem)
     return account
 
 
-# The code system of a lab row's local code: FHIR names it (the coding's system URL); a CSV export does not.
+# The file's out-of-scope codes, one row per code system and code. The code system of a lab row's local code:
+# FHIR names it (the coding's system URL); a mapped CSV, its mapping; a contract CSV does not ('local').
+# suggested_analyte: the analyte of the first pattern of ref_analyte_names (in precedence order) that one of
+# the code's names matches, when that pattern is an analyte's and not a false friend's (no analyte); among the
+# code's names, the one whose deciding pattern comes first.
 _UNMAPPED_CODES_SQL = """
-    select
-        $source_file as source_file, $source_hash as source_hash, $ingest_run as ingest_run,
-        case when parsed_rows.loinc is not null then 'http://loinc.org'
-             else coalesce(nullif({local_system}, ''), 'local') end as code_system,
-        coalesce(parsed_rows.loinc, parsed_rows.local_code) as code,
-        min(parsed_rows.test_name) as display,
-        count(*) as rows,
-        min(cast(parsed_rows.collected_at as date)) as first_seen,
-        max(cast(parsed_rows.collected_at as date)) as last_seen
-    from parsed_rows
-    join raw_file on raw_file.source_row = parsed_rows.source_row
-    where parsed_rows.reason = 'out_of_scope'
-    group by all
+    with out_of_scope as (
+        select
+            case when parsed_rows.loinc is not null then 'http://loinc.org'
+                 else coalesce(nullif({local_system}, ''), 'local') end as code_system,
+            coalesce(parsed_rows.loinc, parsed_rows.local_code) as code,
+            parsed_rows.test_name,
+            cast(parsed_rows.collected_at as date) as collected_on
+        from parsed_rows
+        join raw_file on raw_file.source_row = parsed_rows.source_row
+        where parsed_rows.reason = 'out_of_scope'
+    ),
+
+    codes as (
+        select code_system, code, min(test_name) as display, count(*) as rows, min(collected_on) as first_seen,
+            max(collected_on) as last_seen
+        from out_of_scope
+        group by code_system, code
+    ),
+
+    names as (
+        select distinct code_system, code, lower(test_name) as name
+        from out_of_scope
+        where test_name is not null
+    ),
+
+    deciding_pattern as (
+        -- each name's first matching pattern: an analyte's, or a false friend's (analyte null)
+        select names.code_system, names.code, patterns.analyte, cast(patterns.precedence as integer) as precedence
+        from names
+        join ref_analyte_names as patterns on regexp_matches(names.name, patterns.pattern)
+        qualify row_number() over (
+            partition by names.code_system, names.code, names.name
+            order by cast(patterns.precedence as integer), patterns.analyte nulls first, patterns.pattern
+        ) = 1
+    ),
+
+    suggestions as (
+        select code_system, code, arg_min(analyte, precedence) as suggested_analyte
+        from deciding_pattern
+        where analyte is not null
+        group by code_system, code
+    ),
+
+    final as (
+        select
+            $source_file as source_file, $source_hash as source_hash, $ingest_run as ingest_run,
+            codes.code_system, codes.code, codes.display, codes.rows, codes.first_seen, codes.last_seen,
+            suggestions.suggested_analyte
+        from codes
+        left join suggestions using (code_system, code)
+    )
+
+    select * from final
     order by rows desc, code_system, code
 """
 
 
-def _write_unmapped_codes(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, lineage: dict) -> None:
-    """The file's out-of-scope codes, one row per code system and code, into lake/unmapped_codes/."""
+def _write_unmapped_codes(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
+                          lineage: dict) -> list[SuspectedCode]:
+    """The file's out-of-scope codes, one row per code system and code, into lake/unmapped_codes/; returns
+    those whose name suggests an analyte (suspected unmapped analytes), most rows first."""
     has_system = bool(con.execute(
         "select count(*) from duckdb_columns() where table_name = 'raw_file' and column_name = 'local_code_system'"
     ).fetchone()[0])
     sql = _UNMAPPED_CODES_SQL.format(local_system="raw_file.local_code_system" if has_system else "null")
-    lake.write_query(con, sql, lineage, lake.data_file("unmapped_codes", export.source_hash))
+    target = lake.data_file("unmapped_codes", export.source_hash)
+    lake.write_query(con, sql, lineage, target)
+    suspected = con.execute(
+        "select code_system, code, display, suggested_analyte, rows from read_parquet($path) "
+        "where suggested_analyte is not null order by rows desc, code_system, code", {"path": str(target)}
+    ).fetchall()
+    return [SuspectedCode(*row) for row in suspected]

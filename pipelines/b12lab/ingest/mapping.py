@@ -109,6 +109,23 @@ def _analytes() -> set[str]:
         return {row["analyte"] for row in csv.DictReader(stream)}
 
 
+def unit_key(unit: str) -> str:
+    """A unit as lab_rows.sql matches it to ref_units.unit: lower case, no spaces, the micro sign and Greek mu
+    as u, mcg as ug."""
+    return unit.strip().lower().replace(" ", "").replace("\u00b5", "u").replace("\u03bc", "u").replace("mcg", "ug")
+
+
+def _unit_spellings() -> dict[str, str]:
+    """Every unit ref_units.csv knows, by its key, with the spelling it is shown in."""
+    with (REFERENCE_DIR / "ref_units.csv").open(encoding="utf-8") as stream:
+        return {row["unit"]: row["unit_canonical_spelling"] for row in csv.DictReader(stream)}
+
+
+def _status_spellings() -> set[str]:
+    with (REFERENCE_DIR / "ref_result_statuses.csv").open(encoding="utf-8") as stream:
+        return {row["status_raw"] for row in csv.DictReader(stream)}
+
+
 def resolve_mapping_path(name_or_file: str) -> Path:
     """A mapping file path, or the name of a shipped mapping (b12lab/ingest/mappings/<name>.yaml)."""
     path = Path(name_or_file)
@@ -204,10 +221,19 @@ def load_mapping(name_or_file: str | None) -> LabMapping | None:
         raise _fail(source, "columns.loinc", "a code is required: give loinc or local_code (or a dictionary)")
     local_codes = _text_map(source, "local_codes", document.get("local_codes"), _analytes())
     units = _text_map(source, "units", document.get("units"))
+    known_units = _unit_spellings()
+    for written, unit in units:
+        if unit_key(unit) not in known_units:
+            shown = ", ".join(sorted(set(known_units.values()), key=str.lower))
+            raise _fail(source, f"units.{written}", f"'{unit}' is not a unit of ref_units.csv ({shown}): every "
+                        "record in it would be quarantined as unknown_unit")
     censoring = _text_map(source, "censoring", document.get("censoring"), set(COMPARATORS))
     status_default = document.get("status_default")
     if status_default is not None and not isinstance(status_default, str):
         raise _fail(source, "status_default", "must be a status text such as F")
+    if status_default is not None and status_default.strip().lower() not in _status_spellings():
+        raise _fail(source, "status_default", f"'{status_default}' is not a status of ref_result_statuses.csv "
+                    "(F, C, A, P, X, W, D, final, amended, ...)")
     name = document.get("name", path.stem)
     if not isinstance(name, str) or not name.strip():
         raise _fail(source, "name", "must be a text")
@@ -217,6 +243,29 @@ def load_mapping(name_or_file: str | None) -> LabMapping | None:
         constants=constants, dictionary=dictionary, local_codes=local_codes, units=units, censoring=censoring,
         status_default=status_default,
     )
+
+
+def check_mapping_files(mapping: LabMapping, input_dir: Path) -> None:
+    """The files a mapping names, checked before any data is read: its dictionary is in the drop folder or beside
+    the mapping, and its header has the key and the columns the mapping takes from it. Raises MappingError, one
+    line naming the mapping file and the key."""
+    if mapping.dictionary is None:
+        return
+    source = Path(mapping.source).name
+    path = mapping.dictionary_path(input_dir)
+    if path is None:
+        raise _fail(source, "dictionary.file", f"{mapping.dictionary.file} is neither in the drop folder "
+                                               f"({input_dir}) nor beside the mapping")
+    # The header only, as the reader will see it: no record is read here.
+    with path.open(encoding="utf-8-sig", errors="replace") as stream:
+        header = [name.strip().strip('"').strip().lower()
+                  for name in stream.readline().rstrip("\r\n").split(mapping.dictionary.delimiter)]
+    key = mapping.dictionary.key
+    if key.lower() not in header:
+        raise _fail(source, "dictionary.key", f"{path.name} has no column {key}")
+    for field, column in mapping.dictionary.columns:
+        if column.lower() not in header:
+            raise _fail(source, f"dictionary.columns.{field}", f"{path.name} has no column {column}")
 
 
 def _identifier(name: str) -> str:

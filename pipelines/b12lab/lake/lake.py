@@ -77,7 +77,7 @@ DATA_SCHEMAS = {
     "unmapped_codes": pa.schema([
         ("source_file", pa.string()), ("source_hash", pa.string()), ("ingest_run", pa.string()),
         ("code_system", pa.string()), ("code", pa.string()), ("display", pa.string()), ("rows", pa.int64()),
-        ("first_seen", pa.date32()), ("last_seen", pa.date32()),
+        ("first_seen", pa.date32()), ("last_seen", pa.date32()), ("suggested_analyte", pa.string()),
     ]),
 }
 DATA_TABLES = tuple(DATA_SCHEMAS)
@@ -111,6 +111,13 @@ def table_ddl(table: str) -> str:
     """The lake table's columns as a DuckDB column list (`patient_id varchar, ...`), for a table created
     empty."""
     return ", ".join(f"{column.name} {_DUCKDB_TYPES[column.type]}" for column in LAKE_SCHEMAS[table])
+
+
+def absent_columns_sql(table: str, present: set[str]) -> str:
+    """`, null::varchar as suggested_analyte, ...`: the lake table's columns not in `present` (files written before
+    the contract gained them), as typed nulls to add to a select list."""
+    return "".join(f", null::{_DUCKDB_TYPES[column.type]} as {column.name}"
+                   for column in LAKE_SCHEMAS[table] if column.name not in present)
 
 
 class LakeDamaged(RuntimeError):

@@ -37,6 +37,7 @@ import duckdb
 import numpy as np
 
 from b12lab.common.layout import CATALOGUE_NAME, REPORT_NAME, SUMMARY_NAME, WAREHOUSE_NAME
+from b12lab.common.unmapped import mapping_line
 from b12lab.report import charts
 from b12lab.report.measures import MeasureData, last_data_received, read_measures
 from b12lab.report.template import long_date, render_page, render_practice_page
@@ -72,6 +73,8 @@ class ReportData:
     accounting: dict = field(default_factory=dict)  # {"this_run": {...}, "total": {...}}
     outcomes: list[dict] = field(default_factory=list)
     quarantine_by_file: list[dict] = field(default_factory=list)
+    suspected_unmapped: list[dict] = field(default_factory=list)  # first in the data-quality section
+    missing_analytes: list[dict] = field(default_factory=list)
     validation: dict = field(default_factory=dict)
     worklists: list[dict] = field(default_factory=list)
     measures: list[MeasureData] = field(default_factory=list)
@@ -165,7 +168,8 @@ def b12_distribution(con: duckdb.DuckDBPyConnection) -> tuple[np.ndarray, int, t
 
 
 def data_quality(con: duckdb.DuckDBPyConnection) -> dict:
-    """The row accounting of the mart data_quality: this run's files, the accounting of this run and of all runs,
+    """The row accounting of the mart data_quality: the suspected unmapped analytes (each with the line that would
+    read it) and the analytes that did not arrive, this run's files, the accounting of this run and of all runs,
     the rows by outcome and reason, the quarantine by file."""
     accounting = {"this_run": {}, "total": {}}
     for field, this_run, all_runs in con.execute("""
@@ -190,8 +194,20 @@ def data_quality(con: duckdb.DuckDBPyConnection) -> dict:
         from data_quality
         where section = 'quarantine'
         order by source_file, all_runs desc, reason""")
+    suspected = _rows(con, """
+        select code_system, code, display, analyte, this_run, all_runs as total
+        from data_quality
+        where section = 'suspected_unmapped'
+        order by this_run desc, all_runs desc, code_system, code""")
+    for line in suspected:
+        line["mapping_line"] = mapping_line(line["code_system"], line["code"], line["analyte"], line["display"])
+    missing = _rows(con, """
+        select analyte, source_file, all_runs as total
+        from data_quality
+        where section = 'missing_analyte'
+        order by analyte""")
     return {"files": [file for file in files.values() if file["files"]], **accounting, "outcomes": outcomes,
-            "quarantine": quarantine}
+            "quarantine": quarantine, "suspected": suspected, "missing": missing}
 
 
 def catalogue_link(publication: Path) -> str | None:
@@ -276,6 +292,8 @@ def gather(con: duckdb.DuckDBPyConnection, publication: Path, run_id: str) -> Re
         accounting={"this_run": quality["this_run"], "total": quality["total"]},
         outcomes=quality["outcomes"],
         quarantine_by_file=quality["quarantine"],
+        suspected_unmapped=quality["suspected"],
+        missing_analytes=quality["missing"],
         validation=validation_results(publication, run),
         measures=read_measures(con),
         banner=empty_night_banner(metrics, quality["this_run"], last_data_received(con)),

@@ -1,6 +1,8 @@
--- grain: one line of the row accounting, by section: `accounting`, a source file (a file name; null: all files)
--- and field; `outcome`, an outcome other than accepted and its reason (all files); `quarantine`, a source file,
--- the lake table its row was meant for and the quarantine reason.
+-- grain: one line of the row accounting, by section: `suspected_unmapped`, an out-of-scope code system, code and
+-- the analyte its test name suggests (unmapped_codes.suggested_analyte; all files); `missing_analyte`, an analyte
+-- accepted on earlier runs of which this run's lab files accepted none; `accounting`, a source file (a file name;
+-- null: all files) and field; `outcome`, an outcome other than accepted and its reason (all files); `quarantine`,
+-- a source file, the lake table its row was meant for and the quarantine reason.
 -- rule: what ingest did with every input row, counted for the run this publication belongs to (this_run) and
 -- for every run the lake holds (all_runs). The publication's run is the latest started run of `runs`: its own
 -- record is added to runs before the models are built, and every run the lake recorded started before it (a
@@ -9,6 +11,10 @@
 -- out_of_scope, a code that maps to no analyte: ingest_outcomes), rows_in_scope = rows_read - rows_out_of_scope
 -- and rows_dropped_in_scope = rows_dropped - rows_out_of_scope; out of scope is not damage, so the report reads
 -- the quarantine against the rows in scope. Every field has an all-files row, 0 on an empty lake.
+-- suspected_unmapped counts the code's rows dropped as out_of_scope (this run, all runs); missing_analyte is
+-- written only when this run ingested lab files that had rows, with this_run 0 and all_runs the analyte's rows
+-- accepted by earlier runs, and source_file the file of the latest earlier run that brought it (run ids sort by
+-- start). Both come first, here and in the report's data-quality section.
 with
 
 publication_run as (
@@ -127,17 +133,75 @@ quarantined as (
     group by quarantine.source_file, quarantine.table_name, quarantine.reason
 ),
 
+suspected_unmapped as (
+    select
+        'suspected_unmapped' as section,
+        unmapped_codes.code_system,
+        unmapped_codes.code,
+        min(unmapped_codes.display) as display,
+        unmapped_codes.suggested_analyte as analyte,
+        coalesce(sum(unmapped_codes.rows) filter (
+            where unmapped_codes.ingest_run = (select publication_run.run_id from publication_run)
+        ), 0) as this_run,
+        sum(unmapped_codes.rows) as all_runs
+    from {{ source('lake', 'unmapped_codes') }} as unmapped_codes
+    where unmapped_codes.suggested_analyte is not null
+    group by unmapped_codes.code_system, unmapped_codes.code, unmapped_codes.suggested_analyte
+),
+
+this_run_lab_rows as (
+    select coalesce(sum(files.rows_read), 0) as rows_read
+    from files
+    where files.in_this_run and files.kind = 'labs'
+),
+
+accepted_by_run as (
+    select
+        lab_results.analyte,
+        lab_results.source_file,
+        lab_results.ingest_run,
+        coalesce(lab_results.ingest_run = (select publication_run.run_id from publication_run), false)
+            as in_this_run,
+        count(*) as rows
+    from {{ source('lake', 'lab_results') }} as lab_results
+    group by all
+),
+
+missing_analyte as (
+    -- accepted before, none tonight, on a night that brought lab rows
+    select
+        'missing_analyte' as section,
+        accepted_by_run.analyte,
+        arg_max(accepted_by_run.source_file, accepted_by_run.ingest_run) as source_file,
+        0 as this_run,
+        sum(accepted_by_run.rows) as all_runs
+    from accepted_by_run
+    where not accepted_by_run.in_this_run
+      and (select this_run_lab_rows.rows_read from this_run_lab_rows) > 0
+      and accepted_by_run.analyte not in (
+          select tonight.analyte from accepted_by_run as tonight where tonight.in_this_run
+      )
+    group by accepted_by_run.analyte
+),
+
 lines as (
-    select section, source_file, kind, field, null as outcome, null as reason, null as table_name, this_run, all_runs
+    select section, null as source_file, null as kind, null as field, null as outcome, null as reason,
+        null as table_name, code_system, code, display, analyte, this_run, all_runs
+    from suspected_unmapped
+    union all
+    select section, source_file, null, null, null, null, null, null, null, null, analyte, this_run, all_runs
+    from missing_analyte
+    union all
+    select section, source_file, kind, field, null, null, null, null, null, null, null, this_run, all_runs
     from all_files_accounting
     union all
-    select section, source_file, kind, field, null, null, null, this_run, all_runs
+    select section, source_file, kind, field, null, null, null, null, null, null, null, this_run, all_runs
     from file_accounting
     union all
-    select section, null, null, null, outcome, reason, null, this_run, all_runs
+    select section, null, null, null, outcome, reason, null, null, null, null, null, this_run, all_runs
     from outcomes
     union all
-    select section, source_file, null, null, null, reason, table_name, this_run, all_runs
+    select section, source_file, null, null, null, reason, table_name, null, null, null, null, this_run, all_runs
     from quarantined
 ),
 
@@ -150,11 +214,20 @@ final as (
         lines.outcome::varchar as outcome,
         lines.reason::varchar as reason,
         lines.table_name::varchar as table_name,
+        lines.code_system::varchar as code_system,
+        lines.code::varchar as code,
+        lines.display::varchar as display,
+        lines.analyte::varchar as analyte,
         lines.this_run::bigint as this_run,
         lines.all_runs::bigint as all_runs
     from lines
     order by
+        -- what must not go unseen first: suspected unmapped analytes, then analytes that stopped arriving
+        case lines.section when 'suspected_unmapped' then 1 when 'missing_analyte' then 2 else 3 end,
         lines.section,
+        case when lines.section = 'suspected_unmapped' then -lines.this_run end,
+        lines.analyte,
+        lines.code,
         lines.source_file nulls first,
         lines.field,
         lines.outcome,
