@@ -36,6 +36,9 @@ METRICS_TABLE = "run_metrics"
 # ingest's column lists (ingest/contract.py) and the lake's writers read them; models/sources.yml and the GX
 # suites are checked against them (tests/ingest/test_lake_contract.py).
 
+# A list of text values, as DuckDB writes a varchar[] column to Parquet.
+TEXT_LIST = pa.list_(pa.field("element", pa.string()))
+
 # Where a row came from, on every row of the accepted-row tables and the quarantine.
 LINEAGE_SCHEMA = pa.schema([
     ("source_file", pa.string()), ("source_row", pa.int64()), ("source_hash", pa.string()),
@@ -57,7 +60,7 @@ DATA_SCHEMAS = {
     ]),
     "patients": pa.schema([
         ("patient_id", pa.string()), ("birth_date", pa.date32()), ("birth_date_precision", pa.string()),
-        ("sex", pa.string()), ("practice", pa.string()),
+        ("sex", pa.string()), ("practice", pa.string()), ("death_date", pa.date32()), ("deceased", pa.bool_()),
         *LINEAGE_SCHEMA,
     ]),
     "diagnoses": pa.schema([
@@ -67,7 +70,8 @@ DATA_SCHEMAS = {
     ]),
     "medications": pa.schema([
         ("patient_id", pa.string()), ("drug", pa.string()), ("atc_code", pa.string()), ("route", pa.string()),
-        ("dose", pa.string()), ("start_date", pa.date32()), ("end_date", pa.date32()),
+        ("route_terms", TEXT_LIST), ("dose", pa.string()), ("start_date", pa.date32()),
+        ("end_date", pa.date32()),
         *LINEAGE_SCHEMA,
     ]),
     "quarantine": pa.schema([
@@ -104,13 +108,20 @@ LAKE_SCHEMAS = {**DATA_SCHEMAS, **BOOKKEEPING_SCHEMAS}
 
 # The DuckDB type of each Arrow type the lake's schemas use.
 _DUCKDB_TYPES = {pa.string(): "varchar", pa.int64(): "bigint", pa.float64(): "double", pa.date32(): "date",
-                 pa.timestamp("us"): "timestamp"}
+                 pa.timestamp("us"): "timestamp", pa.bool_(): "boolean", TEXT_LIST: "varchar[]"}
 
 
 def table_ddl(table: str) -> str:
     """The lake table's columns as a DuckDB column list (`patient_id varchar, ...`), for a table created
     empty."""
     return ", ".join(f"{column.name} {_DUCKDB_TYPES[column.type]}" for column in LAKE_SCHEMAS[table])
+
+
+def empty_relation_sql(table: str) -> str:
+    """A relation with the lake table's declared columns and no row, to complete files written before a column
+    was added (`union all by name`)."""
+    columns = ", ".join(f"cast(null as {_DUCKDB_TYPES[column.type]}) as {column.name}" for column in LAKE_SCHEMAS[table])
+    return f"select {columns} where false"
 
 
 class LakeDamaged(RuntimeError):
