@@ -34,13 +34,15 @@ LAKE_COLUMNS: dict[str, dict[str, str]] = {
         "reference_range": "VARCHAR", "abnormal_flag": "VARCHAR", "ref_low_si": "DOUBLE", "ref_high_si": "DOUBLE",
         "status": "VARCHAR", "performing_lab": "VARCHAR", **LINEAGE,
     },
-    "patients": {"patient_id": "VARCHAR", "birth_date": "DATE", "sex": "VARCHAR", "practice": "VARCHAR", **LINEAGE},
+    "patients": {"patient_id": "VARCHAR", "birth_date": "DATE", "sex": "VARCHAR", "practice": "VARCHAR",
+                 "death_date": "DATE", "deceased": "BOOLEAN", **LINEAGE},
     "diagnoses": {
         "patient_id": "VARCHAR", "code_system": "VARCHAR", "code": "VARCHAR", "code_normalised": "VARCHAR",
         "recorded_at": "DATE", **LINEAGE,
     },
     "medications": {
-        "patient_id": "VARCHAR", "drug": "VARCHAR", "atc_code": "VARCHAR", "route": "VARCHAR", "dose": "VARCHAR",
+        "patient_id": "VARCHAR", "drug": "VARCHAR", "atc_code": "VARCHAR", "route": "VARCHAR", "route_terms": "VARCHAR[]",
+        "dose": "VARCHAR",
         "start_date": "DATE", "end_date": "DATE", **LINEAGE,
     },
 }  # fmt: skip

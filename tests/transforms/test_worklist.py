@@ -69,7 +69,10 @@ def add_deficient(con, patient_id, treatment, neuro=False):
     con.execute("""insert into cohort_deficient by name select $p as patient_id, 'B12_DEFICIENT' as rule_id,
         'b12' as index_analyte, 100.0 as index_value, 'pmol/L' as index_unit, date '2025-01-01' as index_date,
         $t as treatment, $neuro as neuro_involvement, case when $neuro then 'G62.9 (ICD-10) on 2024-12-01' end
-        as neuro_detail, false as has_pa, false as on_b12, 'Practice A' as practice""",
+        as neuro_detail, false as has_pa, false as on_b12, 'Practice A' as practice,
+        situation, (select next_action from deficient_actions where deficient_actions.situation = situations.situation)
+        as next_action
+        from (select case when $neuro then 'neurological_involvement' else $t end as situation) as situations""",
                 {"p": patient_id, "t": treatment, "neuro": neuro})
 
 
