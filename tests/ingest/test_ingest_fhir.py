@@ -199,6 +199,21 @@ def test_patients(tmp_path, ingest):
     assert result.account.rows_read == 7 and result.account.reconciles
 
 
+def test_a_patients_death_comes_from_deceased_datetime_or_deceased_boolean(tmp_path, ingest):
+    lines = [
+        {"resourceType": "Patient", "id": "P001", "deceasedDateTime": "2024-03-05T10:00:00+01:00"},
+        {"resourceType": "Patient", "id": "P002", "deceasedBoolean": True},      # dead, date unknown
+        {"resourceType": "Patient", "id": "P003", "deceasedBoolean": False},
+        {"resourceType": "Patient", "id": "P004"},
+        {"resourceType": "Patient", "id": "P005", "deceasedDateTime": "2090-01-01"},  # future_date
+        {"resourceType": "Patient", "id": "P006", "deceasedDateTime": "last spring"},  # unparseable_date
+    ]
+    result = ingest(write_ndjson(tmp_path / "in" / "Patient.ndjson", lines))
+    assert [(r["patient_id"], str(r["death_date"]), r["deceased"]) for r in result.rows()] == [
+        ("P001", "2024-03-05", True), ("P002", "None", True), ("P003", "None", False), ("P004", "None", False)]
+    assert result.reasons() == {5: "future_date", 6: "unparseable_date"}
+
+
 # -- Condition -> diagnoses ---------------------------------------------------------------------------------------
 
 
@@ -221,7 +236,7 @@ def test_conditions(tmp_path, ingest):
                   recordedDate=None, onsetDateTime="2023-06-15"),
         condition("c4", [{"system": "http://read.info/ctv3", "code": "XaBxN"}]),       # unknown_code_system
         condition("c5", [icd10], subject=None),                                     # missing_patient_id
-        condition("c6", [icd10], recordedDate=None),                                # unparseable_date (no date)
+        condition("c6", [icd10], recordedDate=None),                                # accepted, undated
         condition("c7", [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "D510"}]),  # duplicate of c1
         "",                                                                          # blank: not a record
         {"resourceType": "MedicationRequest", "id": "m1"},                           # malformed_row
@@ -233,9 +248,9 @@ def test_conditions(tmp_path, ingest):
         (1, "P001", "ICD-10", "D51.0", "D510", "2024-01-02"),
         (2, "P002", "SNOMED-CT", "84027009", "84027009", "2024-01-02"),
         (3, "P001", "ICD-10", "E53.8", "E538", "2023-06-15"),
+        (6, "P001", "ICD-10", "D51.0", "D510", "None"),
     ]
-    assert result.reasons() == {4: "unknown_code_system", 5: "missing_patient_id", 6: "unparseable_date",
-                                9: "malformed_row"}
+    assert result.reasons() == {4: "unknown_code_system", 5: "missing_patient_id", 9: "malformed_row"}
     assert result.account.by_reason[("dropped", "duplicate")] == 1
     assert (result.account.rows_read, result.account.reconciles) == (8, True)
 
@@ -280,6 +295,19 @@ def test_medication_requests(tmp_path, ingest):
     ]
     assert result.reasons() == {3: "missing_drug", 4: "malformed_row"}
     assert result.account.rows_read == 4 and result.account.reconciles
+    # every term of a coded route is kept, so a value set can match its code as well as its display
+    assert [r["route_terms"] for r in result.rows()] == [["Intramuscular", "78421000"], ["oral"]]
+
+
+def test_a_coded_route_keeps_its_text_every_display_and_every_code(tmp_path, ingest):
+    route = {"text": "Injection", "coding": [
+        {"system": "http://snomed.info/sct", "code": "78421000", "display": "Intramuscular route"},
+        {"system": "http://example.org/routes", "code": "IM"}]}
+    line = {"resourceType": "MedicationRequest", "id": "mr1", "status": "active", "intent": "order",
+            "subject": {"reference": "Patient/P001"}, "authoredOn": "2024-01-01",
+            "medicationCodeableConcept": hydroxocobalamin(), "dosageInstruction": [{"route": route}]}
+    [row] = ingest(write_ndjson(tmp_path / "in" / "MedicationRequest.ndjson", [line])).rows()
+    assert (row["route"], row["route_terms"]) == ("Injection", ["Injection", "Intramuscular route", "78421000", "IM"])
 
 
 def test_medication_statements(tmp_path, ingest):

@@ -1,6 +1,7 @@
 """Registry exports: patients, diagnoses, medications."""
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,21 @@ def test_patients(tmp_path, ingest):
                                 6: "implausible_date", 8: "malformed_row"}
     assert result.account.by_reason[("dropped", "duplicate")] == 1
     assert result.account.reconciles and result.account.rows_read == 8
+    assert all(r["death_date"] is None and r["deceased"] is False for r in accepted)  # no death_date column
+
+
+def test_patients_death_date_is_an_optional_column(tmp_path, ingest):
+    rows = [
+        ["P001", "1950-02-03", "F", "Riverside Surgery", "2024-03-05"],
+        ["P002", "1950-02-03", "F", "Riverside Surgery", ""],            # alive
+        ["P003", "1950-02-03", "F", "Riverside Surgery", "05/03/2024"],  # unparseable_date
+        ["P004", "1950-02-03", "F", "Riverside Surgery", "2090-01-01"],  # future_date
+        ["P005", "1950-02-03", "F", "Riverside Surgery", "1850-01-01"],  # implausible_date
+    ]
+    result = ingest(write_csv(tmp_path / "in" / "patients.csv", [*PATIENT_COLUMNS, "death_date"], rows))
+    assert [(r["patient_id"], str(r["death_date"]), r["deceased"]) for r in result.rows()] == [
+        ("P001", "2024-03-05", True), ("P002", "None", False)]
+    assert result.reasons() == {3: "unparseable_date", 4: "future_date", 5: "implausible_date"}
 
 
 @pytest.mark.parametrize(
@@ -67,12 +83,14 @@ def test_diagnosis_quarantine_reasons(tmp_path, ingest):
         ["P001", "ICD-10", "D51.0", "2099-01-01"],    # future_date
         ["", "ICD-10", "D51.0", "2024-01-02"],        # missing_patient_id
         ["P001", "ICD10", "D510", "2024-01-02"],      # duplicate of row 1 after normalisation
+        ["P002", "ICD-10", "D51.0", ""],              # undated: accepted
+        ["P002", "ICD-10", "D51.0", "  "],            # undated again: a duplicate
     ]
     result = ingest(write_csv(tmp_path / "in" / "diagnoses.csv", DIAGNOSIS_COLUMNS, rows))
     assert result.reasons() == {2: "unknown_code_system", 3: "missing_code", 4: "unparseable_date",
                                 5: "future_date", 6: "missing_patient_id"}
-    assert result.account.by_reason[("dropped", "duplicate")] == 1
-    assert result.account.rows_accepted == 1
+    assert result.account.by_reason[("dropped", "duplicate")] == 2
+    assert [(r["patient_id"], r["recorded_at"]) for r in result.rows()] == [("P001", date(2024, 1, 2)), ("P002", None)]
 
 
 def test_medications(tmp_path, ingest):

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -24,8 +25,10 @@ FULLY_DESCRIBED = ("lab_results", "patients", "diagnoses", "medications", "quara
 
 
 def columns_and_types(schema) -> list[tuple[str, str]]:
-    """Names and types in order (whether a writer marked a column not null is no part of the contract)."""
-    return [(field.name, str(field.type)) for field in schema]
+    """Names and types in order (whether a writer marked a column not null, or how it names a list's items, is
+    no part of the contract)."""
+    return [(field.name, f"list<{field.type.value_type}>" if pa.types.is_list(field.type) else str(field.type))
+            for field in schema]
 
 
 def lake_sources() -> dict[str, list[str]]:

@@ -62,6 +62,19 @@ def write_from_cohorts(con, report_dir: Path):
     """The worklists written after the cohorts' worklist marts are built again from their compiled SQL over the
     hand-made rows in `con` (the marts hold the worklists' order and formatting)."""
     compiled = {model.name: model.compiled for model in compiled_models()}
+    # The situation and next action of the hand-made deficient rows, as cohort_deficient gives them (the tests
+    # of that rule are tests/transforms/test_release3_rules.py).
+    con.execute("""update cohort_deficient set
+        situation = case when neuro_involvement then 'neurological_involvement' when treatment = 'untreated'
+                         then 'untreated' else 'treated' end,
+        next_action = (select case when cohort_deficient.treatment = 'treated' and next_action_when_treated <> ''
+                                   then next_action_when_treated
+                                        || coalesce(' ' || strftime(cohort_deficient.treatment_start, '%Y-%m-%d'), '')
+                                   else deficient_actions.next_action end
+                       from deficient_actions
+                       where deficient_actions.situation = case when cohort_deficient.neuro_involvement
+                           then 'neurological_involvement' when cohort_deficient.treatment = 'untreated'
+                           then 'untreated' else 'treated' end)""")
     for mart in COHORT_MARTS:
         con.execute(f"create or replace table {mart} as\n{compiled[mart]}")
     return write_worklists(con, report_dir)
@@ -156,7 +169,7 @@ def test_deficient_with_neurological_features_first_with_next_actions(tiny, tmp_
     rows = read_csv(tmp_path / "report" / "worklists" / "deficient" / "riverside.csv")
     assert [r["patient_id"] for r in rows] == ["D-treated-neuro", "D-untreated", "D-treated"]
     assert [r["next_action"] for r in rows] == [
-        "seek urgent neurology and haematology advice; start B12 now", "start B12 treatment",
+        "seek urgent neurology and haematology advice; B12 started", "start B12 treatment",
         "check treatment and work-up"]
     assert rows[0]["neuro_detail"] == "R20.2 (ICD-10) on 2026-01-20" and rows[0]["neuro_involvement"] == "true"
 
@@ -432,7 +445,10 @@ def test_the_sample_run_writes_items_from_the_worklist_mart(sample_output):
         assert keys == sorted(keys), path.name
     # the legend numbers every item as the mart does (the sample holds every item)
     order = urgency_table((root / "README.txt").read_text(encoding="utf-8"))
-    assert {(urgency, action) for _, _, urgency, action in mart} == {
+    # (a treated patient with neurological involvement is told when B12 started, not to start it: release 3)
+    treated_neuro = re.compile(r"^seek urgent neurology and haematology advice; B12 started \d{4}-\d{2}-\d{2}$")
+    assert any(treated_neuro.match(action) for _, _, _, action in mart)
+    assert {(urgency, action) for _, _, urgency, action in mart if not treated_neuro.match(action)} == {
         (urgency, action) for urgency, (_, action) in order.items()}
     assert {(urgency, name.split(" ")[0]) for urgency, (name, _) in order.items()} == {
         (urgency, code) for _, code, urgency, _ in mart}

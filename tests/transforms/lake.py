@@ -34,18 +34,20 @@ LAKE_COLUMNS: dict[str, dict[str, str]] = {
         "reference_range": "VARCHAR", "abnormal_flag": "VARCHAR", "ref_low_si": "DOUBLE", "ref_high_si": "DOUBLE",
         "status": "VARCHAR", "performing_lab": "VARCHAR", **LINEAGE,
     },
-    "patients": {"patient_id": "VARCHAR", "birth_date": "DATE", "sex": "VARCHAR", "practice": "VARCHAR", **LINEAGE},
+    "patients": {"patient_id": "VARCHAR", "birth_date": "DATE", "sex": "VARCHAR", "practice": "VARCHAR",
+                 "death_date": "DATE", "deceased": "BOOLEAN", **LINEAGE},
     "diagnoses": {
         "patient_id": "VARCHAR", "code_system": "VARCHAR", "code": "VARCHAR", "code_normalised": "VARCHAR",
         "recorded_at": "DATE", **LINEAGE,
     },
     "medications": {
-        "patient_id": "VARCHAR", "drug": "VARCHAR", "atc_code": "VARCHAR", "route": "VARCHAR", "dose": "VARCHAR",
+        "patient_id": "VARCHAR", "drug": "VARCHAR", "atc_code": "VARCHAR", "route": "VARCHAR", "route_terms": "VARCHAR[]",
+        "dose": "VARCHAR",
         "start_date": "DATE", "end_date": "DATE", **LINEAGE,
     },
 }  # fmt: skip
 
-BOOKKEEPING_TABLES = ("quarantine", "ingested_files", "ingest_outcomes", "runs")
+BOOKKEEPING_TABLES = ("quarantine", "unmapped_codes", "ingested_files", "ingest_outcomes", "runs")
 B12_DRUG = {"drug": "hydroxocobalamin 1 mg/mL injection", "atc_code": "B03BA03", "route": "IM", "dose": "1 mg"}
 FOLIC_ACID = {"drug": "folic acid 5 mg tablets", "atc_code": "B03BB01", "route": "oral", "dose": "5 mg"}
 _counter = itertools.count(1)

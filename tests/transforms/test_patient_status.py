@@ -102,7 +102,14 @@ CASES = {
         dict(status="deficient", rule_id="MMA_ON_SUPPLEMENT", on_b12=True, index_analyte="mma", index_value=0.6,
              index_unit="umol/L", index_category="elevated", mma_value=0.6)),
     "on_supplement_no_b12_result": (
-        supplemented(dict(analyte="mma", value=0.6, day=-700)),
+        supplemented(dict(analyte="mma", value=0.6, day=-700), start=-800),
+        dict(status="deficient", rule_id="MMA_ON_SUPPLEMENT", index_analyte="mma")),
+    # release 3: an MMA taken before supplementation started says nothing about a supplemented patient
+    "on_supplement_mma_before_start": (
+        supplemented(dict(analyte="mma", value=0.6, day=-700), start=-699),
+        dict(status="not_tested", rule_id="NO_RECENT_RESULT", on_b12=True)),
+    "on_supplement_mma_on_start_day": (
+        supplemented(dict(analyte="mma", value=0.6, day=-700), start=-700),
         dict(status="deficient", rule_id="MMA_ON_SUPPLEMENT", index_analyte="mma")),
     "on_supplement_mma_day_730": (
         supplemented(dict(analyte="mma", value=0.6, day=-730), start=-800),
@@ -120,9 +127,10 @@ CASES = {
     "supplement_ends_day_after_as_of": (
         supplemented(dict(value=900, day=-10), dict(analyte="mma", value=0.6, day=-20), end=1),
         dict(status="deficient", rule_id="MMA_ON_SUPPLEMENT", on_b12=True)),
+    # on B12 at D, but the MMA was taken before the supplement started (release 3): it does not count
     "supplement_starts_on_as_of": (
         supplemented(dict(value=900, day=-10), dict(analyte="mma", value=0.6, day=-20), start=0),
-        dict(status="deficient", rule_id="MMA_ON_SUPPLEMENT", on_b12=True)),
+        dict(status="normal", rule_id="NORMAL", on_b12=True)),
     "supplement_starts_after_as_of": (
         supplemented(dict(value=900, day=-10), dict(analyte="mma", value=0.6, day=-20), start=1),
         dict(status="normal", rule_id="NORMAL", on_b12=False, treatment_start=None)),

@@ -70,7 +70,10 @@ def add_deficient(con, patient_id, treatment, neuro=False, treatment_start=None,
         'b12' as index_analyte, 100.0 as index_value, 'pmol/L' as index_unit, date '2025-01-01' as index_date,
         $t as treatment, $neuro as neuro_involvement, case when $neuro then 'G62.9 (ICD-10) on 2024-12-01' end
         as neuro_detail, false as has_pa, $on_b12 as on_b12, $start::date as treatment_start,
-        'Practice A' as practice""",
+        'Practice A' as practice,
+        situation, (select next_action from deficient_actions where deficient_actions.situation = situations.situation)
+        as next_action
+        from (select case when $neuro then 'neurological_involvement' else $t end as situation) as situations""",
                 {"p": patient_id, "t": treatment, "neuro": neuro, "start": treatment_start, "on_b12": on_b12})
 
 

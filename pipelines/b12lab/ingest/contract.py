@@ -28,6 +28,13 @@ class ExportKind:
     table: str
     columns: tuple[str, ...]
     sql_file: str
+    # Columns a CSV may have and need not: a file without them is read with the column empty.
+    optional_columns: tuple[str, ...] = ()
+
+    @property
+    def raw_columns(self) -> tuple[str, ...]:
+        """Every column of the kind a CSV header can name: the required ones, then the optional ones."""
+        return self.columns + self.optional_columns
 
     @property
     def lake_columns(self) -> tuple[str, ...]:
@@ -53,6 +60,7 @@ EXPORT_KINDS: dict[str, ExportKind] = {
         table="patients",
         columns=("patient_id", "birth_date", "sex", "practice"),
         sql_file="patient_rows.sql",
+        optional_columns=("death_date",),
     ),
     "diagnoses": ExportKind(
         name="diagnoses",

@@ -30,6 +30,9 @@ from b12lab.ingest.decoding import (NOT_TEXT_SIGNATURES, compression_of, decompr
                                     first_bytes, read_header, sniff_delimiter, to_utf8)
 from b12lab.ingest.mapping import MappingError, raw_file_sql
 
+# The raw_file fields that only a FHIR resource fills (b12lab/ingest/sql/fhir_*_fields.sql).
+FHIR_ONLY_FIELDS = ("record_status", "deceased", "route_terms")
+
 # A character that never occurs in a CSV field: the reader's "null string". Short records are padded with
 # null, while empty fields stay '', so the SQL can tell a missing field from an empty one.
 _NEVER_IN_DATA = "\x1e"
@@ -48,10 +51,10 @@ def _raw_columns(header: list[str], kind: ExportKind) -> tuple[dict[str, str], l
     columns: dict[str, str] = {}
     repeated = []
     for position, name in enumerate(header):
-        if name in kind.columns and name not in columns:
+        if name in kind.raw_columns and name not in columns:
             columns[name] = "VARCHAR"
         else:
-            if name in kind.columns:
+            if name in kind.raw_columns:
                 repeated.append(name)
             columns[f"_field_{position + 1}"] = "VARCHAR"
     # One spare column catches records with more fields than the header: those are malformed.
@@ -163,10 +166,12 @@ def _quoted(name: str) -> str:
 
 
 def _complete_raw_file(con: duckdb.DuckDBPyConnection, kind: ExportKind) -> None:
-    for missing in kind.columns:
+    for missing in kind.raw_columns:
         con.execute(f"alter table raw_file add column if not exists {_quoted(missing)} varchar")
-    # The record's own status exists only in FHIR resources; CSV registries have none.
-    con.execute("alter table raw_file add column if not exists record_status varchar")
+    # Fields only FHIR resources carry; a CSV export has none: the record's own status, a Patient's
+    # deceasedBoolean, every term of a coded medication route.
+    for fhir_only in FHIR_ONLY_FIELDS:
+        con.execute(f"alter table raw_file add column if not exists {fhir_only} varchar")
 
 
 def _empty_raw_file(con: duckdb.DuckDBPyConnection, kind: ExportKind) -> None:

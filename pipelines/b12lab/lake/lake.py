@@ -36,6 +36,9 @@ METRICS_TABLE = "run_metrics"
 # ingest's column lists (ingest/contract.py) and the lake's writers read them; models/sources.yml and the GX
 # suites are checked against them (tests/ingest/test_lake_contract.py).
 
+# A list of text values, as DuckDB writes a varchar[] column to Parquet.
+TEXT_LIST = pa.list_(pa.field("element", pa.string()))
+
 # Where a row came from, on every row of the accepted-row tables and the quarantine.
 LINEAGE_SCHEMA = pa.schema([
     ("source_file", pa.string()), ("source_row", pa.int64()), ("source_hash", pa.string()),
@@ -57,7 +60,7 @@ DATA_SCHEMAS = {
     ]),
     "patients": pa.schema([
         ("patient_id", pa.string()), ("birth_date", pa.date32()), ("birth_date_precision", pa.string()),
-        ("sex", pa.string()), ("practice", pa.string()),
+        ("sex", pa.string()), ("practice", pa.string()), ("death_date", pa.date32()), ("deceased", pa.bool_()),
         *LINEAGE_SCHEMA,
     ]),
     "diagnoses": pa.schema([
@@ -67,7 +70,8 @@ DATA_SCHEMAS = {
     ]),
     "medications": pa.schema([
         ("patient_id", pa.string()), ("drug", pa.string()), ("atc_code", pa.string()), ("route", pa.string()),
-        ("dose", pa.string()), ("start_date", pa.date32()), ("end_date", pa.date32()),
+        ("route_terms", TEXT_LIST), ("dose", pa.string()), ("start_date", pa.date32()),
+        ("end_date", pa.date32()),
         *LINEAGE_SCHEMA,
     ]),
     "quarantine": pa.schema([
@@ -104,7 +108,7 @@ LAKE_SCHEMAS = {**DATA_SCHEMAS, **BOOKKEEPING_SCHEMAS}
 
 # The DuckDB type of each Arrow type the lake's schemas use.
 _DUCKDB_TYPES = {pa.string(): "varchar", pa.int64(): "bigint", pa.float64(): "double", pa.date32(): "date",
-                 pa.timestamp("us"): "timestamp"}
+                 pa.timestamp("us"): "timestamp", pa.bool_(): "boolean", TEXT_LIST: "varchar[]"}
 
 
 def table_ddl(table: str) -> str:
@@ -113,11 +117,11 @@ def table_ddl(table: str) -> str:
     return ", ".join(f"{column.name} {_DUCKDB_TYPES[column.type]}" for column in LAKE_SCHEMAS[table])
 
 
-def absent_columns_sql(table: str, present: set[str]) -> str:
-    """`, null::varchar as suggested_analyte, ...`: the lake table's columns not in `present` (files written before
-    the contract gained them), as typed nulls to add to a select list."""
-    return "".join(f", null::{_DUCKDB_TYPES[column.type]} as {column.name}"
-                   for column in LAKE_SCHEMAS[table] if column.name not in present)
+def empty_relation_sql(table: str) -> str:
+    """A relation with the lake table's declared columns and no row, to complete files written before a column
+    was added (`union all by name`)."""
+    columns = ", ".join(f"cast(null as {_DUCKDB_TYPES[column.type]}) as {column.name}" for column in LAKE_SCHEMAS[table])
+    return f"select {columns} where false"
 
 
 class LakeDamaged(RuntimeError):

@@ -40,7 +40,7 @@ from b12lab.common.faults import crash_point
 from b12lab.common.layout import REPORT_NAME, WAREHOUSE_NAME, OutputLayout, PublicationLayout
 from b12lab.common.settings import variable
 from b12lab.lake.lake import (BOOKKEEPING_SCHEMAS, COMMIT_TABLE, DATA_TABLES, METRICS_TABLE, OUTCOMES_TABLE,
-                              RUNS_TABLE, Lake, absent_columns_sql, table_ddl)
+                              RUNS_TABLE, Lake, empty_relation_sql, table_ddl)
 from b12lab.lake.runs import RunRecord
 from b12lab.publish.pseudonymise import build_analytics
 from b12lab.rules.rules_file import Rules, install_rules
@@ -143,12 +143,10 @@ def create_lake_views(con: duckdb.DuckDBPyConnection, lake: Lake, materialise: b
         files = lake.committed_files(table) if table in DATA_TABLES else lake.files(table)
         if files:
             paths = ", ".join(_quote_literal(str(path.resolve())) for path in files)
-            source = f"read_parquet([{paths}], union_by_name = true)"
-            # A column the lake contract gained after some files were written (unmapped_codes.suggested_analyte)
-            # is null in those files' rows, and present even when no file has it yet.
-            present = {row[0] for row in con.execute(f"describe select * from {source}").fetchall()}
-            absent = absent_columns_sql(table, present)
-            con.execute(f"create or replace {kind} {table} as select *{absent} from {source}")
+            # union by name with the declared columns: files written before a column was added read it as null
+            con.execute(f"create or replace {kind} {table} as "
+                        f"select * from read_parquet([{paths}], union_by_name = true) "
+                        f"union all by name {empty_relation_sql(table)}")
         else:
             # No file of the table yet: the table still exists, empty, with the lake contract's columns.
             con.execute(f"create or replace table {table} ({table_ddl(table)})")

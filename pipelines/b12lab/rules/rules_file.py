@@ -108,6 +108,7 @@ CODE_SYSTEMS: Mapping[str, frozenset[str]] = MappingProxyType(
         "neurological_features": frozenset({"ICD-10", "ICD-9", "SNOMED-CT"}),
         "metformin": frozenset({"ATC", "drug_name"}),
         "intramuscular_route": frozenset({"route"}),
+        "oral_route": frozenset({"route"}),
     }
 )
 

@@ -3,7 +3,7 @@
 -- on or before D) is active on the index date (started on or before it, no end date or ending after it) or
 -- starts on it or up to deficient_treated_within_days after it, else "untreated". cohort_deficient reads this
 -- model on the run's as_of; cohort_counts counts deficient_untreated on every date, so the report's measure
--- "deficient and untreated" has a trend computed by the same rule.
+-- "deficient and untreated" has a trend computed by the same rule. A patient deceased on D is left out.
 with
 
 settings as (
@@ -18,6 +18,7 @@ deficient_on_date as (
         int_patient_status.index_date
     from {{ ref('int_patient_status') }} as int_patient_status
     where int_patient_status.status = 'deficient'
+      and int_patient_status.deceased is not true
 ),
 
 treated_on_date as (

@@ -4,6 +4,10 @@
 -- is the most recent b12 or holotc result within the lookback, and the status rules run top to bottom
 -- (B12_DEFICIENT / HOLOTC_DEFICIENT, FUNCTIONAL_MMA, MMA_ON_SUPPLEMENT, BORDERLINE_MMA_NORMAL,
 -- BORDERLINE_NEEDS_MMA, NORMAL, NO_RECENT_RESULT). has_pa and treatment_start follow docs/models.md (PA and treatment) as of D.
+-- deceased (clinical rules release 3): the patient died on or before D (a death date on or before D, or a death
+-- without a date, which counts as on or before any D); deceased_on is that death date. A deceased patient keeps
+-- this row, and every cohort, reason, flag, worklist, measure and treatment_response leaves them out as of D;
+-- on an earlier D, while alive, they count.
 -- patient_status is this model on the run's as_of; the report's trend counts it on every month end.
 with
 
@@ -35,7 +39,12 @@ final as (
         status_on_as_of.mma_category,
         int_patient_pa.pa_evidence,
         int_patient_b12_treatment.treatment_start,
-        int_patients_known.practice
+        int_patients_known.practice,
+        int_patients_known.deceased
+            and coalesce(int_patients_known.death_date <= status_on_as_of.as_of, true) as deceased,
+        case
+            when int_patients_known.death_date <= status_on_as_of.as_of then int_patients_known.death_date
+        end as deceased_on
     from {{ ref('int_patients_known') }} as int_patients_known
     inner join status_on_as_of
         on status_on_as_of.patient_id = int_patients_known.patient_id

@@ -1,7 +1,8 @@
 -- grain: one patient known from any input (patient registry, diagnoses, medications or lab results).
 -- rule (docs/models.md, Patient status): patient_status has a row for every known patient, tested or not, so the
 -- spine is the union of every patient_id in every input; the registry adds practice, birth date and sex
--- when the patient is in it. Preliminary and future-dated results also make a patient known: they are
+-- when the patient is in it, with the death the registry records (death_date; deceased also when a FHIR
+-- Patient says deceasedBoolean true without a date). Preliminary and future-dated results also make a patient known: they are
 -- inputs, and "not tested" is the honest status for such a patient.
 with
 
@@ -21,6 +22,8 @@ registry as (
         patients.birth_date,
         patients.sex,
         patients.practice,
+        patients.death_date,
+        coalesce(patients.deceased, patients.death_date is not null) as deceased,
         -- a patient in several registry files: the most recently ingested row wins (docs/data-model.md)
         row_number() over (
             partition by patients.patient_id
@@ -34,7 +37,9 @@ final as (
         patient_ids.patient_id,
         registry.practice,
         registry.birth_date,
-        registry.sex
+        registry.sex,
+        registry.death_date,
+        coalesce(registry.deceased, false) as deceased
     from patient_ids
     left join registry
         on registry.patient_id = patient_ids.patient_id

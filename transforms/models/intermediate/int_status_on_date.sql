@@ -11,7 +11,9 @@
 --   * the status rules, top to bottom, the first that matches wins:
 --       B12_DEFICIENT / HOLOTC_DEFICIENT  the index result is deficient
 --       FUNCTIONAL_MMA         borderline/indeterminate index and an elevated MMA in the MMA window
---       MMA_ON_SUPPLEMENT      on B12 at D and the latest MMA in the lookback is elevated
+--       MMA_ON_SUPPLEMENT      on B12 at D and the latest MMA in the lookback taken on supplementation (a B12
+--                              record active on its collection date: started on or before it, no end date or
+--                              ending after it) is elevated; an MMA taken before supplementation does not count
 --       BORDERLINE_MMA_NORMAL  borderline/indeterminate index and only normal MMA results in the window
 --       BORDERLINE_NEEDS_MMA   borderline/indeterminate index and no MMA result in the window
 --       NORMAL                 any other index result
@@ -20,7 +22,7 @@
 -- is the b12/holotc index result, except for MMA_ON_SUPPLEMENT, where it is the elevated MMA result (the seed
 -- makes MMA the primary test in supplemented patients, whose serum B12 says little). mma_*: the MMA result
 -- that decided FUNCTIONAL_MMA, BORDERLINE_MMA_NORMAL or MMA_ON_SUPPLEMENT (the most severe in the window,
--- then the latest; for MMA_ON_SUPPLEMENT the latest in the lookback).
+-- then the latest; for MMA_ON_SUPPLEMENT the latest in the lookback taken on supplementation).
 -- Each pick ranks the patient's results once (precedence) and takes, per evaluation date, the minimum
 -- precedence among the results that qualify, rather than ranking the results of every evaluation date.
 with
@@ -194,19 +196,35 @@ on_b12_supplementation as (
       and (stg_medications.end_date is null or stg_medications.end_date > evaluation_dates.evaluated_on)
 ),
 
+mma_on_supplementation as (
+    -- the MMA results collected while a B12 record was active: the only ones MMA_ON_SUPPLEMENT judges
+    select mma_results.*
+    from mma_results
+    where exists (
+        select 1
+        from {{ ref('stg_medications') }} as stg_medications
+        where stg_medications.patient_id = mma_results.patient_id
+          and stg_medications.is_b12_drug
+          and stg_medications.start_date <= mma_results.collected_on
+          and (stg_medications.end_date is null or stg_medications.end_date > mma_results.collected_on)
+    )
+),
+
 lookback_mma_picks as (
-    -- the latest MMA in the lookback only matters on a date the patient is on B12 (MMA_ON_SUPPLEMENT)
+    -- the latest MMA taken on supplementation in the lookback only matters on a date the patient is on B12
+    -- (MMA_ON_SUPPLEMENT)
     select
         on_b12_supplementation.as_of,
         on_b12_supplementation.patient_id,
         on_b12_supplementation.evaluated_on,
-        min(mma_results.recency) as recency
+        min(mma_on_supplementation.recency) as recency
     from on_b12_supplementation
-    inner join mma_results
-        on mma_results.patient_id = on_b12_supplementation.patient_id
+    inner join mma_on_supplementation
+        on mma_on_supplementation.patient_id = on_b12_supplementation.patient_id
     cross join settings
-    where on_b12_supplementation.as_of between mma_results.counted_from and mma_results.counted_through
-      and mma_results.collected_on
+    where on_b12_supplementation.as_of
+          between mma_on_supplementation.counted_from and mma_on_supplementation.counted_through
+      and mma_on_supplementation.collected_on
           between on_b12_supplementation.evaluated_on - settings.lookback_days and on_b12_supplementation.evaluated_on
     group by on_b12_supplementation.as_of, on_b12_supplementation.patient_id, on_b12_supplementation.evaluated_on
 ),

@@ -44,6 +44,7 @@
 --   PA_NOT_ON_TREATMENT           PA known from + pa_known_for_days, or the last B12 record's end +
 --                                 pa_treatment_lapse_days + 1 day (never treated: the former)
 --   TREATED_MARKERS_NOT_NORMAL    the earliest of the latest homocysteine and mma that are not normal
+-- A patient deceased on D (int_patient_status.deceased) has no reason on D.
 -- open_since is null only when there is no date to go by (a PA diagnosis without a date and no B12 test or
 -- record). cohort_under_monitored is this model on the run's as_of; the report's trend counts it on every
 -- month end.
@@ -556,6 +557,10 @@ final as (
         all_reasons.practice,
         all_reasons.open_since
     from all_reasons
+    inner join {{ ref('int_patient_status') }} as int_patient_status
+        on int_patient_status.as_of = all_reasons.as_of
+       and int_patient_status.patient_id = all_reasons.patient_id
+    where int_patient_status.deceased is not true
 )
 
 select * from final

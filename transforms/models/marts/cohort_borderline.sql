@@ -3,7 +3,7 @@
 -- rule (docs/models.md, Borderline): the index result (borderline b12 or indeterminate holotc) as
 -- reported, and mma_status: "needed" when no MMA result lies in the MMA window around the index result
 -- (BORDERLINE_NEEDS_MMA), "normal" when the window holds only normal MMA results (BORDERLINE_MMA_NORMAL).
--- A borderline index with an elevated MMA is deficient (FUNCTIONAL_MMA) and is in cohort_deficient instead.
+-- A patient deceased on or before as-of is in no cohort. A borderline index with an elevated MMA is deficient (FUNCTIONAL_MMA) and is in cohort_deficient instead.
 with
 
 borderline_patients as (
@@ -12,6 +12,7 @@ borderline_patients as (
     inner join {{ ref('status_codes') }} as status_codes
         on status_codes.status = patient_status.status
     where status_codes.cohort = 'borderline'
+      and patient_status.deceased is not true
 ),
 
 final as (

@@ -10,7 +10,8 @@
 -- only its marts hold: deficient_neuro, flagged (any flag) and flag.<flag>. A practice is the patient's
 -- practice trimmed, "(no practice)" when there is none; every metric of a date has a row for the whole
 -- population (a date before any patient was known included) and for every practice with a patient on that
--- date, 0 when none is counted.
+-- date, 0 when none is counted. A patient deceased on a date (int_patient_status.deceased) is counted in no
+-- metric of that date, patients included: the dead are in no numerator or denominator.
 with
 
 run_as_of as (
@@ -31,6 +32,7 @@ patients_on_date as (
         int_patient_status.has_pa,
         {{ practice_label('int_patient_status.practice') }} as practice
     from {{ ref('int_patient_status') }} as int_patient_status
+    where int_patient_status.deceased is not true
 ),
 
 every_date_members as (

@@ -11,6 +11,10 @@
 -- code systems (a site's SNOMED CT codes) match exactly. neuro_detail lists each matching diagnosis as
 -- recorded, with its date, earliest first. When neuro_involvement_enabled is off, neuro_involvement is false
 -- and neuro_detail null. Worklists list these patients first ("seek urgent specialist advice").
+-- situation and next_action (seed deficient_actions): neurological_involvement, else untreated or treated; the
+-- situation's next_action_when_treated followed by the treatment start when the patient is treated and the seed
+-- gives one (neurological involvement: "...; B12 started YYYY-MM-DD"), else its next_action. A patient deceased on
+-- or before as-of is in no cohort.
 with
 
 settings as (
@@ -25,6 +29,7 @@ deficient_patients as (
     select patient_status.*
     from {{ ref('patient_status') }} as patient_status
     where patient_status.status = 'deficient'
+      and patient_status.deceased is not true
 ),
 
 treatment_as_of as (
@@ -78,6 +83,23 @@ neuro_patients as (
     group by neuro_diagnoses.patient_id
 ),
 
+situations as (
+    select
+        deficient_patients.patient_id,
+        neuro_patients.patient_id is not null as neuro_involvement,
+        neuro_patients.neuro_detail,
+        case
+            when neuro_patients.patient_id is not null then 'neurological_involvement'
+            when treatment_as_of.treatment = 'untreated' then 'untreated'
+            else 'treated'
+        end as situation
+    from deficient_patients
+    inner join treatment_as_of
+        on treatment_as_of.patient_id = deficient_patients.patient_id
+    left join neuro_patients
+        on neuro_patients.patient_id = deficient_patients.patient_id
+),
+
 final as (
     select
         deficient_patients.patient_id,
@@ -97,13 +119,22 @@ final as (
         deficient_patients.on_b12,
         deficient_patients.treatment_start,
         deficient_patients.practice,
-        neuro_patients.patient_id is not null as neuro_involvement,
-        neuro_patients.neuro_detail
+        situations.neuro_involvement,
+        situations.neuro_detail,
+        situations.situation,
+        case
+            when treatment_as_of.treatment = 'treated' and nullif(deficient_actions.next_action_when_treated, '') is not null
+                then deficient_actions.next_action_when_treated
+                    || coalesce(' ' || {{ iso_date('deficient_patients.treatment_start') }}, '')
+            else deficient_actions.next_action
+        end as next_action
     from deficient_patients
     inner join treatment_as_of
         on treatment_as_of.patient_id = deficient_patients.patient_id
-    left join neuro_patients
-        on neuro_patients.patient_id = deficient_patients.patient_id
+    inner join situations
+        on situations.patient_id = deficient_patients.patient_id
+    inner join {{ ref('deficient_actions') }} as deficient_actions
+        on deficient_actions.situation = situations.situation
     order by deficient_patients.patient_id
 )
 

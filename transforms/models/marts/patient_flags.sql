@@ -24,6 +24,9 @@
 --                            at as-of, no PA, and never a b12 or holotc result deficient, borderline or
 --                            indeterminate nor an elevated mma result (counted on as-of). flag_date: the start of
 --                            the patient's first intramuscular B12 record.
+-- No flag for a patient deceased on or before as-of (patient_status.deceased).
+-- MACROCYTOSIS_NOT_TESTED looks back as far as the status does (clinical rules release 3): only macrocytic MCVs
+-- collected on or after as-of - lookback_days count.
 with
 
 settings as (
@@ -135,6 +138,7 @@ untested_macrocytosis as (
       and mcv.category = 'macrocytic'
       and settings.as_of between mcv.counted_from and mcv.counted_through
       and mcv.collected_on <= settings.as_of - settings.macrocytosis_window_after_days
+      and mcv.collected_on >= settings.as_of - settings.lookback_days
       and not exists (
           select 1
           from b12_or_holotc_results
@@ -354,6 +358,9 @@ final as (
     from all_flags
     left join {{ ref('int_patients_known') }} as int_patients_known
         on int_patients_known.patient_id = all_flags.patient_id
+    where all_flags.patient_id not in (
+        select patient_status.patient_id from {{ ref('patient_status') }} as patient_status where patient_status.deceased
+    )
     order by all_flags.patient_id, all_flags.flag
 )
 

@@ -5,6 +5,8 @@
 -- BORDERLINE_MMA_NORMAL, BORDERLINE_NEEDS_MMA, NORMAL, NO_RECENT_RESULT). index_value and index_unit are as
 -- the lab reported them (what the clinician reads; index_comparator keeps "<" or ">" of a censored result),
 -- index_value_si in the canonical unit. has_pa and on_b12 follow docs/models.md (PA and treatment) as of the same date.
+-- deceased / deceased_on: the patient died on or before as-of (int_patient_status); such a patient keeps this row
+-- and is in no cohort, reason, flag, worklist, measure or treatment_response.
 with
 
 settings as (
@@ -45,6 +47,8 @@ final as (
         status_as_of.pa_evidence,
         status_as_of.treatment_start,
         status_as_of.practice,
+        status_as_of.deceased,
+        status_as_of.deceased_on,
         settings.as_of,
         settings.rules_version,
         settings.rules_profile

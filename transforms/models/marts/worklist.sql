@@ -12,8 +12,8 @@
 --   6  DEFICIENT, treated
 --   7  BORDERLINE_NEEDS_MMA
 -- (with the seed vocabulary: 1 to 3, then the nine reasons 4 to 12, the four other flags 13 to 16, 17 and 18).
--- next_action: reason_codes, flag_codes, deficient_actions by situation (neurological_involvement, else
--- untreated or treated, as the deficient worklist does), and the tier's own for BORDERLINE_NEEDS_MMA (order MMA).
+-- next_action: reason_codes, flag_codes, cohort_deficient's for DEFICIENT (deficient_actions by situation:
+-- neurological_involvement, else untreated or treated; a treated patient is not told to start B12), and the tier's own for BORDERLINE_NEEDS_MMA (order MMA).
 -- open_since, since when the gap is open: for a reason its open_since (the day its window closed, see
 -- int_under_monitored), or the index date of the patient's status when the reason has none; for a flag its
 -- flag_date; for DEFICIENT and BORDERLINE_NEEDS_MMA the index date. practice: the patient's practice (patient_status)
@@ -24,8 +24,9 @@
 with
 
 settings as (
-    select rules_settings.as_of, rules_settings.deficient_treated_within_days
+    select run_as_of.as_of, rules_settings.deficient_treated_within_days
     from {{ source('rules', 'rules_settings') }} as rules_settings
+    cross join {{ ref('stg_run_as_of') }} as run_as_of
 ),
 
 urgency_scale as (
@@ -39,7 +40,8 @@ reason_items as (
         cohort_under_monitored.reason as item,
         cohort_under_monitored.reason as code,
         cohort_under_monitored.detail,
-        cohort_under_monitored.open_since
+        cohort_under_monitored.open_since,
+        null as next_action
     from {{ ref('cohort_under_monitored') }} as cohort_under_monitored
 ),
 
@@ -49,7 +51,8 @@ flag_items as (
         patient_flags.flag as item,
         patient_flags.flag as code,
         patient_flags.detail,
-        patient_flags.flag_date as open_since
+        patient_flags.flag_date as open_since,
+        null as next_action
     from {{ ref('patient_flags') }} as patient_flags
 ),
 
@@ -57,11 +60,7 @@ deficient_items as (
     select
         cohort_deficient.patient_id,
         'DEFICIENT' as item,
-        case
-            when cohort_deficient.neuro_involvement then 'neurological_involvement'
-            when cohort_deficient.treatment = 'untreated' then 'untreated'
-            else 'treated'
-        end as code,
+        cohort_deficient.situation as code,
         cohort_deficient.rule_id || ': ' || cohort_deficient.index_analyte || ' '
             || {{ reported_value('cohort_deficient.index_comparator', 'cohort_deficient.index_value') }}
             || coalesce(' ' || cohort_deficient.index_unit, '')
@@ -78,7 +77,8 @@ deficient_items as (
             end
             || coalesce('; neurological features: ' || cohort_deficient.neuro_detail, '')
             as detail,
-        cohort_deficient.index_date as open_since
+        cohort_deficient.index_date as open_since,
+        cohort_deficient.next_action
     from {{ ref('cohort_deficient') }} as cohort_deficient
     cross join settings
 ),
@@ -94,7 +94,8 @@ borderline_items as (
             || ' on ' || {{ iso_date('cohort_borderline.index_date') }}
             || '; no mma result around it: MMA needed'
             as detail,
-        cohort_borderline.index_date as open_since
+        cohort_borderline.index_date as open_since,
+        null as next_action
     from {{ ref('cohort_borderline') }} as cohort_borderline
     where cohort_borderline.mma_status = 'needed'
 ),
@@ -115,7 +116,7 @@ final as (
         all_items.patient_id,
         all_items.item,
         urgency_scale.urgency,
-        urgency_scale.next_action,
+        coalesce(all_items.next_action, urgency_scale.next_action) as next_action,
         all_items.detail,
         coalesce(all_items.open_since, patient_status.index_date) as open_since
     from all_items

@@ -3,19 +3,14 @@
 -- neurological involvement first (the seed deficient_actions: seek urgent specialist advice); then untreated
 -- before treated; then the lowest index value in pmol/L (b12 or holotc; an index not in pmol/L, the elevated MMA
 -- of MMA_ON_SUPPLEMENT, after those); then the oldest index date; then patient_id, so the order never varies.
--- next_action is deficient_actions' for the patient's situation (neurological_involvement, else untreated or
--- treated, as the worklist mart's DEFICIENT items). Values are written as the laboratory reported them
+-- next_action and the situation are cohort_deficient's (deficient_actions by situation: neurological_involvement,
+-- else untreated or treated; a treated patient is not told to start B12), as the worklist mart's DEFICIENT items. Values are written as the laboratory reported them
 -- (comparator and number); practice is trimmed, "(no practice)" when there is none.
 with
 
 deficient_patients as (
     select
         cohort_deficient.*,
-        case
-            when cohort_deficient.neuro_involvement then 'neurological_involvement'
-            when cohort_deficient.treatment = 'untreated' then 'untreated'
-            else 'treated'
-        end as situation,
         case
             when cohort_deficient.index_unit_si = 'pmol/L' then cohort_deficient.index_value_si
         end as index_value_pmol_l
@@ -52,10 +47,8 @@ prioritised as (
         deficient_patients.treatment_start,
         deficient_patients.neuro_involvement,
         deficient_patients.neuro_detail,
-        deficient_actions.next_action
+        deficient_patients.next_action
     from deficient_patients
-    inner join {{ ref('deficient_actions') }} as deficient_actions
-        on deficient_actions.situation = deficient_patients.situation
 ),
 
 final as (

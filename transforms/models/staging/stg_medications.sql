@@ -6,7 +6,10 @@
 -- as substrings. A combination product can be both. Metformin (clinical rules release 2) is matched the same
 -- way from the `metformin` code list (A10BA02, "metformin"). is_intramuscular: the route, trimmed and in any
 -- case, is one of the `intramuscular_route` values as a whole (IM, intramuscular, SNOMED CT 78421000);
--- "IM injection" or "IM/SC" are not, unless a site adds them.
+-- "IM injection" or "IM/SC" are not, unless a site adds them. A FHIR coded route matches when any of its
+-- terms does (route_terms: its text, each coding's display and each coding's code), so SNOMED CT 78421000
+-- sent with the display "Intramuscular route" is intramuscular by its code. is_oral: the same against the
+-- `oral_route` value set (PO, oral, by mouth, SNOMED CT 26643006).
 with
 
 medication_records as (
@@ -17,6 +20,11 @@ medication_records as (
         upper(replace(replace(medications.atc_code, '.', ''), ' ', '')) as atc_normalised,
         upper(medications.drug) as drug_normalised,
         upper(trim(medications.route)) as route_normalised,
+        -- every term the route can be matched on: the route itself, and a FHIR coded route's every term
+        list_transform(
+            list_concat([medications.route], coalesce(medications.route_terms, [])),
+            lambda term: upper(trim(term))
+        ) as route_terms_normalised,
         medications.route,
         medications.dose,
         medications.start_date,
@@ -33,9 +41,9 @@ atc_codes as (
 ),
 
 route_codes as (
-    select stg_rules_codes.code_normalised
+    select stg_rules_codes.value_set, stg_rules_codes.code_normalised
     from {{ ref('stg_rules_codes') }} as stg_rules_codes
-    where stg_rules_codes.value_set = 'intramuscular_route'
+    where stg_rules_codes.value_set in ('intramuscular_route', 'oral_route')
       and stg_rules_codes.code_system = 'route'
 ),
 
@@ -92,10 +100,16 @@ final as (
                   and contains(medication_records.drug_normalised, drug_names.code_normalised)
             )
         ) as is_metformin,
-        coalesce(
-            medication_records.route_normalised in (select route_codes.code_normalised from route_codes),
-            false
-        ) as is_intramuscular
+        exists (
+            select 1 from route_codes
+            where route_codes.value_set = 'intramuscular_route'
+              and list_contains(medication_records.route_terms_normalised, route_codes.code_normalised)
+        ) as is_intramuscular,
+        exists (
+            select 1 from route_codes
+            where route_codes.value_set = 'oral_route'
+              and list_contains(medication_records.route_terms_normalised, route_codes.code_normalised)
+        ) as is_oral
     from medication_records
 )
 

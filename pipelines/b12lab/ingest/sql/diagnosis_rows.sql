@@ -5,6 +5,8 @@
 -- missing_patient_id, unknown_code_system, missing_code, unparseable_date, implausible_date, future_date.
 -- Dropped: refuted and entered_in_error (a FHIR Condition's verificationStatus, in record_status, which is
 -- null for CSV exports), duplicate (same patient, code system, code and date).
+-- An empty recorded_at is an undated diagnosis, accepted with recorded_at null (a FHIR Condition without onset
+-- or recorded date likewise); a recorded_at that is given but cannot be read is unparseable_date.
 -- Dates are read by iso_timestamp(text) (b12lab/ingest/macros.py): ISO 8601 only, else null.
 
 with source as (
@@ -52,7 +54,7 @@ checked as (
             when patient_id is null then 'missing_patient_id'
             when code_system is null then 'unknown_code_system'
             when code is null then 'missing_code'
-            when recorded_at is null then 'unparseable_date'
+            when recorded_at_raw is not null and recorded_at is null then 'unparseable_date'
             when recorded_at < date '1900-01-01' then 'implausible_date'
             when recorded_at > $ingest_date then 'future_date'
         end as reason

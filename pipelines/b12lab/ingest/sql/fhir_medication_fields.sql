@@ -13,7 +13,10 @@
 --                files of the drop folder, or the Bundle's Medication entries), else medicationReference.display
 --   drug         medication.text, medication.coding[0].display (RxNorm, SNOMED CT or any other system)
 --   atc_code     medication.coding[system = http://www.whocc.no/atc].code
---   route        dosage.route.text, else dosage.route.coding[0].display, else its code (SNOMED CT 78421000 is intramuscular)
+--   route        dosage.route.text, else dosage.route.coding[0].display, else its code (the route as shown)
+--   route_terms  every term of the coded route: its text, each coding's display and each coding's code, joined
+--                by the unit separator (chr(31)); a value set matches the route when it matches any of them
+--                (SNOMED CT 78421000 with the display "Intramuscular route" is intramuscular by its code)
 --   dose         dosage.doseAndRate[0].doseQuantity: value and unit (or UCUM code), space separated
 --   start_date   MedicationRequest: dosage.timing.repeat.boundsPeriod.start, dispenseRequest.validityPeriod.start,
 --                authoredOn; MedicationStatement: effectivePeriod.start, effectiveDateTime, dateAsserted
@@ -128,6 +131,17 @@ fields as (
         concept_name(medication) as drug,
         coalesce(coding_code(medication, 'http://www.whocc.no/atc'), '') as atc_code,
         coalesce(nullif(dosage.route.text, ''), nullif(dosage.route.coding[1].display, ''), dosage.route.coding[1].code, '') as route,
+        array_to_string(
+            list_filter(
+                list_concat(
+                    [dosage.route.text],
+                    list_transform(coalesce(dosage.route.coding, []), lambda coding: coding.display),
+                    list_transform(coalesce(dosage.route.coding, []), lambda coding: coding.code)
+                ),
+                lambda term: nullif(trim(term), '') is not null
+            ),
+            chr(31)
+        ) as route_terms,
         concat_ws(
             ' ',
             dosage.doseAndRate[1].doseQuantity.value,
@@ -150,6 +164,7 @@ final as (
         fields.drug,
         fields.atc_code,
         fields.route,
+        fields.route_terms,
         fields.dose,
         fields.start_date,
         fields.end_date,

@@ -12,6 +12,8 @@
 --   practice     generalPractitioner[0].display, managingOrganization.display, else the name of the
 --                Organization that generalPractitioner[0] or managingOrganization references, when the export
 --                holds it (fhir_references: Organization NDJSON files of the drop folder, or Bundle entries)
+--   death_date   deceasedDateTime (its date part)
+--   deceased     'true' when deceasedBoolean is true (dead, date unknown) or deceasedDateTime is given
 -- Input: fhir_records (source_row, line): the file's records, its non-blank lines, numbered; fhir_references
 -- (reference, resource_type, line): the resources other resources may reference.
 -- Macros: parse_resource, reference_key (b12lab/ingest/macros.py).
@@ -25,7 +27,9 @@ with parsed as (
             "birthDate": "VARCHAR",
             "gender": "VARCHAR",
             "generalPractitioner": [{"reference": "VARCHAR", "display": "VARCHAR"}],
-            "managingOrganization": {"reference": "VARCHAR", "display": "VARCHAR"}
+            "managingOrganization": {"reference": "VARCHAR", "display": "VARCHAR"},
+            "deceasedBoolean": "BOOLEAN",
+            "deceasedDateTime": "VARCHAR"
         }') as resource
     from fhir_records
 ),
@@ -64,7 +68,13 @@ fields as (
         coalesce(
             nullif(resource.generalPractitioner[1].display, ''), nullif(resource.managingOrganization.display, ''),
             organization_name, ''
-        ) as practice
+        ) as practice,
+        -- a dateTime's date part: deceasedDateTime may carry a time and zone
+        coalesce(left(resource.deceasedDateTime, 10), '') as death_date,
+        case
+            when resource.deceasedBoolean or nullif(resource.deceasedDateTime, '') is not null then 'true'
+            else ''
+        end as deceased
     from patients
 ),
 
@@ -75,6 +85,8 @@ final as (
         fields.birth_date,
         fields.sex,
         fields.practice,
+        fields.death_date,
+        fields.deceased,
         null::varchar as _overflow
     from fhir_records
     left join fields on fields.source_row = fhir_records.source_row

@@ -7,6 +7,8 @@
 -- Dropped: draft (a FHIR request never issued), entered_in_error, not_taken (a FHIR statement), read from
 -- record_status, which is null for CSV exports; duplicate (identical record). A cancelled, completed or stopped
 -- FHIR record is kept, ended (its fields model gives it an end date).
+-- route_terms: every term of a FHIR coded route (its text, codings' displays and codes), which a route value set
+-- is matched against; null for a CSV export, whose route is its only term.
 -- Dates may be partial (2019, 2019-07): read as the first day of the period they name.
 -- Dates are read by iso_timestamp(text) (b12lab/ingest/macros.py): ISO 8601 only, else null.
 
@@ -25,6 +27,7 @@ fields as (
         nullif(trim(drug), '') as drug,
         nullif(upper(trim(atc_code)), '') as atc_code,
         nullif(trim(route), '') as route,
+        nullif(string_split(route_terms, chr(31)), []) as route_terms,
         nullif(trim(dose), '') as dose,
         nullif(trim(start_date), '') as start_date_raw,
         nullif(trim(end_date), '') as end_date_raw,
@@ -66,7 +69,7 @@ deduplicated as (
         case
             when reason is not null then reason
             when row_number() over (
-                partition by reason is null, patient_id, drug, atc_code, route, dose, start_date, end_date
+                partition by reason is null, patient_id, drug, atc_code, route, route_terms, dose, start_date, end_date
                 order by source_row
             ) > 1 then 'duplicate'
         end as final_reason
@@ -86,6 +89,7 @@ final as (
         drug,
         atc_code,
         route,
+        route_terms,
         dose,
         start_date,
         end_date,

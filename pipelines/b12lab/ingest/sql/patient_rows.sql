@@ -1,10 +1,12 @@
 -- patient_rows: one row per data record of one patients export file, with its outcome.
 --
 -- Grain: one input record (source_row). Quarantined: malformed_row, oversized_row, missing_patient_id,
--- unparseable_date (a birth date that is given but is not an ISO date), implausible_date (before 1900),
+-- unparseable_date (a birth or death date that is given but is not an ISO date), implausible_date (before 1900),
 -- future_date.
 -- Dropped: duplicate (the same patient twice in the file with identical fields: counted once).
--- An empty birth date, sex or practice is accepted as unknown.
+-- An empty birth date, sex or practice is accepted as unknown. death_date is an optional column: empty or
+-- absent, the patient is alive as far as the export says. deceased is true when a death date is given, or
+-- when a FHIR Patient says deceasedBoolean true without a date (the raw field deceased, which CSV exports lack).
 -- Dates are read by iso_timestamp(text) (b12lab/ingest/macros.py): ISO 8601 only, else null.
 
 with source as (
@@ -22,7 +24,9 @@ fields as (
         nullif(trim(birth_date), '') as birth_date_raw,
         nullif(upper(trim(sex)), '') as sex,
         nullif(trim(practice), '') as practice,
-        concat_ws(',', patient_id, birth_date, sex, practice, _overflow) as raw
+        nullif(trim(death_date), '') as death_date_raw,
+        lower(trim(deceased)) = 'true' as deceased_without_date,
+        concat_ws(',', patient_id, birth_date, sex, practice, death_date, _overflow) as raw
     from source
 ),
 
@@ -31,7 +35,9 @@ typed as (
         fields.*,
         -- A partial date (1950, 1950-07) is the first day of the period it names; its precision is kept.
         cast(iso_timestamp(partial_date(birth_date_raw)) as date) as birth_date,
-        date_precision(birth_date_raw) as birth_date_precision
+        date_precision(birth_date_raw) as birth_date_precision,
+        cast(iso_timestamp(partial_date(death_date_raw)) as date) as death_date,
+        death_date_raw is not null or coalesce(deceased_without_date, false) as deceased
     from fields
 ),
 
@@ -45,6 +51,9 @@ checked as (
             when birth_date_raw is not null and birth_date is null then 'unparseable_date'
             when birth_date < date '1900-01-01' then 'implausible_date'
             when birth_date > $ingest_date then 'future_date'
+            when death_date_raw is not null and death_date is null then 'unparseable_date'
+            when death_date < date '1900-01-01' then 'implausible_date'
+            when death_date > $ingest_date then 'future_date'
         end as reason
     from typed
 ),
@@ -55,7 +64,8 @@ deduplicated as (
         case
             when reason is not null then reason
             when row_number() over (
-                partition by reason is null, patient_id, birth_date, sex, practice order by source_row
+                partition by reason is null, patient_id, birth_date, sex, practice, death_date, deceased
+                order by source_row
             ) > 1 then 'duplicate'
         end as final_reason
     from checked
@@ -75,6 +85,8 @@ final as (
         birth_date_precision,
         sex,
         practice,
+        death_date,
+        deceased,
         raw
     from deduplicated
 )
