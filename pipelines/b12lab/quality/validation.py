@@ -53,7 +53,8 @@ from b12lab.common.duck import connect
 from b12lab.common.paths import EXPECTATIONS_DIR
 from b12lab.common.settings import load_settings
 
-SUITE_FILES = ("lab_results", "quarantine", "patients", "diagnoses", "medications", "unmapped_codes")
+SUITE_FILES = ("lab_results", "quarantine", "patients", "diagnoses", "medications", "unmapped_codes",
+               "unreadable_fields")
 CRITICAL = "critical"
 
 # Rows of one table GX validates at a time: what bounds validation's memory. Measured on the 1M-row benchmark

@@ -2,7 +2,8 @@
 --
 -- Grain: one input record (source_row). The code system is normalised through ref_code_systems (ICD10,
 -- ICD-10-CM and the FHIR system URL all become ICD-10). Quarantined: malformed_row, oversized_row,
--- missing_patient_id, unknown_code_system, missing_code, unparseable_date, implausible_date, future_date.
+-- missing_patient_id, unknown_code_system, missing_code, missing_date (no date at all), unparseable_date,
+-- implausible_date, future_date.
 -- Dropped: refuted and entered_in_error (a FHIR Condition's verificationStatus, in record_status, which is
 -- null for CSV exports), duplicate (same patient, code system, code and date).
 -- Dates are read by iso_timestamp(text) (b12lab/ingest/macros.py): ISO 8601 only, else null.
@@ -52,6 +53,7 @@ checked as (
             when patient_id is null then 'missing_patient_id'
             when code_system is null then 'unknown_code_system'
             when code is null then 'missing_code'
+            when recorded_at_raw is null then 'missing_date'
             when recorded_at is null then 'unparseable_date'
             when recorded_at < date '1900-01-01' then 'implausible_date'
             when recorded_at > $ingest_date then 'future_date'
