@@ -95,7 +95,17 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
     con.execute("update parsed_rows set outcome = 'dropped', reason = 'trailer' "
                 "where source_row in (select source_row from trailer_rows)")
     # Quarantine keeps of a FHIR resource only what the row model read (its `raw`: the flattened fields, as for
-    # a CSV record), never the whole resource with its address, telecom or free-text notes.
+    # a CSV record), never the whole resource with its address, telecom or free-text notes. A line of which no
+    # field could be read is described, not kept: it may be any part of any resource.
+    if export.format == "ndjson":
+        con.execute(
+            "update parsed_rows set raw = case when not json_valid(fhir_lines.line) "
+            "    then 'not valid JSON (' || length(fhir_lines.line) || ' characters)' "
+            "    else coalesce(json_extract_string(fhir_lines.line, '$.resourceType') || ' resource', "
+            "                  'JSON without a resource type') || ' where ' || $resource_type || ' was expected' end "
+            "from fhir_lines where fhir_lines.source_row = parsed_rows.source_row "
+            "and parsed_rows.outcome = 'quarantined' and coalesce(parsed_rows.raw, '') = ''",
+            {"resource_type": export.fhir_resource})
     if export.kind.name == "labs":
         # Out of scope is counted per code, and its text is kept nowhere: not even when a file-level reason
         # quarantines the whole file (a survey answer or an address has no place in a B12 pipeline's lake).
