@@ -26,7 +26,8 @@ from b12lab.publish import dbt_build as runner
 AS_OF_DATES_MODEL = "stg_as_of_dates"
 # The one model that reads the dbt variable as_of: compiled once with dbt's default, built with the test's date.
 RUN_AS_OF_MODEL = "stg_run_as_of"
-REQUIRED_TABLES = ("lab_results", "patients", "diagnoses", "medications", "quarantine", "unmapped_codes", "ingested_files",
+REQUIRED_TABLES = ("lab_results", "patients", "diagnoses", "medications", "quarantine", "unmapped_codes",
+                   "unreadable_fields", "ingested_files",
                    "ingest_outcomes", "runs", "rules_settings", "rules_codes")
 
 

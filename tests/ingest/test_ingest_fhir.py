@@ -163,9 +163,15 @@ def test_observations_onto_lab_results(tmp_path, ingest):
     by_reason = result.account.by_reason
     assert by_reason[("dropped", "cancelled")] == 1 and by_reason[("dropped", "entered_in_error")] == 1
     assert by_reason[("dropped", "duplicate")] == 1
-    # Quarantine keeps the line as it came, for malformed lines and for every other reason alike.
+    # Quarantine keeps only the fields the row model read, as for a CSV record, never the whole resource (its
+    # subject's display, performer reference and anything else of it); a line that is not an Observation
+    # has no field read, so nothing of it is kept.
     raw = {row["source_row"]: row["raw"] for row in result.quarantine()}
-    assert raw == {number: line_of(lines[number - 1]) for number in (9, 10, 11, 12, 13, 14)}
+    assert raw[9] == ",obs-9,14685-2,,Cobalamin [Moles/volume],300,pmol/L,,,final,2024-03-01T09:00:00Z,,"
+    assert raw[10].startswith(",obs-10,14685-2,")  # a Group subject is no patient: its reference is not kept
+    assert (raw[13], raw[14]) == ("not valid JSON (48 characters)",
+                                  "Patient resource where Observation was expected")
+    assert not any("resourceType" in text or "Group/" in text for text in raw.values())
     account = result.account
     assert (account.rows_read, account.rows_accepted, account.rows_quarantined, account.rows_dropped) == (14, 5, 6, 3)
     assert account.reconciles
@@ -195,7 +201,9 @@ def test_patients(tmp_path, ingest):
         (3, "P003", "None", "O", None),
     ]
     assert result.reasons() == {4: "future_date", 5: "missing_patient_id", 6: "malformed_row", 7: "malformed_row"}
-    assert [row["raw"] for row in result.quarantine()][2:] == [line_of(lines[5]), "not json at all"]
+    # Of a line no field could be read from, quarantine keeps what it is, not its text.
+    assert [row["raw"] for row in result.quarantine()][2:] == ["Observation resource where Patient was expected",
+                                                                "not valid JSON (15 characters)"]
     assert result.account.rows_read == 7 and result.account.reconciles
 
 
@@ -348,12 +356,12 @@ def test_source_row_is_the_line_number_and_blank_lines_are_not_records(tmp_path,
     result = ingest(write_ndjson(tmp_path / "in" / name, lines, **options))
     assert [row["source_row"] for row in result.rows()] == [1, 4, 7]
     assert result.reasons() == {6: "malformed_row"}
-    assert result.quarantine()[0]["raw"] == "[1, 2, 3]"
+    assert result.quarantine()[0]["raw"] == "JSON without a resource type where Observation was expected"
     account = result.account
     assert (account.rows_read, account.rows_accepted, account.rows_quarantined, account.rows_dropped) == (4, 3, 1, 0)
 
 
-def test_a_line_that_is_not_utf8_is_quarantined_with_its_bytes_visible(tmp_path, ingest):
+def test_a_line_that_is_not_utf8_is_quarantined_without_its_text(tmp_path, ingest):
     path = tmp_path / "in" / "Patient.ndjson"
     path.parent.mkdir(parents=True)
     path.write_bytes(b'{"resourceType": "Patient", "id": "P001"}\n'
@@ -361,7 +369,8 @@ def test_a_line_that_is_not_utf8_is_quarantined_with_its_bytes_visible(tmp_path,
     result = ingest(path)
     assert [row["patient_id"] for row in result.rows()] == ["P001"]
     assert result.reasons() == {2: "malformed_row"}
-    assert result.quarantine()[0]["raw"] == '{"resourceType": "Patient", "id": "P\\xff02"}'
+    # No field of it could be read: quarantine says what it is, and keeps none of its text (the id).
+    assert result.quarantine()[0]["raw"] == "not valid JSON (44 characters)"
 
 
 def test_an_empty_file(tmp_path, ingest):

@@ -34,7 +34,8 @@ from b12lab.common.paths import EXPECTATIONS_DIR
 KNOWN_QUARANTINE = set(next(
     e["kwargs"]["value_set"] for e in json.loads((EXPECTATIONS_DIR / "expectations" / "quarantine.json").read_text())[
         "expectations"] if e["type"] == "expect_column_values_to_be_in_set" and e["kwargs"]["column"] == "reason"))
-DROP_RULES = {"out_of_scope", "cancelled", "entered_in_error", "duplicate", "refuted", "not_taken", "draft"}
+DROP_RULES = {"out_of_scope", "cancelled", "entered_in_error", "duplicate", "refuted", "not_taken", "draft",
+              "missing_date", "trailer"}
 INGEST_DATE = date(2026, 1, 1)
 
 PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,

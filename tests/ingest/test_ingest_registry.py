@@ -99,7 +99,7 @@ def test_medications(tmp_path, ingest):
         ["P001", "Folic acid 5mg tablets", "", "oral", "5 mg", "2024-01-02", "2024-06-30"],
         ["P002", "Cyanocobalamin", "B03BA01", "oral", "1000 mcg", "2030-01-01", ""],  # planned: accepted
         ["P003", "", "", "oral", "", "2024-01-02", ""],                                # missing_drug
-        ["P003", "Cyanocobalamin", "", "oral", "", "", ""],                            # unparseable_date
+        ["P003", "Cyanocobalamin", "", "oral", "", "", ""],                            # missing_date: dropped
         ["P003", "Cyanocobalamin", "", "oral", "", "2024-05-01", "2024-04-01"],        # end_before_start
         ["P003", "Cyanocobalamin", "", "oral", "", "2024-05-01", "soon"],              # unparseable_date
     ]
@@ -107,5 +107,6 @@ def test_medications(tmp_path, ingest):
     accepted = result.rows()
     assert [(r["atc_code"], str(r["start_date"]), str(r["end_date"])) for r in accepted] == [
         ("B03BA03", "2024-01-02", "None"), (None, "2024-01-02", "2024-06-30"), ("B03BA01", "2030-01-01", "None")]
-    assert result.reasons() == {4: "missing_drug", 5: "unparseable_date", 6: "end_before_start",
-                                7: "unparseable_date"}
+    assert result.reasons() == {4: "missing_drug", 6: "end_before_start", 7: "unparseable_date"}
+    # No start date at all is no damage (valid FHIR): dropped by the rule missing_date, never quarantined.
+    assert result.account.by_reason[("dropped", "missing_date")] == 1

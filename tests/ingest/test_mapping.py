@@ -49,10 +49,15 @@ def test_mimic3_mapping_on_the_real_demo_file(tmp_path, ingest):
     result = mapped(tmp_path, ingest, folder / "LABEVENTS_trimmed.csv", "mimic3")
     account = result.account
     assert account.reconciles and account.rows_read == 5945
-    # eGFR (ITEMID 50920, LOINC 33914-3) is in scope: its 9 records with an admission say "See Comments",
-    # which is no value (unparseable_value), not out of scope.
-    assert account.by_reason == {("accepted", ""): 3121, ("dropped", "out_of_scope"): 1831,
-                                 ("quarantined", "missing_patient_id"): 981, ("quarantined", "unparseable_value"): 12}
+    # eGFR (ITEMID 50920, LOINC 33914-3) is in scope: its 8 records with an admission say "See Comments",
+    # which is no value (unparseable_value), not out of scope; so are "UNABLE TO REPORT" and "DONE".
+    assert account.by_reason == {("accepted", ""): 3123, ("dropped", "out_of_scope"): 1831,
+                                 ("quarantined", "missing_patient_id"): 981, ("quarantined", "unparseable_value"): 10}
+    assert account.unreadable_fields == {}
+    # Folate GREATER THAN 20 NG/ML: censored in words with the row's own unit after the number, read as >20.
+    folate_censored = [row for row in result.rows() if row["analyte"] == "folate" and row["comparator"]]
+    assert {(row["value_raw"], row["comparator"], row["value_reported"]) for row in folate_censored} >= {
+        (">20 NG/ML", ">", 20.0)}
     rows = result.rows()
     b12 = [row for row in rows if row["analyte"] == "b12"]
     # 38 B12 records: 26 with an admission (HADM_ID), 12 outpatient ones without (missing_patient_id).
@@ -85,7 +90,7 @@ def test_mimic3_through_the_real_entry_point(tmp_path):
                             capture_output=True, text=True, timeout=600,
                             env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")})
     assert result.returncode == 0, result.stderr
-    assert "LABEVENTS_trimmed.csv: read 5945, accepted 3121, quarantined 993, dropped 1831" in result.stdout
+    assert "LABEVENTS_trimmed.csv: read 5945, accepted 3123, quarantined 991, dropped 1831" in result.stdout
     assert "D_LABITEMS" not in result.stdout + result.stderr  # the dictionary is read with the file, not reported as ignored
     with duckdb.connect(str(output / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from lab_results where analyte = 'b12'").fetchone()[0] == 26

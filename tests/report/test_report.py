@@ -301,6 +301,7 @@ def test_data_quality_matches_the_accounting_and_gx(page, sample_output, run_rec
                              "sum(rows_dropped) from ingested_files").fetchone()
         by_reason = dict(con.execute("select reason, sum(rows) from ingest_outcomes where outcome <> 'accepted' "
                                      "group by reason").fetchall())
+        preliminary = con.execute("select count(*) from lab_results where status = 'P'").fetchone()[0]
     for scope in ("this_run", "total"):  # one run: this run is everything
         shown = [int(page.one("data-accounting", f"{scope}.{key}")["attrs"]["data-value"])
                  for key in ("files", "rows_read", "rows_accepted", "rows_quarantined", "rows_dropped")]
@@ -313,6 +314,10 @@ def test_data_quality_matches_the_accounting_and_gx(page, sample_output, run_rec
         assert scope_counts["rows_dropped_in_scope"] == totals[4] - by_reason["out_of_scope"]
     outcome_rows = {e["attrs"]["data-reason"]: e for e in page.with_attr("data-reason")}
     assert set(outcome_rows) == set(by_reason)
+    # Results kept but not counted (preliminary, FHIR unknown) are named apart from the outcomes.
+    not_counted = {e["attrs"]["data-not-counted"]: int(e["attrs"]["data-value"])
+                   for e in page.with_attr("data-not-counted")}
+    assert not_counted == {"status_preliminary": preliminary} and preliminary > 0
     gx = {e["attrs"]["data-gx"]: int(e["attrs"]["data-value"]) for e in page.with_attr("data-gx")}
     assert gx == {"evaluated": run_record["expectations_evaluated"], "failed": run_record["expectations_failed"],
                   "warnings": run_record["expectation_warnings"]}

@@ -47,7 +47,7 @@ LAKE_COLUMNS: dict[str, dict[str, str]] = {
     },
 }  # fmt: skip
 
-BOOKKEEPING_TABLES = ("quarantine", "unmapped_codes", "ingested_files", "ingest_outcomes", "runs")
+BOOKKEEPING_TABLES = ("quarantine", "unmapped_codes", "unreadable_fields", "ingested_files", "ingest_outcomes", "runs")
 B12_DRUG = {"drug": "hydroxocobalamin 1 mg/mL injection", "atc_code": "B03BA03", "route": "IM", "dose": "1 mg"}
 FOLIC_ACID = {"drug": "folic acid 5 mg tablets", "atc_code": "B03BB01", "route": "oral", "dose": "5 mg"}
 _counter = itertools.count(1)

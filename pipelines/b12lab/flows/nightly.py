@@ -26,6 +26,7 @@ from b12lab.flows.configuration import load_configuration
 from b12lab.flows.progress import tracked
 from b12lab.flows.run_log import run_log
 from b12lab.ingest import ExportFile, FileAccount, LabMapping, ReconciliationError, discover_exports, ingest_file
+from b12lab.common.file_names import reported_name
 from b12lab.lake.lake import Lake, LakeDamaged
 from b12lab.lake.locking import RunLock, run_lock
 from b12lab.lake.runs import RunRecord
@@ -142,7 +143,8 @@ SMALL_FILES_PER_TASK = 250
 
 
 def _print_account(account: FileAccount) -> None:
-    print(f"{account.source_file}: read {account.rows_read}, accepted {account.rows_accepted}, "
+    # A file name that may carry a person's name (a per-patient Bundle) is logged by its pattern.
+    print(f"{reported_name(account.source_file)}: read {account.rows_read}, accepted {account.rows_accepted}, "
           f"quarantined {account.rows_quarantined}, dropped {account.rows_dropped}")
 
 
@@ -360,7 +362,7 @@ def _run_steps(input_dir: Path, layout: OutputLayout, lake: Lake, rules: Rules, 
     exports, ignored = find_exports(input_dir, mapping)
     summary.files_ignored = [path.name for path in ignored]
     for path in ignored:
-        print(f"{path.name}: not an export file (expected labs*, patients*, diagnoses*, medications* .csv[.gz], "
+        print(f"{reported_name(path.name)}: not an export file (expected labs*, patients*, diagnoses*, medications* .csv[.gz], "
               "or FHIR <ResourceType>*.ndjson[.gz]); ignored")
     if not exports:
         raise NoExportFiles(f"no export files in {input_dir}: is the share mounted?")

@@ -43,6 +43,8 @@ class FileAccount:
     # Lab files: accepted rows per analyte, and the out-of-scope codes whose name suggests an analyte.
     accepted_by_analyte: dict[str, int] = field(default_factory=dict)
     suspected_unmapped: list[SuspectedCode] = field(default_factory=list)
+    # Optional fields given but unreadable: field -> accepted rows stored without it (lake unreadable_fields).
+    unreadable_fields: dict[str, int] = field(default_factory=dict)
 
     @property
     def reconciles(self) -> bool:
@@ -130,11 +132,11 @@ def record_file_problems(account: FileAccount, export: ExportFile, missing_colum
     """The file-level reasons into the file's account, each printed in one line (no row content)."""
     if missing_columns:
         account.missing_columns = list(missing_columns)
-        print(f"{export.name}: missing columns {', '.join(missing_columns)}: {account.rows_read} records, "
+        print(f"{export.display_name}: missing columns {', '.join(missing_columns)}: {account.rows_read} records, "
               "all quarantined as missing_columns")
     if problem:
         account.problem = problem
         # Recorded even when not one record could be read, so the accounting names the reason.
         account.by_reason.setdefault(("quarantined", UNREADABLE_FILE), 0)
-        print(f"{export.name}: unreadable file ({problem}): {account.rows_read} records read, "
+        print(f"{export.display_name}: unreadable file ({problem}): {account.rows_read} records read, "
               f"all quarantined as {UNREADABLE_FILE}")

@@ -13,11 +13,13 @@ references only, and a mapping's dictionary file with its exports: neither is an
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from b12lab.ingest.decoding import read_json_document
+from b12lab.common.file_names import reported_name
+from b12lab.ingest.decoding import read_json_document, read_text
 from b12lab.ingest.mapping import LabMapping, MappingError
 from b12lab.lake.lake import DATA_SCHEMAS, LINEAGE_SCHEMA
 
@@ -110,6 +112,11 @@ class ExportFile:
         return f"{self.path.name}#{self.fhir_resource}" if self.bundle else self.path.name
 
     @property
+    def display_name(self) -> str:
+        """The name as logs and the report show it: a name that may carry a person's name, by pattern."""
+        return reported_name(self.name)
+
+    @property
     def format(self) -> str:
         return "csv" if self.fhir_resource is None else "ndjson"
 
@@ -151,18 +158,50 @@ REFERENCED_RESOURCES = ("Medication", "Organization")
 REFERENCE_FILE_NAME = re.compile(
     rf"^({'|'.join(REFERENCED_RESOURCES)})(?![a-z]).*[.]ndjson(?:[.]gz)?$", re.IGNORECASE
 )
-_BUNDLE_FILE_NAME = re.compile(r".*[.]json(?:[.]gz)?$", re.IGNORECASE)
+_BUNDLE_FILE_NAME = re.compile(r".*[.](?:nd)?json(?:[.]gz)?$", re.IGNORECASE)
+_NDJSON_FILE_NAME = re.compile(r".*[.]ndjson(?:[.]gz)?$", re.IGNORECASE)
 MANIFEST_NAME = "manifest.json"
+_RESOURCE_TYPE = re.compile(r'"resourceType"\s*:\s*"([A-Za-z]+)"')
+_BUNDLE_OPENING = re.compile(r'\A\s*[{].*?"resourceType"\s*:\s*"Bundle"', re.DOTALL)
+
+
+def is_ndjson_name(path: Path) -> bool:
+    return bool(_NDJSON_FILE_NAME.match(path.name))
 
 
 def _bundle_resource_types(path: Path) -> list[str]:
     """The resource types of FHIR_RESOURCES that a Bundle file holds, in FHIR_RESOURCES order; [] when the
-    file is not a Bundle."""
+    file is not a Bundle. An NDJSON file is a Bundle file when its first record is a Bundle (each line one).
+
+    A Bundle that cannot be read whole (cut short in transfer) is still an export, so that its account names
+    it as unreadable_file: its types are those its text names, or Observation when it ends before any entry
+    (the file must be accounted for under some kind)."""
+    if is_ndjson_name(path):
+        return _ndjson_bundle_resource_types(path)
     document = read_json_document(path)
+    if isinstance(document, dict):
+        if document.get("resourceType") != "Bundle":
+            return []
+        present = {(entry.get("resource") or {}).get("resourceType")
+                   for entry in document.get("entry") or [] if isinstance(entry, dict)}
+        return [resource for resource in FHIR_RESOURCES if resource in present]
+    text = read_text(path)
+    if not _BUNDLE_OPENING.match(text[:1 << 16]):
+        return []
+    present = set(_RESOURCE_TYPE.findall(text))
+    return [resource for resource in FHIR_RESOURCES if resource in present] or ["Observation"]
+
+
+def _ndjson_bundle_resource_types(path: Path) -> list[str]:
+    """The resource types an NDJSON file of Bundles names (its first record a Bundle); [] for any other."""
+    first = next((line for line in read_text(path).splitlines() if line.strip()), "")
+    try:
+        document = json.loads(first)
+    except ValueError:
+        return []
     if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
         return []
-    present = {(entry.get("resource") or {}).get("resourceType")
-               for entry in document.get("entry") or [] if isinstance(entry, dict)}
+    present = set(_RESOURCE_TYPE.findall(read_text(path)))
     return [resource for resource in FHIR_RESOURCES if resource in present]
 
 

@@ -200,6 +200,7 @@ def load_csv_file(con: duckdb.DuckDBPyConnection, export: ExportFile, scratch: P
     for signature, what in NOT_TEXT_SIGNATURES.items():
         if head.startswith(signature):
             _empty_raw_file(con, kind)
+            mark_trailer_rows(con)
             return [], "", problem or f"not a CSV text file: {what}"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         to_utf8(path, scratch / "utf8.csv", utf16=True)
@@ -238,8 +239,39 @@ def load_csv_file(con: duckdb.DuckDBPyConnection, export: ExportFile, scratch: P
                 reraise_interrupt(error)
                 problem = problem or _reader_failure(error)
                 _empty_raw_file(con, kind)
+    mark_trailer_rows(con)
     missing = [name for name in kind.columns if name not in header]
     return missing, (repeated[0] if repeated else ""), problem
+
+
+# What report writers put after the last record: a row count (Total rows: 10, (10 rows), 10 rows selected) or
+# an end mark (END OF REPORT, *** END OF FILE ***). Case-insensitive; the whole line, nothing else on it.
+TRAILER_PATTERN = (
+    r"(?i)\s*[(*]*\s*("
+    r"total\s*(rows|records|results)?\s*[:=]?\s*[0-9][0-9,.]*"
+    r"|[0-9][0-9,.]*\s+(rows?|records?|results?)(\s+(selected|returned|exported|affected|listed))?"
+    r"|end\s+of\s+(the\s+)?(report|file|data|export|extract)"
+    r")\s*[)*.]*\s*"
+)
+
+
+def mark_trailer_rows(con: duckdb.DuckDBPyConnection) -> None:
+    """The temp table trailer_rows: the records after the last real one that are a trailer line (their
+    fields joined back read as TRAILER_PATTERN). Only at the end of the file: the same text between records
+    is a damaged record, quarantined as usual."""
+    columns = [name for name, in con.execute(
+        "select column_name from duckdb_columns() where table_name = 'raw_file' and column_name <> 'source_row' "
+        "order by column_index").fetchall()]
+    line = f"concat_ws(',', {', '.join(_quoted(name) for name in columns)})" if columns else "''"
+    con.execute(f"""
+        create or replace temp table trailer_rows as
+        with lines as (
+            select source_row, regexp_full_match({line}, $pattern) as is_trailer from raw_file
+        )
+        select source_row from lines
+        where is_trailer
+          and source_row > coalesce((select max(source_row) from lines where not is_trailer), 0)
+    """, {"pattern": TRAILER_PATTERN})
 
 
 def load_mapped_file(con: duckdb.DuckDBPyConnection, export: ExportFile, scratch: Path) -> tuple[list[str], str, str]:

@@ -56,6 +56,19 @@ def read_json_document(path: Path) -> object | None:
         return None
 
 
+def read_text(path: Path) -> str:
+    """A file's text (plain or gzip, as much of a damaged gzip stream as can be read), undecodable bytes
+    replaced."""
+    chunks = []
+    with open_bytes(path, compression_of(path)) as stream:
+        try:
+            while block := stream.read1(1 << 20) if hasattr(stream, "read1") else stream.read(1 << 20):
+                chunks.append(block)
+        except GZIP_ERRORS:
+            pass
+    return b"".join(chunks).decode("utf-8-sig", errors="replace")
+
+
 def ends_with_line_break(path: Path) -> bool:
     with path.open("rb") as stream:
         if stream.seek(0, 2) == 0:

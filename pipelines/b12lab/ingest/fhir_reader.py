@@ -11,6 +11,7 @@ fields models to join.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +19,8 @@ import duckdb
 import pyarrow as pa
 
 from b12lab.common.paths import INGEST_SQL_DIR, read_sql
-from b12lab.ingest.contract import REFERENCE_FILE_NAME, REFERENCED_RESOURCES, ExportFile
-from b12lab.ingest.decoding import GZIP_ERRORS, compression_of, open_bytes, read_json_document
+from b12lab.ingest.contract import REFERENCE_FILE_NAME, REFERENCED_RESOURCES, ExportFile, is_ndjson_name
+from b12lab.ingest.decoding import GZIP_ERRORS, compression_of, open_bytes, read_json_document, read_text
 
 # NDJSON lines are handed to DuckDB in Arrow batches of about this many bytes.
 _LINE_BATCH_BYTES = 8 << 20
@@ -134,26 +135,83 @@ def _resolve_bundle(bundle: dict) -> list[dict]:
     return [rewrite(resource) if resource is not None else None for resource in resources]
 
 
-def _bundle_lines(export: ExportFile, problems: list[str]) -> tuple[pa.Table, list[tuple[str, str, str]]]:
-    """The Bundle's entries of the export's resource type as numbered lines (source_row: the entry's 1-based
-    position in the Bundle), and the Bundle's referenced resources."""
-    document = read_json_document(export.path)
-    resources = _resolve_bundle(document) if isinstance(document, dict) else []
-    if not isinstance(document, dict):
-        problems.append("not a JSON document any more")
+def salvage_bundle(text: str) -> dict:
+    """What can be read of a Bundle whose JSON ends early or is damaged: its entries up to the first that is
+    not whole (their records are then quarantined as unreadable_file, not lost without a count)."""
+    decoder = json.JSONDecoder()
+    start = re.search(r'"entry"\s*:\s*\[', text)
+    entries = []
+    position = start.end() if start else len(text)
+    while position < len(text):
+        while position < len(text) and text[position] in " \t\r\n,":
+            position += 1
+        try:
+            entry, position = decoder.raw_decode(text, position)
+        except ValueError:
+            break
+        entries.append(entry)
+    return {"resourceType": "Bundle", "entry": entries}
+
+
+def _bundle_records(bundles: Iterator[dict | str], resource_type: str
+                    ) -> tuple[pa.Table, list[tuple[str, str, str]]]:
+    """The entries of the export's resource type of one or more Bundles as numbered lines (source_row: the
+    entry's 1-based position, counted through the Bundles in order), and the Bundles' referenced resources.
+    A text instead of a Bundle (an NDJSON line that is not JSON) is one record as it is."""
     numbers, lines, references = [], [], []
-    for position, resource in enumerate(resources, start=1):
-        if resource is None:
-            continue
-        if resource.get("resourceType") == export.fhir_resource:
+    position = 0
+    for bundle in bundles:
+        if isinstance(bundle, str):
+            position += 1
             numbers.append(position)
-            lines.append(json.dumps(resource))
-        if resource.get("resourceType") in REFERENCED_RESOURCES and resource.get("id"):
-            references.append((f"{resource['resourceType']}/{resource['id']}", resource["resourceType"],
-                               json.dumps(resource)))
+            lines.append(bundle)
+            continue
+        for resource in _resolve_bundle(bundle):
+            position += 1
+            if resource is None:
+                continue
+            if resource.get("resourceType") == resource_type:
+                numbers.append(position)
+                lines.append(json.dumps(resource))
+            if resource.get("resourceType") in REFERENCED_RESOURCES and resource.get("id"):
+                references.append((f"{resource['resourceType']}/{resource['id']}", resource["resourceType"],
+                                   json.dumps(resource)))
     table = pa.Table.from_arrays([pa.array(numbers, pa.int64()), pa.array(lines, pa.string())],
                                  schema=_LINE_SCHEMA)
     return table, references
+
+
+def _bundle_lines(export: ExportFile, problems: list[str]) -> tuple[pa.Table, list[tuple[str, str, str]]]:
+    """A Bundle file's entries of the export's resource type (source_row: the entry's position in the Bundle).
+    A Bundle that cannot be read whole (truncated, damaged) gives the entries that can be read, and its
+    problem."""
+    document = read_json_document(export.path)
+    if not isinstance(document, dict):
+        problems.append("the JSON document is truncated or damaged")
+        document = salvage_bundle(read_text(export.path))
+    return _bundle_records(iter([document]), export.fhir_resource)
+
+
+def _bundle_ndjson_lines(export: ExportFile, problems: list[str]) -> tuple[pa.Table, list[tuple[str, str, str]]]:
+    """An NDJSON file whose lines are Bundles: every line's entries of the export's resource type, numbered
+    through the file. A line that is not a Bundle is taken as one resource; one that is not JSON is kept as
+    a record of its own (malformed_row), as in any NDJSON file."""
+    def bundles() -> Iterator[dict | str]:
+        for batch in _ndjson_line_batches(export.path, problems):
+            for line in batch.column("line").to_pylist():
+                if not line.strip():
+                    continue
+                try:
+                    document = json.loads(line)
+                except ValueError:
+                    yield line
+                    continue
+                if isinstance(document, dict) and document.get("resourceType") == "Bundle":
+                    yield document
+                else:
+                    yield {"entry": [{"resource": document}]}
+
+    return _bundle_records(bundles(), export.fhir_resource)
 
 
 def _load_fhir_references(con: duckdb.DuckDBPyConnection, rows: list[tuple[str, str, str]]) -> None:
@@ -176,7 +234,8 @@ def load_fhir_file(con: duckdb.DuckDBPyConnection, export: ExportFile) -> str:
     file the Medication and Organization NDJSON files beside it (the same $export)."""
     problems: list[str] = []
     if export.bundle:
-        lines, references = _bundle_lines(export, problems)
+        reader = _bundle_ndjson_lines if is_ndjson_name(export.path) else _bundle_lines
+        lines, references = reader(export, problems)
         con.register("ndjson_line_batches", lines)
     else:
         references = [row for path in sorted(export.path.parent.iterdir())
@@ -195,4 +254,5 @@ def load_fhir_file(con: duckdb.DuckDBPyConnection, export: ExportFile) -> str:
     sql = read_sql(fields_model(export.fhir_resource))
     params = {"resource_type": export.fhir_resource} if "$resource_type" in sql else {}
     con.execute(f"create or replace temp table raw_file as {sql}", params)
+    con.execute("create or replace temp table trailer_rows (source_row bigint)")  # NDJSON has no trailer line
     return problems[0] if problems else ""

@@ -58,10 +58,10 @@ def ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, 
     try:
         return _ingest_file(con, export, lake, run_id, ingest_date, earlier_lab_files)
     except OSError as error:
-        raise IngestError(f"{export.name}: could not be ingested: {error.strerror or error}") from error
+        raise IngestError(f"{export.display_name}: could not be ingested: {error.strerror or error}") from error
     except (duckdb.Error, csv.Error) as error:
         reraise_interrupt(error)
-        raise IngestError(f"{export.name}: could not be ingested ({type(error).__name__}); nothing was committed") \
+        raise IngestError(f"{export.display_name}: could not be ingested ({type(error).__name__}); nothing was committed") \
             from error
 
 
@@ -91,12 +91,21 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
     con.execute(f"create or replace temp table parsed_rows as {sql}", params)
     # File-level reasons, strongest last: every record of the file goes to quarantine.
     quarantine_whole_file(con, missing_columns, repeated_column, problem)
+    # A trailer line (Total rows: 10, END OF REPORT) after the last record is no record: dropped by a rule.
+    con.execute("update parsed_rows set outcome = 'dropped', reason = 'trailer' "
+                "where source_row in (select source_row from trailer_rows)")
+    # Quarantine keeps of a FHIR resource only what the row model read (its `raw`: the flattened fields, as for
+    # a CSV record), never the whole resource with its address, telecom or free-text notes. A line of which no
+    # field could be read is described, not kept: it may be any part of any resource.
     if export.format == "ndjson":
-        # An NDJSON record is its line: quarantine keeps the resource as it came, not the flattened fields.
         con.execute(
-            "update parsed_rows set raw = fhir_lines.line from fhir_lines "
-            "where fhir_lines.source_row = parsed_rows.source_row and parsed_rows.outcome = 'quarantined'"
-        )
+            "update parsed_rows set raw = case when not json_valid(fhir_lines.line) "
+            "    then 'not valid JSON (' || length(fhir_lines.line) || ' characters)' "
+            "    else coalesce(json_extract_string(fhir_lines.line, '$.resourceType') || ' resource', "
+            "                  'JSON without a resource type') || ' where ' || $resource_type || ' was expected' end "
+            "from fhir_lines where fhir_lines.source_row = parsed_rows.source_row "
+            "and parsed_rows.outcome = 'quarantined' and coalesce(parsed_rows.raw, '') = ''",
+            {"resource_type": export.fhir_resource})
     if export.kind.name == "labs":
         # Out of scope is counted per code, and its text is kept nowhere: not even when a file-level reason
         # quarantines the whole file (a survey answer or an address has no place in a B12 pipeline's lake).
@@ -127,6 +136,7 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
             "select analyte, count(*) from parsed_rows where outcome = 'accepted' group by analyte order by analyte"
         ).fetchall())
     record_file_problems(account, export, missing_columns, problem)
+    account.unreadable_fields = _write_unreadable_fields(con, export, lake, lineage)
     return account
 
 
@@ -208,3 +218,34 @@ def _write_unmapped_codes(con: duckdb.DuckDBPyConnection, export: ExportFile, la
         "where suggested_analyte is not null order by rows desc, code_system, code", {"path": str(target)}
     ).fetchall()
     return [SuspectedCode(*row) for row in suspected]
+
+
+# The optional fields a row model names in unreadable_fields (given, not read, stored null), counted for the
+# accepted rows only: a quarantined or dropped row is accounted for by its reason.
+_UNREADABLE_FIELDS_SQL = """
+    select
+        $source_file as source_file, $source_hash as source_hash, $ingest_run as ingest_run,
+        $table_name as table_name, field, count(*) as rows
+    from (select unnest(unreadable_fields) as field from parsed_rows where outcome = 'accepted')
+    group by field
+    order by field
+"""
+
+
+def _write_unreadable_fields(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
+                             lineage: dict) -> dict[str, int]:
+    """The file's unreadable optional fields into lake/unreadable_fields/ (a kind whose row model names none
+    writes no file); returns field -> rows, each printed in one line (no row content)."""
+    has_column = con.execute(
+        "select count(*) from duckdb_columns() where table_name = 'parsed_rows' and column_name = 'unreadable_fields'"
+    ).fetchone()[0]
+    if not has_column:
+        return {}
+    params = {**lineage, "table_name": export.kind.table}
+    lake.write_query(con, _UNREADABLE_FIELDS_SQL, params, lake.data_file("unreadable_fields", export.source_hash))
+    counts = dict(con.execute(
+        "select field, count(*) from (select unnest(unreadable_fields) as field from parsed_rows "
+        "where outcome = 'accepted') group by field order by field").fetchall())
+    for field_name, rows in counts.items():
+        print(f"{export.display_name}: {field_name} given but unreadable in {rows} accepted rows (stored empty)")
+    return counts

@@ -56,10 +56,11 @@ class LabMapping:
     source: str                                # where the mapping came from (for messages)
     files: str                                 # file name pattern (glob, case-insensitive)
     delimiter: str
-    date_format: str | None                    # strptime format of the date fields; None: ISO 8601
+    date_formats: tuple[tuple[str, tuple[str, ...]], ...]  # date field -> strptime formats, tried in order
     shift_years: int
     shift_days: int
-    columns: tuple[tuple[str, str], ...]       # lab field -> source column
+    columns: tuple[tuple[str, tuple[str, ...]], ...]  # lab field -> source columns, the first non-empty wins
+    range_bounds: bool                         # reference_range's two columns are its low and high bounds
     constants: tuple[tuple[str, str], ...]     # lab field -> constant text
     dictionary: Dictionary | None
     local_codes: tuple[tuple[str, str], ...]   # local code -> analyte
@@ -72,7 +73,11 @@ class LabMapping:
 
     def source_columns(self) -> list[str]:
         """The columns of the data file that the mapping reads."""
-        return [column for _, column in self.columns]
+        return [column for _, columns in self.columns for column in columns]
+
+    def formats_of(self, field: str) -> tuple[str, ...]:
+        """The strptime formats a date field is read with, in order (ISO 8601 is always read too)."""
+        return dict(self.date_formats).get(field, ())
 
     def dictionary_path(self, input_dir: Path) -> Path | None:
         """The dictionary file: in the drop folder, else beside the mapping file."""
@@ -161,16 +166,7 @@ def load_mapping(name_or_file: str | None) -> LabMapping | None:
     delimiter = document.get("delimiter", ",")
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in ('"', "\n", "\r"):
         raise _fail(source, "delimiter", "must be one character (',' ';' '|' or a tab)")
-    date_format = document.get("date_format")
-    if date_format is not None:
-        if not isinstance(date_format, str) or "%" not in date_format:
-            raise _fail(source, "date_format", "must be a strptime format such as '%Y-%m-%d %H:%M:%S'")
-        try:
-            sample = datetime(2024, 3, 5, 9, 7, 2)
-            if datetime.strptime(sample.strftime(date_format), date_format).date() != sample.date():
-                raise ValueError
-        except ValueError as error:
-            raise _fail(source, "date_format", f"'{date_format}' does not name a whole date") from error
+    date_formats = _date_formats(source, document.get("date_format"))
     shift = document.get("date_shift") or {}
     if not isinstance(shift, dict):
         raise _fail(source, "date_shift", "must be a mapping with years and/or days")
@@ -179,7 +175,7 @@ def load_mapping(name_or_file: str | None) -> LabMapping | None:
             raise _fail(source, f"date_shift.{key}", "unknown key (known: years, days)")
         if not isinstance(value, int) or isinstance(value, bool):
             raise _fail(source, f"date_shift.{key}", "must be a whole number")
-    columns = _text_map(source, "columns", document.get("columns"))
+    columns, range_bounds = _columns(source, document.get("columns"))
     constants = _text_map(source, "constants", document.get("constants"))
     for key, pairs in (("columns", columns), ("constants", constants)):
         for field, _ in pairs:
@@ -238,9 +234,9 @@ def load_mapping(name_or_file: str | None) -> LabMapping | None:
     if not isinstance(name, str) or not name.strip():
         raise _fail(source, "name", "must be a text")
     return LabMapping(
-        name=name, source=str(path), files=files.strip(), delimiter=delimiter, date_format=date_format,
+        name=name, source=str(path), files=files.strip(), delimiter=delimiter, date_formats=date_formats,
         shift_years=int(shift.get("years", 0)), shift_days=int(shift.get("days", 0)), columns=columns,
-        constants=constants, dictionary=dictionary, local_codes=local_codes, units=units, censoring=censoring,
+        range_bounds=range_bounds, constants=constants, dictionary=dictionary, local_codes=local_codes, units=units, censoring=censoring,
         status_default=status_default,
     )
 
@@ -268,6 +264,77 @@ def check_mapping_files(mapping: LabMapping, input_dir: Path) -> None:
             raise _fail(source, f"dictionary.columns.{field}", f"{path.name} has no column {column}")
 
 
+def _strptime_format(source: str, key: str, value) -> str:
+    """A strptime format that reads back a whole date (a format without the day, month or year is refused)."""
+    if not isinstance(value, str) or "%" not in value:
+        raise _fail(source, key, "must be a strptime format such as '%Y-%m-%d %H:%M:%S'")
+    try:
+        sample = datetime(2024, 3, 5, 9, 7, 2)
+        if datetime.strptime(sample.strftime(value), value).date() != sample.date():
+            raise ValueError
+    except ValueError as error:
+        raise _fail(source, key, f"'{value}' does not name a whole date") from error
+    return value
+
+
+def _format_list(source: str, key: str, value) -> tuple[str, ...]:
+    """One format, or a list of formats tried in order."""
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise _fail(source, key, "must name at least one format")
+    return tuple(_strptime_format(source, f"{key}[{position}]" if isinstance(value, list) else key, item)
+                 for position, item in enumerate(values))
+
+
+def _date_formats(source: str, value) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """date_format: one format or a list for every date field, or a mapping of date field -> format or list."""
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        pairs = []
+        for field, formats in value.items():
+            if field not in DATE_FIELDS:
+                raise _fail(source, f"date_format.{field}", f"not a date field ({', '.join(DATE_FIELDS)})")
+            pairs.append((field, _format_list(source, f"date_format.{field}", formats)))
+        return tuple(pairs)
+    formats = _format_list(source, "date_format", value)
+    return tuple((field, formats) for field in DATE_FIELDS)
+
+
+# The source columns of a field given as a pair of bounds: reference_range: {low: COLUMN, high: COLUMN}.
+RANGE_BOUNDS = ("low", "high")
+
+
+def _columns(source: str, value) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], bool]:
+    """columns: field -> a column, a list of columns (the first non-empty wins) or, for reference_range, the
+    two columns of its bounds ({low: ..., high: ...}, kept in that order). Returns the pairs, and whether
+    reference_range is given by its bounds."""
+    if value is None:
+        return (), False
+    bounds = False
+    if not isinstance(value, dict):
+        raise _fail(source, "columns", "must be a mapping of field -> column")
+    pairs = []
+    for field, given in value.items():
+        key = f"columns.{field}"
+        if isinstance(given, dict):
+            if field != "reference_range" or set(given) != set(RANGE_BOUNDS):
+                raise _fail(source, key, "only reference_range takes two columns, as {low: COLUMN, high: COLUMN}")
+            names = [given[bound] for bound in RANGE_BOUNDS]
+            bounds = True
+        elif isinstance(given, list):
+            if not given:
+                raise _fail(source, key, "must name at least one column")
+            names = given
+        else:
+            names = [given]
+        for name in names:
+            if not isinstance(name, (str, int)) or isinstance(name, bool) or str(name).strip() == "":
+                raise _fail(source, key, "must name a column (a text)")
+        pairs.append((str(field), tuple(str(name) for name in names)))
+    return tuple(pairs), bounds
+
+
 def _identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -284,8 +351,23 @@ def raw_file_sql(mapping: LabMapping, source_columns: dict[str, str], has_dictio
     constants = dict(mapping.constants)
     dictionary_fields = dict(mapping.dictionary.columns) if (mapping.dictionary and has_dictionary) else {}
 
+    def source(name: str) -> str:
+        return f"source.{_identifier(source_columns[name.lower()])}"
+
     def column(field: str) -> str:
-        return f"source.{_identifier(source_columns[columns[field].lower()])}"
+        names = [source(name) for name in columns[field]]
+        if len(names) == 1:
+            return names[0]
+        # Null when the record is too short to hold any of them (malformed), as for one column.
+        missing = " or ".join(f"{name} is null" for name in names)
+        if field == "reference_range" and mapping.range_bounds:
+            low, high = (f"trim({name})" for name in names)
+            return (f"case when {missing} then null when {low} = '' and {high} = '' then '' "
+                    f"when {low} = '' then '<' || {high} when {high} = '' then '>' || {low} "
+                    f"else {low} || '-' || {high} end")
+        # The first column that is not empty.
+        first = ", ".join(f"nullif(trim({name}), '')" for name in names)
+        return f"case when {missing} then null else coalesce({first}, '') end"
 
     expressions = {}
     for field in LAB_FIELDS:
@@ -321,14 +403,17 @@ def raw_file_sql(mapping: LabMapping, source_columns: dict[str, str], has_dictio
         shift += f" + to_days({int(mapping.shift_days)})"
     for field in DATE_FIELDS:
         text = f"trim({expressions[field]})"
-        if mapping.date_format:
-            # The mapping's format, else ISO 8601 (unambiguous, so not a guess).
-            parsed = f"coalesce(try_strptime({text}, {_literal(mapping.date_format)}), iso_timestamp({text}))"
+        formats = mapping.formats_of(field)
+        if formats:
+            # The mapping's formats in order, else ISO 8601 (unambiguous, so not a guess).
+            tried = ", ".join(f"try_strptime({text}, {_literal(format)})" for format in formats)
+            parsed = f"coalesce({tried}, iso_timestamp({text}))"
         elif shift:
             parsed = f"iso_timestamp({text})"
         else:
             continue
-        # A date that does not read stays as it was written, for lab_rows to quarantine as unparseable_date.
+        # A date that does not read stays as it was written, for lab_rows to judge (unparseable_date, or an
+        # unreadable resulted_at).
         expressions[field] = f"coalesce(strftime({parsed}{shift}, '%Y-%m-%dT%H:%M:%S'), {expressions[field]})"
     join = ""
     if dictionary_fields:

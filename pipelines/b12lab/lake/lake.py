@@ -6,6 +6,8 @@ Layout under OUTPUT/lake/:
     patients/ diagnoses/ medications/      accepted registry rows, same naming
     quarantine/<source_hash>.parquet       rejected rows of one file, with reason and raw text
     unmapped_codes/<source_hash>.parquet   out-of-scope codes of one lab file, counted (no row text)
+    unreadable_fields/<source_hash>.parquet  optional fields given but unreadable in one file's accepted
+                                           rows, counted per field (no row text)
     ingest_outcomes/<run_id>.parquet       rows per file, outcome and reason (the accounting)
     ingested_files/<run_id>.parquet        one row per file ingested by a run: the commit record
     runs/<run_id>.parquet                  one row per pipeline run
@@ -46,7 +48,8 @@ LINEAGE_SCHEMA = pa.schema([
 ])
 
 # The data tables: accepted rows (typed by the kind's row model, b12lab/ingest/sql/<kind>_rows.sql) with their
-# lineage, the quarantine, and the out-of-scope codes counted per lab file.
+# lineage, the quarantine, the out-of-scope codes counted per lab file, and the unreadable optional fields
+# counted per file.
 DATA_SCHEMAS = {
     "lab_results": pa.schema([
         ("patient_id", pa.string()), ("accession", pa.string()), ("analyte", pa.string()), ("loinc", pa.string()),
@@ -82,6 +85,12 @@ DATA_SCHEMAS = {
         ("source_file", pa.string()), ("source_hash", pa.string()), ("ingest_run", pa.string()),
         ("code_system", pa.string()), ("code", pa.string()), ("display", pa.string()), ("rows", pa.int64()),
         ("first_seen", pa.date32()), ("last_seen", pa.date32()), ("suggested_analyte", pa.string()),
+    ]),
+    # An optional field (a lab result's resulted_at, reference_range) given in a file but unreadable: the
+    # accepted rows that lost it, per file and field. The row is kept, the field stored null.
+    "unreadable_fields": pa.schema([
+        ("source_file", pa.string()), ("source_hash", pa.string()), ("ingest_run", pa.string()),
+        ("table_name", pa.string()), ("field", pa.string()), ("rows", pa.int64()),
     ]),
 }
 DATA_TABLES = tuple(DATA_SCHEMAS)

@@ -53,7 +53,8 @@ from b12lab.common.paths import EXPECTATIONS_DIR
 from b12lab.common.settings import load_settings
 from b12lab.quality import duckdb_dialect
 
-SUITE_FILES = ("lab_results", "quarantine", "patients", "diagnoses", "medications", "unmapped_codes")
+SUITE_FILES = ("lab_results", "quarantine", "patients", "diagnoses", "medications", "unmapped_codes",
+               "unreadable_fields")
 CRITICAL = "critical"
 CHECKPOINT_NAME = "new_rows"
 # BASIC: counts and up to 20 unexpected values per expectation; enough for the report and the Data Docs.

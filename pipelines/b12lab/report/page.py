@@ -38,6 +38,7 @@ import numpy as np
 
 from b12lab.common.layout import CATALOGUE_NAME, REPORT_NAME, SUMMARY_NAME, WAREHOUSE_NAME
 from b12lab.common.unmapped import mapping_line
+from b12lab.common.file_names import reported_name
 from b12lab.report import charts
 from b12lab.report.measures import MeasureData, last_data_received, read_measures
 from b12lab.report.template import long_date, render_page, render_practice_page
@@ -75,6 +76,8 @@ class ReportData:
     quarantine_by_file: list[dict] = field(default_factory=list)
     suspected_unmapped: list[dict] = field(default_factory=list)  # first in the data-quality section
     missing_analytes: list[dict] = field(default_factory=list)
+    unreadable_fields: list[dict] = field(default_factory=list)  # source_file, table_name, field, counts
+    not_counted: list[dict] = field(default_factory=list)        # accepted, not counted: reason (status), counts
     validation: dict = field(default_factory=dict)
     worklists: list[dict] = field(default_factory=list)
     measures: list[MeasureData] = field(default_factory=list)
@@ -206,8 +209,43 @@ def data_quality(con: duckdb.DuckDBPyConnection) -> dict:
         from data_quality
         where section = 'missing_analyte'
         order by analyte""")
-    return {"files": [file for file in files.values() if file["files"]], **accounting, "outcomes": outcomes,
-            "quarantine": quarantine, "suspected": suspected, "missing": missing}
+    unreadable = _rows(con, """
+        select source_file, table_name, field, this_run, all_runs as total
+        from data_quality
+        where section = 'unreadable_field'
+        order by source_file, field""")
+    not_counted = _rows(con, """
+        select reason, this_run, all_runs as total
+        from data_quality
+        where section = 'not_counted'
+        order by reason""")
+    return {"files": by_reported_name([file for file in files.values() if file["files"]], ("kind",)),
+            **accounting, "outcomes": outcomes,
+            "quarantine": by_reported_name(quarantine, ("table_name", "reason")),
+            "unreadable_fields": by_reported_name(unreadable, ("table_name", "field")),
+            "not_counted": not_counted, "suspected": suspected, "missing": missing}
+
+
+def by_reported_name(rows: list[dict], keys: tuple[str, ...]) -> list[dict]:
+    """Rows per source file, with a file name that may carry a person's name (a per-patient Bundle) shown by
+    its pattern: such files are summed into one row per pattern and `keys`, with the number of files."""
+    merged: dict[tuple, dict] = {}
+    for row in rows:
+        name = reported_name(row["source_file"])
+        key = (name, *(row.get(k) for k in keys))
+        if key not in merged:
+            merged[key] = {**row, "source_file": name, "file_count": 1}
+            continue
+        target = merged[key]
+        target["file_count"] += 1
+        for column, value in row.items():
+            if column not in keys and column != "source_file" and isinstance(value, (int, float)) \
+                    and isinstance(target.get(column), (int, float)):
+                target[column] += value
+    for row in merged.values():
+        if row["file_count"] > 1:
+            row["source_file"] = f"{row['source_file']} ({row['file_count']} files)"
+    return list(merged.values())
 
 
 def catalogue_link(publication: Path) -> str | None:
@@ -294,6 +332,8 @@ def gather(con: duckdb.DuckDBPyConnection, publication: Path, run_id: str) -> Re
         quarantine_by_file=quality["quarantine"],
         suspected_unmapped=quality["suspected"],
         missing_analytes=quality["missing"],
+        unreadable_fields=quality["unreadable_fields"],
+        not_counted=quality["not_counted"],
         validation=validation_results(publication, run),
         measures=read_measures(con),
         banner=empty_night_banner(metrics, quality["this_run"], last_data_received(con)),

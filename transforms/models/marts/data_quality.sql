@@ -15,6 +15,9 @@
 -- written only when this run ingested lab files that had rows, with this_run 0 and all_runs the analyte's rows
 -- accepted by earlier runs, and source_file the file of the latest earlier run that brought it (run ids sort by
 -- start). Both come first, here and in the report's data-quality section.
+-- `unreadable_field`: a source file, lake table and optional field given but unreadable (unreadable_fields):
+-- accepted rows stored without it. `not_counted`: accepted lab results stored but not counted, by status
+-- (reason status_preliminary, status_unknown: FHIR's unknown), over all files.
 with
 
 publication_run as (
@@ -184,6 +187,34 @@ missing_analyte as (
     group by accepted_by_run.analyte
 ),
 
+unreadable as (
+    select
+        'unreadable_field' as section,
+        unreadable_fields.source_file,
+        unreadable_fields.table_name,
+        unreadable_fields.field,
+        coalesce(sum(unreadable_fields.rows) filter (
+            where unreadable_fields.ingest_run = (select publication_run.run_id from publication_run)
+        ), 0) as this_run,
+        sum(unreadable_fields.rows) as all_runs
+    from {{ source('lake', 'unreadable_fields') }} as unreadable_fields
+    group by unreadable_fields.source_file, unreadable_fields.table_name, unreadable_fields.field
+),
+
+not_counted as (
+    -- kept but not counted by the models (stg_counted_results counts F and C only)
+    select
+        'not_counted' as section,
+        case lab_results.status when 'P' then 'status_preliminary' when 'U' then 'status_unknown'
+            else 'status_' || lower(lab_results.status) end as reason,
+        count(*) filter (where lab_results.ingest_run = (select publication_run.run_id from publication_run))
+            as this_run,
+        count(*) as all_runs
+    from {{ source('lake', 'lab_results') }} as lab_results
+    where lab_results.status not in ('F', 'C')
+    group by lab_results.status
+),
+
 lines as (
     select section, null as source_file, null as kind, null as field, null as outcome, null as reason,
         null as table_name, code_system, code, display, analyte, this_run, all_runs
@@ -203,6 +234,12 @@ lines as (
     union all
     select section, source_file, null, null, null, reason, table_name, null, null, null, null, this_run, all_runs
     from quarantined
+    union all
+    select section, source_file, null, field, null, null, table_name, null, null, null, null, this_run, all_runs
+    from unreadable
+    union all
+    select section, null, null, null, null, reason, 'lab_results', null, null, null, null, this_run, all_runs
+    from not_counted
 ),
 
 final as (

@@ -2,7 +2,8 @@
 --
 -- Grain: one input record (source_row). The code system is normalised through ref_code_systems (ICD10,
 -- ICD-10-CM and the FHIR system URL all become ICD-10). Quarantined: malformed_row, oversized_row,
--- missing_patient_id, unknown_code_system, missing_code, unparseable_date, implausible_date, future_date.
+-- missing_patient_id, unknown_code_system, missing_code, missing_date (no date at all), unparseable_date,
+-- implausible_date, future_date.
 -- Dropped: refuted and entered_in_error (a FHIR Condition's verificationStatus, in record_status, which is
 -- null for CSV exports), duplicate (same patient, code system, code and date).
 -- An empty recorded_at is an undated diagnosis, accepted with recorded_at null (a FHIR Condition without onset

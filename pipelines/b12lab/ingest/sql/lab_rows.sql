@@ -5,8 +5,8 @@
 --   quarantined  with the first failing reason, checked in this order:
 --                malformed_row, oversized_row, unknown_analyte (no code at all), unknown_status,
 --                missing_patient_id,
---                unparseable_date, implausible_date, future_date, unparseable_value, unknown_unit,
---                implausible_value;
+--                missing_date (no collection time), unparseable_date, implausible_date, future_date,
+--                unparseable_value, unknown_unit, implausible_value;
 --   dropped      by a named rule: out_of_scope (a code that maps to no analyte: a lipid panel, a vital sign, a
 --                survey answer; counted per code in unmapped_codes, its text kept nowhere), cancelled,
 --                entered_in_error (status), duplicate (an exact duplicate of an earlier record of this file or
@@ -14,7 +14,12 @@
 -- Nothing is guessed: a unit, analyte or patient that is not known sends the row to quarantine. Dates are ISO
 -- 8601 (2024-03-05, 2024-03-05T09:00:00): 05/03/2024, an Excel serial (45356) or 5-Mar-24 is unparseable_date.
 -- A decimal comma is read only where it cannot be a thousands separator (0,35 and 12,5 are read; 1,234 could
--- be 1234 or 1.234 and is unparseable_value, as is any thousands separator).
+-- be 1234 or 1.234 and is unparseable_value, as is any thousands separator). A value followed by the row's own
+-- unit (245 pmol/L with unit pmol/L) or by a footnote mark (>2000*.) is read without it; value_raw keeps it.
+-- An optional field that is given but cannot be read does not reject the row: the field is stored null and
+-- named in unreadable_fields (resulted_at not ISO 8601; reference_range, of a numeric analyte, in no form
+-- below), which the ingest counts per file and field (lake table unreadable_fields).
+-- A reference range reads as low-high, <high, <=high, >low or >=low.
 -- Inputs: raw_file (all fields as text, null = field missing from the record), the reference tables
 -- ref_analyte_codes, ref_analytes, ref_units, ref_result_statuses, ref_qualitative_values, mapped_local_codes
 -- (the local codes of the file's mapping, --mapping; empty for a file in the contract layout; a mapping's code
@@ -52,6 +57,19 @@ fields as (
         nullif(trim(local_code), '') as local_code,
         nullif(trim(test_name), '') as test_name,
         nullif(trim(result_value), '') as value_raw,
+        -- The value less what sites write after the number: the row's own unit (245 pmol/L), a footnote mark
+        -- (>2000*.). Read from here on; value_raw keeps it as written.
+        regexp_replace(
+            case
+                when nullif(trim(unit), '') is not null
+                    and suffix(lower(trim(result_value)), lower(trim(unit)))
+                    and regexp_matches(
+                        left(trim(result_value), length(trim(result_value)) - length(trim(unit))), '[0-9.]\s*$')
+                    then rtrim(left(trim(result_value), length(trim(result_value)) - length(trim(unit))))
+                else trim(result_value)
+            end,
+            '\s*[*]+[.]?$', ''
+        ) as value_read,
         nullif(trim(unit), '') as unit_raw,
         nullif(trim(reference_range), '') as reference_range,
         nullif(trim(abnormal_flag), '') as abnormal_flag,
@@ -62,21 +80,27 @@ fields as (
         -- Unit spellings vary in case, spaces and the micro sign (U+00B5 or Greek mu U+03BC).
         replace(replace(replace(replace(lower(trim(unit)), ' ', ''), chr(181), 'u'), chr(956), 'u'), 'mcg', 'ug')
             as unit_key,
+        concat_ws(',', patient_id, accession, loinc, local_code, test_name, result_value, unit,
+            reference_range, abnormal_flag, status, collected_at, resulted_at, performing_lab, _overflow) as raw
+    from source
+),
+
+values_read as (
+    select
+        fields.*,
         regexp_extract(
             -- A decimal comma is read as a point when the digits after it are not exactly three, or the digits
             -- before it are all zeros: then it cannot be a thousands separator.
             case
-                when regexp_full_match(trim(result_value),
+                when regexp_full_match(value_read,
                                        '(<=|>=|<|>|=)?\s*[+-]?(0+,[0-9]+|[0-9]+,([0-9]{1,2}|[0-9]{4,}))')
-                    then replace(trim(result_value), ',', '.')
-                else trim(result_value)
+                    then replace(value_read, ',', '.')
+                else value_read
             end,
             '^(<=|>=|<|>|=)?\s*([+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?)$',
             ['comparator', 'number']
-        ) as value_parts,
-        concat_ws(',', patient_id, accession, loinc, local_code, test_name, result_value, unit,
-            reference_range, abnormal_flag, status, collected_at, resulted_at, performing_lab, _overflow) as raw
-    from source
+        ) as value_parts
+    from fields
 ),
 
 mapped as (
@@ -94,7 +118,7 @@ mapped as (
         iso_timestamp(resulted_at_raw) as resulted_at,
         nullif(value_parts['comparator'], '') as comparator_raw,
         try_cast(nullif(value_parts['number'], '') as double) as number_reported
-    from fields
+    from values_read as fields
     left join ref_result_statuses as statuses
         on fields.status_key = statuses.status_raw
     left join ref_analyte_codes as by_loinc
@@ -124,6 +148,7 @@ checked as (
             when status_action = 'drop_entered_in_error' then 'entered_in_error'
             when status_action is null then 'unknown_status'
             when patient_id is null then 'missing_patient_id'
+            when collected_at_raw is null then 'missing_date'
             when collected_at is null then 'unparseable_date'
             when collected_at < timestamp '1900-01-01' then 'implausible_date'
             when cast(collected_at as date) > $ingest_date then 'future_date'
@@ -152,14 +177,21 @@ typed as (
         case when value_kind = 'qualitative' then qualitative_text end as value_text,
         regexp_extract(reference_range, '^\s*([0-9]*[.]?[0-9]+)\s*-\s*([0-9]*[.]?[0-9]+)\s*$', ['low', 'high'])
             as range_parts,
-        regexp_extract(reference_range, '^\s*(<=|<)\s*([0-9]*[.]?[0-9]+)\s*$', 2) as range_upper_only
+        regexp_extract(reference_range, '^\s*(<=|<)\s*([0-9]*[.]?[0-9]+)\s*$', 2) as range_upper_only,
+        regexp_extract(reference_range, '^\s*(>=|>)\s*([0-9]*[.]?[0-9]+)\s*$', 2) as range_lower_only
     from checked
 ),
 
 with_ranges as (
     select
         typed.*,
-        round(try_cast(nullif(range_parts['low'], '') as double) * factor_to_canonical, 9) as ref_low_si,
+        round(
+            coalesce(
+                try_cast(nullif(range_parts['low'], '') as double),
+                try_cast(nullif(range_lower_only, '') as double)
+            ) * factor_to_canonical,
+            9
+        ) as ref_low_si,
         round(
             coalesce(
                 try_cast(nullif(range_parts['high'], '') as double),
@@ -228,6 +260,12 @@ final as (
         abnormal_flag,
         status,
         performing_lab,
+        -- The optional fields given but not read (stored null): counted per file and field for accepted rows.
+        list_filter([
+            case when resulted_at_raw is not null and resulted_at is null then 'resulted_at' end,
+            case when value_kind = 'numeric' and reference_range is not null
+                and ref_low_si is null and ref_high_si is null then 'reference_range' end
+        ], lambda field: field is not null) as unreadable_fields,
         raw
     from deduplicated
 )

@@ -1,11 +1,13 @@
 -- medication_rows: one row per data record of one medications export file, with its outcome.
 --
 -- Grain: one input record (source_row). Quarantined: malformed_row, oversized_row, missing_patient_id,
--- missing_drug (no drug name and no ATC code), unparseable_date (start date missing or not ISO, or an end date
--- given but not ISO), implausible_date (before 1900), end_before_start. A start date in the future is accepted:
+-- missing_drug (no drug name and no ATC code), unparseable_date (start date not ISO, or an end date given but
+-- not ISO), implausible_date (before 1900), end_before_start. A start date in the future is accepted:
 -- planned prescriptions are real and the rules only count records started on or before the as-of date.
 -- Dropped: draft (a FHIR request never issued), entered_in_error, not_taken (a FHIR statement), read from
--- record_status, which is null for CSV exports; duplicate (identical record). A cancelled, completed or stopped
+-- record_status, which is null for CSV exports; missing_date (no start date at all: valid FHIR, a request
+-- that cannot be placed in time, so no evidence for the rules; dropped, never damage); duplicate (identical
+-- record). A cancelled, completed or stopped
 -- FHIR record is kept, ended (its fields model gives it an end date).
 -- route_terms: every term of a FHIR coded route (its text, codings' displays and codes), which a route value set
 -- is matched against; null for a CSV export, whose route is its only term.
@@ -55,6 +57,7 @@ checked as (
             when record_status = 'not-taken' then 'not_taken'
             when patient_id is null then 'missing_patient_id'
             when drug is null and atc_code is null then 'missing_drug'
+            when start_date_raw is null then 'missing_date'
             when start_date is null then 'unparseable_date'
             when end_date_raw is not null and end_date is null then 'unparseable_date'
             when start_date < date '1900-01-01' then 'implausible_date'
@@ -81,7 +84,8 @@ final as (
         source_row,
         case
             when final_reason is null then 'accepted'
-            when final_reason in ('duplicate', 'draft', 'entered_in_error', 'not_taken') then 'dropped'
+            when final_reason in ('duplicate', 'draft', 'entered_in_error', 'not_taken', 'missing_date')
+                then 'dropped'
             else 'quarantined'
         end as outcome,
         final_reason as reason,
