@@ -123,6 +123,33 @@ def _fail(message: str) -> None:
 
 
 @contextmanager
+def _usage_errors_of_options(profile: bool = True, mapping: bool = True):
+    """Checking the configuration: a profile or mapping name that does not exist is a usage error of its
+    option (click's message, exit 2) when it came from the option; anything else is one line and exit 1."""
+    from b12lab.flows.configuration import CONFIGURATION_ERRORS
+    from b12lab.ingest import UnknownMapping
+    from b12lab.rules.rules_file import UnknownProfile
+
+    try:
+        yield
+    except (UnknownProfile, UnknownMapping) as error:
+        option = "--profile" if isinstance(error, UnknownProfile) else "--mapping"
+        if (profile if option == "--profile" else mapping):
+            raise click.BadParameter(_one_line(error), ctx=click.get_current_context(silent=True),
+                                     param_hint=f"'{option}'") from None
+        _fail(_one_line(error))
+    except CONFIGURATION_ERRORS as error:
+        _fail(_one_line(error))
+
+
+def _a_folder(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """An output folder option: it may not exist yet (it is created), but it may not be a file."""
+    if value is not None and value.exists() and not value.is_dir():
+        raise click.BadParameter(f"{value} is a file, not a folder")
+    return value
+
+
+@contextmanager
 def _prefect_api():
     """The Prefect API the run reports to: PREFECT_API_URL when set (a running server: the UI shows the
     run), else a temporary server of our own for this process.
@@ -184,7 +211,7 @@ def main() -> None:
 @main.command()
 @click.option("--input", "input_dir", required=True, type=click.Path(path_type=Path),
               help="Drop folder of export files (labs*.csv[.gz], patients*, diagnoses*, medications*).")
-@click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path), callback=_a_folder,
               help="Output folder: lake, publications, warehouse.duckdb, report.")
 @click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="Classify patients as of this date (YYYY-MM-DD). Default: today. A date before the live "
@@ -201,14 +228,12 @@ def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profi
         max_quarantine_share: float | None, mapping: str | None) -> None:
     """Run the nightly pipeline once: ingest, validate, classify, publish."""
     from b12lab.common.layout import OutputLayout, PublicationLayout
-    from b12lab.flows.configuration import CONFIGURATION_ERRORS, load_configuration
+    from b12lab.flows.configuration import load_configuration
 
     # Configuration is checked before Prefect starts, so a typo costs a second, not a server start-up.
-    try:
+    with _usage_errors_of_options():
         configuration = load_configuration(rules_file, profile, mapping, max_quarantine_share=max_quarantine_share,
                                            as_of=as_of.date() if as_of else None, today=date.today())
-    except CONFIGURATION_ERRORS as error:
-        _fail(_one_line(error))
     if not input_dir.is_dir():
         _fail(f"input folder not found: {input_dir}")
     # A quick look before Prefect starts; the flow itself holds the lock for the whole run.
@@ -284,7 +309,7 @@ def _local_timezone() -> str:
 @main.command()
 @click.option("--input", "input_dir", type=click.Path(path_type=Path), default=None,
               help="Drop folder read every night (env B12LAB_INPUT_DIR). Required.")
-@click.option("--output", "output_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--output", "output_dir", type=click.Path(path_type=Path), default=None, callback=_a_folder,
               help="Output folder (env B12LAB_OUTPUT_DIR). Required.")
 @click.option("--cron", default=None,
               help=f"When to run, as a cron expression (env B12LAB_CRON)  [default: {DEFAULTS['cron']}]")
@@ -302,16 +327,15 @@ def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, tim
           name: str) -> None:
     """Serve the nightly flow on a cron schedule (a Prefect deployment); stop with Ctrl-C."""
     from b12lab.common.settings import load_settings
-    from b12lab.flows.configuration import CONFIGURATION_ERRORS, load_configuration
+    from b12lab.flows.configuration import load_configuration
 
-    try:
+    # A profile or mapping name from an option is a usage error; from B12LAB_PROFILE / B12LAB_MAPPING, a setting's.
+    with _usage_errors_of_options(profile=profile is not None, mapping=mapping is not None):
         settings = load_settings(input_dir=input_dir, output_dir=output_dir, cron=cron, timezone=timezone,
                                  rules=rules_file, profile=profile, max_quarantine_share=max_quarantine_share,
                                  mapping=mapping)
         load_configuration(settings.rules, settings.profile, settings.mapping,
                            max_quarantine_share=settings.max_quarantine_share)
-    except CONFIGURATION_ERRORS as error:
-        _fail(_one_line(error))
     for option, value in (("--input", settings.input_dir), ("--output", settings.output_dir)):
         if value is None:
             variable = "B12LAB_INPUT_DIR" if option == "--input" else "B12LAB_OUTPUT_DIR"
@@ -334,14 +358,23 @@ def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, tim
                   "rules_file": str(settings.rules.resolve()) if settings.rules else None,
                   "profile": settings.profile, "max_quarantine_share": settings.max_quarantine_share,
                   "mapping": str(Path(mapping).resolve()) if mapping and Path(mapping).exists() else mapping}
-    nightly.serve(name=name, schedules=[schedule], parameters=parameters,
-                  description="Nightly B12 pipeline: ingest, validate, classify, publish.")
+    from b12lab.cli import serving
+
+    click.echo(f"serving {nightly.name}/{name} ({settings.cron}, {schedule.timezone}) on {PREFECT_API_URL.value()}; "
+               "stop with Ctrl-C or SIGTERM")
+    stopped = serving.serve(nightly, name=name, schedules=[schedule], parameters=parameters,
+                            description="Nightly B12 pipeline: ingest, validate, classify, publish.")
+    if stopped.signum is None:
+        return
+    if stopped.run_in_progress:  # the night it was running ends Crashed: an interrupted run
+        raise Interrupted(stopped.signum)
+    click.echo(f"b12lab: serve stopped ({signal.Signals(stopped.signum).name}); no run was in progress", err=True)
 
 
 @main.command()
 @click.argument("query", required=False)
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), default=Path("output"), show_default=True,
-              help="Output folder holding warehouse.duckdb.")
+              callback=_a_folder, help="Output folder holding warehouse.duckdb.")
 def sql(query: str | None, output_dir: Path) -> None:
     """Query the warehouse read-only: one QUERY, or an interactive prompt without one."""
     from b12lab.cli.sql_shell import interactive, run_query
