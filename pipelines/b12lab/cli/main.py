@@ -372,24 +372,71 @@ def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, tim
 
 
 @main.command()
+@click.option("--webhook", "webhook_url", required=True, metavar="URL",
+              help="Address Prefect POSTs to (JSON) when a night fails, crashes or stays silent.")
+@click.option("--silence-hours", type=click.FloatRange(min=1), default=26, show_default=True,
+              help="Alert when no nightly run completed for this long.")
+def notify(webhook_url: str, silence_hours: float) -> None:
+    """Alert a person through Prefect when a night fails, crashes or stays silent: creates or updates the
+    Webhook block and two automations on the Prefect server of PREFECT_API_URL."""
+    from datetime import timedelta
+    from urllib.parse import urlsplit
+
+    from prefect.settings import PREFECT_API_URL
+
+    address = urlsplit(webhook_url)
+    if address.scheme not in ("http", "https") or not address.netloc:
+        raise click.BadParameter(f"{webhook_url} is not an http(s) address", param_hint="'--webhook'")
+    if not PREFECT_API_URL.value():
+        _fail("PREFECT_API_URL is not set: the automations live on the Prefect server that `serve` reports to; "
+              "point PREFECT_API_URL at it")
+    from b12lab.cli import notifications
+    from b12lab.flows.nightly import nightly
+
+    try:
+        made = notifications.set_up(webhook_url, nightly.name, timedelta(hours=silence_hours))
+    except Exception as error:
+        _fail(f"cannot set up the notifications on {PREFECT_API_URL.value()}: {_one_line(error)}")
+    click.echo(f"webhook block {notifications.BLOCK_NAME!r} ({made.block_id}) POSTs to {address.scheme}://"
+               f"{address.netloc}/...")
+    for name, automation_id in made.automation_ids.items():
+        click.echo(f"automation {name!r} ({automation_id})")
+
+
+@main.command()
 @click.argument("query", required=False)
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), default=Path("output"), show_default=True,
               callback=_a_folder, help="Output folder holding warehouse.duckdb.")
-def sql(query: str | None, output_dir: Path) -> None:
-    """Query the warehouse read-only: one QUERY, or an interactive prompt without one."""
+@click.option("--format", "output_format", type=click.Choice(["table", "csv", "json", "markdown"]), default="table",
+              show_default=True, help="How results are written: every row and column, in any format.")
+@click.option("--out", "out_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the result of QUERY to this file instead of the terminal.")
+def sql(query: str | None, output_dir: Path, output_format: str, out_file: Path | None) -> None:
+    """Query the warehouse read-only: one QUERY, or an interactive prompt without one (.help lists its
+    commands; its history is kept in ~/.b12lab_sql_history)."""
     from b12lab.cli.sql_shell import interactive, run_query
     from b12lab.common.layout import WAREHOUSE_NAME, OutputLayout
 
+    if out_file is not None and not query:
+        raise click.UsageError("--out needs a QUERY: the prompt writes to the terminal")
     warehouse = OutputLayout.of(output_dir).live_link(WAREHOUSE_NAME)
     if not warehouse.exists():
         _fail(f"no warehouse at {warehouse}: run `b12lab run` first")
     try:
-        if query:
-            click.echo(run_query(warehouse, query))
-        else:
-            interactive(warehouse)
+        if not query:
+            interactive(warehouse, output_format)
+            return
+        text = run_query(warehouse, query, output_format)
     except Exception as error:
         _fail(_one_line(error))
+    if out_file is None:
+        click.echo(text)
+        return
+    try:
+        out_file.write_text(text + "\n", encoding="utf-8")
+    except OSError as error:
+        _fail(f"cannot write {out_file}: {error.strerror or _one_line(error)}")
+    click.echo(f"wrote {out_file}", err=True)
 
 
 if __name__ == "__main__":
