@@ -7,7 +7,7 @@ import pytest
 from tests.helpers.processes import b12lab
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["synth"], ["sql"], ["serve"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["synth"], ["sql"], ["serve"], ["notify"]])
 def test_every_command_has_help(command):
     result = b12lab(*command, "--help")
     assert result.returncode == 0 and "Usage:" in result.stdout and result.stderr == ""

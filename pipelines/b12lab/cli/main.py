@@ -1,4 +1,4 @@
-"""The `b12lab` command line: run, synth, sql and serve.
+"""The `b12lab` command line: run, synth, sql, serve and notify.
 
 Whatever goes wrong, a command exits non-zero with one line on standard error that names the cause (and,
 for a run, its log file), never a traceback: 1 for an error, 130 for an interrupt (SIGINT, Ctrl-C), 143
