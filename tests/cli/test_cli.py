@@ -7,7 +7,7 @@ import pytest
 from tests.helpers.processes import b12lab
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["synth"], ["sql"], ["serve"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["synth"], ["sql"], ["serve"], ["notify"]])
 def test_every_command_has_help(command):
     result = b12lab(*command, "--help")
     assert result.returncode == 0 and "Usage:" in result.stdout and result.stderr == ""
@@ -20,12 +20,50 @@ def test_missing_input_folder_is_one_line_and_exit_1(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_unknown_profile_is_refused_naming_it(tmp_path):
+def test_unknown_profile_is_a_usage_error_naming_it_and_the_known_ones(tmp_path):
     (tmp_path / "in").mkdir()
     result = b12lab("run", "--input", tmp_path / "in", "--output", tmp_path / "out", "--profile", "no_such_profile")
-    assert result.returncode == 1
-    assert "no_such_profile" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert result.returncode == 2
+    assert ("Error: Invalid value for '--profile': b12_rules.yaml: profile: unknown profile 'no_such_profile' "
+            "(known: bsh_2014, nice_ng239, seed)") in result.stderr.splitlines()
+    assert result.stderr.startswith("Usage: b12lab run ") and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_unknown_mapping_name_is_a_usage_error_listing_the_shipped_ones(tmp_path):
+    (tmp_path / "in").mkdir()
+    result = b12lab("run", "--input", tmp_path / "in", "--output", tmp_path / "out", "--mapping", "no_such_site")
+    assert result.returncode == 2
+    assert ("Error: Invalid value for '--mapping': no mapping named 'no_such_site' (shipped: lab_csv, mimic3; "
+            "or give a .yaml file)") in result.stderr.splitlines()
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_mapping_file_that_is_missing_is_an_error_not_a_usage_error(tmp_path):
+    (tmp_path / "in").mkdir()
+    result = b12lab("run", "--input", tmp_path / "in", "--output", tmp_path / "out",
+                    "--mapping", tmp_path / "site.yaml")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"b12lab: error: mapping file not found: {tmp_path / 'site.yaml'}"]
+
+
+def test_an_unknown_profile_from_the_environment_is_a_setting_error_of_serve(tmp_path):
+    result = b12lab("serve", "--input", tmp_path, "--output", tmp_path / "out",
+                    env={"B12LAB_PROFILE": "no_such_profile", "PREFECT_API_URL": "http://127.0.0.1:9/api"})
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("b12lab: error: b12_rules.yaml: profile: unknown profile 'no_such_profile'")
+
+
+@pytest.mark.parametrize("command", [["run", "--input", "{tmp}"], ["serve", "--input", "{tmp}"], ["sql", "select 1"]])
+def test_an_output_that_is_a_file_is_a_usage_error(tmp_path, command):
+    a_file = tmp_path / "warehouse.duckdb"
+    a_file.write_text("")
+    args = [arg.format(tmp=tmp_path) for arg in command]
+    result = b12lab(*args, "--output", a_file, env={"PREFECT_API_URL": "http://127.0.0.1:9/api"})
+    assert result.returncode == 2
+    assert f"Error: Invalid value for '--output': {a_file} is a file, not a folder" in result.stderr.splitlines()
+    assert "Traceback" not in result.stderr
 
 
 def test_unreadable_rules_file_is_refused(tmp_path):

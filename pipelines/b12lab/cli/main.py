@@ -1,4 +1,4 @@
-"""The `b12lab` command line: run, synth, sql and serve.
+"""The `b12lab` command line: run, synth, sql, serve and notify.
 
 Whatever goes wrong, a command exits non-zero with one line on standard error that names the cause (and,
 for a run, its log file), never a traceback: 1 for an error, 130 for an interrupt (SIGINT, Ctrl-C), 143
@@ -123,6 +123,33 @@ def _fail(message: str) -> None:
 
 
 @contextmanager
+def _usage_errors_of_options(profile: bool = True, mapping: bool = True):
+    """Checking the configuration: a profile or mapping name that does not exist is a usage error of its
+    option (click's message, exit 2) when it came from the option; anything else is one line and exit 1."""
+    from b12lab.flows.configuration import CONFIGURATION_ERRORS
+    from b12lab.ingest import UnknownMapping
+    from b12lab.rules.rules_file import UnknownProfile
+
+    try:
+        yield
+    except (UnknownProfile, UnknownMapping) as error:
+        option = "--profile" if isinstance(error, UnknownProfile) else "--mapping"
+        if (profile if option == "--profile" else mapping):
+            raise click.BadParameter(_one_line(error), ctx=click.get_current_context(silent=True),
+                                     param_hint=f"'{option}'") from None
+        _fail(_one_line(error))
+    except CONFIGURATION_ERRORS as error:
+        _fail(_one_line(error))
+
+
+def _a_folder(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """An output folder option: it may not exist yet (it is created), but it may not be a file."""
+    if value is not None and value.exists() and not value.is_dir():
+        raise click.BadParameter(f"{value} is a file, not a folder")
+    return value
+
+
+@contextmanager
 def _prefect_api():
     """The Prefect API the run reports to: PREFECT_API_URL when set (a running server: the UI shows the
     run), else a temporary server of our own for this process.
@@ -184,7 +211,7 @@ def main() -> None:
 @main.command()
 @click.option("--input", "input_dir", required=True, type=click.Path(path_type=Path),
               help="Drop folder of export files (labs*.csv[.gz], patients*, diagnoses*, medications*).")
-@click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path), callback=_a_folder,
               help="Output folder: lake, publications, warehouse.duckdb, report.")
 @click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="Classify patients as of this date (YYYY-MM-DD). Default: today. A date before the live "
@@ -201,10 +228,10 @@ def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profi
         max_quarantine_share: float | None, mapping: str | None) -> None:
     """Run the nightly pipeline once: ingest, validate, classify, publish."""
     from b12lab.common.layout import OutputLayout, PublicationLayout
-    from b12lab.flows.configuration import CONFIGURATION_ERRORS, load_configuration
+    from b12lab.flows.configuration import load_configuration
 
     # Configuration is checked before Prefect starts, so a typo costs a second, not a server start-up.
-    try:
+    with _usage_errors_of_options():
         configuration = load_configuration(rules_file, profile, mapping, max_quarantine_share=max_quarantine_share,
                                            as_of=as_of.date() if as_of else None, today=date.today(),
                                            input_dir=input_dir)
@@ -285,7 +312,7 @@ def _local_timezone() -> str:
 @main.command()
 @click.option("--input", "input_dir", type=click.Path(path_type=Path), default=None,
               help="Drop folder read every night (env B12LAB_INPUT_DIR). Required.")
-@click.option("--output", "output_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--output", "output_dir", type=click.Path(path_type=Path), default=None, callback=_a_folder,
               help="Output folder (env B12LAB_OUTPUT_DIR). Required.")
 @click.option("--cron", default=None,
               help=f"When to run, as a cron expression (env B12LAB_CRON)  [default: {DEFAULTS['cron']}]")
@@ -303,9 +330,10 @@ def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, tim
           name: str) -> None:
     """Serve the nightly flow on a cron schedule (a Prefect deployment); stop with Ctrl-C."""
     from b12lab.common.settings import load_settings
-    from b12lab.flows.configuration import CONFIGURATION_ERRORS, load_configuration
+    from b12lab.flows.configuration import load_configuration
 
-    try:
+    # A profile or mapping name from an option is a usage error; from B12LAB_PROFILE / B12LAB_MAPPING, a setting's.
+    with _usage_errors_of_options(profile=profile is not None, mapping=mapping is not None):
         settings = load_settings(input_dir=input_dir, output_dir=output_dir, cron=cron, timezone=timezone,
                                  rules=rules_file, profile=profile, max_quarantine_share=max_quarantine_share,
                                  mapping=mapping)
@@ -335,29 +363,85 @@ def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, tim
                   "rules_file": str(settings.rules.resolve()) if settings.rules else None,
                   "profile": settings.profile, "max_quarantine_share": settings.max_quarantine_share,
                   "mapping": str(Path(mapping).resolve()) if mapping and Path(mapping).exists() else mapping}
-    nightly.serve(name=name, schedules=[schedule], parameters=parameters,
-                  description="Nightly B12 pipeline: ingest, validate, classify, publish.")
+    from b12lab.cli import serving
+
+    click.echo(f"serving {nightly.name}/{name} ({settings.cron}, {schedule.timezone}) on {PREFECT_API_URL.value()}; "
+               "stop with Ctrl-C or SIGTERM")
+    stopped = serving.serve(nightly, name=name, schedules=[schedule], parameters=parameters,
+                            description="Nightly B12 pipeline: ingest, validate, classify, publish.")
+    if stopped.signum is None:
+        return
+    if stopped.run_in_progress:  # the night it was running ends Crashed: an interrupted run
+        raise Interrupted(stopped.signum)
+    click.echo(f"b12lab: serve stopped ({signal.Signals(stopped.signum).name}); no run was in progress", err=True)
+
+
+@main.command()
+@click.option("--webhook", "webhook_url", required=True, metavar="URL",
+              help="Address Prefect POSTs to (JSON) when a night fails, crashes or stays silent.")
+@click.option("--silence-hours", type=click.FloatRange(min=1), default=26, show_default=True,
+              help="Alert when no nightly run completed for this long.")
+def notify(webhook_url: str, silence_hours: float) -> None:
+    """Alert a person through Prefect when a night fails, crashes or stays silent: creates or updates the
+    Webhook block and two automations on the Prefect server of PREFECT_API_URL."""
+    from datetime import timedelta
+    from urllib.parse import urlsplit
+
+    from prefect.settings import PREFECT_API_URL
+
+    address = urlsplit(webhook_url)
+    if address.scheme not in ("http", "https") or not address.netloc:
+        raise click.BadParameter(f"{webhook_url} is not an http(s) address", param_hint="'--webhook'")
+    if not PREFECT_API_URL.value():
+        _fail("PREFECT_API_URL is not set: the automations live on the Prefect server that `serve` reports to; "
+              "point PREFECT_API_URL at it")
+    from b12lab.cli import notifications
+    from b12lab.flows.nightly import nightly
+
+    try:
+        made = notifications.set_up(webhook_url, nightly.name, timedelta(hours=silence_hours))
+    except Exception as error:
+        _fail(f"cannot set up the notifications on {PREFECT_API_URL.value()}: {_one_line(error)}")
+    click.echo(f"webhook block {notifications.BLOCK_NAME!r} ({made.block_id}) POSTs to {address.scheme}://"
+               f"{address.netloc}/...")
+    for name, automation_id in made.automation_ids.items():
+        click.echo(f"automation {name!r} ({automation_id})")
 
 
 @main.command()
 @click.argument("query", required=False)
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), default=Path("output"), show_default=True,
-              help="Output folder holding warehouse.duckdb.")
-def sql(query: str | None, output_dir: Path) -> None:
-    """Query the warehouse read-only: one QUERY, or an interactive prompt without one."""
+              callback=_a_folder, help="Output folder holding warehouse.duckdb.")
+@click.option("--format", "output_format", type=click.Choice(["table", "csv", "json", "markdown"]), default="table",
+              show_default=True, help="How results are written: every row and column, in any format.")
+@click.option("--out", "out_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the result of QUERY to this file instead of the terminal.")
+def sql(query: str | None, output_dir: Path, output_format: str, out_file: Path | None) -> None:
+    """Query the warehouse read-only: one QUERY, or an interactive prompt without one (.help lists its
+    commands; its history is kept in ~/.b12lab_sql_history)."""
     from b12lab.cli.sql_shell import interactive, run_query
     from b12lab.common.layout import WAREHOUSE_NAME, OutputLayout
 
+    if out_file is not None and not query:
+        raise click.UsageError("--out needs a QUERY: the prompt writes to the terminal")
     warehouse = OutputLayout.of(output_dir).live_link(WAREHOUSE_NAME)
     if not warehouse.exists():
         _fail(f"no warehouse at {warehouse}: run `b12lab run` first")
     try:
-        if query:
-            click.echo(run_query(warehouse, query))
-        else:
-            interactive(warehouse)
+        if not query:
+            interactive(warehouse, output_format)
+            return
+        text = run_query(warehouse, query, output_format)
     except Exception as error:
         _fail(_one_line(error))
+    if out_file is None:
+        click.echo(text)
+        return
+    try:
+        out_file.write_text(text + "\n", encoding="utf-8")
+    except OSError as error:
+        _fail(f"cannot write {out_file}: {error.strerror or _one_line(error)}")
+    click.echo(f"wrote {out_file}", err=True)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from b12lab.flows.alarms import (FeedShare, check_quarantined_shares, missing_an
                                  name_missing_analytes, name_suspected_unmapped, suspected_unmapped)
 from b12lab.flows.configuration import load_configuration
 from b12lab.flows.progress import tracked
-from b12lab.flows.run_log import run_log
+from b12lab.flows.run_log import NOT_ON_TERMINAL, run_log
 from b12lab.ingest import ExportFile, FileAccount, LabMapping, ReconciliationError, discover_exports, ingest_file
 from b12lab.common.file_names import reported_name
 from b12lab.lake.lake import Lake, LakeDamaged
@@ -78,6 +78,7 @@ class RunSummary:
     message: str = ""
     finished_at: datetime | None = None
     files: list[FileAccount] = field(default_factory=list)
+    committed: bool = False  # the files' rows are in the lake: only then are the valid ones "accepted"
     files_skipped: list[str] = field(default_factory=list)
     files_ignored: list[str] = field(default_factory=list)
     expectations_evaluated: int = 0
@@ -94,13 +95,18 @@ class RunSummary:
     def total(self, attribute: str) -> int:
         return sum(getattr(account, attribute) for account in self.files)
 
+    @property
+    def rows_accepted(self) -> int | None:
+        """Rows accepted into the lake; None for a run that stopped with files not committed."""
+        return self.total("rows_accepted") if self.committed or not self.files else None
+
     def as_record(self) -> RunRecord:
         return RunRecord(
             run_id=self.run_id, kind=self.kind, flow_run_id=self.flow_run_id, as_of=self.as_of,
             started_at=self.started_at, finished_at=self.finished_at, status=self.status, message=self.message,
             rules_version=self.rules_version, rules_profile=self.rules_profile,
             files_ingested=len(self.files), files_skipped=len(self.files_skipped),
-            rows_read=self.total("rows_read"), rows_accepted=self.total("rows_accepted"),
+            rows_read=self.total("rows_read"), rows_accepted=self.rows_accepted,
             rows_quarantined=self.total("rows_quarantined"), rows_dropped=self.total("rows_dropped"),
             expectations_evaluated=self.expectations_evaluated,
             expectations_failed=len(self.expectations_failed),
@@ -114,12 +120,20 @@ class RunSummary:
         payload["rows_in_scope"] = self.total("rows_in_scope")
         payload["suspected_unmapped_analytes"] = self.suspected_unmapped_analytes
         payload["analytes_missing"] = self.analytes_missing
-        payload["files"] = [
-            {**{k: v for k, v in asdict(a).items() if k != "by_reason"},
-             "rows_out_of_scope": a.rows_out_of_scope, "rows_in_scope": a.rows_in_scope,
-             "by_reason": [{"outcome": o, "reason": r, "rows": n} for (o, r), n in sorted(a.by_reason.items())]}
-            for a in self.files
-        ]
+        uncommitted = self.rows_accepted is None
+        if uncommitted:  # what ingest found valid, never called accepted: none of it reached the lake
+            payload["rows_valid_not_committed"] = self.total("rows_accepted")
+        payload["files"] = []
+        for account in self.files:
+            fields = {k: v for k, v in asdict(account).items() if k != "by_reason"}
+            if uncommitted:
+                fields = {("rows_valid_not_committed" if k == "rows_accepted" else k): v for k, v in fields.items()}
+            fields["committed"] = not uncommitted
+            fields["rows_out_of_scope"] = account.rows_out_of_scope
+            fields["rows_in_scope"] = account.rows_in_scope
+            fields["by_reason"] = [{"outcome": o, "reason": r, "rows": n}
+                                   for (o, r), n in sorted(account.by_reason.items())]
+            payload["files"].append(fields)
         payload["feeds"] = [feed.as_dict() for feed in self.feeds]
         payload["files_skipped"] = self.files_skipped
         payload["files_ignored"] = self.files_ignored
@@ -142,10 +156,18 @@ SMALL_FILE_BYTES = 1 << 20
 SMALL_FILES_PER_TASK = 250
 
 
-def _print_account(account: FileAccount) -> None:
-    # A file name that may carry a person's name (a per-patient Bundle) is logged by its pattern.
-    print(f"{reported_name(account.source_file)}: read {account.rows_read}, accepted {account.rows_accepted}, "
-          f"quarantined {account.rows_quarantined}, dropped {account.rows_dropped}")
+def print_accounts(accounts: list[FileAccount], committed: bool) -> None:
+    """A line per file. Its rows are accepted only once committed: before that (a run that stopped) they are
+    the rows found valid, and the line says they were not committed. A file name that may carry a person's name
+    (a per-patient Bundle) is printed by its pattern."""
+    for account in accounts:
+        name = reported_name(account.source_file)
+        if committed:
+            print(f"{name}: read {account.rows_read}, accepted {account.rows_accepted}, "
+                  f"quarantined {account.rows_quarantined}, dropped {account.rows_dropped}")
+        else:
+            print(f"{name}: read {account.rows_read}, valid {account.rows_accepted}, "
+                  f"quarantined {account.rows_quarantined}, dropped {account.rows_dropped}: not committed")
 
 
 @task
@@ -153,9 +175,7 @@ def ingest_export(export: ExportFile, layout: OutputLayout, run_id: str, ingest_
                   earlier_lab_files: list[Path]) -> FileAccount:
     lake = Lake(layout.lake)
     with connect(temp_dir=layout.scratch) as con:
-        account = ingest_file(con, export, lake, run_id, ingest_date, earlier_lab_files)
-    _print_account(account)
-    return account
+        return ingest_file(con, export, lake, run_id, ingest_date, earlier_lab_files)
 
 
 @task
@@ -167,7 +187,6 @@ def ingest_small_exports(exports: list[ExportFile], layout: OutputLayout, run_id
     with connect(temp_dir=layout.scratch) as con:
         for export in exports:
             account = ingest_file(con, export, lake, run_id, ingest_date, list(lab_files))
-            _print_account(account)
             accounts.append(account)
             if export.kind.table == "lab_results":
                 lab_files.append(lake.data_file("lab_results", export.source_hash))
@@ -224,7 +243,9 @@ def build_models(layout: OutputLayout, warehouse: Path, as_of: date) -> None:
     """`dbt build`: seeds, models and their data tests, each result a line of this run's log; a failed model
     or error-severity test stops the run before the switch."""
     logger = get_run_logger()  # dbt reports from its own threads, where print is not this run's log
-    result = transforms.build(warehouse, layout.dbt_work, as_of, log=logger.info)
+    # A line per seed, model and test (about 200): the log file and the UI keep them, the terminal the summary.
+    result = transforms.build(warehouse, layout.dbt_work, as_of,
+                              log=lambda line: logger.info(line, extra=NOT_ON_TERMINAL))
     for warning in result.warnings:
         logger.warning(f"dbt test warning: {warning}")
     print(f"models built: {len(result.built)} models and seeds, {result.tests_passed} data tests passed")
@@ -292,7 +313,7 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
         except LakeDamaged as error:  # no run record can be written to a lake that cannot be read
             log.write_traceback(error)
             raise RunFailed(f"{error} (details: {log.path})") from error
-        close_abandoned_run(lake, lock, run_id)
+        close_abandoned_run(layout, lake, lock, run_id)
         removed += lake.remove_uncommitted() + publish.remove_stale_temporaries(layout)
         if removed:
             print(f"removed {removed} unfinished files left by an interrupted run")
@@ -317,6 +338,8 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
             summary.message = cause
             summary.finished_at = datetime.now()
             log.write_traceback(error)
+            if not summary.committed:
+                print_accounts(summary.files, committed=False)
             publish.record_run(lake, summary.as_record())
             kept_with = layout.publication(run_id) if kind == NIGHTLY else None
             publish.write_summary(layout, kept_with, summary.to_json(), latest=kind == NIGHTLY)
@@ -328,14 +351,17 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
     return summary
 
 
-def close_abandoned_run(lake: Lake, lock: RunLock, run_id: str) -> None:
+def close_abandoned_run(layout: OutputLayout, lake: Lake, lock: RunLock, run_id: str) -> None:
     """A run named in the lock file was killed before it finished: record it, and end its Prefect flow run
-    (left "Running" by a process that could not report) as Crashed."""
+    (left "Running" by a process that could not report) as Crashed. It ended when its log file was last
+    written (its last sign of life), not when this run found it."""
     holder = lock.previous or {}
     abandoned = holder.get("run_id")
     if abandoned and abandoned not in lake.run_ids():
+        last_log = layout.log(abandoned)
+        ended = datetime.fromtimestamp(last_log.stat().st_mtime) if last_log.is_file() else None
         publish.record_run(lake, RunRecord(
-            run_id=abandoned, status="crashed", finished_at=datetime.now(),
+            run_id=abandoned, status="crashed", finished_at=ended,
             message=f"the run ended without finishing (killed); found by run {run_id}"))
         print(f"run {abandoned} ended without finishing (killed): recorded as crashed")
     if holder.get("flow_run_id"):
@@ -408,6 +434,8 @@ def _run_steps(input_dir: Path, layout: OutputLayout, lake: Lake, rules: Rules, 
                 + (f" (and {len(validation.critical_failures) - 1} more)" if len(validation.critical_failures) > 1 else "")
             )
         commit(layout, summary.run_id, summary.files)
+        summary.committed = True
+        print_accounts(summary.files, committed=True)
     _publish(layout, lake, rules, summary)
 
 
@@ -416,8 +444,7 @@ def _publish(layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary
     live = summary.kind == NIGHTLY
     publication = (layout.publication(summary.run_id) if live
                    else layout.reproduction_staging(summary.as_of, summary.run_id))
-    summary.status = "published"
-    summary.finished_at = datetime.now()
+    summary.status = "published"  # its row in the warehouse it publishes; finished_at is stamped at the switch
     warehouse = prepare_warehouse(layout, publication, rules, summary.as_of, summary.as_record())
     build_models(layout, warehouse, summary.as_of)
     crash_point("classify")
@@ -425,6 +452,8 @@ def _publish(layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary
     write_catalogue(layout, publication)
     publish.write_summary(layout, publication, summary.to_json(), latest=False)
     write_report(publication, summary.run_id, live)
+    summary.finished_at = datetime.now()  # the switch is the run's last step: what follows is bookkeeping
+    publish.stamp_finished(layout, publication, summary.run_id, summary.finished_at)
     switched_in = switch_in(layout, publication, summary.kind, summary.as_of)
     summary.publication = switched_in.root
     # A nightly run's warehouse is read through the fixed link OUTPUT/warehouse.duckdb.

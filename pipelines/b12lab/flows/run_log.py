@@ -3,7 +3,8 @@
 Everything the run logs (Prefect's flow and task logs, every print of a task) goes to the run's log file,
 with full tracebacks; a failing run writes its traceback there and names the file in its one-line message.
 The terminal gets the same lines without tracebacks (`ConsoleFormatter`, set in `logging.yml`, which the
-command line hands to Prefect).
+command line hands to Prefect), except the detail lines (`NOT_ON_TERMINAL`, dbt's line per model and test):
+those go to the log file and the Prefect UI only, so that a night fits on a screen.
 """
 from __future__ import annotations
 
@@ -15,6 +16,20 @@ from pathlib import Path
 from prefect.logging.formatters import PrefectFormatter
 
 LOG_FORMAT = "%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"
+# `logger.info(line, extra=NOT_ON_TERMINAL)`: a detail line for the run's log file and the Prefect UI only.
+NOT_ON_TERMINAL = {"b12lab_terminal": False}
+
+
+class TerminalFilter(logging.Filter):
+    """The console handler's filter (logging.yml): leaves out the records marked NOT_ON_TERMINAL, and each
+    task's "Finished in state Completed()" (a dozen a night, saying nothing the next line does not; a task
+    that fails or crashes still says so)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "b12lab_terminal", True):
+            return False
+        return not (record.name == "prefect.task_runs"
+                    and record.getMessage().startswith("Finished in state Completed"))
 
 
 class ConsoleFormatter(PrefectFormatter):

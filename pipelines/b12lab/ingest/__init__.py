@@ -28,10 +28,10 @@ from b12lab.ingest.accounting import FileAccount, ReconciliationError
 from b12lab.ingest.contract import (EXPORT_KINDS, LAB_COLUMNS, ExportFile, ExportKind, discover_exports,
                                     export_kind_of, fhir_resource_of, read_manifest)
 from b12lab.ingest.file_ingest import IngestError, ingest_file
-from b12lab.ingest.mapping import LabMapping, MappingError, load_mapping
+from b12lab.ingest.mapping import LabMapping, MappingError, UnknownMapping, load_mapping
 
 __all__ = [
     "EXPORT_KINDS", "LAB_COLUMNS", "ExportFile", "ExportKind", "FileAccount", "IngestError", "LabMapping",
-    "MappingError", "ReconciliationError", "discover_exports", "export_kind_of", "fhir_resource_of",
+    "MappingError", "ReconciliationError", "UnknownMapping", "discover_exports", "export_kind_of", "fhir_resource_of",
     "ingest_file", "load_mapping", "read_manifest",
 ]

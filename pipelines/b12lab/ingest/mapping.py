@@ -40,6 +40,10 @@ class MappingError(ValueError):
     """A mapping file that cannot be used: the message names the file and the key."""
 
 
+class UnknownMapping(MappingError):
+    """A mapping name that is neither a shipped mapping nor a file: a usage error of `--mapping`."""
+
+
 @dataclass(frozen=True)
 class Dictionary:
     """A code dictionary file joined to the data (MIMIC's D_LABITEMS gives LOINC and label per ITEMID)."""
@@ -141,7 +145,7 @@ def resolve_mapping_path(name_or_file: str) -> Path:
     shipped = MAPPINGS_DIR / f"{name_or_file}.yaml"
     if not shipped.is_file():
         names = ", ".join(sorted(p.stem for p in MAPPINGS_DIR.glob("*.yaml")))
-        raise MappingError(f"no mapping named '{name_or_file}' (shipped: {names}; or give a .yaml file)")
+        raise UnknownMapping(f"no mapping named '{name_or_file}' (shipped: {names}; or give a .yaml file)")
     return shipped
 
 

@@ -195,6 +195,15 @@ def finish_warehouse(layout: OutputLayout, publication: PublicationLayout, rules
     return warehouse
 
 
+def stamp_finished(layout: OutputLayout, publication: PublicationLayout, run_id: str, finished_at: datetime) -> None:
+    """The time the run ends, on its own `runs` row in its warehouse (added without one before the models ran):
+    called just before the switch, the run's last step, so the warehouse, the lake and the summary agree."""
+    with connect(publication.warehouse, temp_dir=layout.scratch) as con:
+        con.execute(f"update {RUNS_TABLE} set finished_at = $finished_at where run_id = $run_id",
+                    {"finished_at": finished_at, "run_id": run_id})
+        con.execute("checkpoint")
+
+
 # The run's headline counts: cohort_counts for the whole population on the run's date.
 _RUN_METRICS_QUERY = """
     select $run_id as run_id, cohort_counts.as_of, cohort_counts.metric, cohort_counts.patients as value

@@ -128,6 +128,10 @@ class RulesError(ValueError):
     """The rules file cannot be used; the message is one line and names the key."""
 
 
+class UnknownProfile(RulesError):
+    """The profile asked for is not one of the rules file's: a usage error of `--profile`."""
+
+
 @dataclass(frozen=True)
 class Rules:
     """One validated rules file with one profile applied."""
@@ -211,7 +215,8 @@ def _validate(document: Any, path: Path, profile: str | None) -> Rules:
 
     chosen = default_profile if profile is None else profile
     if chosen not in resolved:
-        raise fail("profile", f"unknown profile '{chosen}' (known: {', '.join(sorted(resolved))})")
+        raise UnknownProfile(f"{path.name}: profile: unknown profile '{chosen}' "
+                             f"(known: {', '.join(sorted(resolved))})")
     settings, sources, codes = resolved[chosen]
     code_rows = tuple(
         (value_set, code_system, code)

@@ -1,0 +1,76 @@
+"""`b12lab notify` against a real `prefect server start`: a failed night makes Prefect's own automation POST
+to the webhook, here a receiver on this machine's loopback."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.helpers.processes import b12lab
+
+
+@pytest.fixture
+def webhook_receiver():
+    """An HTTP server on 127.0.0.1 that keeps every POST it receives: (url, list of (path, body))."""
+    received: list[tuple[str, bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append((self.path, body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):  # keep the test's output clean
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_failed_night_is_posted_to_the_webhook(tmp_path, prefect_server, webhook_receiver):
+    url, received = webhook_receiver
+    env = {"PREFECT_API_URL": prefect_server.api_url, "PREFECT_HOME": tmp_path / "home"}
+    # Set up twice, as an operator changing the address does: one block, one automation of each kind.
+    assert b12lab("notify", "--webhook", f"{url}/old", env=env).returncode == 0
+    result = b12lab("notify", "--webhook", f"{url}/alerts", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "automation 'b12lab: a night failed or crashed'" in result.stdout
+    automations = prefect_server.post("/automations/filter", {})
+    assert sorted(a["name"] for a in automations) == ["b12lab: a night failed or crashed",
+                                                      "b12lab: no night completed"]
+
+    # An empty drop folder fails the night (silence is an alarm): its flow run ends Failed.
+    (tmp_path / "drop").mkdir()
+    run = b12lab("run", "--input", tmp_path / "drop", "--output", tmp_path / "out", env=env)
+    assert run.returncode == 1 and "no export files" in run.stderr
+
+    deadline = time.monotonic() + 90
+    while not received and time.monotonic() < deadline:
+        time.sleep(1)
+    assert received, "no POST reached the webhook within 90 s of the failed run"
+    time.sleep(2)  # a second POST (the old address, a duplicate automation) would have come by now
+    assert [path for path, _ in received] == ["/alerts"]
+    alert = json.loads(received[0][1])
+    assert alert["automation"] == "b12lab: a night failed or crashed"
+    assert alert["flow"] == "b12lab-nightly" and alert["state"] == "Failed"
+    assert "no export files" in alert["text"]
+    flow_run = prefect_server.get(f"/flow_runs/{alert['flow_run_id']}")
+    assert flow_run["state"]["type"] == "FAILED"
+
+
+def test_notify_needs_an_http_address_and_a_prefect_server(tmp_path):
+    refused = b12lab("notify", "--webhook", "mailto:someone@example.org",
+                     env={"PREFECT_API_URL": "http://127.0.0.1:9/api"})
+    assert refused.returncode == 2 and "is not an http(s) address" in refused.stderr
+    no_server = b12lab("notify", "--webhook", "http://127.0.0.1:9/hook", env={"PREFECT_API_URL": ""})
+    assert no_server.returncode == 1
+    [line] = no_server.stderr.splitlines()
+    assert line.startswith("b12lab: error: PREFECT_API_URL is not set")
