@@ -235,8 +235,6 @@ def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profi
         configuration = load_configuration(rules_file, profile, mapping, max_quarantine_share=max_quarantine_share,
                                            as_of=as_of.date() if as_of else None, today=date.today(),
                                            input_dir=input_dir)
-    except CONFIGURATION_ERRORS as error:
-        _fail(_one_line(error))
     if not input_dir.is_dir():
         _fail(f"input folder not found: {input_dir}")
     # A quick look before Prefect starts; the flow itself holds the lock for the whole run.
@@ -339,8 +337,6 @@ def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, tim
                                  mapping=mapping)
         load_configuration(settings.rules, settings.profile, settings.mapping,
                            max_quarantine_share=settings.max_quarantine_share, input_dir=settings.input_dir)
-    except CONFIGURATION_ERRORS as error:
-        _fail(_one_line(error))
     for option, value in (("--input", settings.input_dir), ("--output", settings.output_dir)):
         if value is None:
             variable = "B12LAB_INPUT_DIR" if option == "--input" else "B12LAB_OUTPUT_DIR"
