@@ -241,3 +241,11 @@ def test_a_missing_dictionary_is_refused_before_any_data_is_read(tmp_path):
     shutil.copy(MIMIC / "LABEVENTS_trimmed.csv", folder)
     with pytest.raises(MappingError, match="key 'dictionary.file': D_LABITEMS.csv"):
         discover_exports(folder, load_mapping("mimic3"))
+
+
+def test_a_folder_named_like_a_shipped_mapping_does_not_hide_it(tmp_path, monkeypatch):
+    from b12lab.ingest.mapping import MAPPINGS_DIR, resolve_mapping_path
+
+    (tmp_path / "mimic3").mkdir()  # a drop folder of that name where the command runs
+    monkeypatch.chdir(tmp_path)
+    assert resolve_mapping_path("mimic3") == MAPPINGS_DIR / "mimic3.yaml"

@@ -138,7 +138,9 @@ def _status_spellings() -> set[str]:
 def resolve_mapping_path(name_or_file: str) -> Path:
     """A mapping file path, or the name of a shipped mapping (b12lab/ingest/mappings/<name>.yaml)."""
     path = Path(name_or_file)
-    if path.suffix.lower() in (".yaml", ".yml") or path.exists():
+    # A file is a file; a folder that happens to bear a shipped mapping's name (a drop folder called mimic3 in
+    # the working directory) does not hide the shipped mapping.
+    if path.suffix.lower() in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise MappingError(f"mapping file not found: {name_or_file}")
         return path
