@@ -40,6 +40,8 @@ def local(code: str, name: str, n: int = 1, **fields) -> list[dict]:
     ("Transcobalamin", None), ("% Hemoglobin A1c", None), ("Fetal Hemoglobin", None), ("Methemoglobin", None),
     ("MCH", None), ("MCHC", None), ("Mean corpuscular haemoglobin", None), ("Urine methylmalonic acid", None),
     ("EGFR mutation", None), ("Parietal cell antibody", None), ("Homocystine", None),
+    # a real Synthea LOINC 57905-2 (faecal immunochemical test): a stool test, not the blood count's haemoglobin
+    ("Hemoglobin.gastrointestinal [Presence] in Stool by Immunologic method", None), ("Faecal occult blood", None),
     # and names of no analyte
     ("Cholesterol", None), ("Mean platelet volume", None), ("Ferritin", None),
 ])
