@@ -47,6 +47,7 @@ def patients(rows: int = 12) -> pd.DataFrame:
         "birth_date": [date(1950, 1, 1) + timedelta(days=400 * i) for i in range(rows)],
         "sex": ["F"] * rows,
         "practice": ["north"] * rows,
+        "death_date": pd.Series([None] * rows, dtype="datetime64[us]"),  # the lake's column: none died
         "source_file": ["patients.csv"] * rows,
         "source_row": list(range(1, rows + 1)),
         "source_hash": ["h2"] * rows,

@@ -207,5 +207,5 @@ def test_a_model_out_of_memory_names_the_limit_and_the_setting_to_raise(tmp_path
         runner.build(warehouse, tmp_path / "work", AS_OF, log=lambda line: None, memory_limit="1MB")
     message = str(failed.value)
     assert "\n" not in message
-    assert re.match(r"^model \S+ error: .*: out of memory: DuckDB could not finish within its memory limit \(1MB\)"
+    assert re.match(r"^(model|seed) \S+ error: .*: out of memory: DuckDB could not finish within its memory limit \(1MB\)"
                     r" even spilling to disk; raise B12LAB_MEMORY_LIMIT( \(and \d+ more\))?$", message), message
