@@ -60,7 +60,11 @@ def pytest_unconfigure(config):
     """Leave without the interpreter's final teardown, as the CLI does (see b12lab.cli.main): after Prefect
     tasks ran in a process that used DuckDB, that teardown prints pages of binding "leaked" noise below
     pytest's summary line. Everything, the report included, is written by now."""
-    if _WORKER:  # a worker's output is not shown; leaving early could cut its last message to the controller
+    if _WORKER:
+        # A worker's results are with the controller by now; leaving early could cut its last message, so it
+        # exits as usual, its stderr closed first: the same teardown noise would otherwise follow the summary.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
         return
     sys.stdout.flush()
     sys.stderr.flush()
