@@ -39,6 +39,7 @@ class Model:
     sql: str            # the model file as written (Jinja)
     compiled: str       # as dbt compiled it
     depends_on: frozenset[str]  # models and seeds
+    relation: str       # the table dbt builds it as ("memory"."incremental"."int_status_on_date")
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def compiled_models() -> tuple[Model, ...]:
         path = runner.PROJECT_DIR / node["original_file_path"]
         models[node["name"]] = Model(
             name=node["name"], layer=node["fqn"][1], path=path, sql=path.read_text(encoding="utf-8"),
-            compiled=node["compiled_code"].strip().rstrip(";"),
+            compiled=node["compiled_code"].strip().rstrip(";"), relation=node["relation_name"],
             depends_on=frozenset(names[key] for key in node["depends_on"]["nodes"] if key in names))
     layers = ("staging", "intermediate", "marts")
     ordered, done = [], set(seeds())
@@ -121,6 +122,12 @@ def build_models(con: duckdb.DuckDBPyConnection, *, as_of: dt.date, tables: Iter
     if missing:
         raise runner.ModelError(f"cannot build models: missing input tables {', '.join(missing)}")
     models = compiled_models()
+    # dbt's on-run-start (macros/incremental.sql): the incremental schema, with the sources of a full build
+    con.execute("create schema if not exists incremental")
+    con.execute("create table if not exists incremental.build_state (as_of date, as_of_dates date[], fingerprint varchar)")
+    con.execute("create table if not exists incremental.rebuild_patients (patient_id varchar)")
+    # the patient-level models live in schema incremental; tests name every model without its schema
+    con.execute("set search_path = 'main,incremental'")
     if tables is not None:
         by_name, needed, pending = {m.name: m for m in models}, set(), list(tables)
         while pending:
@@ -146,7 +153,7 @@ def build_models(con: duckdb.DuckDBPyConnection, *, as_of: dt.date, tables: Iter
             con.executemany(f"insert into {AS_OF_DATES_MODEL} values (?)", [[d] for d in dates])
         else:
             try:
-                con.execute(f"create or replace table {model.name} as\n{model.compiled}")
+                con.execute(f"create or replace table {model.relation} as\n{model.compiled}")
             except duckdb.Error as error:
                 raise runner.ModelError(f"model {model.layer}/{model.name} failed: "
                                         f"{runner._first_line(error)}") from error

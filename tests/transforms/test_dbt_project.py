@@ -110,7 +110,7 @@ def test_dbt_builds_every_seed_and_model_and_runs_the_tests(dbt_built):
     assert result.tests_passed >= 40
     assert result.warnings == []
     # Each node's result is one line of the run's log, models in dependency order.
-    model_lines = [line for line in lines if "sql table model" in line]
+    model_lines = [line for line in lines if re.search(r"sql (table|incremental) model", line)]
     assert len(model_lines) == len(MODELS)
     assert all(line.startswith("dbt: ") for line in lines)
 

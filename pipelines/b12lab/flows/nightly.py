@@ -31,6 +31,7 @@ from b12lab.lake.lake import Lake, LakeDamaged
 from b12lab.lake.locking import RunLock, run_lock
 from b12lab.lake.runs import RunRecord
 from b12lab.publish import publication as publish
+from b12lab.publish.incremental import choose_start
 from b12lab.quality.validation import CriticalExpectationFailed, ValidationReport, validate_lake_files
 from b12lab.report import page as report
 from b12lab.rules.rules_file import Rules
@@ -234,8 +235,9 @@ def commit(layout: OutputLayout, run_id: str, accounts: list[FileAccount]) -> No
 
 @task
 def prepare_warehouse(layout: OutputLayout, publication: PublicationLayout, rules: Rules, as_of: date,
-                      run_record: RunRecord) -> Path:
-    return publish.prepare_warehouse(layout, publication, rules, as_of, run_record)
+                      run_record: RunRecord, reproduction: bool) -> Path:
+    start = choose_start(layout.live.warehouse, Lake(layout.lake), rules, as_of, reproduction)
+    return publish.prepare_warehouse(layout, publication, rules, as_of, run_record, start)
 
 
 @task
@@ -445,7 +447,7 @@ def _publish(layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary
     publication = (layout.publication(summary.run_id) if live
                    else layout.reproduction_staging(summary.as_of, summary.run_id))
     summary.status = "published"  # its row in the warehouse it publishes; finished_at is stamped at the switch
-    warehouse = prepare_warehouse(layout, publication, rules, summary.as_of, summary.as_record())
+    warehouse = prepare_warehouse(layout, publication, rules, summary.as_of, summary.as_record(), not live)
     build_models(layout, warehouse, summary.as_of)
     crash_point("classify")
     summary.warehouse = finish_warehouse(layout, publication, rules, summary.run_id)

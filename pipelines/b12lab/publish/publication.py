@@ -42,6 +42,8 @@ from b12lab.common.settings import variable
 from b12lab.lake.lake import (BOOKKEEPING_SCHEMAS, COMMIT_TABLE, DATA_TABLES, METRICS_TABLE, OUTCOMES_TABLE,
                               RUNS_TABLE, Lake, empty_relation_sql, table_ddl)
 from b12lab.lake.runs import RunRecord
+from b12lab.publish import incremental
+from b12lab.publish.incremental import BuildStart
 from b12lab.publish.pseudonymise import build_analytics
 from b12lab.rules.rules_file import Rules, install_rules
 from b12lab.publish.dbt_build import MART_TABLES, MODELS_DIR, WORKING_MODELS
@@ -130,7 +132,7 @@ def _quote_literal(text: str) -> str:
 
 
 def create_lake_views(con: duckdb.DuckDBPyConnection, lake: Lake, materialise: bool = False,
-                      run_record: RunRecord | None = None) -> None:
+                      run_record: RunRecord | None = None, tables: tuple[str, ...] = LAKE_VIEWS) -> None:
     """One relation per lake table over the committed files; `run_record` is added to `runs`.
 
     Views (for in-memory work) name the committed files explicitly, as quoted literals: a view's stored SQL
@@ -139,7 +141,7 @@ def create_lake_views(con: duckdb.DuckDBPyConnection, lake: Lake, materialise: b
     readable when it is moved and to never read another folder's lake.
     """
     kind = "table" if materialise else "view"
-    for table in LAKE_VIEWS:
+    for table in tables:
         files = lake.committed_files(table) if table in DATA_TABLES else lake.files(table)
         if files:
             paths = ", ".join(_quote_literal(str(path.resolve())) for path in files)
@@ -161,16 +163,29 @@ def create_lake_views(con: duckdb.DuckDBPyConnection, lake: Lake, materialise: b
 
 
 def prepare_warehouse(layout: OutputLayout, publication: PublicationLayout, rules: Rules, as_of: date,
-                      run_record: RunRecord) -> Path:
+                      run_record: RunRecord, start: BuildStart) -> Path:
     """The publication folder's warehouse with the models' sources in it: the lake tables as committed (and
-    this run's record) and the rules tables as of `as_of`; return its path. The models are built in it next
-    (b12lab.publish.dbt_build.build), by dbt's own connection, so this one is closed first."""
+    this run's record) and the rules tables as of `as_of`; return its path. An incremental start copies the
+    live warehouse and adds the lake files committed since (b12lab.publish.incremental); a full one copies
+    every lake table. The models are built in it next (b12lab.publish.dbt_build.build), by dbt's own
+    connection, so this one is closed first."""
     lake = Lake(layout.lake)
     publication.root.mkdir(parents=True, exist_ok=True)
     warehouse = publication.warehouse
     warehouse.unlink(missing_ok=True)
+    if start.incremental:
+        incremental.copy_previous(start.previous, warehouse)
     with connect(warehouse, temp_dir=layout.scratch) as con:
-        create_lake_views(con, lake, materialise=True, run_record=run_record)
+        if start.incremental:
+            bookkeeping = tuple(table for table in LAKE_VIEWS if table not in DATA_TABLES)
+            create_lake_views(con, lake, materialise=True, run_record=run_record, tables=bookkeeping)
+            files = incremental.add_new_lake_files(con, lake, as_of)
+            patients = con.execute(f"select count(*) from {incremental.REBUILD_PATIENTS}").fetchall()[0][0]
+            print(f"models: {start.reason}; {files} lake files added, {patients} patients to rebuild")
+        else:
+            create_lake_views(con, lake, materialise=True, run_record=run_record)
+            incremental.start_empty(con, lake)
+            print(f"models: a full build ({start.reason})")
         install_rules(con, rules, as_of)
         con.execute("checkpoint")
     return warehouse
@@ -187,8 +202,9 @@ def finish_warehouse(layout: OutputLayout, publication: PublicationLayout, rules
         for table in MART_TABLES:
             con.execute("copy (select * from " + table + ") to $target (format parquet, compression zstd)",
                         {"target": str(publication.mart_file(table))})
-        for table in WORKING_MODELS:
-            con.execute(f"drop table if exists {table}")
+        incremental.record_build_state(con, rules)
+        for table in WORKING_MODELS:  # the incremental schema's models stay: the next night starts from them
+            con.execute(f"drop table if exists main.{table}")
         apply_comments(con)
         comment_rules_settings(con, rules)
         con.execute("checkpoint")

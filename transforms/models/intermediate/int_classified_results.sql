@@ -27,6 +27,7 @@
 -- IF_ANTIBODY_NEGATIVE, IF_ANTIBODY_EQUIVOCAL.
 -- severity orders categories of one analyte for ties (3 most severe): deficient/elevated/macrocytic/positive,
 -- then borderline/indeterminate/above_target/equivocal, then normal/negative.
+{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
 with
 
 settings as (
@@ -47,7 +48,7 @@ counted_results as (
             and upper(replace(stg_counted_results.unit_reported, ' ', '')) in (
                 select b12_mass_units.unit_normalised from b12_mass_units
             ) as compared_in_mass_unit
-    from {{ ref('stg_counted_results') }} as stg_counted_results
+    from {{ rebuilt_patients_only(ref('stg_counted_results')) }} as stg_counted_results
 ),
 
 bounds as (

@@ -4,6 +4,7 @@
 -- starts on it or up to deficient_treated_within_days after it, else "untreated". cohort_deficient reads this
 -- model on the run's as_of; cohort_counts counts deficient_untreated on every date, so the report's measure
 -- "deficient and untreated" has a trend computed by the same rule. A patient deceased on D is left out.
+{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
 with
 
 settings as (
@@ -16,7 +17,7 @@ deficient_on_date as (
         int_patient_status.as_of,
         int_patient_status.patient_id,
         int_patient_status.index_date
-    from {{ ref('int_patient_status') }} as int_patient_status
+    from {{ rebuilt_patients_only(ref('int_patient_status')) }} as int_patient_status
     where int_patient_status.status = 'deficient'
       and int_patient_status.deceased is not true
 ),
@@ -24,7 +25,7 @@ deficient_on_date as (
 treated_on_date as (
     select distinct deficient_on_date.as_of, deficient_on_date.patient_id
     from deficient_on_date
-    inner join {{ ref('stg_medications') }} as stg_medications
+    inner join {{ rebuilt_patients_only(ref('stg_medications')) }} as stg_medications
         on stg_medications.patient_id = deficient_on_date.patient_id
     cross join settings
     where stg_medications.is_b12_drug

@@ -4,6 +4,7 @@
 -- medication record (hydroxocobalamin, cyanocobalamin or methylcobalamin, any route). Records that start
 -- after D are not known on D and are ignored, so a report for a past date is reproducible; records without a
 -- start date cannot place S and are ignored too.
+{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
 with
 
 as_of_dates as (
@@ -17,7 +18,7 @@ b12_records as (
         stg_medications.patient_id,
         stg_medications.start_date,
         stg_medications.end_date
-    from {{ ref('stg_medications') }} as stg_medications
+    from {{ rebuilt_patients_only(ref('stg_medications')) }} as stg_medications
     inner join as_of_dates
         on stg_medications.start_date <= as_of_dates.as_of
     where stg_medications.is_b12_drug

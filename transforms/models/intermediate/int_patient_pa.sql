@@ -7,6 +7,7 @@
 -- pa_first_evidence_on: the earliest dated evidence (a PA diagnosis's recorded_at or a positive IF antibody's
 -- collection date); pa_has_undated_diagnosis: a PA diagnosis without a date is on record, which counts as
 -- known long enough for PA_NOT_ON_TREATMENT (clinical rules release 2).
+{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
 with
 
 as_of_dates as (
@@ -28,7 +29,7 @@ pa_diagnoses as (
         stg_diagnoses.patient_id,
         min(stg_diagnoses.recorded_at) as first_evidence_on,
         bool_or(stg_diagnoses.recorded_at is null) as has_undated_diagnosis
-    from {{ ref('stg_diagnoses') }} as stg_diagnoses
+    from {{ rebuilt_patients_only(ref('stg_diagnoses')) }} as stg_diagnoses
     inner join pa_codes
         on pa_codes.code_system = stg_diagnoses.code_system
        and pa_codes.code_normalised = stg_diagnoses.code_normalised
@@ -44,7 +45,7 @@ positive_if_antibody as (
         as_of_dates.as_of,
         int_classified_results.patient_id,
         min(int_classified_results.collected_on) as first_evidence_on
-    from {{ ref('int_classified_results') }} as int_classified_results
+    from {{ rebuilt_patients_only(ref('int_classified_results')) }} as int_classified_results
     inner join as_of_dates
         on as_of_dates.as_of between int_classified_results.counted_from and int_classified_results.counted_through
     where int_classified_results.analyte = 'if_antibody'

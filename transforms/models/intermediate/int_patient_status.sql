@@ -9,11 +9,12 @@
 -- this row, and every cohort, reason, flag, worklist, measure and treatment_response leaves them out as of D;
 -- on an earlier D, while alive, they count.
 -- patient_status is this model on the run's as_of; the report's trend counts it on every month end.
+{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
 with
 
 status_on_as_of as (
     select int_status_on_date.*
-    from {{ ref('int_status_on_date') }} as int_status_on_date
+    from {{ rebuilt_patients_only(ref('int_status_on_date')) }} as int_status_on_date
     where int_status_on_date.evaluated_on = int_status_on_date.as_of
 ),
 
@@ -45,13 +46,13 @@ final as (
         case
             when int_patients_known.death_date <= status_on_as_of.as_of then int_patients_known.death_date
         end as deceased_on
-    from {{ ref('int_patients_known') }} as int_patients_known
+    from {{ rebuilt_patients_only(ref('int_patients_known')) }} as int_patients_known
     inner join status_on_as_of
         on status_on_as_of.patient_id = int_patients_known.patient_id
-    left join {{ ref('int_patient_pa') }} as int_patient_pa
+    left join {{ rebuilt_patients_only(ref('int_patient_pa')) }} as int_patient_pa
         on int_patient_pa.patient_id = int_patients_known.patient_id
        and int_patient_pa.as_of = status_on_as_of.as_of
-    left join {{ ref('int_patient_b12_treatment') }} as int_patient_b12_treatment
+    left join {{ rebuilt_patients_only(ref('int_patient_b12_treatment')) }} as int_patient_b12_treatment
         on int_patient_b12_treatment.patient_id = int_patients_known.patient_id
        and int_patient_b12_treatment.as_of = status_on_as_of.as_of
 )

@@ -4,6 +4,7 @@
 -- (patient_status), and on each date a folic acid record started, on or before D, for the patient who
 -- received it (FOLATE_BEFORE_B12: "folic acid started while status was deficient or borderline_needs_mma").
 -- Evaluating both with the same model keeps one definition of the status.
+{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
 with
 
 as_of_dates as (
@@ -16,7 +17,7 @@ as_of_evaluations as (
         as_of_dates.as_of,
         int_patients_known.patient_id,
         as_of_dates.as_of as evaluated_on
-    from {{ ref('int_patients_known') }} as int_patients_known
+    from {{ rebuilt_patients_only(ref('int_patients_known')) }} as int_patients_known
     cross join as_of_dates
 ),
 
@@ -25,7 +26,7 @@ folic_acid_start_dates as (
         as_of_dates.as_of,
         stg_medications.patient_id,
         stg_medications.start_date as evaluated_on
-    from {{ ref('stg_medications') }} as stg_medications
+    from {{ rebuilt_patients_only(ref('stg_medications')) }} as stg_medications
     inner join as_of_dates
         on stg_medications.start_date <= as_of_dates.as_of
     where stg_medications.is_folic_acid

@@ -25,6 +25,7 @@
 -- then the latest; for MMA_ON_SUPPLEMENT the latest in the lookback taken on supplementation).
 -- Each pick ranks the patient's results once (precedence) and takes, per evaluation date, the minimum
 -- precedence among the results that qualify, rather than ranking the results of every evaluation date.
+{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
 with
 
 settings as (
@@ -37,7 +38,7 @@ evaluation_dates as (
         int_status_evaluation_dates.as_of,
         int_status_evaluation_dates.patient_id,
         int_status_evaluation_dates.evaluated_on
-    from {{ ref('int_status_evaluation_dates') }} as int_status_evaluation_dates
+    from {{ rebuilt_patients_only(ref('int_status_evaluation_dates')) }} as int_status_evaluation_dates
 ),
 
 index_results_ranked as (
@@ -70,7 +71,7 @@ index_results_ranked as (
                 int_classified_results.source_file,
                 int_classified_results.source_row
         ) as precedence
-    from {{ ref('int_classified_results') }} as int_classified_results
+    from {{ rebuilt_patients_only(ref('int_classified_results')) }} as int_classified_results
     where int_classified_results.analyte in ('b12', 'holotc')
       and int_classified_results.category is not null
 ),
@@ -145,7 +146,7 @@ mma_results as (
                 int_classified_results.source_file,
                 int_classified_results.source_row
         ) as recency
-    from {{ ref('int_classified_results') }} as int_classified_results
+    from {{ rebuilt_patients_only(ref('int_classified_results')) }} as int_classified_results
     where int_classified_results.analyte = 'mma'
       and int_classified_results.category is not null
 ),
@@ -189,7 +190,7 @@ on_b12_supplementation as (
         evaluation_dates.patient_id,
         evaluation_dates.evaluated_on
     from evaluation_dates
-    inner join {{ ref('stg_medications') }} as stg_medications
+    inner join {{ rebuilt_patients_only(ref('stg_medications')) }} as stg_medications
         on stg_medications.patient_id = evaluation_dates.patient_id
     where stg_medications.is_b12_drug
       and stg_medications.start_date <= evaluation_dates.evaluated_on
@@ -202,7 +203,7 @@ mma_on_supplementation as (
     from mma_results
     where exists (
         select 1
-        from {{ ref('stg_medications') }} as stg_medications
+        from {{ rebuilt_patients_only(ref('stg_medications')) }} as stg_medications
         where stg_medications.patient_id = mma_results.patient_id
           and stg_medications.is_b12_drug
           and stg_medications.start_date <= mma_results.collected_on

@@ -48,6 +48,7 @@
 -- open_since is null only when there is no date to go by (a PA diagnosis without a date and no B12 test or
 -- record). cohort_under_monitored is this model on the run's as_of; the report's trend counts it on every
 -- month end.
+{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
 with
 
 settings as (
@@ -73,7 +74,7 @@ monitoring_results as (
         int_classified_results.source_row,
         int_classified_results.counted_from,
         int_classified_results.counted_through
-    from {{ ref('int_classified_results') }} as int_classified_results
+    from {{ rebuilt_patients_only(ref('int_classified_results')) }} as int_classified_results
     where int_classified_results.analyte in ('b12', 'holotc', 'mma')
       and int_classified_results.category is not null
 ),
@@ -99,8 +100,8 @@ patient_facts as (
         int_patient_status.index_date,
         int_patient_status.treatment_start,
         int_patient_status.practice
-    from {{ ref('int_patient_status') }} as int_patient_status
-    left join {{ ref('int_patient_pa') }} as int_patient_pa
+    from {{ rebuilt_patients_only(ref('int_patient_status')) }} as int_patient_status
+    left join {{ rebuilt_patients_only(ref('int_patient_pa')) }} as int_patient_pa
         on int_patient_pa.patient_id = int_patient_status.patient_id
        and int_patient_pa.as_of = int_patient_status.as_of
 ),
@@ -315,7 +316,7 @@ if_antibody_results as (
         int_classified_results.patient_id,
         int_classified_results.counted_from,
         int_classified_results.counted_through
-    from {{ ref('int_classified_results') }} as int_classified_results
+    from {{ rebuilt_patients_only(ref('int_classified_results')) }} as int_classified_results
     where int_classified_results.analyte = 'if_antibody'
 ),
 
@@ -348,7 +349,7 @@ blood_count_results as (
         int_classified_results.collected_on,
         int_classified_results.counted_from,
         int_classified_results.counted_through
-    from {{ ref('int_classified_results') }} as int_classified_results
+    from {{ rebuilt_patients_only(ref('int_classified_results')) }} as int_classified_results
     where int_classified_results.analyte in ('hemoglobin', 'mcv')
 ),
 
@@ -403,7 +404,7 @@ pa_b12_records as (
         ) as current_record_count,
         max(stg_medications.end_date) as last_ended_on
     from pa_known_long_enough
-    inner join {{ ref('stg_medications') }} as stg_medications
+    inner join {{ rebuilt_patients_only(ref('stg_medications')) }} as stg_medications
         on stg_medications.patient_id = pa_known_long_enough.patient_id
     cross join settings
     where stg_medications.is_b12_drug
@@ -465,7 +466,7 @@ markers_after_treatment_ranked as (
                 int_classified_results.source_row
         ) as recency
     from patient_facts
-    inner join {{ ref('int_classified_results') }} as int_classified_results
+    inner join {{ rebuilt_patients_only(ref('int_classified_results')) }} as int_classified_results
         on int_classified_results.patient_id = patient_facts.patient_id
        and patient_facts.as_of
            between int_classified_results.counted_from and int_classified_results.counted_through
@@ -557,7 +558,7 @@ final as (
         all_reasons.practice,
         all_reasons.open_since
     from all_reasons
-    inner join {{ ref('int_patient_status') }} as int_patient_status
+    inner join {{ rebuilt_patients_only(ref('int_patient_status')) }} as int_patient_status
         on int_patient_status.as_of = all_reasons.as_of
        and int_patient_status.patient_id = all_reasons.patient_id
     where int_patient_status.deceased is not true

@@ -14,6 +14,7 @@
 --     same result in two export files, count once. The copies that can count at all count on the same
 --     dates (same collection time and accession), so the copy kept is the same on every D.
 -- A model counts a result on D when D is between counted_from and counted_through.
+{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
 with
 
 as_of_range as (
@@ -42,7 +43,7 @@ final_or_corrected as (
         lab_results.source_file,
         lab_results.source_row,
         lab_results.ingest_run
-    from {{ source('lake', 'lab_results') }} as lab_results
+    from {{ rebuilt_patients_only(source('lake', 'lab_results')) }} as lab_results
     cross join as_of_range
     where lab_results.status in ('F', 'C')
       and cast(lab_results.collected_at as date) <= as_of_range.last_as_of
