@@ -118,6 +118,9 @@ def test_notify_needs_an_http_address_and_a_prefect_server(tmp_path):
     refused = b12lab("notify", "--webhook", "mailto:someone@example.org",
                      env={"PREFECT_API_URL": "http://127.0.0.1:9/api"})
     assert refused.returncode == 2 and "is not an http(s) address" in refused.stderr
+    too_short = b12lab("notify", "--webhook", "http://127.0.0.1:9/hook", "--silence-hours", "0.002",
+                       env={"PREFECT_API_URL": "http://127.0.0.1:9/api"})  # 7 s: Prefect refuses under 10
+    assert too_short.returncode == 2 and "0.002 is not in the range x>=0.003" in too_short.stderr
     no_server = b12lab("notify", "--webhook", "http://127.0.0.1:9/hook", env={"PREFECT_API_URL": ""})
     assert no_server.returncode == 1
     [line] = no_server.stderr.splitlines()

@@ -7,8 +7,7 @@ two automations that call it:
 - NIGHT_SILENT, proactive: no flow run of the nightly flow Completed within `silence` (a day and a margin:
   `serve` was stopped, the server's scheduler is down, a night hangs). Prefect's server opens a window of
   `silence` when it loads the automation and after each, fires at the end of a window that saw no Completed
-  event, and looks every PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY (5 s by default); it refuses a window
-  shorter than SHORTEST_SILENCE.
+  event, and looks every PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY (5 s by default).
 Running it again updates the block and the automations in place (they are found by name), so it is the way
 to change the address too. Prefect's server evaluates the automations (its triggers and actions services,
 on by default in `prefect server start`): nothing of b12lab needs to be running for an alert to go out.
@@ -22,7 +21,8 @@ from uuid import UUID
 BLOCK_NAME = "b12lab-night-alerts"
 NIGHT_FAILED = "b12lab: a night failed or crashed"
 NIGHT_SILENT = "b12lab: no night completed"
-SHORTEST_SILENCE = timedelta(seconds=10)  # Prefect's minimum `within` for a trigger on an absence
+# Prefect refuses a `within` under 10 s for a trigger on an absence: the round number of hours above it.
+SHORTEST_SILENCE_HOURS = 0.003
 
 # Rendered by Prefect's server (Jinja) when the automation fires: JSON for any webhook receiver.
 _FAILED_PAYLOAD = """{

@@ -418,7 +418,7 @@ def _run_steps(input_dir: Path, layout: OutputLayout, lake: Lake, rules: Rules, 
     ingest_date = date.today()
     lab_files = lake.committed_files("lab_results")
     for batch in tracked(ingest_batches(new_exports), "ingesting",
-                         label=lambda b: b[0].display_name if len(b) == 1 else f"{b[0].display_name} and {len(b) - 1} more"):
+                         label=lambda b: b[0].display_name + (f" and {len(b) - 1} more" if len(b) > 1 else "")):
         if len(batch) == 1:
             summary.files.append(ingest_export(batch[0], layout, summary.run_id, ingest_date, list(lab_files)))
         else:
