@@ -16,6 +16,8 @@ import yaml
 
 from b12lab.ingest import discover_exports, ingest_file, load_mapping
 from b12lab.common.file_names import reported_name
+from b12lab.flows.nightly import summed_by_reported_name
+from b12lab.ingest.accounting import FileAccount
 from b12lab.lake.lake import Lake
 from tests.helpers.exports import lab_row, write_labs
 from tests.helpers.fixtures import Ingested
@@ -186,6 +188,17 @@ def test_file_names_that_may_carry_a_persons_name_are_shown_by_pattern():
     assert reported_name("Observation.000.ndjson") == "Observation.000.ndjson"
 
 
+def test_per_patient_files_are_summed_by_pattern_where_the_first_came_and_other_files_stay_apart():
+    accounts = [FileAccount(source_file=name, source_hash=str(i), kind="labs", rows_read=read, rows_accepted=read - 1,
+                            rows_quarantined=1)
+                for i, (name, read) in enumerate([("Ann1_Lee2_0a1.json#Observation", 3), ("labs.csv", 10),
+                                                  ("Bo3_Ek4_9f2.json#Observation", 5), ("labs.csv", 7)])]
+    assert summed_by_reported_name(accounts) == [
+        ("<Given>_<Family>_<id>.json#Observation", 2, 8, 6, 2, 0),
+        ("labs.csv", 1, 10, 9, 1, 0),
+        ("labs.csv", 1, 7, 6, 1, 0)]
+
+
 def test_site_feeds_through_the_b12lab_process(tmp_path):
     """The real entry point: unreadable fields and the unknown status in the run summary, the warning
     expectation, the data-quality mart and report; per-patient Bundle names in neither log nor report."""
@@ -212,7 +225,7 @@ def test_site_feeds_through_the_b12lab_process(tmp_path):
     assert not [person for person in ("Mary_Smith", "John_Doe", "Ann_Lee") if person in log]
     messages = [line.split(" - ", 1)[-1] for line in result.stdout.splitlines()]
     assert [message for message in messages if ": read " in message and not message.startswith("published")] == [
-        "<Given>_<Family>_<id>.json#Observation ×3: read 4, accepted 4, quarantined 0, dropped 0",
+        "<Given>_<Family>_<id>.json#Observation (3 files): read 4, accepted 4, quarantined 0, dropped 0",
         "<Given>_<Family>_<id>.json#Patient: read 1, accepted 1, quarantined 0, dropped 0",
         "labs_site.csv: read 3, accepted 2, quarantined 0, dropped 1"]
     assert "resulted_at given but unreadable in 1 accepted rows" in log

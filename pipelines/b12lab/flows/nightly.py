@@ -163,7 +163,7 @@ def print_accounts(accounts: list[FileAccount], committed: bool) -> None:
     number of files and their summed counts."""
     accepted, not_committed = ("accepted", "") if committed else ("valid", ": not committed")
     for name, files, read, valid, quarantined, dropped in summed_by_reported_name(accounts):
-        counted = f"{name} ×{files}" if files > 1 else name
+        counted = f"{name} ({files} files)" if files > 1 else name  # as the report's tables say it
         print(f"{counted}: read {read}, {accepted} {valid}, quarantined {quarantined}, dropped {dropped}"
               f"{not_committed}")
 
