@@ -16,6 +16,8 @@ import yaml
 
 from b12lab.ingest import discover_exports, ingest_file, load_mapping
 from b12lab.common.file_names import reported_name
+from b12lab.flows.nightly import summed_by_reported_name
+from b12lab.ingest.accounting import FileAccount
 from b12lab.lake.lake import Lake
 from tests.helpers.exports import lab_row, write_labs
 from tests.helpers.fixtures import Ingested
@@ -186,6 +188,17 @@ def test_file_names_that_may_carry_a_persons_name_are_shown_by_pattern():
     assert reported_name("Observation.000.ndjson") == "Observation.000.ndjson"
 
 
+def test_per_patient_files_are_summed_by_pattern_where_the_first_came_and_other_files_stay_apart():
+    accounts = [FileAccount(source_file=name, source_hash=str(i), kind="labs", rows_read=read, rows_accepted=read - 1,
+                            rows_quarantined=1)
+                for i, (name, read) in enumerate([("Ann1_Lee2_0a1.json#Observation", 3), ("labs.csv", 10),
+                                                  ("Bo3_Ek4_9f2.json#Observation", 5), ("labs.csv", 7)])]
+    assert summed_by_reported_name(accounts) == [
+        ("<Given>_<Family>_<id>.json#Observation", 2, 8, 6, 2, 0),
+        ("labs.csv", 1, 10, 9, 1, 0),
+        ("labs.csv", 1, 7, 6, 1, 0)]
+
+
 def test_site_feeds_through_the_b12lab_process(tmp_path):
     """The real entry point: unreadable fields and the unknown status in the run summary, the warning
     expectation, the data-quality mart and report; per-patient Bundle names in neither log nor report."""
@@ -194,15 +207,27 @@ def test_site_feeds_through_the_b12lab_process(tmp_path):
                                           lab_row(accession="A2", patient_id="P002")])
     with (folder / "labs_site.csv").open("a") as stream:
         stream.write("(2 rows)\n")
+    # Per-patient Bundles, as Synthea writes them: on the terminal one line for the three files' Observations.
     (folder / "Mary_Smith_9f3a.json").write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
         {"resource": observation("o9", status="unknown", subject={"reference": "Patient/P003"})}]}))
+    (folder / "John_Doe_1b2c.json").write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "P004", "birthDate": "1950-01-01", "gender": "male"}},
+        {"resource": observation("o10", subject={"reference": "Patient/P004"})},
+        {"resource": observation("o11", subject={"reference": "Patient/P004"}, effectiveDateTime="2024-03-02")}]}))
+    (folder / "Ann_Lee_3d4e.json").write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": observation("o12", subject={"reference": "Patient/P005"})}]}))
     output = tmp_path / "out"
     result = subprocess.run([B12LAB, "run", "--input", str(folder), "--output", str(output), "--as-of", "2024-06-01"],
                             capture_output=True, text=True, timeout=600,
                             env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")})
     assert result.returncode == 0, result.stderr
     log = result.stdout + result.stderr + "".join(path.read_text() for path in (output / "logs").glob("*.log"))
-    assert "Mary" not in log and "<Given>_<Family>_<id>.json#Observation: read 1" in log
+    assert not [person for person in ("Mary_Smith", "John_Doe", "Ann_Lee") if person in log]
+    messages = [line.split(" - ", 1)[-1] for line in result.stdout.splitlines()]
+    assert [message for message in messages if ": read " in message and not message.startswith("published")] == [
+        "<Given>_<Family>_<id>.json#Observation (3 files): read 4, accepted 4, quarantined 0, dropped 0",
+        "<Given>_<Family>_<id>.json#Patient: read 1, accepted 1, quarantined 0, dropped 0",
+        "labs_site.csv: read 3, accepted 2, quarantined 0, dropped 1"]
     assert "resulted_at given but unreadable in 1 accepted rows" in log
     summary = json.loads((output / "run_summary.json").read_text())
     files = {entry["source_file"]: entry for entry in summary["files"]}
@@ -216,5 +241,5 @@ def test_site_feeds_through_the_b12lab_process(tmp_path):
         assert con.execute("select reason, this_run from data_quality where section = 'not_counted'"
                            ).fetchall() == [("status_unknown", 1)]
     page = (output / "report" / "index.html").read_text()
-    assert "Mary" not in page and "&lt;Given&gt;_&lt;Family&gt;_&lt;id&gt;.json#Observation" in page
+    assert "Mary" not in page and "&lt;Given&gt;_&lt;Family&gt;_&lt;id&gt;.json#Observation (3 files)" in page
     assert 'id="table-unreadable-fields"' in page and "status_unknown" in page

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from b12lab.cli.notifications import SHORTEST_SILENCE_HOURS
 from b12lab.common.settings import DEFAULTS
 
 # Set before Prefect is imported: this machine has no internet, and telemetry errors would fill the logs.
@@ -375,8 +376,10 @@ def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, tim
 @main.command()
 @click.option("--webhook", "webhook_url", required=True, metavar="URL",
               help="Address Prefect POSTs to (JSON) when a night fails, crashes or stays silent.")
-@click.option("--silence-hours", type=click.FloatRange(min=1), default=26, show_default=True,
-              help="Alert when no nightly run completed for this long.")
+@click.option("--silence-hours", type=click.FloatRange(min=SHORTEST_SILENCE_HOURS), default=26,
+              show_default=True,
+              help="Alert when no nightly run completed for this long (a short one, down to 0.003 = 11 s, "
+                   "shows the alert arriving).")
 def notify(webhook_url: str, silence_hours: float) -> None:
     """Alert a person through Prefect when a night fails, crashes or stays silent: creates or updates the
     Webhook block and two automations on the Prefect server of PREFECT_API_URL."""

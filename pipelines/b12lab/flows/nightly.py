@@ -159,16 +159,28 @@ SMALL_FILES_PER_TASK = 250
 
 def print_accounts(accounts: list[FileAccount], committed: bool) -> None:
     """A line per file. Its rows are accepted only once committed: before that (a run that stopped) they are
-    the rows found valid, and the line says they were not committed. A file name that may carry a person's name
-    (a per-patient Bundle) is printed by its pattern."""
-    for account in accounts:
+    the rows found valid, and the line says they were not committed. Files whose name may carry a person's
+    name (per-patient Bundles, hundreds a night) are printed by their pattern, one line per pattern with the
+    number of files and their summed counts."""
+    accepted, not_committed = ("accepted", "") if committed else ("valid", ": not committed")
+    for name, files, read, valid, quarantined, dropped in summed_by_reported_name(accounts):
+        counted = f"{name} ({files} files)" if files > 1 else name  # as the report's tables say it
+        print(f"{counted}: read {read}, {accepted} {valid}, quarantined {quarantined}, dropped {dropped}"
+              f"{not_committed}")
+
+
+def summed_by_reported_name(accounts: list[FileAccount]) -> list[tuple[str, int, int, int, int, int]]:
+    """(reported name, files, read, accepted, quarantined, dropped) in the order files were ingested: a file
+    shown by its own name alone, the files shown by one pattern together where the first of them came."""
+    sums: dict[tuple[str, int | None], list[int]] = {}
+    for position, account in enumerate(accounts):
         name = reported_name(account.source_file)
-        if committed:
-            print(f"{name}: read {account.rows_read}, accepted {account.rows_accepted}, "
-                  f"quarantined {account.rows_quarantined}, dropped {account.rows_dropped}")
-        else:
-            print(f"{name}: read {account.rows_read}, valid {account.rows_accepted}, "
-                  f"quarantined {account.rows_quarantined}, dropped {account.rows_dropped}: not committed")
+        by_pattern = name != account.source_file
+        counts = sums.setdefault((name, None if by_pattern else position), [0, 0, 0, 0, 0])
+        for index, value in enumerate((1, account.rows_read, account.rows_accepted, account.rows_quarantined,
+                                       account.rows_dropped)):
+            counts[index] += value
+    return [(name, *counts) for (name, _), counts in sums.items()]
 
 
 @task
@@ -408,7 +420,7 @@ def _run_steps(input_dir: Path, layout: OutputLayout, lake: Lake, rules: Rules, 
     ingest_date = date.today()
     lab_files = lake.committed_files("lab_results")
     for batch in tracked(ingest_batches(new_exports), "ingesting",
-                         label=lambda b: b[0].name if len(b) == 1 else f"{b[0].name} and {len(b) - 1} more"):
+                         label=lambda b: b[0].display_name + (f" and {len(b) - 1} more" if len(b) > 1 else "")):
         if len(batch) == 1:
             summary.files.append(ingest_export(batch[0], layout, summary.run_id, ingest_date, list(lab_files)))
         else:
