@@ -109,6 +109,12 @@ ORDER_KEYS = {
     "practice_measures": ("as_of", "measure", "practice is not null", "coalesce(practice, '')"),
     "funnel_limits": ("measure", "denominator"),
     "worklist_items": ("urgency",),
+    # per patient, the windows in time; the summary: the whole population first, windows in time, "all" first
+    "treatment_response": ("patient_id", "window_start"),
+    "treatment_response_summary": ("practice is not null", "coalesce(practice, '')",
+                                   "case \"window\" when '1m' then 1 when '3-6m' then 2 else 3 end",
+                                   "case route_class when 'all' then 0 when 'intramuscular' then 1 "
+                                   "when 'oral' then 2 else 3 end"),
     # the accounting of all files (no file) before each file's, by field; the outcomes; the quarantine by file
     "data_quality": ("section", "coalesce(source_file, '')", "coalesce(field, '')", "coalesce(outcome, '')",
                      "coalesce(reason, '')", "coalesce(table_name, '')"),

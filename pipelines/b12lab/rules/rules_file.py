@@ -84,6 +84,13 @@ SETTING_KINDS: Mapping[str, str] = MappingProxyType(
         "egfr_renal_impairment_below": "threshold",
         "egfr_mma_window_days": "days",
         "flag_b12_injections_without_deficiency_enabled": "switch",
+        "response_baseline_before_days": "days",
+        "response_1m_start_days": "days",
+        "response_1m_end_days": "days",
+        "response_3_6m_start_days": "days",
+        "response_3_6m_end_days": "days",
+        "response_12m_start_days": "days",
+        "response_12m_end_days": "days",
     }
 )
 
@@ -96,6 +103,9 @@ ORDERED_PAIRS: tuple[tuple[str, str], ...] = (
     ("mma_window_start_offset_days", "mma_window_end_offset_days"),
     ("pa_recheck_window_start_days", "pa_recheck_window_end_days"),
     ("blood_count_window_start_offset_days", "blood_count_window_end_offset_days"),
+    ("response_1m_start_days", "response_1m_end_days"),
+    ("response_3_6m_start_days", "response_3_6m_end_days"),
+    ("response_12m_start_days", "response_12m_end_days"),
 )
 
 # Code lists: value set -> the code systems it may use.
