@@ -28,7 +28,9 @@ DEFAULT_RULES_PATH = RULES_DIR / "b12_rules.yaml"
 #   days         a window length in days: an integer >= 0, stored as INTEGER
 #   offset_days  a signed day offset relative to an event: an integer, stored as INTEGER
 #   switch       turns a rule on or off: true or false, stored as BOOLEAN
-SQL_TYPES = {"threshold": "DOUBLE", "days": "INTEGER", "offset_days": "INTEGER", "switch": "BOOLEAN"}
+#   share        a proportion from 0 to 1 (a published figure the report compares with), stored as DOUBLE
+SQL_TYPES = {"threshold": "DOUBLE", "days": "INTEGER", "offset_days": "INTEGER", "switch": "BOOLEAN",
+             "share": "DOUBLE"}
 
 SETTING_KINDS: Mapping[str, str] = MappingProxyType(
     {
@@ -91,6 +93,7 @@ SETTING_KINDS: Mapping[str, str] = MappingProxyType(
         "response_3_6m_end_days": "days",
         "response_12m_start_days": "days",
         "response_12m_end_days": "days",
+        "response_oral_1m_reference_share": "share",
     }
 )
 
@@ -269,6 +272,10 @@ def _typed_value(name: str, value: Any, key: str, fail) -> bool | int | float:
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise fail(key, f"wrong type: expected a number, got {type(value).__name__}")
+    if kind == "share":
+        if not 0 <= value <= 1:  # also refuses NaN
+            raise fail(key, f"impossible value {value}: a share is from 0 to 1")
+        return float(value)
     if kind == "threshold":
         if not value > 0:  # also refuses NaN
             raise fail(key, f"impossible value {value}: a threshold must be above zero")
