@@ -225,3 +225,11 @@ def test_the_summary_counts_and_its_wilson_intervals(built):
 def test_wilson_interval_by_hand():
     # 8 of 10: the textbook Wilson interval 0.490 to 0.943
     assert wilson(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+
+
+def test_the_seed_figure_is_on_the_oral_1m_rows_only(built):
+    found = {(row["practice"], row["window"], row["route_class"]): row["reference_not_deficient_share"]
+             for row in rows(built, "select * from treatment_response_summary")}
+    assert {key for key, value in found.items() if value is not None} == {(None, "1m", "oral"),
+                                                                          ("Practice A", "1m", "oral")}
+    assert found[(None, "1m", "oral")] == pytest.approx(0.885)

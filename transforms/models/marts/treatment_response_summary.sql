@@ -6,7 +6,14 @@
 -- closed windows (recheck coverage: a window that has ended had a recheck at all). A share whose denominator is 0
 -- has no value and no interval. Every window and route class has a row for the whole population and for every
 -- practice with a treatment_response row (0 when none is counted), so that the report reads, never computes.
+-- reference_not_deficient_share: the published figure the oral 1m line is compared with (rules setting
+-- response_oral_1m_reference_share, the seed's 88.5 %), on the oral 1m rows only.
 with
+
+settings as (
+    select rules_settings.response_oral_1m_reference_share
+    from {{ source('rules', 'rules_settings') }} as rules_settings
+),
 
 wilson as (
     select funnel_bounds.z
@@ -146,9 +153,13 @@ final as (
         recheck.p as recheck_share,
         greatest(0, recheck.centre - recheck.half_width) as recheck_lower_95,
         least(1, recheck.centre + recheck.half_width) as recheck_upper_95,
+        case
+            when counts.window = '1m' and counts.route_class = 'oral' then settings.response_oral_1m_reference_share
+        end as reference_not_deficient_share,
         run_as_of.as_of
     from counts
     cross join {{ ref('stg_run_as_of') }} as run_as_of
+    cross join settings
     left join intervals as not_deficient
         on not_deficient.practice is not distinct from counts.practice
        and not_deficient.window = counts.window
