@@ -4,7 +4,8 @@
 -- Wilson score 95 % interval (z of funnel_bounds' upper_95, the same z as the funnel plots' 95 % limits):
 -- not_deficient and at_target among the windows with a b12 result (with_result), and with_result among the
 -- closed windows (recheck coverage: a window that has ended had a recheck at all). A share whose denominator is 0
--- has no value and no interval. Every window and route class has a row for the whole population and for every
+-- has no value and no interval. Each bound is kept on its side of the share (floating-point rounding at 0 %
+-- and 100 % would otherwise put it a hair across). Every window and route class has a row for the whole population and for every
 -- practice with a treatment_response row (0 when none is counted), so that the report reads, never computes.
 -- reference_not_deficient_share: the published figure the oral 1m line is compared with (rules setting
 -- response_oral_1m_reference_share, the seed's 88.5 %), on the oral 1m rows only.
@@ -142,17 +143,17 @@ final as (
         counts.with_result,
         counts.not_deficient,
         not_deficient.p as not_deficient_share,
-        greatest(0, not_deficient.centre - not_deficient.half_width) as not_deficient_lower_95,
-        least(1, not_deficient.centre + not_deficient.half_width) as not_deficient_upper_95,
+        least(not_deficient.p, greatest(0, not_deficient.centre - not_deficient.half_width)) as not_deficient_lower_95,
+        greatest(not_deficient.p, least(1, not_deficient.centre + not_deficient.half_width)) as not_deficient_upper_95,
         counts.at_target,
         at_target.p as at_target_share,
-        greatest(0, at_target.centre - at_target.half_width) as at_target_lower_95,
-        least(1, at_target.centre + at_target.half_width) as at_target_upper_95,
+        least(at_target.p, greatest(0, at_target.centre - at_target.half_width)) as at_target_lower_95,
+        greatest(at_target.p, least(1, at_target.centre + at_target.half_width)) as at_target_upper_95,
         counts.closed,
         counts.closed_with_result,
         recheck.p as recheck_share,
-        greatest(0, recheck.centre - recheck.half_width) as recheck_lower_95,
-        least(1, recheck.centre + recheck.half_width) as recheck_upper_95,
+        least(recheck.p, greatest(0, recheck.centre - recheck.half_width)) as recheck_lower_95,
+        greatest(recheck.p, least(1, recheck.centre + recheck.half_width)) as recheck_upper_95,
         case
             when counts.window = '1m' and counts.route_class = 'oral' then settings.response_oral_1m_reference_share
         end as reference_not_deficient_share,
