@@ -372,6 +372,25 @@ def test_browser_renders_a_practice_page_with_the_warehouse_numbers(browser, sam
         assert text == f"{numerator:,} of {denominator:,}", measure
 
 
+def test_a_practice_page_shows_its_own_treatment_response(sample_output, warehouse):
+    from tests.report.test_report import treatment_counts
+    shown_any = False
+    for practice, path in practice_pages(sample_output).items():
+        page = Page(path.read_text(encoding="utf-8"))
+        assert page.one("id", "table-treatment-response")["attrs"]["data-practice"] == practice
+        counted = treatment_counts(warehouse.parent / "warehouse.duckdb", practice)
+        rows = [e for e in page.elements if e["tag"] == "tr" and "data-route-class" in e["attrs"]]
+        if not counted:
+            assert rows == [], practice
+            continue
+        shown_any = True
+        assert len(rows) == 12
+        for row in rows:
+            begun, with_result, *_ = counted.get((row["attrs"]["data-window"], row["attrs"]["data-route-class"]), (0, 0))
+            assert (int(row["attrs"]["data-windows-begun"]), int(row["attrs"]["data-with-result"])) == (begun, with_result)
+    assert shown_any
+
+
 def test_a_measure_without_patients_says_so_plainly(sample_output, warehouse):
     empty = query(warehouse, """select practice, measure from practice_measures
         where as_of = (select as_of from rules_settings) and practice is not null and denominator = 0""")

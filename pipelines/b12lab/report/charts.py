@@ -496,11 +496,12 @@ def practice_trends_chart(name: str, title: str, panels: list[tuple[str, list[Ra
 
 # --- does treatment work? -----------------------------------------------------------------------------------
 
-# One colour and marker per route class of treatment_response, the same in the chart and the page's table.
+# One colour and marker per route class of treatment_response, and where its "n=" labels go (points right of it,
+# and the horizontal alignment), so that the lines' labels at one window do not overlap.
 ROUTE_STYLES = {
-    "intramuscular": ("#2166ac", "o"),
-    "oral": ("#d97706", "s"),
-    "unknown": ("#6b7280", "^"),
+    "intramuscular": ("#2166ac", "o", -7, "right"),
+    "oral": ("#d97706", "s", 7, "left"),
+    "unknown": ("#6b7280", "^", 7, "left"),
 }
 
 
@@ -531,11 +532,11 @@ def treatment_response_chart(name: str, windows: list[str], panels: list[tuple[s
         for ax, (panel_title, shares) in zip(axes, panels):
             ax.set_title(panel_title, fontsize=10, loc="left")
             drawn = [s for s in shares if s.share is not None]
-            for route_class, (colour, marker) in ROUTE_STYLES.items():
+            for route_class, (colour, marker, label_dx, label_align) in ROUTE_STYLES.items():
                 line = [s for s in drawn if s.route_class == route_class]
                 if not line:
                     continue
-                offset = (list(ROUTE_STYLES).index(route_class) - 1) * 0.06  # intervals side by side
+                offset = (list(ROUTE_STYLES).index(route_class) - 1) * 0.08  # intervals side by side
                 x = [xs[s.window] + offset for s in line]
                 y = [s.share for s in line]
                 errors = [[max(0.0, s.share - s.lower_95) for s in line],
@@ -543,13 +544,13 @@ def treatment_response_chart(name: str, windows: list[str], panels: list[tuple[s
                 ax.errorbar(x, y, yerr=errors, color=colour, marker=marker, markersize=5, linewidth=1.8,
                             capsize=3, elinewidth=1, label=f"{route_class}")
                 for xi, s in zip(x, line):
-                    ax.annotate(f"n={s.of}", (xi, s.share), textcoords="offset points", xytext=(6, -10),
-                                fontsize=7, color=colour)
+                    ax.annotate(f"n={s.of}", (xi, s.share), textcoords="offset points", xytext=(label_dx, -11),
+                                ha=label_align, fontsize=7, color=colour)
             if reference and reference[0] == panel_title and reference[1] in xs:
                 _, window, share, label = reference
                 ax.plot([xs[window]], [share], marker="*", markersize=13, color="#111", linestyle="none",
                         label=label)
-                ax.annotate(label, (xs[window], share), textcoords="offset points", xytext=(10, 6), fontsize=8,
+                ax.annotate(label, (xs[window], share), textcoords="offset points", xytext=(12, -16), fontsize=8,
                             color="#111")
             if not drawn:
                 ax.text(0.5, 0.5, "No follow-up result yet", ha="center", va="center", transform=ax.transAxes,
