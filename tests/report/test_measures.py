@@ -54,17 +54,20 @@ def test_measures_count_as_the_marts_count(warehouse):
     practice = "coalesce(nullif(trim(patient_status.practice), ''), '(no practice)')"
     independent = {
         "testing_coverage": f"select {practice}, count(*) filter (where status <> 'not_tested'), count(*) "
-                            "from patient_status group by 1",
+                            "from patient_status where not deceased group by 1",
         "deficient_untreated": f"select {practice}, count(*) filter (where treatment = 'untreated'), count(*) "
                                "from cohort_deficient as patient_status group by 1",
         "pa_not_on_treatment": f"""select {practice},
                 count(*) filter (where patient_id in (select patient_id from cohort_under_monitored
                                                       where reason = 'PA_NOT_ON_TREATMENT')), count(*)
-            from patient_status where has_pa group by 1""",
+            from patient_status where has_pa and not deceased group by 1""",
         "deficient_no_if_antibody": f"""select {practice},
                 count(*) filter (where patient_id in (select patient_id from cohort_under_monitored
                                                       where reason = 'DEFICIENT_NO_IF_ANTIBODY')), count(*)
             from cohort_deficient as patient_status where not has_pa group by 1""",
+        "treated_at_target_3_6m": f"""select {practice}, count(*) filter (where at_target),
+                count(*) filter (where result_date is not null)
+            from treatment_response as patient_status where "window" = '3-6m' group by 1 having count(result_date) > 0""",
     }
     for measure, sql in independent.items():
         rows = query(warehouse, sql)

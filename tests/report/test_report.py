@@ -372,9 +372,13 @@ def test_headline_history_is_kept_in_the_lake(sample_output, run_record, expecte
     assert {row["as_of"] for row in table} == {date.fromisoformat(SAMPLE_AS_OF)}
     # the headline counts, and the measures' terms that are not cards of their own
     with duckdb.connect(str(sample_output / "warehouse.duckdb"), read_only=True) as con:
-        terms = {"tested": "select count(*) from patient_status where status <> 'not_tested'",
-                 "pa": "select count(*) from patient_status where has_pa",
-                 "deficient_without_pa": "select count(*) from cohort_deficient where not has_pa"}
+        terms = {"tested": "select count(*) from patient_status where status <> 'not_tested' and not deceased",
+                 "pa": "select count(*) from patient_status where has_pa and not deceased",
+                 "deficient_without_pa": "select count(*) from cohort_deficient where not has_pa",
+                 "treated_3_6m_with_result": """select count(*) from treatment_response
+                                                where "window" = '3-6m' and result_date is not null""",
+                 "treated_3_6m_at_target": """select count(*) from treatment_response
+                                              where "window" = '3-6m' and at_target"""}
         terms = {key: con.execute(sql).fetchall()[0][0] for key, sql in terms.items()}
     assert {row["metric"]: row["value"] for row in table} == {**expected, **terms}
     assert not list(path.parent.glob("*.tmp"))
