@@ -31,11 +31,12 @@ def month_ends(as_of: date, months: int) -> list[date]:
 
 
 def headline_point(con: duckdb.DuckDBPyConnection, as_of: date) -> TrendPoint:
-    """The trend's three counts from the marts of a publication build as of `as_of`."""
+    """The trend's three counts from the marts of a publication build as of `as_of` (the dead keep their status
+    row but count in no metric)."""
     deficient, borderline = con.execute(
         "select count(*) filter (where status = 'deficient'), "
         "count(*) filter (where status in ('borderline_needs_mma', 'borderline_mma_normal')) "
-        "from patient_status").fetchone()
+        "from patient_status where not deceased").fetchone()
     under_monitored = con.execute("select count(distinct patient_id) from cohort_under_monitored").fetchone()[0]
     return TrendPoint(as_of, int(deficient), int(borderline), int(under_monitored))
 

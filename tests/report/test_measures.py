@@ -54,17 +54,20 @@ def test_measures_count_as_the_marts_count(warehouse):
     practice = "coalesce(nullif(trim(patient_status.practice), ''), '(no practice)')"
     independent = {
         "testing_coverage": f"select {practice}, count(*) filter (where status <> 'not_tested'), count(*) "
-                            "from patient_status group by 1",
+                            "from patient_status where not deceased group by 1",
         "deficient_untreated": f"select {practice}, count(*) filter (where treatment = 'untreated'), count(*) "
                                "from cohort_deficient as patient_status group by 1",
         "pa_not_on_treatment": f"""select {practice},
                 count(*) filter (where patient_id in (select patient_id from cohort_under_monitored
                                                       where reason = 'PA_NOT_ON_TREATMENT')), count(*)
-            from patient_status where has_pa group by 1""",
+            from patient_status where has_pa and not deceased group by 1""",
         "deficient_no_if_antibody": f"""select {practice},
                 count(*) filter (where patient_id in (select patient_id from cohort_under_monitored
                                                       where reason = 'DEFICIENT_NO_IF_ANTIBODY')), count(*)
             from cohort_deficient as patient_status where not has_pa group by 1""",
+        "treated_at_target_3_6m": f"""select {practice}, count(*) filter (where at_target),
+                count(*) filter (where result_date is not null)
+            from treatment_response as patient_status where "window" = '3-6m' group by 1 having count(result_date) > 0""",
     }
     for measure, sql in independent.items():
         rows = query(warehouse, sql)
@@ -370,6 +373,25 @@ def test_browser_renders_a_practice_page_with_the_warehouse_numbers(browser, sam
     for measure, text in rows:
         numerator, denominator, _ = measures[(measure, LOW_TESTING_PRACTICE)]
         assert text == f"{numerator:,} of {denominator:,}", measure
+
+
+def test_a_practice_page_shows_its_own_treatment_response(sample_output, warehouse):
+    from tests.report.test_report import treatment_counts
+    shown_any = False
+    for practice, path in practice_pages(sample_output).items():
+        page = Page(path.read_text(encoding="utf-8"))
+        assert page.one("id", "table-treatment-response")["attrs"]["data-practice"] == practice
+        counted = treatment_counts(warehouse.parent / "warehouse.duckdb", practice)
+        rows = [e for e in page.elements if e["tag"] == "tr" and "data-route-class" in e["attrs"]]
+        if not counted:
+            assert rows == [], practice
+            continue
+        shown_any = True
+        assert len(rows) == 12
+        for row in rows:
+            begun, with_result, *_ = counted.get((row["attrs"]["data-window"], row["attrs"]["data-route-class"]), (0, 0))
+            assert (int(row["attrs"]["data-windows-begun"]), int(row["attrs"]["data-with-result"])) == (begun, with_result)
+    assert shown_any
 
 
 def test_a_measure_without_patients_says_so_plainly(sample_output, warehouse):

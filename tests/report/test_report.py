@@ -38,7 +38,7 @@ SAMPLE_SHOWS = ("DEFICIENT_NO_IF_ANTIBODY", "DEFICIENT_NO_BLOOD_COUNT", "PA_NOT_
                 "B12_INJECTIONS_WITHOUT_DEFICIENCY", "deficient_neuro")
 with (VOCABULARY_DIR / "measures.csv").open(encoding="utf-8") as _stream:
     MEASURES = [row["measure"] for row in csv.DictReader(_stream)]
-CHARTS = {"practices", "trend", "b12-distribution", *(f"funnel-{m}" for m in MEASURES),
+CHARTS = {"practices", "trend", "b12-distribution", "treatment-response", *(f"funnel-{m}" for m in MEASURES),
           *(f"rate-trend-{m}" for m in MEASURES)}
 
 
@@ -47,7 +47,7 @@ CHARTS = {"practices", "trend", "b12-distribution", *(f"funnel-{m}" for m in MEA
 
 def warehouse_counts(warehouse: Path) -> dict[str, int]:
     queries = {
-        "patients": "select count(*) from patient_status",
+        "patients": "select count(*) from patient_status where not deceased",  # the dead count in no metric
         "deficient": "select count(*) from cohort_deficient",
         "deficient_untreated": "select count(*) from cohort_deficient where treatment = 'untreated'",
         "deficient_neuro": "select count(*) from cohort_deficient where neuro_involvement",
@@ -195,6 +195,41 @@ def test_counts_by_practice_add_up_and_match_the_marts(page, expected, sample_ou
     assert len(deficient_cells) == len(practices)
 
 
+def treatment_counts(warehouse: Path, practice: str | None = None) -> dict[tuple[str, str], tuple]:
+    """(window, route class or "all") -> (begun, with a result, not deficient, at target, closed, closed with a
+    result), counted here from treatment_response, independently of treatment_response_summary."""
+    sql = """select "window", route_class, count(*), count(result_date), count(*) filter (where not_deficient),
+                    count(*) filter (where at_target), count(*) filter (where window_closed),
+                    count(*) filter (where window_closed and result_date is not null)
+             from treatment_response where $practice is null or practice = $practice
+             group by grouping sets (("window", route_class), ("window"))"""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return {(window, route or "all"): tuple(counts)
+                for window, route, *counts in con.execute(sql, {"practice": practice}).fetchall()}
+
+
+def test_the_treatment_section_counts_treatment_response(page, sample_output):
+    counted = treatment_counts(sample_output / "warehouse.duckdb")
+    assert {route for _, route in counted} >= {"intramuscular", "oral"}, "the sample has both route classes"
+    assert {window for window, _ in counted} == {"1m", "3-6m", "12m"}, "the sample reaches every window"
+    [table] = [e for e in page.with_attr("id", "table-treatment-response")]
+    assert table["attrs"]["data-practice"] == ""
+    rows = [e for e in page.elements if e["tag"] == "tr" and "data-route-class" in e["attrs"]]
+    assert len(rows) == 3 * 4  # three windows, three route classes and all
+    cells = [e for e in page.with_attr("data-share")]
+    for index, row in enumerate(rows):
+        key = (row["attrs"]["data-window"], row["attrs"]["data-route-class"])
+        begun, with_result, not_deficient, at_target, closed, closed_with_result = counted.get(key, (0,) * 6)
+        assert (int(row["attrs"]["data-windows-begun"]), int(row["attrs"]["data-with-result"])) == (begun, with_result)
+        shares = {c["attrs"]["data-share"]: (int(c["attrs"]["data-count"]), int(c["attrs"]["data-of"]))
+                  for c in cells[3 * index: 3 * index + 3]}
+        assert shares == {"not_deficient": (not_deficient, with_result), "at_target": (at_target, with_result),
+                          "recheck": (closed_with_result, closed)}, key
+    chart = page.one("id", "chart-treatment-response")
+    assert float(chart["attrs"]["data-reference"]) == 0.885
+    assert "seed: 88.5 % (oral, 1 month)" in chart["text"]
+
+
 def test_every_chart_is_an_inline_svg_with_a_title_and_axes(page, html):
     charts = {e["attrs"].get("data-chart") for e in page.elements if e["tag"] == "svg"}
     assert charts == CHARTS
@@ -337,9 +372,13 @@ def test_headline_history_is_kept_in_the_lake(sample_output, run_record, expecte
     assert {row["as_of"] for row in table} == {date.fromisoformat(SAMPLE_AS_OF)}
     # the headline counts, and the measures' terms that are not cards of their own
     with duckdb.connect(str(sample_output / "warehouse.duckdb"), read_only=True) as con:
-        terms = {"tested": "select count(*) from patient_status where status <> 'not_tested'",
-                 "pa": "select count(*) from patient_status where has_pa",
-                 "deficient_without_pa": "select count(*) from cohort_deficient where not has_pa"}
+        terms = {"tested": "select count(*) from patient_status where status <> 'not_tested' and not deceased",
+                 "pa": "select count(*) from patient_status where has_pa and not deceased",
+                 "deficient_without_pa": "select count(*) from cohort_deficient where not has_pa",
+                 "treated_3_6m_with_result": """select count(*) from treatment_response
+                                                where "window" = '3-6m' and result_date is not null""",
+                 "treated_3_6m_at_target": """select count(*) from treatment_response
+                                              where "window" = '3-6m' and at_target"""}
         terms = {key: con.execute(sql).fetchall()[0][0] for key, sql in terms.items()}
     assert {row["metric"]: row["value"] for row in table} == {**expected, **terms}
     assert not list(path.parent.glob("*.tmp"))
@@ -447,6 +486,32 @@ def test_browser_shows_the_warehouse_counts(browser_page, expected):
     for key, text, height in shown:
         assert as_int(text) == expected[key], key
         assert height > 0, f"{key} is not visible"
+
+
+def test_browser_shows_the_treatment_section(browser_page, sample_output):
+    tab, _, _ = browser_page
+    tab.click('nav a[href="#treatment"]')
+    section = tab.locator("#treatment")
+    assert section.is_visible() and section.locator("h2").inner_text() == "Does treatment work?"
+    chart = section.locator('svg[data-chart="treatment-response"]')
+    box = chart.bounding_box()
+    assert box and box["width"] > 600 and box["height"] > 250
+    reference = chart.locator("text", has_text="seed: 88.5 % (oral, 1 month)")
+    assert reference.count() >= 1 and reference.first.is_visible()
+    counted = treatment_counts(sample_output / "warehouse.duckdb")
+    shown = tab.eval_on_selector_all(
+        "#treatment tr[data-route-class]",
+        "rows => rows.map(r => [r.dataset.window, r.dataset.routeClass, r.cells[3].innerText, r.cells[4].innerText])")
+    assert len(shown) == 12
+    for window, route, with_result, not_deficient in shown:
+        _, expected_with_result, expected_not_deficient, *_ = counted.get((window, route), (0,) * 6)
+        assert as_int(with_result) == expected_with_result
+        if expected_with_result:
+            share = 100 * expected_not_deficient / expected_with_result
+            assert not_deficient.startswith(f"{share:.1f} %"), (window, route)
+            assert f"{expected_not_deficient} of {expected_with_result}" in not_deficient
+        else:
+            assert not_deficient.strip() == "–"
 
 
 def test_browser_follows_the_data_docs_link_to_a_file(browser_page):

@@ -22,7 +22,7 @@ SAMPLE_ARGS = {"patients": 500, "seed": 4, "start": date(2021, 11, 1), "end": da
 LAB_COLUMNS = ["patient_id", "accession", "loinc", "local_code", "test_name", "result_value", "unit",
                "reference_range", "abnormal_flag", "status", "collected_at", "resulted_at", "performing_lab"]
 REGISTRY_COLUMNS = {
-    "patients.csv": ["patient_id", "birth_date", "sex", "practice"],
+    "patients.csv": ["patient_id", "birth_date", "sex", "practice", "death_date"],
     "diagnoses.csv": ["patient_id", "code_system", "code", "recorded_at"],
     "medications.csv": ["patient_id", "drug", "atc_code", "route", "dose", "start_date", "end_date"],
 }
@@ -266,3 +266,23 @@ def test_release_2_situations_are_in_the_export(export):
     neuro = {code for _, _, code, _ in diagnoses if code.replace(".", "")[:3] in ("G32", "G62", "G63", "R20", "R26",
                                                                                   "R27", "R41", "F06")}
     assert len(neuro) >= 3
+
+
+def test_some_patients_died_after_their_last_record(export):
+    """A few registry patients have a death_date (release 3: the dead are on no list), each inside the window
+    and after every record of theirs, so the export never shows a test or prescription after a death."""
+    out, _ = export
+    _, *patients = read_rows(out / "patients.csv")
+    deaths = {p[0]: p[4] for p in patients if p[4]}
+    assert 0.01 * len(patients) < len(deaths) < 0.06 * len(patients)
+    assert all("2021-01-01" <= day <= "2025-12-31" for day in deaths.values())
+    last: dict[str, str] = {}
+    for r in lab_records(out):
+        day = r["collected_at"][:10]
+        if r["patient_id"] in deaths and day <= "2025-12-31":
+            last[r["patient_id"]] = max(last.get(r["patient_id"], ""), day)
+    _, *medications = read_rows(out / "medications.csv")
+    for m in medications:
+        if m[0] in deaths and m[5] <= "2025-12-31":
+            last[m[0]] = max(last.get(m[0], ""), m[5])
+    assert all(last.get(patient, "") < day for patient, day in deaths.items())

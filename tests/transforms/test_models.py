@@ -101,6 +101,9 @@ def test_build_returns_the_tables_in_order():
                                "or denominator <> 0 or rate is not null").fetchone() == (0,)
         elif mart == "worklist_items":  # the vocabulary's order: every item, whatever the data
             assert con.execute("select count(*), max(urgency) from worklist_items").fetchone() == (18, 18)
+        elif mart == "treatment_response_summary":  # every window and route class, whole population, 0
+            assert con.execute("select count(*), count(practice), sum(windows_begun), count(at_target_share) "
+                               "from treatment_response_summary").fetchone() == (12, 0, 0, 0)
         elif mart == "data_quality":  # the accounting of all files, every field 0
             assert con.execute("select section, source_file, sum(this_run), sum(all_runs), count(*) "
                                "from data_quality group by all").fetchall() == [("accounting", None, 0, 0, 8)]

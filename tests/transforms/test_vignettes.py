@@ -15,7 +15,8 @@ VIGNETTES_PATH = Path(__file__).resolve().parents[1] / "data" / "vignettes.yaml"
 DOCUMENT = yaml.safe_load(VIGNETTES_PATH.read_text(encoding="utf-8"))
 AS_OF: dt.date = DOCUMENT["as_of"]
 VIGNETTES = {vignette["id"]: vignette for vignette in DOCUMENT["vignettes"]}
-COHORT_FIELDS = ("cohort", "treatment", "mma_status", "reasons", "flags", "neuro_involvement", "neuro_detail")
+COHORT_FIELDS = ("cohort", "treatment", "mma_status", "reasons", "flags", "neuro_involvement", "neuro_detail",
+                 "treatment_response")
 
 
 def days(date: dt.date | None) -> int | None:
@@ -40,6 +41,8 @@ def vignette_rows(vignette: dict):
             for row in vignette.get("diagnoses", [])
         ]
         patients = [patient(patient_id, practice=vignette["practice"])] if "practice" in vignette else []
+        if "died" in vignette:  # the registry's death date (release 3)
+            patients[0].update(death_date=vignette["died"], deceased=True)
         return {"labs": labs, "medications": medications, "diagnoses": diagnoses, "patients": patients}
     return make_rows
 
@@ -82,6 +85,13 @@ def test_vignette(built, vignette_id):
         built, "select flag, flag_date from patient_flags where patient_id = ?", [vignette_id])}
     assert flags == expect["flags"]
 
+    if "treatment_response" in expect:  # release 3: the follow-up windows of a treatment for a deficiency
+        fields = ("window", "route_class", "baseline_analyte", "window_closed", "result_date", "not_deficient",
+                  "at_target")
+        found = rows(built, f"""select {', '.join(f'"{f}"' for f in fields)} from treatment_response
+                                where patient_id = ? order by window_start""", [vignette_id])
+        assert found == [{f: row[f] for f in fields} for row in expect["treatment_response"]]
+
 
 def test_every_status_and_reason_has_a_vignette():
     statuses = {v["expect"]["status"] for v in VIGNETTES.values()}
@@ -109,6 +119,12 @@ ORDER_KEYS = {
     "practice_measures": ("as_of", "measure", "practice is not null", "coalesce(practice, '')"),
     "funnel_limits": ("measure", "denominator"),
     "worklist_items": ("urgency",),
+    # per patient, the windows in time; the summary: the whole population first, windows in time, "all" first
+    "treatment_response": ("patient_id", "window_start"),
+    "treatment_response_summary": ("practice is not null", "coalesce(practice, '')",
+                                   "case \"window\" when '1m' then 1 when '3-6m' then 2 else 3 end",
+                                   "case route_class when 'all' then 0 when 'intramuscular' then 1 "
+                                   "when 'oral' then 2 else 3 end"),
     # the accounting of all files (no file) before each file's, by field; the outcomes; the quarantine by file
     "data_quality": ("section", "coalesce(source_file, '')", "coalesce(field, '')", "coalesce(outcome, '')",
                      "coalesce(reason, '')", "coalesce(table_name, '')"),

@@ -492,3 +492,82 @@ def practice_trends_chart(name: str, title: str, panels: list[tuple[str, list[Ra
         if handles:
             fig.legend(handles, labels, loc="outside lower center", ncol=2, handlelength=1.8, columnspacing=1.8)
         return _svg(fig, name, title)
+
+
+# --- does treatment work? -----------------------------------------------------------------------------------
+
+# One colour and marker per route class of treatment_response, and where its "n=" labels go (points right of it,
+# and the horizontal alignment), so that the lines' labels at one window do not overlap.
+ROUTE_STYLES = {
+    "intramuscular": ("#2166ac", "o", -7, "right"),
+    "oral": ("#d97706", "s", 7, "left"),
+    "unknown": ("#6b7280", "^", 7, "left"),
+}
+
+
+@dataclass(frozen=True)
+class ResponseShare:
+    """One route class's share in one follow-up window (treatment_response_summary), with its Wilson 95 %
+    interval; share None: nobody with a result."""
+    window: str
+    route_class: str
+    share: float | None
+    lower_95: float | None
+    upper_95: float | None
+    count: int
+    of: int
+
+
+def treatment_response_chart(name: str, windows: list[str], panels: list[tuple[str, list[ResponseShare]]],
+                             reference: tuple[str, str, float, str] | None) -> str:
+    """Small multiples, one panel per share (no longer deficient, at target): the share of each follow-up
+    window, one line per route class, with its Wilson 95 % interval as error bars. `reference`
+    (panel title, window, share, label) is a published figure drawn as a labelled point, not data."""
+    title = "Does treatment work? Shares by window after the treatment start"
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(10, 3.9)
+        axes = fig.subplots(1, max(1, len(panels)), squeeze=False)[0]
+        fig.suptitle(title, x=0.01, ha="left", fontsize=12, fontweight="bold")
+        xs = {window: index for index, window in enumerate(windows)}
+        for ax, (panel_title, shares) in zip(axes, panels):
+            ax.set_title(panel_title, fontsize=10, loc="left")
+            drawn = [s for s in shares if s.share is not None]
+            for route_class, (colour, marker, label_dx, label_align) in ROUTE_STYLES.items():
+                line = [s for s in drawn if s.route_class == route_class]
+                if not line:
+                    continue
+                offset = (list(ROUTE_STYLES).index(route_class) - 1) * 0.08  # intervals side by side
+                x = [xs[s.window] + offset for s in line]
+                y = [s.share for s in line]
+                errors = [[max(0.0, s.share - s.lower_95) for s in line],
+                          [max(0.0, s.upper_95 - s.share) for s in line]]
+                ax.errorbar(x, y, yerr=errors, color=colour, marker=marker, markersize=5, linewidth=1.8,
+                            capsize=3, elinewidth=1, label=f"{route_class}")
+                for xi, s in zip(x, line):
+                    ax.annotate(f"n={s.of}", (xi, s.share), textcoords="offset points", xytext=(label_dx, -11),
+                                ha=label_align, fontsize=7, color=colour)
+            if reference and reference[0] == panel_title and reference[1] in xs:
+                _, window, share, label = reference
+                ax.plot([xs[window]], [share], marker="*", markersize=13, color="#111", linestyle="none",
+                        label=label)
+                ax.annotate(label, (xs[window], share), textcoords="offset points", xytext=(12, -16), fontsize=8,
+                            color="#111")
+            if not drawn:
+                ax.text(0.5, 0.5, "No follow-up result yet", ha="center", va="center", transform=ax.transAxes,
+                        color="#5f6b7a")
+            ax.set_xticks(list(xs.values()), list(xs))
+            ax.set_xlim(-0.4, len(windows) - 0.6)
+            ax.set_ylim(-0.02, 1.05)
+            _percent_axis(ax.yaxis)
+            ax.set_xlabel("Follow-up window after the treatment start")
+            ax.set_ylabel("Share of those with a B12 result")
+        handles, labels = [], []
+        for ax in axes:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                if label not in labels:
+                    handles.append(handle)
+                    labels.append(label)
+        if handles:
+            fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), handlelength=1.8,
+                       columnspacing=1.8)
+        return _svg(fig, name, title)

@@ -12,6 +12,8 @@ beside it): every count is computed by the models, and this module only selects 
 - the quality measures (`practice_measures`, `funnel_limits`, seed `measures`): per measure a funnel plot of the
   practices' rates with control limits, the outliers named, and the monthly trend of the rate with its
   denominator, each with the table of its numbers;
+- does treatment work? (`treatment_response_summary`): per follow-up window and route class the shares no
+  longer deficient and at target, with their Wilson intervals, and the recheck coverage of closed windows;
 - the same counts per practice (`cohort_counts` by practice), as a table and a chart, and a page per practice
   (report/practices/<practice>.html) with its measures, trends and worklist counts;
 - the trend: `cohort_counts` on every month end the models evaluated (stg_as_of_dates);
@@ -81,6 +83,7 @@ class ReportData:
     validation: dict = field(default_factory=dict)
     worklists: list[dict] = field(default_factory=list)
     measures: list[MeasureData] = field(default_factory=list)
+    treatment: list[dict] = field(default_factory=list)  # treatment_response_summary, every practice and the whole
     banner: dict | None = None                   # {"headline", "detail"}: an empty night says so
     catalogue: str | None = None                 # relative link to dbt's catalogue, when the publication has one
     practice_pages: list[tuple[str, str]] = field(default_factory=list)  # (practice, relative link)
@@ -140,6 +143,12 @@ def read_trend(con: duckdb.DuckDBPyConnection) -> list[charts.TrendPoint]:
         counts.setdefault(as_of, {})[metric] = int(patients)
     return [charts.TrendPoint(as_of, *(counts[as_of].get(metric, 0) for metric in TREND_METRICS))
             for as_of in sorted(counts)]
+
+
+def read_treatment_response(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """The rows of treatment_response_summary (the whole population first, windows in time), as the model
+    computed them: counts, shares and their Wilson intervals."""
+    return _rows(con, "select * from treatment_response_summary")
 
 
 def read_run(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
@@ -336,6 +345,7 @@ def gather(con: duckdb.DuckDBPyConnection, publication: Path, run_id: str) -> Re
         not_counted=quality["not_counted"],
         validation=validation_results(publication, run),
         measures=read_measures(con),
+        treatment=read_treatment_response(con),
         banner=empty_night_banner(metrics, quality["this_run"], last_data_received(con)),
         catalogue=catalogue_link(publication),
     )

@@ -249,6 +249,58 @@ class View:
         population = {r.as_of: r for r in m.trend.get(None, [])}
         return [(r, population.get(r.as_of)) for r in m.trend.get(practice, [])]
 
+    # --- does treatment work? (treatment_response_summary) ---
+
+    RESPONSE_WINDOWS = {"1m": "1 month", "3-6m": "3-6 months", "12m": "12 months"}
+    ROUTE_LABELS = {"all": "All routes", "intramuscular": "Intramuscular", "oral": "Oral", "unknown": "Route unknown"}
+
+    def treatment_rows(self, practice: str | None = None) -> list[dict]:
+        """The summary's rows of one practice (None: the whole population), windows in time, all routes first."""
+        return [row for row in self.data.treatment if row["practice"] == practice]
+
+    def response_window_label(self, window: str) -> str:
+        start, end = (self.settings[f"response_{window.replace('-', '_')}_{edge}_days"] for edge in ("start", "end"))
+        return f"{self.RESPONSE_WINDOWS.get(window, window)} (days {start}-{end})"
+
+    @property
+    def oral_reference(self) -> float | None:
+        return next((row["reference_not_deficient_share"] for row in self.treatment_rows()
+                     if row["reference_not_deficient_share"] is not None), None)
+
+    @property
+    def treatment_chart(self) -> Markup:
+        rows = [row for row in self.treatment_rows() if row["route_class"] != "all"]
+        windows = list(dict.fromkeys(row["window"] for row in self.treatment_rows()))
+
+        def shares(prefix: str, count: str) -> list[charts.ResponseShare]:
+            return [charts.ResponseShare(row["window"], row["route_class"], row[f"{prefix}_share"],
+                                         row[f"{prefix}_lower_95"], row[f"{prefix}_upper_95"], row[count],
+                                         row["with_result"]) for row in rows]
+        not_deficient = "No longer deficient"
+        target = f"At target (> {number(self.settings['b12_target_above_pmol_l'])} pmol/L)"
+        reference = self.oral_reference
+        marker = None if reference is None else (
+            not_deficient, "1m", reference, f"seed: {reference * 100:.1f} % (oral, 1 month)")
+        return Markup(charts.treatment_response_chart(
+            "treatment-response", windows,
+            [(not_deficient, shares("not_deficient", "not_deficient")), (target, shares("at_target", "at_target"))],
+            marker))
+
+    def treatment_text(self) -> str:
+        parts = []
+        for row in self.treatment_rows():
+            if row["route_class"] == "all" and row["with_result"]:
+                parts.append(f"{self.RESPONSE_WINDOWS.get(row['window'], row['window'])}: "
+                             f"{row['not_deficient']:,} of {row['with_result']:,} no longer deficient, "
+                             f"{row['at_target']:,} at target")
+        summary = "; ".join(parts) + "." if parts else "No treated patient has a B12 result in a follow-up window yet."
+        reference = self.oral_reference
+        seed = (f" The star is the seed's figure: {reference * 100:.1f} % no longer deficient after 1 month of oral "
+                "B12 (a published study, drawn for comparison).") if reference is not None else ""
+        return (f"Share no longer deficient and share at target among the patients with a B12 result in each window, "
+                f"one line per route class, with Wilson 95 % intervals (n: patients with a result). All routes: "
+                f"{summary}{seed}")
+
     @property
     def threshold_rows(self) -> list[dict]:
         s = self.settings

@@ -28,7 +28,9 @@ DEFAULT_RULES_PATH = RULES_DIR / "b12_rules.yaml"
 #   days         a window length in days: an integer >= 0, stored as INTEGER
 #   offset_days  a signed day offset relative to an event: an integer, stored as INTEGER
 #   switch       turns a rule on or off: true or false, stored as BOOLEAN
-SQL_TYPES = {"threshold": "DOUBLE", "days": "INTEGER", "offset_days": "INTEGER", "switch": "BOOLEAN"}
+#   share        a proportion from 0 to 1 (a published figure the report compares with), stored as DOUBLE
+SQL_TYPES = {"threshold": "DOUBLE", "days": "INTEGER", "offset_days": "INTEGER", "switch": "BOOLEAN",
+             "share": "DOUBLE"}
 
 SETTING_KINDS: Mapping[str, str] = MappingProxyType(
     {
@@ -84,6 +86,14 @@ SETTING_KINDS: Mapping[str, str] = MappingProxyType(
         "egfr_renal_impairment_below": "threshold",
         "egfr_mma_window_days": "days",
         "flag_b12_injections_without_deficiency_enabled": "switch",
+        "response_baseline_before_days": "days",
+        "response_1m_start_days": "days",
+        "response_1m_end_days": "days",
+        "response_3_6m_start_days": "days",
+        "response_3_6m_end_days": "days",
+        "response_12m_start_days": "days",
+        "response_12m_end_days": "days",
+        "response_oral_1m_reference_share": "share",
     }
 )
 
@@ -96,6 +106,9 @@ ORDERED_PAIRS: tuple[tuple[str, str], ...] = (
     ("mma_window_start_offset_days", "mma_window_end_offset_days"),
     ("pa_recheck_window_start_days", "pa_recheck_window_end_days"),
     ("blood_count_window_start_offset_days", "blood_count_window_end_offset_days"),
+    ("response_1m_start_days", "response_1m_end_days"),
+    ("response_3_6m_start_days", "response_3_6m_end_days"),
+    ("response_12m_start_days", "response_12m_end_days"),
 )
 
 # Code lists: value set -> the code systems it may use.
@@ -259,6 +272,10 @@ def _typed_value(name: str, value: Any, key: str, fail) -> bool | int | float:
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise fail(key, f"wrong type: expected a number, got {type(value).__name__}")
+    if kind == "share":
+        if not 0 <= value <= 1:  # also refuses NaN
+            raise fail(key, f"impossible value {value}: a share is from 0 to 1")
+        return float(value)
     if kind == "threshold":
         if not value > 0:  # also refuses NaN
             raise fail(key, f"impossible value {value}: a threshold must be above zero")

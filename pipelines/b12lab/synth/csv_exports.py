@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 LAB_COLUMNS = ("patient_id", "accession", "loinc", "local_code", "test_name", "result_value", "unit",
                "reference_range", "abnormal_flag", "status", "collected_at", "resulted_at", "performing_lab")
-PATIENT_COLUMNS = ("patient_id", "birth_date", "sex", "practice")
+PATIENT_COLUMNS = ("patient_id", "birth_date", "sex", "practice", "death_date")
 DIAGNOSIS_COLUMNS = ("patient_id", "code_system", "code", "recorded_at")
 MEDICATION_COLUMNS = ("patient_id", "drug", "atc_code", "route", "dose", "start_date", "end_date")
 
@@ -91,6 +91,8 @@ SHARE_PA_DIAGNOSED_BEFORE = 0.45  # PA diagnosed and treated before the export w
 SHARE_OTHER_DEFICIENCY = 0.02    # diet, metformin, malabsorption: deficient, not PA
 SHARE_SUPPLEMENTED = 0.04        # on oral B12 without a deficiency episode in the window
 SHARE_MACROCYTOSIS = 0.015       # MCV > 100 from other causes (alcohol, liver, drugs), never tested for B12
+SHARE_DIED = 0.03                # registry patients who died during the window, after their last record
+DEATH_STREAM = 1                 # deaths draw from their own stream: every other file stays as the seed made it
 PA_UNTREATED_B12_PMOL_L = (110.0, 0.35)        # geometric mean and sd(log) of untreated PA
 OTHER_DEFICIENCY_B12_PMOL_L = (140.0, 0.22)    # straddles the 150 cut-off, so many land in the borderline band
 IM_TREATED_B12_PMOL_L = (620.0, 0.45)          # on hydroxocobalamin 1 mg IM; ~9% stay below the 300 target
@@ -1255,15 +1257,40 @@ def write_table(path: Path, header: tuple[str, ...], rows: dict[str, np.ndarray]
     return n
 
 
-def patient_registry(cohort: dict) -> dict[str, np.ndarray]:
+def death_days(seed: int, cohort: dict, last_record_day: np.ndarray, window: Window) -> np.ndarray:
+    """A death day for SHARE_DIED of the registry's patients whose last record (lab, diagnosis or medication
+    start) is at least 30 days before the window's end: some day after that record, never after the window;
+    NEVER for everybody else. From a stream of its own, so deaths change no other file of a seed."""
+    rng = np.random.default_rng([seed, DEATH_STREAM])
+    n = len(cohort["in_registry"])
+    death = np.full(n, NEVER, dtype=np.int64)
+    eligible = np.nonzero(cohort["in_registry"] & (last_record_day <= window.end - 30))[0]
+    died = eligible[rng.random(len(eligible)) < SHARE_DIED]
+    death[died] = uniform_int(rng, last_record_day[died] + 1, window.end, len(died))
+    return death
+
+
+def last_record_days(n: int, window: Window, *tables: dict[str, np.ndarray]) -> np.ndarray:
+    """Each patient's last day with a record in `tables` (rows with "patient" and "day") up to the window's end;
+    the window's start for a patient without one."""
+    last = np.full(n, window.start, dtype=np.int64)
+    for rows in tables:
+        inside = rows["day"] <= window.end
+        np.maximum.at(last, rows["patient"][inside], rows["day"][inside])
+    return last
+
+
+def patient_registry(cohort: dict, death: np.ndarray) -> dict[str, np.ndarray]:
     patient = np.nonzero(cohort["in_registry"])[0]
     return {"patient": patient, "birth": cohort["birth"][patient], "sex": cohort["sex"][patient],
-            "practice": cohort["practice"][patient]}
+            "practice": cohort["practice"][patient], "death": death[patient]}
 
 
 def patient_columns(rows: dict[str, np.ndarray]) -> list[pa.Array]:
+    died = rows["death"] < NEVER
+    deaths = pc.if_else(pa.array(died), iso_dates(np.where(died, rows["death"], rows["birth"])), pa.scalar(""))
     return [patient_ids(rows["patient"]), iso_dates(rows["birth"]), lookup(("M", "F"), rows["sex"]),
-            lookup(PRACTICES, rows["practice"])]
+            lookup(PRACTICES, rows["practice"]), deaths]
 
 
 def value_set_table(code_sets: tuple) -> tuple[list[tuple[str, ...]], dict[tuple, np.ndarray]]:
@@ -1419,11 +1446,14 @@ def synthesize(patients: int, out: Path, seed: int = 42, start: date = date(2021
     diagnoses = make_diagnoses(rng, cohort, window)
     medications = make_medications(rng, cohort, window)
 
+    lab_days = {"patient": rows["patient"], "day": rows["collected"] // SECONDS_PER_DAY}
+    death = death_days(seed, cohort, last_record_days(len(cohort["in_registry"]), window, lab_days, diagnoses,
+                                                      medications), window)
     row_counts = {}
     for site_index, site in enumerate(SITES):
         row_counts[site.file_name] = write_lab_file(out / site.file_name, site_index, rows, formats)
     del rows
-    row_counts["patients.csv"] = write_table(out / "patients.csv", PATIENT_COLUMNS, patient_registry(cohort),
+    row_counts["patients.csv"] = write_table(out / "patients.csv", PATIENT_COLUMNS, patient_registry(cohort, death),
                                              patient_columns)
     row_counts["diagnoses.csv"] = write_table(out / "diagnoses.csv", DIAGNOSIS_COLUMNS, diagnoses,
                                               diagnosis_columns)

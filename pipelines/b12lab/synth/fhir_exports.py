@@ -112,6 +112,8 @@ def patient(row: dict) -> dict:
         resource["birthDate"] = row["birth_date"]
     if row["practice"].strip():
         resource["generalPractitioner"] = [{"display": row["practice"]}]
+    if row.get("death_date", "").strip():
+        resource["deceasedDateTime"] = row["death_date"]
     return resource
 
 
@@ -150,7 +152,8 @@ _KINDS = {
     "labs": (("patient_id", "accession", "loinc", "local_code", "test_name", "result_value", "unit",
               "reference_range", "abnormal_flag", "status", "collected_at", "resulted_at", "performing_lab"),
              "Observation", lambda rid, row: observation(rid, row)),
-    "patients": (("patient_id", "birth_date", "sex", "practice"), "Patient", lambda rid, row: patient(row)),
+    "patients": (("patient_id", "birth_date", "sex", "practice", "death_date"), "Patient",
+                 lambda rid, row: patient(row)),
     "diagnoses": (("patient_id", "code_system", "code", "recorded_at"), "Condition", condition),
     "medications": (("patient_id", "drug", "atc_code", "route", "dose", "start_date", "end_date"),
                     "MedicationStatement", medication_statement),

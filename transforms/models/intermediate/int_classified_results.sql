@@ -164,6 +164,8 @@ final as (
         categorised.value_si,
         categorised.unit_si,
         categorised.comparator,
+        categorised.value_raw,
+        categorised.unit_raw,
         categorised.value_reported,
         categorised.unit_reported,
         categorised.value_text,

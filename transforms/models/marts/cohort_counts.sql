@@ -6,7 +6,8 @@
 -- not_tested on the date), deficient, borderline (status_codes.cohort), borderline_needs_mma, borderline_mma_normal,
 -- under_monitored and under_monitored.<reason>, and the terms of the report's measures (seed measures): tested
 -- (status other than not_tested: a b12 or holotc result in the lookback), pa (PA known on the date),
--- deficient_without_pa and deficient_untreated (int_deficient_treatment). The run's as_of also has the counts
+-- deficient_without_pa, deficient_untreated (int_deficient_treatment), treated_3_6m_with_result and
+-- treated_3_6m_at_target (int_treatment_response: 3-6 month windows with a b12 result, and those at target). The run's as_of also has the counts
 -- only its marts hold: deficient_neuro, flagged (any flag) and flag.<flag>. A practice is the patient's
 -- practice trimmed, "(no practice)" when there is none; every metric of a date has a row for the whole
 -- population (a date before any patient was known included) and for every practice with a patient on that
@@ -84,6 +85,21 @@ every_date_members as (
         on patients_on_date.as_of = int_deficient_treatment.as_of
         and patients_on_date.patient_id = int_deficient_treatment.patient_id
     where int_deficient_treatment.treatment = 'untreated'
+    -- treated_at_target_3_6m: the 3-6 month windows of int_treatment_response with a b12 result, and those at target
+    union all
+    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'treated_3_6m_with_result'
+    from {{ ref('int_treatment_response') }} as int_treatment_response
+    inner join patients_on_date
+        on patients_on_date.as_of = int_treatment_response.as_of
+        and patients_on_date.patient_id = int_treatment_response.patient_id
+    where int_treatment_response.window = '3-6m' and int_treatment_response.result_date is not null
+    union all
+    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'treated_3_6m_at_target'
+    from {{ ref('int_treatment_response') }} as int_treatment_response
+    inner join patients_on_date
+        on patients_on_date.as_of = int_treatment_response.as_of
+        and patients_on_date.patient_id = int_treatment_response.patient_id
+    where int_treatment_response.window = '3-6m' and int_treatment_response.at_target
 ),
 
 run_date_members as (
@@ -124,6 +140,8 @@ metrics as (
         union all select 'pa', true
         union all select 'deficient_without_pa', true
         union all select 'deficient_untreated', true
+        union all select 'treated_3_6m_with_result', true
+        union all select 'treated_3_6m_at_target', true
         union all select 'deficient_neuro', false
         union all select 'flagged', false
     )
