@@ -22,7 +22,7 @@ from b12lab.common.layout import OutputLayout, PublicationLayout
 from b12lab.flows.nightly import run_pipeline
 from b12lab.lake.runs import RunRecord
 from b12lab.publish import dbt_build, publication
-from b12lab.publish.incremental import BuildStart
+from b12lab.publish.incremental import BuildStart, evaluates_the_same_month_ends
 from b12lab.rules.rules_file import load_rules
 from b12lab.synth.csv_exports import synthesize
 
@@ -138,3 +138,17 @@ def test_every_night_publishes_what_a_full_rebuild_publishes(tmp_path, monkeypat
         rebuilt = marts(full_build(layout, tmp_path / f"full{night}", as_of))
         for table in sorted(set(live) - NIGHT_TABLES):
             assert live[table] == rebuilt[table], f"night {night} ({as_of}): {table} differs from a full rebuild"
+
+
+@pytest.mark.parametrize("previous, as_of, same", [
+    (date(2025, 6, 29), date(2025, 6, 30), True),    # the same month
+    (date(2025, 6, 30), date(2025, 7, 1), True),     # the night after a month end: its night evaluated it
+    (date(2025, 6, 30), date(2025, 7, 31), True),
+    (date(2025, 6, 29), date(2025, 7, 1), False),    # 30 June passed without a night on it
+    (date(2025, 6, 30), date(2025, 8, 1), False),    # 31 July never evaluated
+    (date(2024, 12, 31), date(2025, 1, 1), True),    # across a year end
+    (date(2024, 2, 28), date(2024, 3, 1), False),    # a leap year's 29 February is the month end
+    (date(2024, 2, 29), date(2024, 3, 1), True),
+])
+def test_a_night_is_incremental_only_when_every_month_end_of_the_trend_was_evaluated(previous, as_of, same):
+    assert evaluates_the_same_month_ends(previous, as_of) is same

@@ -14,6 +14,7 @@
 -- window: the result columns are null. A patient deceased on D (int_patient_status.deceased) has no row.
 -- treatment_response is this model on the run's as_of; cohort_counts counts the 3-6m rows on every date, for
 -- the measure treated_at_target_3_6m and its trend.
+{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
 with
 
 settings as (
@@ -41,8 +42,8 @@ living_treated as (
         int_patient_b12_treatment.treatment_start,
         int_patient_status.practice,
         int_patient_status.has_pa
-    from {{ ref('int_patient_b12_treatment') }} as int_patient_b12_treatment
-    inner join {{ ref('int_patient_status') }} as int_patient_status
+    from {{ rebuilt_patients_only(ref('int_patient_b12_treatment')) }} as int_patient_b12_treatment
+    inner join {{ rebuilt_patients_only(ref('int_patient_status')) }} as int_patient_status
         on int_patient_status.as_of = int_patient_b12_treatment.as_of
        and int_patient_status.patient_id = int_patient_b12_treatment.patient_id
     where int_patient_status.deceased is not true
@@ -66,7 +67,7 @@ baseline_ranked as (
                 int_classified_results.source_row
         ) as recency
     from living_treated
-    inner join {{ ref('int_classified_results') }} as int_classified_results
+    inner join {{ rebuilt_patients_only(ref('int_classified_results')) }} as int_classified_results
         on int_classified_results.patient_id = living_treated.patient_id
        and living_treated.as_of between int_classified_results.counted_from and int_classified_results.counted_through
     cross join settings
@@ -97,7 +98,7 @@ first_records as (
             else 'unknown'
         end as route_class
     from living_treated
-    inner join {{ ref('stg_medications') }} as stg_medications
+    inner join {{ rebuilt_patients_only(ref('stg_medications')) }} as stg_medications
         on stg_medications.patient_id = living_treated.patient_id
        and stg_medications.start_date = living_treated.treatment_start
     where stg_medications.is_b12_drug
@@ -152,7 +153,7 @@ window_results as (
                 int_classified_results.source_row
         ) as arrival
     from begun_windows
-    inner join {{ ref('int_classified_results') }} as int_classified_results
+    inner join {{ rebuilt_patients_only(ref('int_classified_results')) }} as int_classified_results
         on int_classified_results.patient_id = begun_windows.patient_id
        and int_classified_results.analyte = 'b12'
        and begun_windows.as_of between int_classified_results.counted_from and int_classified_results.counted_through
