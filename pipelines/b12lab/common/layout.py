@@ -110,6 +110,12 @@ class OutputLayout:
         return self.root / "logs"
 
     @property
+    def chart_cache(self) -> Path:
+        """The report's charts as last drawn (b12lab/report/chart_cache.py): a chart whose numbers did not
+        change is copied, not drawn again."""
+        return self.root / ".cache" / "charts"
+
+    @property
     def scratch(self) -> Path:
         """Decompressed exports and DuckDB's spill files: patient data that belongs to the running run only."""
         return self.root / ".tmp"

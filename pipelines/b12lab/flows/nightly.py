@@ -31,7 +31,7 @@ from b12lab.lake.lake import Lake, LakeDamaged
 from b12lab.lake.locking import RunLock, run_lock
 from b12lab.lake.runs import RunRecord
 from b12lab.publish import publication as publish
-from b12lab.publish.incremental import choose_start
+from b12lab.publish.incremental import choose_start, models_to_build
 from b12lab.quality.validation import CriticalExpectationFailed, ValidationReport, validate_lake_files
 from b12lab.report import page as report
 from b12lab.rules.rules_file import Rules
@@ -255,14 +255,17 @@ def prepare_warehouse(layout: OutputLayout, publication: PublicationLayout, rule
 @task
 def build_models(layout: OutputLayout, warehouse: Path, as_of: date) -> None:
     """`dbt build`: seeds, models and their data tests, each result a line of this run's log; a failed model
-    or error-severity test stops the run before the switch."""
+    or error-severity test stops the run before the switch. A night with no patient to rebuild on the live
+    publication's date builds only the models of the night's accounting (the rest is already in the copy)."""
     logger = get_run_logger()  # dbt reports from its own threads, where print is not this run's log
+    select = models_to_build(warehouse, as_of)
     # A line per seed, model and test (about 200): the log file and the UI keep them, the terminal the summary.
-    result = transforms.build(warehouse, layout.dbt_work, as_of,
+    result = transforms.build(warehouse, layout.dbt_work, as_of, select=select,
                               log=lambda line: logger.info(line, extra=NOT_ON_TERMINAL))
     for warning in result.warnings:
         logger.warning(f"dbt test warning: {warning}")
-    print(f"models built: {len(result.built)} models and seeds, {result.tests_passed} data tests passed")
+    scope = " (no patient to rebuild: the models of the night's accounting only)" if select else ""
+    print(f"models built: {len(result.built)} models and seeds, {result.tests_passed} data tests passed{scope}")
 
 
 @task
@@ -277,9 +280,9 @@ def write_catalogue(layout: OutputLayout, publication: PublicationLayout) -> Pat
 
 
 @task
-def write_report(publication: PublicationLayout, run_id: str, live: bool) -> Path:
+def write_report(layout: OutputLayout, publication: PublicationLayout, run_id: str, live: bool) -> Path:
     """The report and worklists, into the publication before it is switched in: part of what it publishes."""
-    return report.build_report(publication.root, run_id, live=live)
+    return report.build_report(publication.root, run_id, live=live, chart_folder=layout.chart_cache)
 
 
 @task
@@ -465,7 +468,7 @@ def _publish(layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary
     summary.warehouse = finish_warehouse(layout, publication, rules, summary.run_id)
     write_catalogue(layout, publication)
     publish.write_summary(layout, publication, summary.to_json(), latest=False)
-    write_report(publication, summary.run_id, live)
+    write_report(layout, publication, summary.run_id, live)
     summary.finished_at = datetime.now()  # the switch is the run's last step: what follows is bookkeeping
     publish.stamp_finished(layout, publication, summary.run_id, summary.finished_at)
     switched_in = switch_in(layout, publication, summary.kind, summary.as_of)

@@ -151,8 +151,34 @@ def _record_lake_files(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         con.executemany(f"insert into {LAKE_FILES} values (?, ?)", rows)
 
 
+# What a night with no patient to rebuild on the same as-of date still builds: the models that read the lake's
+# accounting (the night's files, outcomes and runs), not its patients' records. Every other model's rows are
+# those of the copied warehouse, already tested.
+ACCOUNTING_SOURCES = ("quarantine", "unmapped_codes", "unreadable_fields", "ingested_files", "ingest_outcomes",
+                      "runs", "run_metrics")
+
+
+def models_to_build(warehouse: Path, as_of: date) -> list[str] | None:
+    """dbt's node selection for tonight's build: None (every model) unless the warehouse is a copy of one built
+    as of the same date and no patient is to be rebuilt; then only the models downstream of the accounting."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        try:
+            [(previous_as_of, rebuild)] = con.execute(
+                f"select (select max(as_of) from {BUILD_STATE}), (select count(*) from {REBUILD_PATIENTS})").fetchall()
+        except duckdb.Error:
+            return None
+    if previous_as_of != as_of or rebuild:
+        return None
+    return [f"source:lake.{table}+" for table in ACCOUNTING_SOURCES]
+
+
 def record_build_state(con: duckdb.DuckDBPyConnection, rules: Rules) -> None:
-    """After the models are built, before the working models are dropped: what the next night starts from."""
+    """After the models are built, before the working models are dropped: what the next night starts from.
+    A build of the accounting's models only (models_to_build) leaves the state as it was."""
+    built_dates = con.execute("select count(*) from duckdb_tables() where schema_name = 'main' "
+                              "and table_name = 'stg_as_of_dates'").fetchall()[0][0]
+    if not built_dates:
+        return
     con.execute(f"delete from {BUILD_STATE}")
     con.execute(f"insert into {BUILD_STATE} select max(as_of), list(as_of order by as_of), $fingerprint "
                 "from main.stg_as_of_dates", {"fingerprint": fingerprint(rules)})

@@ -23,6 +23,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
+from b12lab.report.chart_cache import cached  # noqa: E402
+
 # One colour per cohort, the same in every chart and in the page's CSS.
 COLOURS = {
     "deficient": "#b2182b",
@@ -117,6 +119,7 @@ def _integer_axis(axis) -> None:
     axis.set_major_formatter(FuncFormatter(lambda value, _: f"{int(value):,}"))
 
 
+@cached
 def practice_chart(rows: list[PracticeBars], max_practices: int = 30) -> str:
     """Grouped horizontal bars: patients in each cohort per practice (largest gap first)."""
     shown = sorted(rows, key=lambda r: (-(r.deficient + r.borderline + r.under_monitored + r.flagged), r.practice))
@@ -155,6 +158,7 @@ def practice_chart(rows: list[PracticeBars], max_practices: int = 30) -> str:
         return _svg(fig, "practices", title)
 
 
+@cached
 def trend_chart(points: list[TrendPoint]) -> str:
     """Lines: deficient, borderline and under-monitored patients as of each month end."""
     with matplotlib.rc_context(_STYLE):
@@ -186,6 +190,7 @@ def _number(value: float) -> str:
     return f"{value:,.10g}"
 
 
+@cached
 def b12_histogram(values_pmol_l, thresholds: B12Thresholds) -> str:
     """Histogram of counted B12 results in pmol/L (a sequence or float array) on a log axis, with the rules'
     thresholds drawn."""
@@ -402,6 +407,7 @@ def funnel_figure(title: str, points: list[FunnelPoint], curve: list[FunnelCurve
         return fig, shown
 
 
+@cached
 def funnel_chart(name: str, title: str, points: list[FunnelPoint], curve: list[FunnelCurve],
                  overall_rate: float | None) -> str:
     """A funnel plot (Spiegelhalter 2005): each practice's rate against its denominator, the overall rate, and
@@ -417,6 +423,7 @@ def funnel_chart(name: str, title: str, points: list[FunnelPoint], curve: list[F
     return svg
 
 
+@cached
 def rate_trend_chart(name: str, title: str, points: list[RatePoint]) -> str:
     """The monthly trend of a measure for all practices: its rate as a line (left axis) and its denominator as
     bars (right axis)."""
@@ -455,6 +462,7 @@ def rate_trend_chart(name: str, title: str, points: list[RatePoint]) -> str:
         return _svg(fig, name, title)
 
 
+@cached
 def practice_trends_chart(name: str, title: str, panels: list[tuple[str, list[RatePoint], list[RatePoint]]],
                           practice: str) -> str:
     """Small multiples, one panel per measure: the practice's monthly rate (line) against all practices'
@@ -518,6 +526,7 @@ class ResponseShare:
     of: int
 
 
+@cached
 def treatment_response_chart(name: str, windows: list[str], panels: list[tuple[str, list[ResponseShare]]],
                              reference: tuple[str, str, float, str] | None) -> str:
     """Small multiples, one panel per share (no longer deficient, at target): the share of each follow-up

@@ -42,6 +42,7 @@ from b12lab.common.layout import CATALOGUE_NAME, REPORT_NAME, SUMMARY_NAME, WARE
 from b12lab.common.unmapped import mapping_line
 from b12lab.common.file_names import reported_name
 from b12lab.report import charts
+from b12lab.report.chart_cache import chart_cache
 from b12lab.report.measures import MeasureData, last_data_received, read_measures
 from b12lab.report.template import long_date, render_page, render_practice_page
 from b12lab.report.worklists import NO_PRACTICE_LABEL, Worklist, write_worklists
@@ -411,12 +412,12 @@ def write_page(report_dir: Path, html: str) -> Path:
     return target
 
 
-def build_report(publication: Path, run_id: str, live: bool = True) -> Path:
+def build_report(publication: Path, run_id: str, live: bool = True, chart_folder: Path | None = None) -> Path:
     """Write the report and worklists of run `run_id` into publication/report/, from the publication's
     warehouse (before it is switched in: a report that cannot be built stops the publication); return the page.
 
     A live (nightly) run compares itself with the previous live one; a reproduction for an earlier date is
-    compared with nothing.
+    compared with nothing. `chart_folder`: where the charts drawn before are kept (report/chart_cache.py).
     """
     started = time.perf_counter()
     generated_at = datetime.now().astimezone()
@@ -434,8 +435,9 @@ def build_report(publication: Path, run_id: str, live: bool = True) -> Path:
     slugs = {worklist.practice: worklist.path.stem for worklist in worklists}
     data.practice_pages = [(row["practice"], f"{PRACTICES_DIR_NAME}/{slugs[row['practice']]}.html")
                            for row in data.by_practice if row["practice"] in slugs]
-    write_practice_pages(report_dir, data, slugs, run_tag=run_id)
-    page = write_page(report_dir, render_page(data))
+    with chart_cache(chart_folder):
+        write_practice_pages(report_dir, data, slugs, run_tag=run_id)
+        page = write_page(report_dir, render_page(data))
     # the page's own timestamp, so that the log and the page name the same moment
     print(f"report generated at {generated_at.isoformat(timespec='seconds')} "
           f"(built in {time.perf_counter() - started:.1f} s)")
