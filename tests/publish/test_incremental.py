@@ -91,7 +91,7 @@ NIGHT_TABLES = {"data_quality"}
 
 
 @pytest.mark.slow
-def test_every_night_publishes_what_a_full_rebuild_publishes(tmp_path, monkeypatch):
+def test_every_night_publishes_what_a_full_rebuild_publishes(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("B12LAB_MAX_QUARANTINE_SHARE", "1")
     exports = Exports(tmp_path / "site")
     drop = tmp_path / "drop"
@@ -109,6 +109,7 @@ def test_every_night_publishes_what_a_full_rebuild_publishes(tmp_path, monkeypat
         (date(2025, 6, 30), lambda r, lab: "2025-06-01" <= collected(r) <= "2025-06-30" and lab not in late
          and r["status"] != "C", None),
         (date(2025, 7, 1), None, None),  # no new file, and a month end passed
+        (date(2025, 7, 1), None, None),  # again: nothing to rebuild, only the night's accounting is built
         (date(2025, 7, 2), lambda r, lab: ("2025-06-01" <= collected(r) <= "2025-06-30" and lab in late
                                            and r["status"] != "C")
          or (r["status"] == "C" and collected(r) <= "2025-07-01"), "registry"),
@@ -130,8 +131,12 @@ def test_every_night_publishes_what_a_full_rebuild_publishes(tmp_path, monkeypat
             for row in changed:
                 row["death_date"] = deaths.get(row["patient_id"], "")
             write_rows(drop / f"patients_night{night}.csv", header, changed)
+        capsys.readouterr()  # what the comparison build of the night before said
         summary = run_pipeline(drop, output, as_of=as_of)
         assert summary.status == "published"
+        said = capsys.readouterr().out
+        assert ("models: a full build" in said) == (night == 1)
+        assert ("no patient to rebuild" in said) == (night == 4)
         if night == 1:
             continue  # the first night is a full build itself
         live = marts(layout.live.warehouse)
