@@ -21,9 +21,10 @@ def test_workers_make_a_local_cluster_of_single_threaded_processes():
 
     runner = task_runner(Placement(workers=3))
     assert isinstance(runner, DaskTaskRunner) and runner.address is None
-    assert runner.cluster_class == "distributed.LocalCluster"
+    assert runner.cluster_class == "b12lab.flows.cluster.local_cluster"  # distributed.LocalCluster
     assert runner.cluster_kwargs == {"n_workers": 3, "processes": True, "threads_per_worker": 1,
-                                     "scheduler_port": 0, "dashboard_address": ":0"}
+                                     "scheduler_port": 0, "dashboard_address": ":0",
+                                     "preload": ["b12lab.flows.cluster"]}
     assert task_runner(Placement(address="tcp://10.0.0.5:8786")).address == "tcp://10.0.0.5:8786"
 
 
@@ -93,8 +94,37 @@ def test_a_local_cluster_publishes_the_same_tables_as_a_run_in_process(published
     assert "ingest and validation run on a local Dask cluster of 2 worker processes" in result.stdout
     assert result.stderr == ""
     # The cluster starts at the first task submitted to it: the ingest tasks went to its workers.
-    assert "Creating a new Dask cluster with `distributed.deploy.local.LocalCluster`" in result.stdout
+    assert "Creating a new Dask cluster with `b12lab.flows.cluster.local_cluster`" in result.stdout
     # The accounts in discovery order, as in process.
     assert file_lines(result.stdout) == file_lines(published_sample_night.result.stdout)
     assert len(file_lines(result.stdout)) == 6
     assert compare(published_sample_night.output, output) == 0
+
+
+@pytest.mark.process
+def test_ctrl_c_stops_a_run_on_a_local_cluster_with_one_line(tmp_path):
+    """A Ctrl-C at the terminal reaches the whole process group, the cluster's workers too: the command stops
+    the run and the cluster and says so in one line; no worker prints a traceback of its own."""
+    import os
+    import signal
+    import time
+
+    from tests.helpers.processes import SAMPLE, start_b12lab
+
+    run = start_b12lab("run", "--input", SAMPLE, "--output", tmp_path / "out", "--as-of", SAMPLE_AS_OF,
+                       "--workers", "2")
+    try:
+        for line in run.stdout:
+            if "The Dask dashboard is available" in line:  # the cluster is up: its workers are ingesting
+                break
+        time.sleep(3)
+        os.killpg(run.pid, signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+    assert run.returncode == 130
+    assert stderr.splitlines() == ["b12lab: interrupted (SIGINT): nothing half-done was published; the next run "
+                                   "carries on"]
+    assert "Traceback" not in stdout and not (tmp_path / "out" / "current").exists()

@@ -26,6 +26,9 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 # terminal output; their warnings and errors still show. An environment variable, so the processes Dask and
 # `serve` start read it too.
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+# A Dask worker stopped in the middle of a task (a Ctrl-C) leaves a semaphore that multiprocessing's resource
+# tracker frees as the command exits, with a warning on standard error below the command's one line.
+os.environ.setdefault("PYTHONWARNINGS", "ignore:resource_tracker:UserWarning")
 # Prefect's logging as the command line wants it: progress on stdout, no traceback (b12lab/cli/logging.yml).
 os.environ.setdefault("PREFECT_LOGGING_SETTINGS_PATH", str(Path(__file__).with_name("logging.yml")))
 

@@ -11,10 +11,18 @@ does not pay for the import.
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
+import logging
+import os
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Any
 
+# A local worker's own log lines, as the command's (b12lab/cli/logging.yml) but naming the worker process.
+WORKER_LOG_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s (worker %(process)d) - %(message)s"
 # How long the command waits for an existing cluster's scheduler to answer before saying it cannot connect.
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -61,9 +69,61 @@ def task_runner(placement: Placement) -> Any:
 
     if placement.address:
         return DaskTaskRunner(address=placement.address)
-    return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+    return DaskTaskRunner(cluster_class=f"{__name__}.local_cluster",
                           cluster_kwargs={"n_workers": placement.workers, "processes": True,
-                                          "threads_per_worker": 1, "scheduler_port": 0, "dashboard_address": ":0"})
+                                          "threads_per_worker": 1, "scheduler_port": 0, "dashboard_address": ":0",
+                                          "preload": [__name__]})  # dask_setup, below
+
+
+def local_cluster(**cluster_kwargs: Any) -> Any:
+    """`distributed.LocalCluster(**cluster_kwargs)`, with Dask's exit handler for clusters left open made quiet.
+
+    After a Ctrl-C the task runner's close of the cluster can fail (a worker stopped in the middle of a task is
+    restarted as the cluster closes) and Dask's exit handler, closing it again, prints its traceback below the
+    command's one line. The run has ended and said how; ours closes what is left and says nothing."""
+    from distributed import LocalCluster
+    from distributed.deploy import spec
+
+    atexit.unregister(spec.close_clusters)
+    atexit.unregister(_close_clusters_quietly)
+    atexit.register(_close_clusters_quietly)
+    # The workers start with SIGINT ignored, a disposition a new process inherits: a Ctrl-C while they import
+    # would stop one half-started, with a traceback, before dask_setup (below) takes it out of the terminal's
+    # process group. For those seconds the command ignores it too (press again once the cluster is up).
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
+    try:
+        return LocalCluster(**cluster_kwargs)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _close_clusters_quietly() -> None:
+    from distributed.deploy.spec import SpecCluster
+
+    for cluster in list(SpecCluster._instances):
+        with contextlib.suppress(Exception):
+            cluster.close(timeout=10)
+
+
+def dask_setup(worker: Any) -> None:
+    """Run by each worker of a local cluster as it starts (Dask's `preload` of this module); the workers share
+    the command's terminal and process group.
+
+    A Ctrl-C there reaches them too: it is the command's to handle (it stops the run and the cluster with one
+    line), and a worker that took it would print a traceback of its own. Dask's own lines of a worker (a task
+    cancelled, a scheduler gone, as the cluster stops) go to standard output in the run's format, without
+    their traceback, as the command's own lines do: standard error holds only the command's one line."""
+    from b12lab.flows.run_log import ConsoleFormatter
+
+    os.setpgid(0, 0)  # out of the terminal's process group: its Ctrl-C is for the command alone
+    loggers = [logging.getLogger(), *(logger for logger in logging.root.manager.loggerDict.values()
+                                      if isinstance(logger, logging.Logger))]
+    for handler in (handler for logger in loggers for handler in logger.handlers):
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+            handler.setStream(sys.stdout)
+            handler.setFormatter(ConsoleFormatter(WORKER_LOG_FORMAT, datefmt="%H:%M:%S"))
 
 
 def flow_for(flow: Any, placement: Placement) -> Any:
