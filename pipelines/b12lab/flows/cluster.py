@@ -78,9 +78,9 @@ def task_runner(placement: Placement) -> Any:
 def local_cluster(**cluster_kwargs: Any) -> Any:
     """`distributed.LocalCluster(**cluster_kwargs)`, with Dask's exit handler for clusters left open made quiet.
 
-    After a Ctrl-C the task runner's close of the cluster can fail (a worker stopped in the middle of a task is
-    restarted as the cluster closes) and Dask's exit handler, closing it again, prints its traceback below the
-    command's one line. The run has ended and said how; ours closes what is left and says nothing."""
+    After a Ctrl-C the task runner's close of the cluster can fail (a worker stopped by force in the middle of
+    a task) and Dask's exit handler, closing it again, prints its traceback below the command's one line. The
+    run has ended and said how; ours closes what is left and says nothing."""
     from distributed import LocalCluster
     from distributed.deploy import spec
 
@@ -108,13 +108,14 @@ def _close_clusters_quietly() -> None:
 
 
 def dask_setup(worker: Any) -> None:
-    """Run by each worker of a local cluster as it starts (Dask's `preload` of this module); the workers share
-    the command's terminal and process group.
+    """Run by each worker of a local cluster as it starts (Dask's `preload` of this module). The workers are
+    started in the command's terminal and process group.
 
-    A Ctrl-C there reaches them too: it is the command's to handle (it stops the run and the cluster with one
-    line), and a worker that took it would print a traceback of its own. Dask's own lines of a worker (a task
-    cancelled, a scheduler gone, as the cluster stops) go to standard output in the run's format, without
-    their traceback, as the command's own lines do: standard error holds only the command's one line."""
+    A Ctrl-C at the terminal is the command's to handle (it stops the run and the cluster with one line); a
+    worker that took it too would print a traceback of its own, so the worker leaves the process group. Dask's
+    own lines of a worker (a task cancelled, a scheduler gone, as the cluster stops) go to standard output in
+    the run's format, without their traceback, as the command's own lines do: standard error holds only the
+    command's one line."""
     from b12lab.flows.run_log import ConsoleFormatter
 
     os.setpgid(0, 0)  # out of the terminal's process group: its Ctrl-C is for the command alone
