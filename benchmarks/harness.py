@@ -249,6 +249,31 @@ def tree_rss(root: psutil.Process) -> int:
     return total
 
 
+def is_dask_worker(process: psutil.Process) -> bool:
+    """A worker of the local Dask cluster that `b12lab run --workers N` starts: its nannies start each worker
+    with multiprocessing's spawn, so the worker's command line is multiprocessing's `spawn_main`."""
+    try:
+        return any("spawn_main" in part for part in process.cmdline())
+    except psutil.Error:
+        return False
+
+
+def worker_rss(root: psutil.Process, known: dict[int, bool]) -> dict[int, int]:
+    """The resident set size of each Dask worker process under `root` (with its own descendants), by pid;
+    `known` caches which pids are workers (a command line is read once per process)."""
+    try:
+        processes = root.children(recursive=True)
+    except psutil.Error:
+        return {}
+    found = {}
+    for process in processes:
+        if process.pid not in known:
+            known[process.pid] = is_dask_worker(process)
+        if known[process.pid]:
+            found[process.pid] = tree_rss(process)
+    return found
+
+
 def _busy_cpu_seconds() -> float:
     """CPU seconds the whole machine has spent not idle since boot (all CPUs)."""
     times = psutil.cpu_times()
@@ -267,12 +292,16 @@ class Sampler(threading.Thread):
         self.samples = 0
         self.killed_low_memory = False
         self.timeline: dict[int, int] = {}  # whole second since the start (epoch) -> peak RSS in that second
+        self.worker_peaks: dict[int, int] = {}  # Dask worker pid -> its peak RSS (runs with --workers)
+        self._workers: dict[int, bool] = {}
         self._halt = threading.Event()
 
     def run(self) -> None:
         while not self._halt.is_set():
             rss = tree_rss(self.root)
             self.peak = max(self.peak, rss)
+            for pid, worker in worker_rss(self.root, self._workers).items():
+                self.worker_peaks[pid] = max(self.worker_peaks.get(pid, 0), worker)
             second = int(time.time())
             self.timeline[second] = max(self.timeline.get(second, 0), rss)
             self.samples += 1
@@ -349,6 +378,8 @@ def measure(name: str, command: list[str], env: dict, log_file: Path, *, timeout
         "load_average_before": round(load_before, 2),
         "code_sha256_12": code,
         "rss_samples": sampler.samples,
+        # Runs with --workers: each Dask worker process's own peak (largest first); the whole tree's is above.
+        "worker_peak_rss_bytes": sorted(sampler.worker_peaks.values(), reverse=True),
         # [epoch second, peak RSS in it]: the harness attributes the peak to the Prefect task running then.
         "rss_timeline": sorted(sampler.timeline.items()),
         "started_epoch": started_epoch,
@@ -733,7 +764,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=None, help="kill a contender after this many seconds")
     parser.add_argument("--report", type=Path, default=None, metavar="FILE",
                         help="print the tables of a results file as Markdown (for the README) and exit")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="b12lab run (and the delta) with --workers N: ingest and validation on a local Dask "
+                             "cluster of N worker processes; reports each worker's peak memory")
     args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.workers is not None and args.profile:
+        parser.error("--profile times the functions of one process: it cannot follow tasks onto Dask workers")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if args.rows < ROWS_PER_PATIENT:
@@ -799,7 +837,10 @@ def compare(args: argparse.Namespace, work: Path) -> int:
                                              "folder": str(delta.folder), "lab_rows": delta.lab_rows},
     }
 
-    out = args.out or RESULTS_DIR / f"latest-{args.rows}.json"
+    out = args.out or RESULTS_DIR / (f"latest-{args.rows}.json" if args.workers is None
+                                     else f"latest-{args.rows}-workers{args.workers}.json")
+    result["workers"] = args.workers
+    cluster = [] if args.workers is None else ["--workers", str(args.workers)]
 
     def record(name: str, measured: dict, lab_rows: int, attempt: int) -> dict:
         measured["lab_rows"] = lab_rows
@@ -807,6 +848,10 @@ def compare(args: argparse.Namespace, work: Path) -> int:
         attempts.setdefault(name, []).append(measured)
         summarise(result, attempts, complete=False)
         write_json(out, result)  # what was measured so far survives an interrupted harness
+        per_worker = measured.get("worker_peak_rss_bytes")
+        if per_worker:
+            _log(f"  {name}: {len(per_worker)} Dask workers, peak RSS per worker "
+                 f"{', '.join(f'{peak / MIB:,.0f}' for peak in per_worker)} MiB")
         status = "ok" if measured["exit_code"] == 0 else f"FAILED (exit {measured['exit_code']}, {measured.get('killed') or measured['log']})"
         _log(f"  {name}{f' #{attempt + 1}' if args.repeat > 1 else ''}: {measured['wall_s']:.2f} s, "
              f"peak {measured['peak_rss_bytes'] / MIB:,.0f} MiB, other processes {measured['other_cpu_s']:.1f} "
@@ -840,7 +885,7 @@ def compare(args: argparse.Namespace, work: Path) -> int:
                 shutil.rmtree(output, ignore_errors=True)
                 _log("b12lab run (full) ...")
                 run = record("run", measure("run", [*b12lab_command(), "run", "--input", str(base.folder),
-                                                    "--output", str(output), "--as-of", AS_OF], server.env(),
+                                                    "--output", str(output), "--as-of", AS_OF, *cluster], server.env(),
                                             work / "logs" / f"run-{attempt + 1}.log", timeout=args.timeout),
                              base.lab_rows, attempt)
                 run["prefect"] = prefect_stages(server, output, run)
@@ -851,7 +896,8 @@ def compare(args: argparse.Namespace, work: Path) -> int:
                 folder, added = delta_input(base, delta, work / "delta-input")
                 _log(f"b12lab run (+{sum(added.values()):,} lab rows in {', '.join(sorted(added))}) ...")
                 measured = record("delta", measure("delta", [*b12lab_command(), "run", "--input", str(folder),
-                                                             "--output", str(output), "--as-of", AS_OF], server.env(),
+                                                             "--output", str(output), "--as-of", AS_OF, *cluster],
+                                                   server.env(),
                                                    work / "logs" / f"delta-{attempt + 1}.log", timeout=args.timeout),
                                   sum(added.values()), attempt)
                 measured["input_lab_rows"] = base.lab_rows + sum(added.values())
@@ -906,6 +952,11 @@ def print_comparison(result: dict, markdown: bool = False) -> None:
         print(f"delta: {delta['lab_rows']:,} new lab rows collected {delta['window'][0]} to {delta['window'][1]} "
               f"({delta['dates']})")
     print(table(*results_rows(result)))
+    for name, item in result["contenders"].items():
+        if item.get("worker_peak_rss_bytes"):
+            peaks = ", ".join(f"{peak / MIB:,.0f}" for peak in item["worker_peak_rss_bytes"])
+            print(f"{CONTENDER_TITLES.get(name, name)} on {len(item['worker_peak_rss_bytes'])} Dask workers "
+                  f"(--workers {result.get('workers')}): peak RSS per worker {peaks} MiB (in the whole tree's peak)")
     if "prefect_server" in result:
         print(f"Prefect API server start-up (not included above): {result['prefect_server']['startup_s']:.1f} s")
     if result.get("complete") is False:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,36 @@ def test_profile_times_the_stages(tmp_path):
     assert {"task validate_new_rows", "task build_models", "task write_report", "SQL models (dbt build)"} <= steps
     assert any(step.startswith(("task ingest_export labs_", "task ingest_small_exports ")) for step in steps)
     assert "time per Prefect task" in completed.stdout
+
+
+@pytest.mark.bench_smoke
+@pytest.mark.process
+def test_workers_report_each_workers_peak_memory(tmp_path):
+    completed, result = run_harness(tmp_path, "--workers", "2", "--skip", "floor", "pandas", "delta")
+
+    run = result["contenders"]["run"]
+    assert result["workers"] == 2 and run["exit_code"] == 0
+    assert run["command"][-2:] == ["--workers", "2"]
+    assert len(run["worker_peak_rss_bytes"]) == 2  # the local cluster's two worker processes, each measured
+    assert all(0 < peak < run["peak_rss_bytes"] for peak in run["worker_peak_rss_bytes"])
+    assert "on 2 Dask workers (--workers 2): peak RSS per worker" in completed.stdout
+
+
+def test_a_dask_worker_is_told_from_the_rest_of_the_tree():
+    import multiprocessing
+    import os
+
+    import psutil
+
+    worker = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(30,))
+    worker.start()
+    try:
+        assert harness.is_dask_worker(psutil.Process(worker.pid))
+        assert not harness.is_dask_worker(psutil.Process(os.getpid()))
+        assert list(harness.worker_rss(psutil.Process(os.getpid()), {})) == [worker.pid]
+    finally:
+        worker.kill()
+        worker.join()
 
 
 def test_exports_are_generated_once_and_keyed_by_synth_source(tmp_path):

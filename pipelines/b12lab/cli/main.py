@@ -23,6 +23,13 @@ from b12lab.common.settings import DEFAULTS
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# Dask's scheduler and nannies (--workers) log each worker and connection at INFO, which would double a night's
+# terminal output; their warnings and errors still show. An environment variable, so the processes Dask and
+# `serve` start read it too.
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+# A Dask worker stopped in the middle of a task (a Ctrl-C) leaves a semaphore that multiprocessing's resource
+# tracker frees as the command exits, with a warning on standard error below the command's one line.
+os.environ.setdefault("PYTHONWARNINGS", "ignore:resource_tracker:UserWarning")
 # Prefect's logging as the command line wants it: progress on stdout, no traceback (b12lab/cli/logging.yml).
 os.environ.setdefault("PREFECT_LOGGING_SETTINGS_PATH", str(Path(__file__).with_name("logging.yml")))
 
@@ -150,6 +157,38 @@ def _a_folder(ctx: click.Context, param: click.Parameter, value: Path | None) ->
     return value
 
 
+def _a_scheduler_address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from b12lab.common.settings import DASK_ADDRESS
+
+    if value is not None and not DASK_ADDRESS.fullmatch(value):
+        raise click.BadParameter(f"{value!r} is not a Dask scheduler address (for example tcp://10.0.0.5:8786)")
+    return value
+
+
+# `run` and `serve`: where the flow's tasks run (README.md, Running on a cluster).
+_WORKERS_HELP = ("Ingest and validate the export files on a local Dask cluster of N worker processes (one "
+                 "thread each); the models and the report stay in this process. Default: all in this process.")
+_DASK_ADDRESS_HELP = ("Ingest and validate the export files on the existing Dask cluster whose scheduler is at "
+                      "this address (env B12LAB_DASK_ADDRESS); its workers must reach the input and output "
+                      "folders at the same paths.")
+
+
+def _placement(workers: int | None, dask_address: str | None, settings):
+    """Where the tasks run: an option beats the setting B12LAB_DASK_ADDRESS; both options are a usage error.
+    An existing cluster is tried at once: one that does not answer is an error (1) before anything starts."""
+    from b12lab.flows.cluster import ClusterUnreachable, Placement, check_reachable
+
+    if workers is not None and dask_address is not None:
+        raise click.UsageError("--workers (a local cluster) and --dask-address (an existing one) exclude each other")
+    placement = Placement(workers=workers, address=None if workers else dask_address or settings.dask_address)
+    if placement.address:
+        try:
+            check_reachable(placement.address)
+        except ClusterUnreachable as error:
+            _fail(str(error))
+    return placement
+
+
 @contextmanager
 def _prefect_api():
     """The Prefect API the run reports to: PREFECT_API_URL when set (a running server: the UI shows the
@@ -225,8 +264,12 @@ def main() -> None:
                    f"(env B12LAB_MAX_QUARANTINE_SHARE)  [default: {DEFAULTS['max_quarantine_share']}]")
 @click.option("--mapping", default=None, metavar="FILE|NAME",
               help="Mapping for lab CSVs in a site's own layout: a YAML file, or a shipped name (lab_csv, mimic3).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N", help=_WORKERS_HELP)
+@click.option("--dask-address", default=None, metavar="tcp://HOST:PORT", callback=_a_scheduler_address,
+              help=_DASK_ADDRESS_HELP)
 def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profile: str | None,
-        max_quarantine_share: float | None, mapping: str | None) -> None:
+        max_quarantine_share: float | None, mapping: str | None, workers: int | None,
+        dask_address: str | None) -> None:
     """Run the nightly pipeline once: ingest, validate, classify, publish."""
     from b12lab.common.layout import OutputLayout, PublicationLayout
     from b12lab.flows.configuration import load_configuration
@@ -238,6 +281,7 @@ def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profi
                                            input_dir=input_dir)
     if not input_dir.is_dir():
         _fail(f"input folder not found: {input_dir}")
+    placement = _placement(workers, dask_address, configuration.settings)
     # A quick look before Prefect starts; the flow itself holds the lock for the whole run.
     from b12lab.flows.nightly import prepare_output
     from b12lab.lake.locking import RunInProgress, check_unlocked
@@ -249,11 +293,14 @@ def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profi
     except (RunInProgress, PermissionError) as error:
         _fail(str(error))
 
+    from b12lab.flows.cluster import flow_for
     from b12lab.flows.nightly import nightly
 
+    if not placement.in_process:
+        click.echo(f"ingest and validation run {placement.describe()}")
     try:
         with _prefect_api():
-            record = nightly(input_dir=input_dir, output_dir=output_dir,
+            record = flow_for(nightly, placement)(input_dir=input_dir, output_dir=output_dir,
                              as_of=as_of.date() if as_of else None, rules_file=rules_file, profile=profile,
                              max_quarantine_share=max_quarantine_share, mapping=mapping)
     except KeyboardInterrupt:  # past click, which would print an empty line for it
@@ -323,10 +370,14 @@ def _local_timezone() -> str:
 @click.option("--max-quarantine-share", type=float, default=None,
               help=f"As for `run` (env B12LAB_MAX_QUARANTINE_SHARE)  [default: {DEFAULTS['max_quarantine_share']}]")
 @click.option("--mapping", default=None, metavar="FILE|NAME", help="As for `run` (env B12LAB_MAPPING).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
+              help="As for `run`: each night on a local Dask cluster of N worker processes.")
+@click.option("--dask-address", default=None, metavar="tcp://HOST:PORT", callback=_a_scheduler_address,
+              help="As for `run` (env B12LAB_DASK_ADDRESS).")
 @click.option("--name", default="nightly", show_default=True, help="Deployment name.")
 def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, timezone: str | None,
           rules_file: Path | None, profile: str | None, max_quarantine_share: float | None, mapping: str | None,
-          name: str) -> None:
+          workers: int | None, dask_address: str | None, name: str) -> None:
     """Serve the nightly flow on a cron schedule (a Prefect deployment); stop with Ctrl-C."""
     from b12lab.common.settings import load_settings
     from b12lab.flows.configuration import load_configuration
@@ -352,7 +403,9 @@ def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, tim
         schedule = Cron(settings.cron, timezone=settings.timezone or _local_timezone())
     except ValueError as error:
         _fail(f"--cron / B12LAB_CRON: {_one_line(error)}")
+    placement = _placement(workers, dask_address, settings)
 
+    from b12lab.flows.cluster import flow_for
     from b12lab.flows.nightly import nightly
 
     mapping = settings.mapping
@@ -364,7 +417,10 @@ def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, tim
 
     click.echo(f"serving {nightly.name}/{name} ({settings.cron}, {schedule.timezone}) on {PREFECT_API_URL.value()}; "
                "stop with Ctrl-C or SIGTERM")
-    stopped = serving.serve(nightly, name=name, schedules=[schedule], parameters=parameters,
+    if not placement.in_process:
+        click.echo(f"each night's ingest and validation run {placement.describe()}")
+    # The runner hands the flow object itself, task runner and all, to each night's process.
+    stopped = serving.serve(flow_for(nightly, placement), name=name, schedules=[schedule], parameters=parameters,
                             description="Nightly B12 pipeline: ingest, validate, classify, publish.")
     if stopped.signum is None:
         return

@@ -8,6 +8,7 @@ for help texts. README.md lists every setting (Settings).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,10 @@ ENV_PREFIX = "B12LAB_"
 
 # The named points where a test run kills itself (b12lab/common/faults.py).
 CrashPoint = Literal["ingest", "classify", "publish"]
+
+
+# A Dask scheduler's address as its clients name it: protocol, host and port (tls:// for a secured cluster).
+DASK_ADDRESS = re.compile(r"(tcp|tls|ws|wss)://[^\s/:]+(:\d+)?|(tcp|tls)://\[[0-9a-fA-F:]+\](:\d+)?")
 
 
 class SettingsError(ValueError):
@@ -52,6 +57,11 @@ class Settings(BaseSettings):
     pseudonym_key: SecretStr | None = Field(
         None, description="Key of the keyed hash (HMAC-SHA-256) that turns patient_id into patient_key in "
                           "OUTPUT/analytics/analytics.duckdb; unset: that pseudonymised mart is not written")
+    # --- where the tasks run (`run` and `serve`) ------------------------------------------------------------
+    dask_address: str | None = Field(
+        None, description="`run`, `serve`: the scheduler of an existing Dask cluster, tcp://HOST:PORT, on whose "
+                          "workers each export file is ingested and validated (--dask-address); unset: in the "
+                          "command's own process, or on a local cluster with --workers")
     # --- `b12lab serve` (each also an option of the command) ----------------------------------------------
     input_dir: Path | None = Field(None, description="`serve`: the drop folder read every night (--input)")
     output_dir: Path | None = Field(None, description="`serve`: the output folder (--output)")
@@ -87,6 +97,13 @@ class Settings(BaseSettings):
         except duckdb.Error:
             raise ValueError(f"{limit!r} is not a memory size (for example 1GB or 1536MB)") from None
         return limit
+
+    @field_validator("dask_address")
+    @classmethod
+    def _a_scheduler_address(cls, address: str | None) -> str | None:
+        if address is not None and not DASK_ADDRESS.fullmatch(address):
+            raise ValueError(f"{address!r} is not a Dask scheduler address (for example tcp://10.0.0.5:8786)")
+        return address
 
     def key(self) -> bytes | None:
         """The pseudonym key as bytes, or None when none is set."""

@@ -15,6 +15,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.futures import PrefectFuture, wait
 
 from b12lab.common.duck import connect, is_interrupt, release_freed_memory
 from b12lab.common.faults import crash_point
@@ -22,6 +23,7 @@ from b12lab.common.layout import WAREHOUSE_NAME, OutputLayout, PublicationLayout
 from b12lab.common.settings import Settings, load_settings
 from b12lab.flows.alarms import (FeedShare, check_quarantined_shares, missing_analytes,
                                  name_missing_analytes, name_suspected_unmapped, suspected_unmapped)
+from b12lab.flows.cluster import on_cluster
 from b12lab.flows.configuration import load_configuration
 from b12lab.flows.progress import tracked
 from b12lab.flows.run_log import NOT_ON_TERMINAL, run_log
@@ -220,6 +222,47 @@ def ingest_batches(exports: list[ExportFile]) -> list[list[ExportFile]]:
     return batches
 
 
+def _batch_label(batch: list[ExportFile]) -> str:
+    # display_name: a per-patient file by its pattern, never a name that could be a person's
+    return batch[0].display_name + (f" and {len(batch) - 1} more" if len(batch) > 1 else "")
+
+
+def _submit_batch(batch: list[ExportFile], layout: OutputLayout, run_id: str, ingest_date: date,
+                  earlier_lab_files: list[Path], wait_for: list) -> PrefectFuture:
+    if len(batch) == 1:
+        return ingest_export.submit(batch[0], layout, run_id, ingest_date, earlier_lab_files, wait_for=wait_for)
+    return ingest_small_exports.submit(batch, layout, run_id, ingest_date, earlier_lab_files, wait_for=wait_for)
+
+
+def _ingest_on_cluster(exports: list[ExportFile], layout: OutputLayout, lake: Lake, run_id: str,
+                       ingest_date: date) -> list[FileAccount]:
+    """The new files' ingest tasks on the Dask cluster; their accounts in discovery order, as in process.
+
+    Lab files stay one after another: each is checked for duplicates against the lake files of every lab file
+    before it (`earlier_lab_files`), which exist only once that file's task has written them, so each lab
+    batch waits for the one before (`wait_for`), exactly the in-process order. Every other file (patients,
+    diagnoses, medications, their FHIR resources) reads nothing another task writes: those batches run at
+    once, beside the lab chain and each other. The flow waits for every task before it looks at one, so a
+    failed night never leaves a task still writing to the lake."""
+    labs = [export for export in exports if export.kind.table == "lab_results"]
+    others = [export for export in exports if export.kind.table != "lab_results"]
+    futures, lab_files, previous_lab_task = [], lake.committed_files("lab_results"), None
+    for batch in ingest_batches(labs):
+        previous_lab_task = _submit_batch(batch, layout, run_id, ingest_date, list(lab_files),
+                                          wait_for=[previous_lab_task] if previous_lab_task else [])
+        futures.append(previous_lab_task)
+        lab_files.extend(lake.data_file("lab_results", export.source_hash) for export in batch)
+    futures += [_submit_batch(batch, layout, run_id, ingest_date, [], wait_for=[])
+                for batch in ingest_batches(others)]
+    wait(futures)
+    by_hash = {}
+    for future in futures:  # the first failure in submission order (a lab file's first) stops the run
+        result = future.result()
+        for account in result if isinstance(result, list) else [result]:
+            by_hash[account.source_hash] = account
+    return [by_hash[export.source_hash] for export in exports]
+
+
 @task
 def reconcile(accounts: list[FileAccount]) -> None:
     broken = [a.source_file for a in accounts if not a.reconciles]
@@ -235,8 +278,6 @@ def validate_new_rows(layout: OutputLayout, source_hashes: list[str], gx_dir: Pa
     files = publish.new_rows_files(Lake(layout.lake), source_hashes)
     report = validate_lake_files(files, gx_dir, today, temp_dir=layout.scratch)
     release_freed_memory()
-    for outcome in report.warnings:
-        print(f"expectation warning: {outcome.description}")
     return report
 
 
@@ -421,15 +462,18 @@ def _run_steps(input_dir: Path, layout: OutputLayout, lake: Lake, rules: Rules, 
     print(f"{len(new_exports)} new export files, {len(summary.files_skipped)} already ingested")
 
     ingest_date = date.today()
-    lab_files = lake.committed_files("lab_results")
-    for batch in tracked(ingest_batches(new_exports), "ingesting",
-                         label=lambda b: b[0].display_name + (f" and {len(b) - 1} more" if len(b) > 1 else "")):
-        if len(batch) == 1:
-            summary.files.append(ingest_export(batch[0], layout, summary.run_id, ingest_date, list(lab_files)))
-        else:
-            summary.files.extend(ingest_small_exports(batch, layout, summary.run_id, ingest_date, list(lab_files)))
-        lab_files.extend(lake.data_file("lab_results", export.source_hash)
-                         for export in batch if export.kind.table == "lab_results")
+    if on_cluster():
+        summary.files.extend(_ingest_on_cluster(new_exports, layout, lake, summary.run_id, ingest_date))
+    else:
+        lab_files = lake.committed_files("lab_results")
+        for batch in tracked(ingest_batches(new_exports), "ingesting", label=_batch_label):
+            if len(batch) == 1:
+                summary.files.append(ingest_export(batch[0], layout, summary.run_id, ingest_date, list(lab_files)))
+            else:
+                summary.files.extend(ingest_small_exports(batch, layout, summary.run_id, ingest_date,
+                                                          list(lab_files)))
+            lab_files.extend(lake.data_file("lab_results", export.source_hash)
+                             for export in batch if export.kind.table == "lab_results")
     reconcile(summary.files)
     summary.feeds = check_quarantined_shares(summary.files, settings.max_quarantine_share)
     # Named before anything is committed: on the terminal, in the run summary and, once published, in the report.
@@ -440,7 +484,13 @@ def _run_steps(input_dir: Path, layout: OutputLayout, lake: Lake, rules: Rules, 
 
     if new_exports:
         gx_dir = layout.publication(summary.run_id).gx
-        validation = validate_new_rows(layout, [e.source_hash for e in new_exports], gx_dir, ingest_date)
+        new_hashes = [e.source_hash for e in new_exports]
+        if on_cluster():  # on a worker: GX and its DuckDB database of the night's rows stay off the driver
+            validation = validate_new_rows.submit(layout, new_hashes, gx_dir, ingest_date).result()
+        else:
+            validation = validate_new_rows(layout, new_hashes, gx_dir, ingest_date)
+        for outcome in validation.warnings:  # printed here: a worker's prints miss the run's log file
+            print(f"expectation warning: {outcome.description}")
         summary.expectations_evaluated = validation.evaluated
         summary.expectations_failed = [o.description for o in validation.critical_failures]
         summary.expectation_warnings = [o.description for o in validation.warnings]
