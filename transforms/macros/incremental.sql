@@ -36,12 +36,13 @@
 {%- endmacro %}
 
 
-{% macro forget_rebuilt_patients() -%}
+{% macro forget_rebuilt_patients(run_date_only=false) -%}
     {#- pre-hook of a patient-level incremental model: drop the rows of the patients rebuilt now; carry
         everyone else's rows of the previous as-of date to the new as-of date; drop the dates that left the
         trend. The carried rows' dates equal to the previous as-of (the as_of itself, an evaluation date or a
         window cut at it) become the new as-of: a carried patient has no record or rule boundary between the
-        two dates (int_patient_validity), so no other date of theirs can equal it. -#}
+        two dates (int_patient_validity), so no other date of theirs can equal it. `run_date_only`: the model
+        holds the run's as-of date only (a mart), not the trend's dates. -#}
     {%- if building_incrementally() -%}
         {%- set columns = adapter.get_columns_in_relation(this) -%}
         {%- set names = columns | map(attribute='name') | list -%}
@@ -62,7 +63,11 @@
             on {{ this }}.as_of = previous_build.as_of
         cross join main.stg_run_as_of as run
         where previous_build.as_of <> run.as_of;
+        {%- if run_date_only %}
+        delete from {{ this }} where as_of <> (select as_of from main.stg_run_as_of);
+        {%- else %}
         delete from {{ this }} where as_of not in (select as_of from main.stg_as_of_dates);
+        {%- endif %}
         {%- endif %}
     {%- endif -%}
 {%- endmacro %}

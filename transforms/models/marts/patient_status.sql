@@ -7,6 +7,7 @@
 -- index_value_si in the canonical unit. has_pa and on_b12 follow docs/models.md (PA and treatment) as of the same date.
 -- deceased / deceased_on: the patient died on or before as-of (int_patient_status); such a patient keeps this row
 -- and is in no cohort, reason, flag, worklist, measure or treatment_response.
+{{ config(materialized='incremental', pre_hook="{{ forget_rebuilt_patients(run_date_only=true) }}") }}
 with
 
 settings as (
@@ -20,7 +21,7 @@ settings as (
 
 status_as_of as (
     select int_patient_status.*
-    from {{ ref('int_patient_status') }} as int_patient_status
+    from {{ rebuilt_patients_only(ref('int_patient_status')) }} as int_patient_status
     inner join settings
         on int_patient_status.as_of = settings.as_of
 ),

@@ -6,6 +6,7 @@
 -- treatment-target flag (b12, homocysteine), not a category; folate and haemoglobin are counted but not
 -- classified (category and rule_id null). The results are those counted on the run's as_of
 -- (stg_counted_results: counted_from to counted_through).
+{{ config(materialized='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
 with
 
 settings as (
@@ -15,7 +16,7 @@ settings as (
 
 classified as (
     select int_classified_results.*
-    from {{ ref('int_classified_results') }} as int_classified_results
+    from {{ rebuilt_patients_only(ref('int_classified_results')) }} as int_classified_results
     inner join settings
         on settings.as_of between int_classified_results.counted_from and int_classified_results.counted_through
 ),
