@@ -36,9 +36,10 @@ def build_analytics(warehouse: Path, tables: tuple[str, ...], target: Path, key:
         con.execute("attach $path as identified (read_only)", {"path": str(warehouse)})
         for table in tables:
             columns = [name for (name,) in con.execute(
-                "select column_name from duckdb_columns() where database_name = 'identified' and table_name = $t "
-                "order by column_index", {"t": table}).fetchall()]
-            kept = ", ".join(name for name in columns if name not in WITHHELD_COLUMNS)
+                "select column_name from duckdb_columns() where database_name = 'identified' "
+                "and schema_name = 'main' and table_name = $t order by column_index", {"t": table}).fetchall()]
+            # quoted: a column may be named like an SQL keyword (treatment_response."window")
+            kept = ", ".join('"' + name.replace('"', '""') + '"' for name in columns if name not in WITHHELD_COLUMNS)
             if "patient_id" not in columns:  # counts (cohort_counts): nothing to pseudonymise
                 con.execute(f"create table {table} as select {kept} from identified.{table}")
                 continue
