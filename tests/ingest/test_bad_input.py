@@ -378,10 +378,10 @@ TINY_FILES = int(os.environ.get("B12LAB_TINY_FILES", "600"))
 
 
 def test_ingest_time_per_file_does_not_grow_with_the_lake(tmp_path, capsys):
-    """400 one-row files, each ingested against the lake of the ones before it, as the flow does. Each ingest
+    """250 one-row files, each ingested against the lake of the ones before it, as the flow does. Each ingest
     used to read every earlier file (1000 files took 254 s, the last ones 0.3 s each); the duplicate keys of
     small lake files are now cached, and the last files take about as long as the first."""
-    count = 400
+    count = 250
     folder = make_tiny_files(tmp_path / "in", count)
     exports, ignored = discover_exports(folder)
     assert len(exports) == count and ignored == []
