@@ -35,6 +35,7 @@ from b12lab.ingest.deduplication import has_table, register_existing_lab_keys
 from b12lab.ingest.fhir_reader import load_fhir_file
 from b12lab.ingest.macros import create_macros
 from b12lab.lake.lake import Lake
+from b12lab.common.settings import load_settings
 
 # Other packages import these from here; they are kept until they import them from b12lab.ingest.
 __all__ = [
@@ -59,6 +60,11 @@ def ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, 
         return _ingest_file(con, export, lake, run_id, ingest_date, earlier_lab_files)
     except OSError as error:
         raise IngestError(f"{export.display_name}: could not be ingested: {error.strerror or error}") from error
+    except duckdb.OutOfMemoryException as error:
+        raise IngestError(
+            f"{export.display_name}: could not be ingested: out of memory: DuckDB could not finish within its memory "
+            f"limit ({load_settings().memory_limit}) even spilling to disk; raise B12LAB_MEMORY_LIMIT; nothing was "
+            "committed") from error
     except (duckdb.Error, csv.Error) as error:
         reraise_interrupt(error)
         raise IngestError(f"{export.display_name}: could not be ingested ({type(error).__name__}); nothing was committed") \
