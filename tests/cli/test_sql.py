@@ -81,6 +81,7 @@ def test_the_prompt_lists_tables_shows_a_schema_switches_mode_and_keeps_history(
     assert session.stderr == ""
     shown = session.stdout
     assert "cohort_deficient" in shown and "worklist_items" in shown                        # .tables
+    assert "int_status_on_date" not in shown  # the incremental build's working tables are not listed
     assert "finished_at" in shown and "When the run ended" in shown                          # .schema runs
     statuses = json.loads(shown[shown.index("["):shown.index("]") + 1])                       # .mode json
     assert {row["status"] for row in statuses} >= {"deficient", "normal"}

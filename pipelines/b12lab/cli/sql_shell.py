@@ -220,8 +220,9 @@ def interactive(warehouse: Path, output_format: str = "table", out: TextIO | Non
                     if name == ".help":
                         show(HELP)
                     elif name == ".tables":
+                        # schema main: the analysts' tables (schema incremental holds the next night's working tables)
                         show(render(execute(con, "select table_name, table_type from information_schema.tables "
-                                                 "order by table_name"), output_format))
+                                                 "where table_schema = 'main' order by table_name"), output_format))
                     elif name == ".schema":
                         result = _schema(con, argument or None)
                         show(render(result, output_format) if result.rows else f"error: no table named {argument}")
