@@ -261,14 +261,15 @@ def is_dask_worker(process: psutil.Process) -> bool:
 
 def worker_rss(root: psutil.Process, known: dict[int, bool]) -> dict[int, int]:
     """The resident set size of each Dask worker process under `root` (with its own descendants), by pid;
-    `known` caches which pids are workers (a command line is read once per process)."""
+    `known` caches which pids are workers. Only a worker is cached: a process sampled between its fork and its
+    exec still shows its parent's command line, and is read again until it shows its own."""
     try:
         processes = root.children(recursive=True)
     except psutil.Error:
         return {}
     found = {}
     for process in processes:
-        if process.pid not in known:
+        if not known.get(process.pid):
             known[process.pid] = is_dask_worker(process)
         if known[process.pid]:
             found[process.pid] = tree_rss(process)

@@ -97,6 +97,10 @@ def test_a_dask_worker_is_told_from_the_rest_of_the_tree():
     worker = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(30,))
     worker.start()
     try:
+        # until the child has exec'd, its command line is still this process's
+        deadline = time.monotonic() + 20
+        while not harness.is_dask_worker(psutil.Process(worker.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert harness.is_dask_worker(psutil.Process(worker.pid))
         assert not harness.is_dask_worker(psutil.Process(os.getpid()))
         assert list(harness.worker_rss(psutil.Process(os.getpid()), {})) == [worker.pid]
