@@ -161,8 +161,10 @@ class Lake:
         """Every run with a record: published, failed or interrupted."""
         return {path.stem for path in self.files(RUNS_TABLE)}
 
-    def committed_files(self, table: str) -> list[Path]:
-        committed = self.committed_hashes()
+    def committed_files(self, table: str, committed: set[str] | None = None) -> list[Path]:
+        """The table's files whose export is committed; `committed`: the commit records' hashes, when the
+        caller has read them already (they are read from every run's commit file)."""
+        committed = self.committed_hashes() if committed is None else committed
         return [path for path in self.files(table) if path.stem in committed]
 
     def remove_uncommitted(self) -> int:

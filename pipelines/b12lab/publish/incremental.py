@@ -85,8 +85,7 @@ def choose_start(live_warehouse: Path, lake: Lake, rules: Rules, as_of: date, re
         return BuildStart(None, "the as-of date is before the live publication's")
     if not evaluates_the_same_month_ends(previous_as_of, as_of):
         return BuildStart(None, "a month end passed without a night on it")
-    committed = {(table, path.name) for table in DATA_TABLES for path in lake.committed_files(table)}
-    if not held <= committed:
+    if not held <= _committed_lake_files(lake):
         return BuildStart(None, "the live warehouse holds lake files no longer committed")
     return BuildStart(live_warehouse, "incremental: from the live publication")
 
@@ -104,7 +103,7 @@ def start_empty(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     """A full build: the lake files it holds (the models' own sources are created empty by the dbt project's
     on-run-start, so that `dbt build` alone in an empty warehouse is the same full build)."""
     con.execute(f"create schema if not exists {SCHEMA}")
-    _record_lake_files(con, lake)
+    _record_lake_files(con, _committed_lake_files(lake))
 
 
 def copy_previous(previous: Path, warehouse: Path) -> None:
@@ -118,10 +117,11 @@ def add_new_lake_files(con: duckdb.DuckDBPyConnection, lake: Lake, as_of: date) 
     `incremental.rebuild_patients` the patients they name and those whose rows expire by `as_of`; return the
     number of files added."""
     held = {(table, name) for table, name in con.execute(f"select table_name, file_name from {LAKE_FILES}").fetchall()}
+    committed = lake.committed_hashes()
     con.execute(f"delete from {REBUILD_PATIENTS}")
     added = 0
     for table in DATA_TABLES:
-        new_files = [path for path in lake.committed_files(table) if (table, path.name) not in held]
+        new_files = [path for path in lake.committed_files(table, committed) if (table, path.name) not in held]
         if not new_files:
             continue
         paths = ", ".join("'" + str(path.resolve()).replace("'", "''") + "'" for path in new_files)
@@ -140,15 +140,20 @@ def add_new_lake_files(con: duckdb.DuckDBPyConnection, lake: Lake, as_of: date) 
     con.execute(f"delete from {REBUILD_PATIENTS}")
     con.execute(f"insert into {REBUILD_PATIENTS} select patient_id from distinct_changed")
     con.execute("drop table distinct_changed")
-    _record_lake_files(con, lake)
+    _record_lake_files(con, _committed_lake_files(lake, committed))
     return added
 
 
-def _record_lake_files(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
-    rows = [(table, path.name) for table in DATA_TABLES for path in lake.committed_files(table)]
+def _committed_lake_files(lake: Lake, committed: set[str] | None = None) -> set[tuple[str, str]]:
+    """(table, file name) of every committed data file; the commit records are read once for all tables."""
+    committed = lake.committed_hashes() if committed is None else committed
+    return {(table, path.name) for table in DATA_TABLES for path in lake.committed_files(table, committed)}
+
+
+def _record_lake_files(con: duckdb.DuckDBPyConnection, files: set[tuple[str, str]]) -> None:
     con.execute(f"create or replace table {LAKE_FILES} (table_name varchar, file_name varchar)")
-    if rows:
-        con.executemany(f"insert into {LAKE_FILES} values (?, ?)", rows)
+    if files:
+        con.executemany(f"insert into {LAKE_FILES} values (?, ?)", sorted(files))
 
 
 # What a night with no patient to rebuild on the same as-of date still builds: the models that read the lake's
