@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
@@ -12,13 +13,19 @@ os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 # own Prefect home (its own temporary API and database) and dbt work folder, never shared with the other
 # worker: two Prefect servers or two dbt parses writing one folder break each other.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER")
-if _WORKER:
-    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix=f"b12lab-prefect-home-{_WORKER}-")
-    os.environ["B12LAB_DBT_WORK_DIR"] = tempfile.mkdtemp(prefix=f"b12lab-dbt-{_WORKER}-")
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="b12lab-prefect-home-"))
+_SESSION_FOLDERS: set[str] = set()  # made here, removed when the session ends
+
+
+def _session_folder(variable: str, prefix: str, replace: bool) -> None:
+    if replace or variable not in os.environ:
+        os.environ[variable] = tempfile.mkdtemp(prefix=prefix)
+        _SESSION_FOLDERS.add(os.environ[variable])
+
+
+_session_folder("PREFECT_HOME", f"b12lab-prefect-home-{_WORKER or 'main'}-", replace=bool(_WORKER))
 # One dbt work folder for every run of the session (in process or not): the runs share dbt's parse of the
 # project instead of each parsing it again (about 3 s a run), as the nights of one output folder do.
-os.environ.setdefault("B12LAB_DBT_WORK_DIR", tempfile.mkdtemp(prefix="b12lab-dbt-"))
+_session_folder("B12LAB_DBT_WORK_DIR", f"b12lab-dbt-{_WORKER or 'main'}-", replace=bool(_WORKER))
 
 import sys  # noqa: E402
 
@@ -45,14 +52,50 @@ def _is_slow(item) -> bool:
     return code is not None and bool(_SLOW_CALLS & set(code.co_names))
 
 
+# The test files that take longest, heaviest first (seconds of one worker, measured with `--durations=0`).
+# pytest-xdist hands files (--dist loadfile) to whichever worker is free, in collection order: a long file
+# collected last keeps one worker busy while the other has nothing left. Started first, they overlap the many
+# short files instead. The rest keep their order.
+HEAVIEST_FILES = (
+    "tests/cli/test_operations.py",
+    "tests/ingest/test_bad_input.py",
+    "tests/benchmarks/test_harness_smoke.py",
+    "tests/publish/test_faults.py",
+    "tests/flows/test_serve.py",
+    "tests/publish/test_incremental.py",
+    "tests/cli/test_zero_record_files.py",
+    "tests/publish/test_security.py",
+    "tests/report/test_report.py",
+    "tests/flows/test_cluster.py",
+    "tests/test_analyst_guide.py",
+    "tests/report/test_measures.py",
+    "tests/ingest/test_ingest_fhir_real.py",
+    "tests/ingest/test_mapping.py",
+)
+
+
+def _file_rank(item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    return HEAVIEST_FILES.index(path) if path in HEAVIEST_FILES else len(HEAVIEST_FILES)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if _is_slow(item):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=_file_rank)  # stable: within a file, and among the other files, the order is kept
 
 
 def pytest_sessionfinish(session, exitstatus):
     _session_status["code"] = int(exitstatus)
+
+
+def _remove_session_folders() -> None:
+    """The session's Prefect home and dbt work folder (made above), gone with the session."""
+    for variable in ("PREFECT_HOME", "B12LAB_DBT_WORK_DIR"):
+        folder = os.environ.get(variable, "")
+        if folder in _SESSION_FOLDERS:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.hookimpl(trylast=True)
@@ -65,7 +108,9 @@ def pytest_unconfigure(config):
         # exits as usual, its stderr closed first: the same teardown noise would otherwise follow the summary.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
+        _remove_session_folders()
         return
+    _remove_session_folders()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_session_status["code"])

@@ -51,7 +51,8 @@ class Seed:
 
 @functools.cache
 def _manifest() -> dict:
-    work = Path(tempfile.mkdtemp(prefix="b12lab-dbt-compile-"))
+    # inside the session's dbt work folder when there is one (tests/conftest.py removes it at the end)
+    work = Path(tempfile.mkdtemp(prefix="compile-", dir=os.environ.get("B12LAB_DBT_WORK_DIR")))
     from dbt.cli.main import dbtRunner
 
     saved = os.environ.get("B12LAB_WAREHOUSE_FILE")

@@ -335,8 +335,7 @@ def test_a_single_line_of_30_mb(tmp_path, ingest, shape, capsys):
     elapsed = time.perf_counter() - started
     assert len(result.quarantine()[0]["raw"]) >= size
     with capsys.disabled():
-        print(f"\n30 MB line ({shape}): ingested in {elapsed:.1f} s")
-    assert elapsed < 60
+        print(f"\n30 MB line ({shape}): ingested in {elapsed:.1f} s")  # shown, not asserted: see benchmarks/
 
 
 def test_a_record_longer_than_duckdb_allows_is_read_by_python(tmp_path, ingest, monkeypatch):
@@ -377,27 +376,33 @@ def make_tiny_files(folder: Path, count: int) -> Path:
 TINY_FILES = int(os.environ.get("B12LAB_TINY_FILES", "600"))
 
 
-def test_ingest_time_per_file_does_not_grow_with_the_lake(tmp_path, capsys):
-    """250 one-row files, each ingested against the lake of the ones before it, as the flow does. Each ingest
-    used to read every earlier file (1000 files took 254 s, the last ones 0.3 s each); the duplicate keys of
-    small lake files are now cached, and the last files take about as long as the first."""
-    count = 250
+def test_each_lake_file_is_read_once_for_the_duplicate_check_however_many_files_follow(tmp_path, monkeypatch):
+    """One-row files, each ingested against the lake of the ones before it, as the flow does. Each ingest used
+    to read every earlier file again (1000 files took 254 s, the last ones 0.3 s each): the duplicate keys of
+    small lake files are kept, so each file is read once. Counted, not timed (timings belong to benchmarks/)."""
+    import pyarrow.parquet as pq
+
+    reads: list[str] = []
+    read_table = pq.read_table
+
+    def counting_read_table(source, *args, **kwargs):
+        if "lab_results" in str(source):
+            reads.append(str(source))
+        return read_table(source, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "read_table", counting_read_table)
+    count = 60
     folder = make_tiny_files(tmp_path / "in", count)
     exports, ignored = discover_exports(folder)
     assert len(exports) == count and ignored == []
-    lake, lab_files, seconds = Lake(tmp_path / "lake"), [], []
+    lake, lab_files = Lake(tmp_path / "lake"), []
     for export in exports:
-        started = time.perf_counter()
         with duckdb.connect() as con:
             account = ingest_file(con, export, lake, "test-run", date(2026, 1, 1), list(lab_files))
-        seconds.append(time.perf_counter() - started)
         assert account.reconciles and account.rows_read == account.rows_accepted == 1
         lab_files.append(lake.data_file("lab_results", export.source_hash))
-    first, last = sum(seconds[:100]) / 100, sum(seconds[-100:]) / 100
-    with capsys.disabled():
-        print(f"\n{count} one-row files ingested in {sum(seconds):.1f} s: first 100 {first * 1000:.0f} ms per "
-              f"file, last 100 {last * 1000:.0f} ms per file")
-    assert last < 2 * first + 0.03
+    # every file but the last was an earlier file of a later ingest: each read once, not once per later file
+    assert sorted(reads) == sorted(str(path) for path in lab_files[:-1])
 
 
 # -- whole flow -----------------------------------------------------------------------------------------------------

@@ -41,6 +41,10 @@ def serve(flow: Any, *, name: str, schedules: list, parameters: dict, descriptio
 
     async def stop() -> None:
         stopped.run_in_progress = await _has_unfinished_runs(deployment_id)
+        # A signal can come while the runner is still starting, and a runner refuses to stop before it has
+        # started: wait for it, or it would start afterwards and serve on.
+        while not runner.started:
+            await asyncio.sleep(0.05)
         await runner.astop()
 
     def request_stop(signum: int) -> None:

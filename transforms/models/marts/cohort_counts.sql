@@ -36,21 +36,50 @@ patients_on_date as (
     where int_patient_status.deceased is not true
 ),
 
-every_date_members as (
-    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'patients' as metric
+-- A patient has one row of int_patient_status per date, in one practice: the metrics read from its columns are
+-- counts of one scan by date, practice, status and PA, and a population count is the sum of its practices'
+-- counts. The other metrics count distinct patients per practice, as a patient may have several rows there.
+status_counts as (
+    select
+        patients_on_date.as_of,
+        patients_on_date.practice,
+        patients_on_date.status,
+        patients_on_date.has_pa,
+        count(*) as patients
     from patients_on_date
+    group by patients_on_date.as_of, patients_on_date.practice, patients_on_date.status, patients_on_date.has_pa
+),
+
+status_metrics as (
+    select status_counts.as_of, status_counts.practice, 'patients' as metric, status_counts.patients
+    from status_counts
     union all
-    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, statuses.cohort
-    from patients_on_date
-    inner join statuses on statuses.status = patients_on_date.status
+    select status_counts.as_of, status_counts.practice, statuses.cohort, status_counts.patients
+    from status_counts
+    inner join statuses on statuses.status = status_counts.status
     where statuses.cohort <> ''
     union all
-    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, patients_on_date.status
-    from patients_on_date
-    inner join statuses on statuses.status = patients_on_date.status
+    select status_counts.as_of, status_counts.practice, status_counts.status, status_counts.patients
+    from status_counts
+    inner join statuses on statuses.status = status_counts.status
     where statuses.cohort = 'borderline'
+    -- the denominators and numerators of the report's measures (seed measures)
     union all
-    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'under_monitored'
+    select status_counts.as_of, status_counts.practice, 'tested', status_counts.patients
+    from status_counts
+    where status_counts.status <> 'not_tested'
+    union all
+    select status_counts.as_of, status_counts.practice, 'pa', status_counts.patients
+    from status_counts
+    where status_counts.has_pa
+    union all
+    select status_counts.as_of, status_counts.practice, 'deficient_without_pa', status_counts.patients
+    from status_counts
+    where status_counts.status = 'deficient' and not status_counts.has_pa
+),
+
+other_members as (
+    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'under_monitored' as metric
     from {{ ref('int_under_monitored') }} as int_under_monitored
     inner join patients_on_date
         on patients_on_date.as_of = int_under_monitored.as_of
@@ -65,19 +94,6 @@ every_date_members as (
     inner join patients_on_date
         on patients_on_date.as_of = int_under_monitored.as_of
         and patients_on_date.patient_id = int_under_monitored.patient_id
-    -- the denominators and numerators of the report's measures (seed measures)
-    union all
-    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'tested'
-    from patients_on_date
-    where patients_on_date.status <> 'not_tested'
-    union all
-    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'pa'
-    from patients_on_date
-    where patients_on_date.has_pa
-    union all
-    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'deficient_without_pa'
-    from patients_on_date
-    where patients_on_date.status = 'deficient' and not patients_on_date.has_pa
     union all
     select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'deficient_untreated'
     from {{ ref('int_deficient_treatment') }} as int_deficient_treatment
@@ -100,33 +116,34 @@ every_date_members as (
         on patients_on_date.as_of = int_treatment_response.as_of
         and patients_on_date.patient_id = int_treatment_response.patient_id
     where int_treatment_response.window = '3-6m' and int_treatment_response.at_target
-),
-
-run_date_members as (
-    select run_as_of.as_of, cohort_deficient.patient_id, 'deficient_neuro' as metric
+    -- the run's as_of only: what only its marts hold
+    union all
+    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'deficient_neuro'
     from {{ ref('cohort_deficient') }} as cohort_deficient
-    cross join run_as_of
+    inner join patients_on_date on patients_on_date.patient_id = cohort_deficient.patient_id
+    inner join run_as_of on run_as_of.as_of = patients_on_date.as_of
     where cohort_deficient.neuro_involvement
     union all
-    select run_as_of.as_of, patient_flags.patient_id, 'flagged'
+    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'flagged'
     from {{ ref('patient_flags') }} as patient_flags
-    cross join run_as_of
+    inner join patients_on_date on patients_on_date.patient_id = patient_flags.patient_id
+    inner join run_as_of on run_as_of.as_of = patients_on_date.as_of
     union all
-    select run_as_of.as_of, patient_flags.patient_id, 'flag.' || patient_flags.flag
+    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'flag.' || patient_flags.flag
     from {{ ref('patient_flags') }} as patient_flags
-    cross join run_as_of
+    inner join patients_on_date on patients_on_date.patient_id = patient_flags.patient_id
+    inner join run_as_of on run_as_of.as_of = patients_on_date.as_of
 ),
 
-members as (
-    select every_date_members.as_of, every_date_members.patient_id, every_date_members.practice,
-           every_date_members.metric
-    from every_date_members
+practice_counts as (
+    select status_metrics.as_of, status_metrics.practice, status_metrics.metric, cast(sum(status_metrics.patients) as bigint) as patients
+    from status_metrics
+    group by status_metrics.as_of, status_metrics.practice, status_metrics.metric
     union all
-    select run_date_members.as_of, run_date_members.patient_id, patients_on_date.practice, run_date_members.metric
-    from run_date_members
-    inner join patients_on_date
-        on patients_on_date.as_of = run_date_members.as_of
-        and patients_on_date.patient_id = run_date_members.patient_id
+    select other_members.as_of, other_members.practice, other_members.metric,
+           count(distinct other_members.patient_id) as patients
+    from other_members
+    group by other_members.as_of, other_members.practice, other_members.metric
 ),
 
 metrics as (
@@ -158,8 +175,8 @@ metrics as (
 ),
 
 practices_on_date as (
-    select distinct patients_on_date.as_of, patients_on_date.practice
-    from patients_on_date
+    select distinct status_counts.as_of, status_counts.practice
+    from status_counts
     union all
     select stg_as_of_dates.as_of, null
     from {{ ref('stg_as_of_dates') }} as stg_as_of_dates
@@ -174,9 +191,12 @@ grid as (
 ),
 
 counted as (
-    select members.as_of, members.practice, members.metric, count(distinct members.patient_id) as patients
-    from members
-    group by grouping sets ((members.as_of, members.practice, members.metric), (members.as_of, members.metric))
+    select practice_counts.as_of, practice_counts.practice, practice_counts.metric, practice_counts.patients
+    from practice_counts
+    union all
+    select practice_counts.as_of, null, practice_counts.metric, cast(sum(practice_counts.patients) as bigint)
+    from practice_counts
+    group by practice_counts.as_of, practice_counts.metric
 ),
 
 final as (
