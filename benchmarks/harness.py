@@ -267,11 +267,20 @@ def worker_rss(root: psutil.Process, known: dict[int, bool]) -> dict[int, int]:
         processes = root.children(recursive=True)
     except psutil.Error:
         return {}
-    found = {}
+    workers = []
     for process in processes:
         if not known.get(process.pid):
             known[process.pid] = is_dask_worker(process)
         if known[process.pid]:
+            workers.append(process)
+    pids = {process.pid for process in workers}
+    found = {}
+    for process in workers:
+        try:
+            nested = any(parent.pid in pids for parent in process.parents())
+        except psutil.Error:
+            continue
+        if not nested:  # a process a worker spawned is measured with it (tree_rss), not as a worker of its own
             found[process.pid] = tree_rss(process)
     return found
 

@@ -312,7 +312,7 @@ def test_an_earlier_as_of_is_a_reproduction_beside_the_live_publication(sample_n
 def large_drop(tmp_path_factory) -> Path:
     """Enough exports that a run is still ingesting when the signal comes."""
     drop = tmp_path_factory.mktemp("large-drop")
-    result = b12lab("synth", "--patients", "60000", "--out", drop)
+    result = b12lab("synth", "--patients", "15000", "--out", drop)
     assert result.returncode == 0, result.stderr
     return drop
 

@@ -371,9 +371,9 @@ def make_tiny_files(folder: Path, count: int) -> Path:
     return folder
 
 
-# Many one-row files: 600 by default, a bounded version that keeps `make test` short (at 66 ms a file the
-# run is well under its per-file budget either way); B12LAB_TINY_FILES=3000 for the full stress run.
-TINY_FILES = int(os.environ.get("B12LAB_TINY_FILES", "600"))
+# Many one-row files: 300 by default, a bounded version that keeps `make test` short (several small-file
+# tasks of SMALL_FILES_PER_TASK either way); B12LAB_TINY_FILES=3000 for the full stress run.
+TINY_FILES = int(os.environ.get("B12LAB_TINY_FILES", "300"))
 
 
 def test_each_lake_file_is_read_once_for_the_duplicate_check_however_many_files_follow(tmp_path, monkeypatch):

@@ -76,9 +76,8 @@ def test_no_patient_identifier_in_a_failed_runs_message(tmp_path, monkeypatch, c
     assert not [pid for pid in SECRET_IDS if pid in text]
 
 
-def test_output_files_are_private_to_owner_and_group(tmp_path):
-    output = tmp_path / "out"
-    run_night(input_dir=exports(tmp_path / "in"), output_dir=output, as_of=AS_OF)
+def test_output_files_are_private_to_owner_and_group(sample_output):
+    output = sample_output  # the sample night, published by the b12lab process
     paths = [output, *output.rglob("*")]
     readable_by_others = [p for p in paths if not p.is_symlink() and p.stat().st_mode & stat.S_IRWXO]
     assert readable_by_others == []
@@ -157,8 +156,8 @@ def test_the_pseudonymised_mart_holds_keys_not_identities(tmp_path, monkeypatch)
                 assert not [pid for pid in SECRET_IDS if pid.encode() in content]
 
 
-def test_without_a_key_no_pseudonymised_mart_is_written(tmp_path, monkeypatch):
-    monkeypatch.delenv("B12LAB_PSEUDONYM_KEY", raising=False)
-    output = tmp_path / "out"
-    run_night(input_dir=exports(tmp_path / "in"), output_dir=output, as_of=AS_OF)
-    assert not (output / "analytics" / "analytics.duckdb").exists()
+def test_without_a_key_no_pseudonymised_mart_is_written(published_sample_night):
+    # the sample night ran without B12LAB_PSEUDONYM_KEY, and said so
+    assert not (published_sample_night.output / "analytics" / "analytics.duckdb").exists()
+    assert "pseudonymised analytics mart not written" in published_sample_night.result.stdout + \
+        published_sample_night.result.stderr

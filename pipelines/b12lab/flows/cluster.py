@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from dataclasses import dataclass
@@ -135,9 +136,19 @@ def flow_for(flow: Any, placement: Placement) -> Any:
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
     """Connect to the scheduler at `address` once, before Prefect starts, so that a wrong address or a cluster
-    that is down costs seconds and one line, not a failed night half-way."""
+    that is down costs seconds and one line, not a failed night half-way. A plain TCP address whose port
+    refuses the connection (no scheduler there) is said at once: Dask's client would retry until its timeout."""
     from distributed import Client
 
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    if address.startswith("tcp://") and host and port.isdigit():
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        except ConnectionRefusedError:
+            raise ClusterUnreachable(f"cannot connect to the Dask scheduler at {address}: connection refused") \
+                from None
+        except OSError:
+            pass  # unreachable in another way: the client below says how, after its own attempts
     try:
         with Client(address, timeout=timeout, set_as_default=False):
             pass
