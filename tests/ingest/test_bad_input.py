@@ -391,7 +391,7 @@ def test_each_lake_file_is_read_once_for_the_duplicate_check_however_many_files_
         return read_table(source, *args, **kwargs)
 
     monkeypatch.setattr(pq, "read_table", counting_read_table)
-    count = 60
+    count = 40
     folder = make_tiny_files(tmp_path / "in", count)
     exports, ignored = discover_exports(folder)
     assert len(exports) == count and ignored == []
