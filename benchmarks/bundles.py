@@ -50,6 +50,9 @@ def write_bundles(ndjson_dir: Path, target: Path) -> int:
     target.mkdir(parents=True, exist_ok=True)
     for number, (patient, resources) in enumerate(sorted(by_patient.items())):
         ids = {patient: uuid.uuid5(uuid.NAMESPACE_URL, patient)}
+        # A patient of the lab files missing from the registry has no Patient entry: their resources keep the
+        # server's reference (Patient/<id>), which names them as NDJSON does.
+        has_entry = any(resource["resourceType"] == "Patient" for resource in resources)
         entries = []
         for resource in resources:
             resource = dict(resource)
@@ -57,7 +60,7 @@ def write_bundles(ndjson_dir: Path, target: Path) -> int:
             if resource["resourceType"] == "Patient":
                 entry_id = ids[patient]
             for field in ("subject", "patient"):
-                if field in resource:
+                if field in resource and has_entry:
                     resource[field] = {"reference": f"urn:uuid:{ids[patient]}"}
             resource["id"] = str(entry_id)
             entries.append({"fullUrl": f"urn:uuid:{entry_id}", "resource": resource,
