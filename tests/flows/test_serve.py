@@ -108,6 +108,21 @@ def test_an_idle_serve_stops_on_a_signal_with_one_line_and_status_0(tmp_path, pr
     assert "Traceback" not in stdout
 
 
+def test_a_signal_while_serve_registers_its_deployment_stops_it_cleanly(tmp_path, prefect_server):
+    """SIGTERM as soon as serve says it is serving: the deployment is still being registered and Prefect's
+    runner has not started; serve still stops as an idle serve does."""
+    drop = tmp_path / "drop"
+    shutil.copytree(SAMPLE, drop)
+    env = command_env({"PREFECT_API_URL": prefect_server.api_url, "PREFECT_HOME": tmp_path / "serve-home",
+                       "B12LAB_INPUT_DIR": drop, "B12LAB_OUTPUT_DIR": tmp_path / "out"})
+    serve = subprocess.Popen([str(BIN / "b12lab"), "serve", "--name", "early"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert serve.stdout.readline().startswith("serving ")
+    status, stdout, stderr, seconds = _stop(serve, signal.SIGTERM)
+    assert status == 0, stderr
+    assert stderr.splitlines() == ["b12lab: serve stopped (SIGTERM); no run was in progress"]
+
+
 def test_serve_stopped_during_a_night_exits_143_and_the_night_is_recorded_interrupted(tmp_path, prefect_server):
     serve, deployment = _start_serve(tmp_path, prefect_server, "busy")
     flow_run = prefect_server.post(f"/deployments/{deployment['id']}/create_flow_run", {})

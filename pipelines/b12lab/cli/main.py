@@ -415,13 +415,16 @@ def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, tim
                   "mapping": str(Path(mapping).resolve()) if mapping and Path(mapping).exists() else mapping}
     from b12lab.cli import serving
 
-    click.echo(f"serving {nightly.name}/{name} ({settings.cron}, {schedule.timezone}) on {PREFECT_API_URL.value()}; "
-               "stop with Ctrl-C or SIGTERM")
-    if not placement.in_process:
-        click.echo(f"each night's ingest and validation run {placement.describe()}")
+    def announce() -> None:
+        click.echo(f"serving {nightly.name}/{name} ({settings.cron}, {schedule.timezone}) on "
+                   f"{PREFECT_API_URL.value()}; stop with Ctrl-C or SIGTERM")
+        if not placement.in_process:
+            click.echo(f"each night's ingest and validation run {placement.describe()}")
+
     # The runner hands the flow object itself, task runner and all, to each night's process.
     stopped = serving.serve(flow_for(nightly, placement), name=name, schedules=[schedule], parameters=parameters,
-                            description="Nightly B12 pipeline: ingest, validate, classify, publish.")
+                            description="Nightly B12 pipeline: ingest, validate, classify, publish.",
+                            announce=announce)
     if stopped.signum is None:
         return
     if stopped.run_in_progress:  # the night it was running ends Crashed: an interrupted run

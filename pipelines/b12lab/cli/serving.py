@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass
@@ -22,12 +22,20 @@ class Stopped:
     run_in_progress: bool = False
 
 
-def serve(flow: Any, *, name: str, schedules: list, parameters: dict, description: str) -> Stopped:
+def serve(flow: Any, *, name: str, schedules: list, parameters: dict, description: str,
+          announce: Callable[[], None] = lambda: None) -> Stopped:
     """Register `flow` as the deployment `<flow>/<name>` with its schedules and run its flow runs until a
-    SIGTERM or SIGINT; return how it stopped."""
+    SIGTERM or SIGINT; return how it stopped. `announce` says that serving begins, once a signal would stop
+    serving cleanly."""
     from prefect.runner import Runner
 
     stopped = Stopped()
+    # A signal that comes before the event loop runs (while the deployment is registered) is kept and acted on
+    # once it does: the command's own handlers would otherwise report an interrupted night.
+    early: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda received, frame: early.append(received))
+    announce()
 
     class StoppableRunner(Runner):
         def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
@@ -56,7 +64,10 @@ def serve(flow: Any, *, name: str, schedules: list, parameters: dict, descriptio
     async def run_until_stopped() -> None:
         nonlocal loop
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, request_stop, signal.SIGINT)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # Prefect's runner takes SIGTERM over once started
+            loop.add_signal_handler(signum, request_stop, signum)
+        for signum in early:
+            request_stop(signum)
         await runner.start()
 
     asyncio.run(run_until_stopped())
