@@ -27,6 +27,12 @@ def reraise_interrupt(error: BaseException) -> None:
         raise KeyboardInterrupt from error
 
 
+def out_of_memory_message(memory_limit: str) -> str:
+    """What to say when DuckDB ran out of memory anyway: the limit it had and the setting that raises it."""
+    return (f"out of memory: DuckDB could not finish within its memory limit ({memory_limit}) even spilling to "
+            "disk; raise B12LAB_MEMORY_LIMIT")
+
+
 def connect(database: str | Path = ":memory:", *, temp_dir: Path | None = None,
             memory_limit: str | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection bounded by `memory_limit` (default: the memory_limit setting), spilling to

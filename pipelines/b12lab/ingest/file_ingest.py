@@ -23,9 +23,10 @@ from pathlib import Path
 
 import duckdb
 
-from b12lab.common.duck import load_reference_tables, reraise_interrupt
+from b12lab.common.duck import load_reference_tables, out_of_memory_message, reraise_interrupt
 from b12lab.common.faults import crash_point
 from b12lab.common.paths import INGEST_SQL_DIR, read_sql
+from b12lab.common.settings import load_settings
 from b12lab.ingest.accounting import (FileAccount, ReconciliationError, SuspectedCode, file_account,
                                       quarantine_whole_file, record_file_problems)
 from b12lab.ingest.contract import (EXPORT_KINDS, LAB_COLUMNS, ExportFile, discover_exports, export_kind_of,
@@ -35,7 +36,6 @@ from b12lab.ingest.deduplication import has_table, register_existing_lab_keys
 from b12lab.ingest.fhir_reader import load_fhir_file
 from b12lab.ingest.macros import create_macros
 from b12lab.lake.lake import Lake
-from b12lab.common.settings import load_settings
 
 # Other packages import these from here; they are kept until they import them from b12lab.ingest.
 __all__ = [
@@ -61,10 +61,8 @@ def ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, 
     except OSError as error:
         raise IngestError(f"{export.display_name}: could not be ingested: {error.strerror or error}") from error
     except duckdb.OutOfMemoryException as error:
-        raise IngestError(
-            f"{export.display_name}: could not be ingested: out of memory: DuckDB could not finish within its memory "
-            f"limit ({load_settings().memory_limit}) even spilling to disk; raise B12LAB_MEMORY_LIMIT; nothing was "
-            "committed") from error
+        raise IngestError(f"{export.display_name}: could not be ingested: "
+                          f"{out_of_memory_message(load_settings().memory_limit)}; nothing was committed") from error
     except (duckdb.Error, csv.Error) as error:
         reraise_interrupt(error)
         raise IngestError(f"{export.display_name}: could not be ingested ({type(error).__name__}); nothing was committed") \

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
+from b12lab.common.duck import out_of_memory_message
 from b12lab.common.paths import TRANSFORMS_DIR as PROJECT_DIR
 from b12lab.common.settings import load_settings
 
@@ -163,8 +164,7 @@ def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], 
     if failures or not outcome.success:
         first = failures[0] if failures else "dbt build failed"
         if out_of_memory:  # dbt's first line says only "Runtime Error"; the cause is further down
-            first += (f": out of memory: DuckDB could not finish within its memory limit ({memory_limit}) even"
-                      " spilling to disk; raise B12LAB_MEMORY_LIMIT")
+            first += ": " + out_of_memory_message(memory_limit)
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         raise ModelError(first + more)
     return result
