@@ -11,9 +11,9 @@ subprocess, one after the other, on the same files:
 
 For each: wall time, lab rows per second, the peak of the summed resident set size of the whole process tree
 (psutil, every 50 ms) and the ratio of its wall time to the floor's. The Prefect server is started once
-(its start-up time is reported on its own) and stopped at the end. `--profile` instead runs `b12lab run`
-once with stage timers (benchmarks/profile_run.py) and prints where the time goes, per Prefect task (from the
-Prefect API) and per step inside the tasks.
+(its start-up time is reported on its own) and stopped at the end. `--profile` runs the full night and the
+1 % night with stage timers (benchmarks/profile_run.py) and prints, for each, where the time goes per step
+inside the Prefect tasks, besides the time per task (from the Prefect API) printed in any case.
 """
 from __future__ import annotations
 
@@ -762,11 +762,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="lab rows to generate (default 1,000,000)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="results JSON (default benchmarks/results/latest-<rows>.json, or profile-<rows>.json)")
+                        help="results JSON (default benchmarks/results/latest-<rows>.json)")
     parser.add_argument("--skip", nargs="*", default=[], choices=CONTENDERS, metavar="CONTENDER",
                         help=f"contenders not to run: {', '.join(CONTENDERS)} (delta needs run)")
     parser.add_argument("--profile", action="store_true",
-                        help="run `b12lab run` once with stage timers and print where the time goes")
+                        help="time the steps inside the full and the 1 %% night (stage timers) and print them")
     parser.add_argument("--seed", type=int, default=SEED, help=f"synth seed (default {SEED})")
     parser.add_argument("--delta-dates", choices=sorted(DELTA_WINDOWS), default="recent",
                         help="recent (default): the new rows were collected in the month after the full export; "
@@ -814,8 +814,6 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="b12lab-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        if args.profile:
-            return profile(args, work)
         return compare(args, work)
     finally:
         if not args.keep and args.work_dir is None:
@@ -875,7 +873,21 @@ def compare(args: argparse.Namespace, work: Path) -> int:
              f"CPU s  {status}")
         return measured
 
+    def night(name: str, folder: Path, attempt: int) -> dict:
+        """One `b12lab run` night into the output folder, measured; with --profile under the stage timers,
+        whose tree is kept with it."""
+        timings = work / "logs" / f"{name}-{attempt + 1}-stage-timings.json"
+        command = ([sys.executable, "-m", "benchmarks.profile_run", str(timings)] if args.profile
+                   else b12lab_command())
+        measured = measure(name, [*command, "run", "--input", str(folder), "--output", str(output), "--as-of",
+                                  AS_OF, *cluster], server.env(), work / "logs" / f"{name}-{attempt + 1}.log",
+                           timeout=args.timeout)
+        if args.profile:
+            measured.update(profile_steps(timings))
+        return measured
+
     env = quiet_env()
+    output = work / "out"
     scripts = {"floor": BENCH_DIR / "floor.py", "pandas": BENCH_DIR / "pandas_baseline.py"}
     for attempt in range(args.repeat):
         for name, script in scripts.items():
@@ -898,13 +910,9 @@ def compare(args: argparse.Namespace, work: Path) -> int:
             _log(f"  Prefect API server healthy after {startup:.1f} s")
             result["prefect_server"] = {"startup_s": round(startup, 3), "api_url": server.api_url}
             for attempt in range(args.repeat):
-                output = work / "out"
                 shutil.rmtree(output, ignore_errors=True)
                 _log("b12lab run (full) ...")
-                run = record("run", measure("run", [*b12lab_command(), "run", "--input", str(base.folder),
-                                                    "--output", str(output), "--as-of", AS_OF, *cluster], server.env(),
-                                            work / "logs" / f"run-{attempt + 1}.log", timeout=args.timeout),
-                             base.lab_rows, attempt)
+                run = record("run", night("run", base.folder, attempt), base.lab_rows, attempt)
                 run["prefect"] = prefect_stages(server, output, run)
                 run.pop("rss_timeline", None)
                 run["prefect_server_rss_after_bytes"] = server.rss()
@@ -912,11 +920,7 @@ def compare(args: argparse.Namespace, work: Path) -> int:
                     continue
                 folder, added = delta_input(base, delta, work / "delta-input")
                 _log(f"b12lab run (+{sum(added.values()):,} lab rows in {', '.join(sorted(added))}) ...")
-                measured = record("delta", measure("delta", [*b12lab_command(), "run", "--input", str(folder),
-                                                             "--output", str(output), "--as-of", AS_OF, *cluster],
-                                                   server.env(),
-                                                   work / "logs" / f"delta-{attempt + 1}.log", timeout=args.timeout),
-                                  sum(added.values()), attempt)
+                measured = record("delta", night("delta", folder, attempt), sum(added.values()), attempt)
                 measured["input_lab_rows"] = base.lab_rows + sum(added.values())
                 measured["delta_files"] = added
                 measured["prefect"] = prefect_stages(server, output, measured)
@@ -924,10 +928,7 @@ def compare(args: argparse.Namespace, work: Path) -> int:
                 if "idle" in skip or measured["exit_code"] != 0:
                     continue
                 _log("b12lab run (the same folder again: no new file) ...")
-                idle = record("idle", measure("idle", [*b12lab_command(), "run", "--input", str(folder),
-                                                       "--output", str(output), "--as-of", AS_OF, *cluster],
-                                              server.env(), work / "logs" / f"idle-{attempt + 1}.log",
-                                              timeout=args.timeout), 0, attempt)
+                idle = record("idle", night("idle", folder, attempt), 0, attempt)
                 idle["input_lab_rows"] = measured["input_lab_rows"]
                 idle["prefect"] = prefect_stages(server, output, idle)
                 idle.pop("rss_timeline", None)
@@ -1005,74 +1006,30 @@ def print_comparison(result: dict, markdown: bool = False) -> None:
             print()
             print(f"{CONTENDER_TITLES[name]}: time per stage (Prefect API)")
             print(table(*stage_rows(prefect["stages"]), right={1, 2, 3}))
+        if (result["contenders"].get(name) or {}).get("steps"):
+            print_steps(CONTENDER_TITLES[name], result["contenders"][name], markdown)
 
 
-def profile(args: argparse.Namespace, work: Path) -> int:
-    patients = max(1, args.rows // ROWS_PER_PATIENT)
-    base = cached_export(args.cache_dir, "labs", patients, args.seed, _log)
-    warm_page_cache([base.folder])
-    server = PrefectServer(work / "prefect-home", work / "logs" / "prefect-server.log")
-    _log(f"input: {base.lab_rows:,} lab rows; prefect server start ...")
-    output = work / "out"
-    timings_file = work / "stage-timings.json"
-    try:
-        startup = server.start()
-        _log(f"  Prefect API server healthy after {startup:.1f} s; b12lab run (profiled) ...")
-        shutil.rmtree(output, ignore_errors=True)
-        run = measure("run", [sys.executable, "-m", "benchmarks.profile_run", str(timings_file), "run",
-                              "--input", str(base.folder), "--output", str(output), "--as-of", AS_OF],
-                      server.env(), work / "logs" / "profile-run.log", timeout=args.timeout)
-        run["lab_rows"] = base.lab_rows
-        run["rows_per_s"] = round(base.lab_rows / run["wall_s"], 1)
-        run["prefect"] = prefect_stages(server, output, run)
-        run.pop("rss_timeline", None)
-    finally:
-        server.stop()
+def profile_steps(timings_file: Path) -> dict:
+    """The stage timers' tree of one profiled night (benchmarks/profile_run.py wrote timings_file)."""
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {"events": [], "marks": {}}
-    marks = timings.get("marks", {})
     tree = stage_tree(timings["events"])
     flow_total = sum(r["seconds"] for r in tree if r["depth"] == 0 and r["stage"].startswith("flow"))
-    result = {
-        "harness": "benchmarks/harness.py --profile", "created_at": now_iso(), "rows_requested": args.rows,
-        "seed": args.seed, "input": {"folder": str(base.folder), "lab_rows": base.lab_rows, "files": base.rows},
-        "machine": machine(), "prefect_server": {"startup_s": round(startup, 3)}, "run": run,
-        "flow_function_s": round(flow_total, 3), "marks": marks, "steps": tree,
-        "code_sha256_12": run.get("code_sha256_12"), "code_changed_during_run":
-            run.get("code_sha256_12") != code_fingerprint(),
-        "not_timed": timings.get("missing", []),
-    }
-    out = args.out or RESULTS_DIR / f"profile-{args.rows}.json"
-    write_json(out, result)
-    print_profile(result)
-    _log(f"profile: {out}")
-    return 0 if run["exit_code"] == 0 else 1
+    return {"steps": tree, "marks": timings.get("marks", {}), "flow_function_s": round(flow_total, 3),
+            "not_timed": timings.get("missing", [])}
 
 
-def print_profile(result: dict, markdown: bool = False) -> None:
+def print_steps(title: str, contender: dict, markdown: bool = False) -> None:
+    """A profiled night's steps inside the flow, as an indented tree with the share of its wall time."""
     table = markdown_table if markdown else format_table
-    run = result["run"]
     print()
-    status = "ok" if run["exit_code"] == 0 else f"FAILED (exit {run['exit_code']})"
-    print(f"b12lab run, profiled, on {run['lab_rows']:,} lab rows: {run['wall_s']:.2f} s wall "
-          f"({run['rows_per_s']:,.0f} rows/s), peak RSS {run['peak_rss_bytes'] / MIB:,.0f} MiB, {status}")
-    print(f"Prefect API server start-up (not included): {result['prefect_server']['startup_s']:.1f} s")
-    if run.get("prefect"):
-        print()
-        print("time per Prefect task (Prefect API)")
-        print(table(*stage_rows(run["prefect"]["stages"]), right={1, 2, 3}))
-    if result.get("steps"):
-        print()
-        print("steps inside the flow (timers of benchmarks/profile_run.py; steps under 0.2% of wall hidden)")
-        indent = "\u2003\u2003" if markdown else "  "  # em spaces: Markdown keeps them in a table cell
-        print(table(*tree_table(result["steps"], run["wall_s"], indent=indent), right={1, 2}))
-    if result.get("not_timed"):
-        print(f"not timed (not found in the pipeline code): {', '.join(result['not_timed'])}")
+    print(f"{title}: steps inside the flow (timers of benchmarks/profile_run.py; steps under 0.2% of wall hidden)")
+    indent = "\u2003\u2003" if markdown else "  "  # em spaces: Markdown keeps them in a table cell
+    print(table(*tree_table(contender["steps"], contender["wall_s"], indent=indent), right={1, 2}))
+    if contender.get("not_timed"):
+        print(f"not timed (not found in the pipeline code): {', '.join(contender['not_timed'])}")
 
 
 def report(path: Path) -> None:
     """Markdown tables of a results file, for benchmarks/README.md."""
-    result = json.loads(path.read_text())
-    if "steps" in result:
-        print_profile(result, markdown=True)
-    else:
-        print_comparison(result, markdown=True)
+    print_comparison(json.loads(path.read_text()), markdown=True)
