@@ -297,15 +297,16 @@ def prepare_warehouse(layout: OutputLayout, publication: PublicationLayout, rule
 def build_models(layout: OutputLayout, warehouse: Path, as_of: date) -> None:
     """`dbt build`: seeds, models and their data tests, each result a line of this run's log; a failed model
     or error-severity test stops the run before the switch. A night with no patient to rebuild on the live
-    publication's date builds only the models of the night's accounting (the rest is already in the copy)."""
+    publication's date builds only the models of the night's accounting (the rest is already in the copy), and
+    any other night on a copy builds every model but not the seeds (the copy's are tonight's)."""
     logger = get_run_logger()  # dbt reports from its own threads, where print is not this run's log
-    select = models_to_build(warehouse, as_of)
+    selection = models_to_build(warehouse, as_of)
     # A line per seed, model and test (about 200): the log file and the UI keep them, the terminal the summary.
-    result = transforms.build(warehouse, layout.dbt_work, as_of, select=select,
-                              log=lambda line: logger.info(line, extra=NOT_ON_TERMINAL))
+    result = transforms.build(warehouse, layout.dbt_work, as_of, select=list(selection.select),
+                              exclude=list(selection.exclude), log=lambda line: logger.info(line, extra=NOT_ON_TERMINAL))
     for warning in result.warnings:
         logger.warning(f"dbt test warning: {warning}")
-    scope = " (no patient to rebuild: the models of the night's accounting only)" if select else ""
+    scope = f" ({selection.scope})" if selection.scope else ""
     print(f"models built: {len(result.built)} models and seeds, {result.tests_passed} data tests passed{scope}")
 
 

@@ -123,22 +123,22 @@ def _close_dbt_database() -> None:
 
 def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], None] = print,
           all_tests: bool = False, data_tests: bool = True, select: list[str] | None = None,
-          memory_limit: str | None = None) -> BuildResult:
+          exclude: list[str] | None = None, memory_limit: str | None = None) -> BuildResult:
     """`dbt build` of every seed and model in `warehouse` as of the run's date `as_of` (the dbt variable
     as_of), with the data tests of the marts, seeds and sources; `all_tests` adds the unit tests and the data
     tests of the staging and intermediate models, which test the SQL rather than the night's data (the test
     suite runs them; a night would spend seconds on them); `data_tests` False builds without any test (a
-    comparison build of the test suite); `select`, dbt's node selection (every node when None). Raises ModelError naming the first node that failed
+    comparison build of the test suite); `select` and `exclude`, dbt's node selection (every node when None),
+    `exclude` added to the tests left out. Raises ModelError naming the first node that failed
     or the first error-severity test that found rows."""
     if isinstance(as_of, datetime) or not isinstance(as_of, date):
         raise ModelError(f"as_of: expected a date, got {type(as_of).__name__}")
-    command = ["build"] if all_tests else [
-        "build", "--exclude", "test_type:unit", "resource_type:test,path:models/staging",
-        "resource_type:test,path:models/intermediate"]
+    excluded = [] if all_tests else ["test_type:unit", "resource_type:test,path:models/staging",
+                                     "resource_type:test,path:models/intermediate"]
     if not data_tests:
-        command = ["build", "--exclude", "resource_type:test", "resource_type:unit_test"]
-    if select:
-        command += ["--select", *select]
+        excluded = ["resource_type:test", "resource_type:unit_test"]
+    excluded += exclude or []
+    command = ["build", *(["--exclude", *excluded] if excluded else []), *(["--select", *select] if select else [])]
     memory_limit = memory_limit or load_settings().memory_limit
     outcome = _invoke(command, warehouse, work_dir, log, memory_limit, as_of)
     result = BuildResult()

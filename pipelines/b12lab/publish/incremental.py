@@ -163,18 +163,37 @@ ACCOUNTING_SOURCES = ("quarantine", "unmapped_codes", "unreadable_fields", "inge
                       "runs", "run_metrics")
 
 
-def models_to_build(warehouse: Path, as_of: date) -> list[str] | None:
-    """dbt's node selection for tonight's build: None (every model) unless the warehouse is a copy of one built
-    as of the same date and no patient is to be rebuilt; then only the models downstream of the accounting."""
+@dataclass(frozen=True)
+class NightlySelection:
+    """dbt's node selection for tonight's build (dbt's --select and --exclude syntax); both empty: every node."""
+
+    select: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    scope: str = ""  # said on the terminal when the build is not the whole project
+
+
+# A copied warehouse holds the seeds (the vocabularies and reference tables) of a build with the same
+# fingerprint, whose files include the seeds' CSV and the rules that fill the measures seed: they are tonight's
+# seeds already, and their tests passed when they were built.
+SEEDS_ALREADY_BUILT = ("resource_type:seed", "resource_type:test,path:seeds")
+
+
+def models_to_build(warehouse: Path, as_of: date) -> NightlySelection:
+    """What tonight's build builds: every node in a warehouse built afresh; the models (not the seeds) in a copy
+    of the live warehouse; only the models downstream of the accounting in a copy built as of the same date with
+    no patient to rebuild."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
         try:
             [(previous_as_of, rebuild)] = con.execute(
                 f"select (select max(as_of) from {BUILD_STATE}), (select count(*) from {REBUILD_PATIENTS})").fetchall()
         except duckdb.Error:
-            return None
+            return NightlySelection()
+    if previous_as_of is None:
+        return NightlySelection()
     if previous_as_of != as_of or rebuild:
-        return None
-    return [f"source:lake.{table}+" for table in ACCOUNTING_SOURCES]
+        return NightlySelection(exclude=SEEDS_ALREADY_BUILT, scope="the seeds are the live publication's")
+    return NightlySelection(select=tuple(f"source:lake.{table}+" for table in ACCOUNTING_SOURCES),
+                            scope="no patient to rebuild: the models of the night's accounting only")
 
 
 def record_build_state(con: duckdb.DuckDBPyConnection, rules: Rules) -> None:
