@@ -255,11 +255,14 @@ def main(argv: list[str]) -> int:
     code = 0
     try:
         install()
-        from b12lab.cli.main import main as cli
+        from b12lab.cli.main import entry_point
 
         MARKS["cli_started"] = time.perf_counter() - PROCESS_STARTED
+        # The console script itself, so that the run's outcome is its exit status as for `b12lab run` (the
+        # command's exit handler ends the process with that status).
+        sys.argv = ["b12lab", *argv[1:]]
         try:
-            cli.main(args=argv[1:], prog_name="b12lab", standalone_mode=True)
+            entry_point()
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     finally:

@@ -133,3 +133,15 @@ def test_stage_tree_shows_time_not_covered_by_children():
 
     assert rows == [(0, "task a", 4.0), (1, "read", 1.0), (1, "write", 2.0), (1, "(other)", 1.0),
                     (0, "task b", 0.5)]
+
+
+def test_a_profiled_night_that_fails_exits_as_the_command_does(tmp_path):
+    """The profiled night is the console script itself: its failure is the harness's failed contender."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.profile_run", str(tmp_path / "timings.json"), "run",
+         "--input", str(tmp_path / "missing"), "--output", str(tmp_path / "out")],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=HANG_GUARD_S)
+
+    assert completed.returncode == 1
+    assert completed.stderr.splitlines() == [f"b12lab: error: input folder not found: {tmp_path / 'missing'}"]
+    assert (tmp_path / "timings.json").is_file()

@@ -92,7 +92,7 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
             con.execute("create or replace temp table mapped_local_codes (code varchar, analyte varchar)")
     sql = read_sql(INGEST_SQL_DIR / export.kind.sql_file)
     params = {"ingest_date": ingest_date} if "$ingest_date" in sql else {}
-    con.execute(f"create or replace temp table parsed_rows as {sql}", params)
+    _create_parsed_rows(con, export, f"create or replace temp table parsed_rows as {sql}", params)
     # File-level reasons, strongest last: every record of the file goes to quarantine.
     quarantine_whole_file(con, missing_columns, repeated_column, problem)
     # A trailer line (Total rows: 10, END OF REPORT) after the last record is no record: dropped by a rule.
@@ -142,6 +142,29 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
     record_file_problems(account, export, missing_columns, problem)
     account.unreadable_fields = _write_unreadable_fields(con, export, lake, lineage)
     return account
+
+
+def _create_parsed_rows(con: duckdb.DuckDBPyConnection, export: ExportFile, statement: str, params: dict) -> None:
+    """The row model over the whole file. Nothing reads parsed_rows in insertion order (every writer orders by
+    source_row), so DuckDB need not buffer the result to keep it. A large file whose duplicate check reads
+    millions of the lake's keys can still need more memory than the limit on every thread at once (a 3M-row
+    lab file against 3M keys, at 768 MB on 2 threads): it is then run again on one thread, which stays within
+    the limit at the cost of time, and the run's log says so."""
+    con.execute("set preserve_insertion_order = false")
+    try:
+        try:
+            con.execute(statement, params)
+        except duckdb.OutOfMemoryException:
+            threads = con.execute("select current_setting('threads')").fetchall()[0][0]
+            print(f"{export.display_name}: the row model needed more than the memory limit "
+                  f"({load_settings().memory_limit}) on {threads} threads; run again on one thread")
+            con.execute("set threads = 1")
+            try:
+                con.execute(statement, params)
+            finally:
+                con.execute("reset threads")
+    finally:
+        con.execute("set preserve_insertion_order = true")  # raw_file's numbering is file order
 
 
 # The file's out-of-scope codes, one row per code system and code. The code system of a lab row's local code:
