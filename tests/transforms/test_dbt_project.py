@@ -4,6 +4,7 @@ the rule tests use (tests/helpers/models.py)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from b12lab.publish import dbt_build as runner
 from tests.helpers.models import compiled_models, model_yml, seeds
 from tests.helpers.trend import month_ends
 from tests.transforms.lake import AS_OF, build, create_lake, diagnosis, lab, medication, patient, rules_for
+
+# The session's dbt work folder (tests/conftest.py): the builds here reuse one parse of the project.
+SESSION_DBT_WORK = Path(os.environ["B12LAB_DBT_WORK_DIR"])
 
 MODELS = compiled_models()
 # Columns whose values are codes: each needs an accepted_values or relationships test.
@@ -100,7 +104,7 @@ def dbt_built(tmp_path_factory) -> tuple[Path, runner.BuildResult, list[str]]:
     tmp = tmp_path_factory.mktemp("dbt")
     warehouse = warehouse_with(tmp, lake_tables(), as_of=dt.date(2024, 2, 29))
     lines: list[str] = []
-    result = runner.build(warehouse, tmp / "work", dt.date(2024, 2, 29), log=lines.append, all_tests=True)
+    result = runner.build(warehouse, SESSION_DBT_WORK, dt.date(2024, 2, 29), log=lines.append, all_tests=True)
     return warehouse, result, lines
 
 
@@ -163,7 +167,7 @@ def test_a_failing_data_test_stops_the_build_in_one_line(tmp_path):
     tables["lab_results"].append(lab("b12", 90, patient="SECRET-PATIENT-7", day=-5) | {"analyte": "vitamin_x"})
     warehouse = warehouse_with(tmp_path, tables)
     with pytest.raises(runner.ModelError) as failed:
-        runner.build(warehouse, tmp_path / "work", AS_OF, log=lambda line: None)
+        runner.build(warehouse, SESSION_DBT_WORK, AS_OF, log=lambda line: None)
     message = str(failed.value)
     assert "\n" not in message and "SECRET-PATIENT-7" not in message
     assert re.match(r"^test \S*relationships\S*lab_results\S* fail", message), message
@@ -175,7 +179,7 @@ def test_a_failing_model_is_named_and_no_value_leaks(tmp_path):
         con.execute("alter table medications alter start_date type varchar")
         con.execute("update medications set start_date = 'PATIENT-0042'")
     with pytest.raises(runner.ModelError) as failed:
-        runner.build(warehouse, tmp_path / "work", AS_OF, log=lambda line: None)
+        runner.build(warehouse, SESSION_DBT_WORK, AS_OF, log=lambda line: None)
     message = str(failed.value)
     assert re.match(r"^model \S+ error: ", message) and "\n" not in message, message
     assert "PATIENT-0042" not in message
@@ -192,7 +196,7 @@ def test_a_database_message_is_one_line_with_its_quoted_values_masked(error):
 
 def test_the_catalogue_is_one_self_contained_page(dbt_built, tmp_path):
     warehouse, _, _ = dbt_built
-    page = runner.docs(warehouse, tmp_path / "work", tmp_path / "catalogue" / "index.html", log=lambda line: None)
+    page = runner.docs(warehouse, SESSION_DBT_WORK, tmp_path / "catalogue" / "index.html", log=lambda line: None)
     html = page.read_text(encoding="utf-8")
     assert not re.findall(r'(?:src|href)="https?://(?!\[::1\])', html)
     for model in ("cohort_deficient", "int_patient_status", "stg_counted_results"):
@@ -204,7 +208,7 @@ def test_a_model_out_of_memory_names_the_limit_and_the_setting_to_raise(tmp_path
     hash table), the one line says which limit and which setting, not just "Runtime Error"."""
     warehouse = warehouse_with(tmp_path, lake_tables())
     with pytest.raises(runner.ModelError) as failed:
-        runner.build(warehouse, tmp_path / "work", AS_OF, log=lambda line: None, memory_limit="1MB")
+        runner.build(warehouse, SESSION_DBT_WORK, AS_OF, log=lambda line: None, memory_limit="1MB")
     message = str(failed.value)
     assert "\n" not in message
     assert re.match(r"^(model|seed) \S+ error: .*: out of memory: DuckDB could not finish within its memory limit \(1MB\)"
