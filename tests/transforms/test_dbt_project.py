@@ -207,8 +207,12 @@ def test_a_model_out_of_memory_names_the_limit_and_the_setting_to_raise(tmp_path
     """DuckDB spills to disk before it gives up; when even that cannot fit (here a limit far too small for any
     hash table), the one line says which limit and which setting, not just "Runtime Error"."""
     warehouse = warehouse_with(tmp_path, lake_tables())
+    lines: list[str] = []
     with pytest.raises(runner.ModelError) as failed:
-        runner.build(warehouse, SESSION_DBT_WORK, AS_OF, log=lambda line: None, memory_limit="1MB")
+        runner.build(warehouse, SESSION_DBT_WORK, AS_OF, log=lines.append, memory_limit="1MB")
+    # Before giving up, the build tried the failed models again on one thread (dbt retry, DuckDB threads = 1),
+    # which at 1 MB cannot even start.
+    assert [line for line in lines if "on every core: run again on one thread" in line]
     message = str(failed.value)
     assert "\n" not in message
     assert re.match(r"^(model|seed) \S+ error: .*: out of memory: DuckDB could not finish within its memory limit \(1MB\)"

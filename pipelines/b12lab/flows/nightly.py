@@ -306,6 +306,9 @@ def build_models(layout: OutputLayout, warehouse: Path, as_of: date) -> None:
                               exclude=list(selection.exclude), log=lambda line: logger.info(line, extra=NOT_ON_TERMINAL))
     for warning in result.warnings:
         logger.warning(f"dbt test warning: {warning}")
+    if result.retried_on_one_thread:
+        print(f"models: {', '.join(result.retried_on_one_thread)} ran out of memory on every core and were built "
+              f"on one thread (B12LAB_MEMORY_LIMIT {load_settings().memory_limit})")
     scope = f" ({selection.scope})" if selection.scope else ""
     print(f"models built: {len(result.built)} models and seeds, {result.tests_passed} data tests passed{scope}")
 

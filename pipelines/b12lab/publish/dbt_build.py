@@ -59,14 +59,18 @@ class BuildResult:
     tests_passed: int = 0
     warnings: list[str] = field(default_factory=list)   # warn-severity tests that found rows
     seconds: float = 0.0
+    retried_on_one_thread: list[str] = field(default_factory=list)  # models that ran out of memory, then passed
 
 
 @contextmanager
-def _dbt_environment(warehouse: Path, memory_limit: str, as_of: date | None) -> Iterator[None]:
+def _dbt_environment(warehouse: Path, memory_limit: str, as_of: date | None,
+                     threads: int | None = None) -> Iterator[None]:
     values = {"B12LAB_WAREHOUSE_FILE": warehouse.name, "B12LAB_DUCKDB_MEMORY_LIMIT": memory_limit,
               "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"}
     if as_of is not None:
         values["B12LAB_RUN_AS_OF"] = as_of.isoformat()
+    if threads is not None:  # read by the project's on-run-start (macros/duckdb_threads.sql); unset: every core
+        values["B12LAB_DUCKDB_THREADS"] = str(threads)
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     working_dir = os.getcwd()
@@ -83,7 +87,7 @@ def _dbt_environment(warehouse: Path, memory_limit: str, as_of: date | None) -> 
 
 
 def _invoke(command: list[str], warehouse: Path, work_dir: Path, log: Callable[[str], None],
-            memory_limit: str | None, as_of: date | None = None) -> object:
+            memory_limit: str | None, as_of: date | None = None, threads: int | None = None) -> object:
     from dbt.cli.main import dbtRunner
 
     def on_event(event) -> None:
@@ -97,7 +101,7 @@ def _invoke(command: list[str], warehouse: Path, work_dir: Path, log: Callable[[
                  "--target-path", str(work_dir / "target"), "--log-path", str(work_dir / "logs"),
                  "--log-level-file", "none", "--log-level", "none", "--no-use-colors",
                  "--no-send-anonymous-usage-stats", "--no-version-check"]
-    with _invocation_lock, _dbt_environment(warehouse, memory_limit or load_settings().memory_limit, as_of):
+    with _invocation_lock, _dbt_environment(warehouse, memory_limit or load_settings().memory_limit, as_of, threads):
         try:
             outcome = dbtRunner(callbacks=[on_event]).invoke(arguments)
         finally:
@@ -142,6 +146,35 @@ def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], 
     memory_limit = memory_limit or load_settings().memory_limit
     outcome = _invoke(command, warehouse, work_dir, log, memory_limit, as_of)
     result = BuildResult()
+    failures, out_of_memory = _collect(outcome, result)
+    if out_of_memory:
+        # DuckDB spills, but some operators need memory on every thread at once: a model that did not fit in
+        # the limit on all cores fits on one (int_under_monitored at 30M lab rows, 768 MB: out of memory after
+        # 219 s on 2 threads, built in 354 s on one). `dbt retry` runs the failed nodes and those after them.
+        failed = [line.split()[1] for line in failures if line.startswith("model ")]
+        log(f"dbt: out of memory in {', '.join(failed) or 'the build'} on every core: run again on one thread")
+        try:
+            retried = _invoke(["retry"], warehouse, work_dir, log, memory_limit, as_of, threads=1)
+        except ModelError:
+            log("dbt: the run again on one thread could not start (its hooks need memory too)")
+        else:  # the first build's failures stand unless the retry replaces them
+            result.built = [name for name in result.built if name not in failed]
+            outcome = retried
+            failures, out_of_memory = _collect(outcome, result)
+            if outcome.success and not failures:
+                result.retried_on_one_thread = failed
+    if failures or not outcome.success:
+        first = failures[0] if failures else "dbt build failed"
+        if out_of_memory:  # dbt's first line says only "Runtime Error"; the cause is further down
+            first += ": " + out_of_memory_message(memory_limit)
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise ModelError(first + more)
+    return result
+
+
+def _collect(outcome, result: BuildResult) -> tuple[list[str], bool]:
+    """Add an invocation's results to `result`; return its failures (a line each) and whether any model ran
+    out of memory."""
     failures = []
     out_of_memory = False
     for node_result in outcome.result.results:
@@ -161,13 +194,7 @@ def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], 
                 result.warnings.append(f"{node.name}: {node_result.message}")
             elif status != "skipped":
                 failures.append(f"test {node.name} {status}: {_first_line(node_result.message)}")
-    if failures or not outcome.success:
-        first = failures[0] if failures else "dbt build failed"
-        if out_of_memory:  # dbt's first line says only "Runtime Error"; the cause is further down
-            first += ": " + out_of_memory_message(memory_limit)
-        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-        raise ModelError(first + more)
-    return result
+    return failures, out_of_memory
 
 
 def docs(warehouse: Path, work_dir: Path, target: Path, *, log: Callable[[str], None] = print,
