@@ -70,12 +70,19 @@ class PrefectServer:
         raise RuntimeError("prefect server did not start in 120 s")
 
     def get(self, path: str) -> dict | list:
-        response = httpx.get(f"{self.api_url}{path}", timeout=30)
-        response.raise_for_status()
-        return response.json()
+        return self._request("GET", path)
 
     def post(self, path: str, payload: dict) -> dict | list:
-        response = httpx.post(f"{self.api_url}{path}", json=payload, timeout=30)
+        return self._request("POST", path, payload)
+
+    def _request(self, method: str, path: str, payload: dict | None = None) -> dict | list:
+        """One API call, retried as Prefect's own client retries it: a busy server (its database locked while
+        the suite loads both cores) answers 503 or 429 for a moment."""
+        for attempt in range(6):
+            response = httpx.request(method, f"{self.api_url}{path}", json=payload, timeout=30)
+            if response.status_code not in (429, 502, 503) or attempt == 5:
+                break
+            time.sleep(0.5 * 2 ** attempt)
         response.raise_for_status()
         return response.json()
 
