@@ -85,8 +85,9 @@ def test_the_check_finds_a_module_that_reads_a_variable(tmp_path):
     assert _reads_the_environment(offender) == [f"{offender}:2", f"{offender}:3"]
 
 
-def test_the_readme_lists_every_setting_and_dbts_two_variables():
+def test_the_readme_lists_every_setting_and_dbts_three_variables():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     listed = set(re.findall(r"^\| `(B12LAB_[A-Z_]+)` \|", readme, flags=re.MULTILINE))
     assert listed == {variable(name) for name in Settings.model_fields}
-    assert "B12LAB_WAREHOUSE_FILE" in readme and "B12LAB_DUCKDB_MEMORY_LIMIT" in readme
+    assert all(f"`{name}`" in readme for name in
+               ("B12LAB_WAREHOUSE_FILE", "B12LAB_DUCKDB_MEMORY_LIMIT", "B12LAB_DUCKDB_THREADS"))
