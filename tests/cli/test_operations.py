@@ -20,7 +20,7 @@ import pytest
 
 from b12lab.ingest import LAB_COLUMNS
 from tests.helpers.exports import lab_row, write_csv, write_labs
-from tests.helpers.processes import SAMPLE, b12lab, start_b12lab
+from tests.helpers.processes import BIN, SAMPLE, b12lab, command_env, start_b12lab
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 LIVE_AS_OF = "2026-10-31"
@@ -328,6 +328,34 @@ def start_and_wait_for(drop: Path, output: Path, text: str, **env) -> subprocess
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "the run did not get there in 120 s"
         time.sleep(0.05)
+
+
+ENGINE_FAILING_ON_A_SIGTERM = """
+import sys, click
+from prefect.exceptions import TerminationSignal
+import b12lab.cli.main as cli
+
+@click.command()
+def failing():
+    try:
+        raise TerminationSignal(signal=15)  # what Prefect's SIGTERM handler raises in a flow run
+    except TerminationSignal:
+        raise ValueError("Task run is not set")  # Prefect's task engine, failing while handling it
+
+cli.main = failing
+sys.argv = ["b12lab"]
+cli.entry_point()
+"""
+
+
+def test_a_sigterm_that_prefects_task_engine_fails_to_handle_is_still_an_interrupt():
+    # A SIGTERM that lands while Prefect creates a task run comes back as its own ValueError, the signal as
+    # the error's context: it is still the interrupt, with its status and line, not an error.
+    result = subprocess.run([str(BIN / "python"), "-c", ENGINE_FAILING_ON_A_SIGTERM], capture_output=True,
+                            text=True, timeout=120, env=command_env())
+    assert result.returncode == 143, result.stderr
+    assert result.stderr.splitlines() == ["b12lab: interrupted (SIGTERM): nothing half-done was published; the next "
+                                          "run carries on"]
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

@@ -113,9 +113,12 @@ def entry_point() -> None:
     except BaseException as error:  # noqa: BLE001 (the promise: no traceback reaches the terminal)
         # An interrupt: KeyboardInterrupt, click's Abort (what click makes of it), ours, or Prefect's
         # TerminationSignal (its SIGTERM handler during a flow run).
-        if isinstance(error, (KeyboardInterrupt, click.exceptions.Abort, Interrupted)) \
-                or type(error).__name__ == "TerminationSignal":
-            signum = signals.last(default=getattr(error, "signal", signal.SIGINT))
+        # Also one that Prefect's engine failed to handle: the interrupt is then the error's context.
+        from b12lab.common.duck import interrupt_behind
+
+        interrupt = error if isinstance(error, click.exceptions.Abort) else interrupt_behind(error)
+        if interrupt is not None:
+            signum = signals.last(default=getattr(interrupt, "signal", signal.SIGINT))
             code = EXIT_SIGTERM if signum == signal.SIGTERM else EXIT_SIGINT
             click.echo(f"b12lab: interrupted ({signal.Signals(signum).name}): nothing half-done was published; "
                        "the next run carries on", err=True)

@@ -19,6 +19,20 @@ def is_interrupt(error: BaseException) -> bool:
         isinstance(error, RuntimeError) and str(error) == "Query interrupted")
 
 
+def interrupt_behind(error: BaseException) -> BaseException | None:
+    """The interrupt that `error` is, or that it was raised while handling: a Ctrl-C (KeyboardInterrupt or
+    DuckDB's "Query interrupted"), a SIGTERM (Prefect's TerminationSignal) or any other BaseException that is
+    neither an Exception nor SystemExit. Prefect's task engine can itself fail while handling a signal that lands as it creates a
+    task run ("Task run is not set"), so the interrupt may be the context of the error that reaches us."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if not isinstance(error, (Exception, SystemExit)) or is_interrupt(error):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def reraise_interrupt(error: BaseException) -> None:
     """Raise KeyboardInterrupt when `error` is DuckDB's word for a Ctrl-C or SIGTERM: a handler that reads a
     DuckDB error as a fact about the file (not UTF-8, a quote it cannot resolve) must never take an interrupt

@@ -17,7 +17,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.futures import PrefectFuture, wait
 
-from b12lab.common.duck import connect, is_interrupt, release_freed_memory
+from b12lab.common.duck import connect, interrupt_behind, release_freed_memory
 from b12lab.common.faults import crash_point
 from b12lab.common.layout import WAREHOUSE_NAME, OutputLayout, PublicationLayout
 from b12lab.common.settings import Settings, load_settings
@@ -394,9 +394,10 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
                       "publication is left alone")
                 _publish(layout, lake, rules, summary)
         except BaseException as error:
-            interrupted = not isinstance(error, Exception) or is_interrupt(error)
+            interrupt = interrupt_behind(error)
+            interrupted = interrupt is not None
             summary.status = "interrupted" if interrupted else "failed"
-            cause = type(error).__name__ if interrupted else (str(error).splitlines() or [type(error).__name__])[0]
+            cause = type(interrupt).__name__ if interrupted else (str(error).splitlines() or [type(error).__name__])[0]
             summary.message = cause
             summary.finished_at = datetime.now()
             log.write_traceback(error)
@@ -406,9 +407,9 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
             kept_with = layout.publication(run_id) if kind == NIGHTLY else None
             publish.write_summary(layout, kept_with, summary.to_json(), latest=kind == NIGHTLY)
             if interrupted:
-                if isinstance(error, Exception):  # DuckDB's own word for a Ctrl-C
+                if isinstance(interrupt, Exception):  # DuckDB's own word for a Ctrl-C
                     raise KeyboardInterrupt from error
-                raise
+                raise interrupt from None  # the signal itself, also when Prefect failed handling it
             raise RunFailed(f"{cause} (details: {log.path})") from error
     return summary
 
