@@ -53,6 +53,10 @@ class ModelError(RuntimeError):
     """A model, seed or error-severity test failed; the message is one line naming it, never a value."""
 
 
+class InvocationOutOfMemory(ModelError):
+    """dbt stopped before or between its nodes (a hook: the project's on-run-start) for lack of memory."""
+
+
 @dataclass
 class BuildResult:
     built: list[str] = field(default_factory=list)       # models and seeds, in build order
@@ -109,8 +113,11 @@ def _invoke(command: list[str], warehouse: Path, work_dir: Path, log: Callable[[
     if outcome.exception is not None:
         if isinstance(outcome.exception, KeyboardInterrupt):
             raise outcome.exception
-        raise ModelError(f"dbt {command[0]} could not run: {_first_line(outcome.exception)}") \
-            from outcome.exception
+        said = f"dbt {command[0]} could not run: {_first_line(outcome.exception)}"
+        if _OUT_OF_MEMORY.search(str(outcome.exception)):  # the first line says only "Runtime Error"
+            raise InvocationOutOfMemory(f"{said}: {out_of_memory_message(memory_limit or load_settings().memory_limit)}") \
+                from outcome.exception
+        raise ModelError(said) from outcome.exception
     return outcome
 
 
@@ -144,15 +151,19 @@ def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], 
     excluded += exclude or []
     command = ["build", *(["--exclude", *excluded] if excluded else []), *(["--select", *select] if select else [])]
     memory_limit = memory_limit or load_settings().memory_limit
-    outcome = _invoke(command, warehouse, work_dir, log, memory_limit, as_of)
+    try:
+        outcome = _invoke(command, warehouse, work_dir, log, memory_limit, as_of)
+    except InvocationOutOfMemory:  # in a hook, before any node: the whole build again on one thread
+        log("dbt: out of memory in the project's hooks on every core: run again on one thread")
+        outcome = _invoke(command, warehouse, work_dir, log, memory_limit, as_of, threads=1)
     result = BuildResult()
     failures, out_of_memory = _collect(outcome, result)
     if out_of_memory:
         # DuckDB spills, but some operators need memory on every thread at once: a model that did not fit in
         # the limit on all cores fits on one (int_under_monitored at 30M lab rows, 768 MB: out of memory after
         # 219 s on 2 threads, built in 354 s on one). `dbt retry` runs the failed nodes and those after them.
-        failed = [line.split()[1] for line in failures if line.startswith("model ")]
-        log(f"dbt: out of memory in {', '.join(failed) or 'the build'} on every core: run again on one thread")
+        failed = out_of_memory
+        log(f"dbt: out of memory in {', '.join(failed)} on every core: run again on one thread")
         try:
             retried = _invoke(["retry"], warehouse, work_dir, log, memory_limit, as_of, threads=1)
         except ModelError:
@@ -172,11 +183,11 @@ def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], 
     return result
 
 
-def _collect(outcome, result: BuildResult) -> tuple[list[str], bool]:
-    """Add an invocation's results to `result`; return its failures (a line each) and whether any model ran
-    out of memory."""
+def _collect(outcome, result: BuildResult) -> tuple[list[str], list[str]]:
+    """Add an invocation's results to `result`; return its failures (a line each) and the models and seeds
+    that ran out of memory."""
     failures = []
-    out_of_memory = False
+    out_of_memory = []
     for node_result in outcome.result.results:
         node = node_result.node
         status = str(node_result.status)
@@ -186,7 +197,8 @@ def _collect(outcome, result: BuildResult) -> tuple[list[str], bool]:
                 result.built.append(node.name)
             else:
                 failures.append(f"{node.resource_type} {node.name} {status}: {_first_line(node_result.message)}")
-                out_of_memory = out_of_memory or bool(_OUT_OF_MEMORY.search(str(node_result.message or "")))
+                if _OUT_OF_MEMORY.search(str(node_result.message or "")):
+                    out_of_memory.append(node.name)
         elif node.resource_type in ("test", "unit_test"):
             if status == "pass":
                 result.tests_passed += 1
