@@ -27,7 +27,7 @@
 -- IF_ANTIBODY_NEGATIVE, IF_ANTIBODY_EQUIVOCAL.
 -- severity orders categories of one analyte for ties (3 most severe): deficient/elevated/macrocytic/positive,
 -- then borderline/indeterminate/above_target/equivocal, then normal/negative.
-{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
+{{ config(materialized='incremental', schema='incremental', pre_hook=[before_begin("{{ delete_rebuilt_patients() }}"), "{{ forget_rebuilt_patients() }}"]) }}
 with
 
 settings as (

@@ -4,7 +4,7 @@
 -- starts on it or up to deficient_treated_within_days after it, else "untreated". cohort_deficient reads this
 -- model on the run's as_of; cohort_counts counts deficient_untreated on every date, so the report's measure
 -- "deficient and untreated" has a trend computed by the same rule. A patient deceased on D is left out.
-{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
+{{ config(materialized='incremental', schema='incremental', pre_hook=[before_begin("{{ delete_rebuilt_patients() }}"), "{{ forget_rebuilt_patients() }}"]) }}
 with
 
 settings as (

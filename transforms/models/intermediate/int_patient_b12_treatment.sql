@@ -4,7 +4,7 @@
 -- medication record (hydroxocobalamin, cyanocobalamin or methylcobalamin, any route). Records that start
 -- after D are not known on D and are ignored, so a report for a past date is reproducible; records without a
 -- start date cannot place S and are ignored too.
-{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
+{{ config(materialized='incremental', schema='incremental', pre_hook=[before_begin("{{ delete_rebuilt_patients() }}"), "{{ forget_rebuilt_patients() }}"]) }}
 with
 
 as_of_dates as (

@@ -7,7 +7,7 @@
 -- pa_first_evidence_on: the earliest dated evidence (a PA diagnosis's recorded_at or a positive IF antibody's
 -- collection date); pa_has_undated_diagnosis: a PA diagnosis without a date is on record, which counts as
 -- known long enough for PA_NOT_ON_TREATMENT (clinical rules release 2).
-{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
+{{ config(materialized='incremental', schema='incremental', pre_hook=[before_begin("{{ delete_rebuilt_patients() }}"), "{{ forget_rebuilt_patients() }}"]) }}
 with
 
 as_of_dates as (

@@ -9,7 +9,7 @@
 -- this row, and every cohort, reason, flag, worklist, measure and treatment_response leaves them out as of D;
 -- on an earlier D, while alive, they count.
 -- patient_status is this model on the run's as_of; the report's trend counts it on every month end.
-{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
+{{ config(materialized='incremental', schema='incremental', pre_hook=[before_begin("{{ delete_rebuilt_patients() }}"), "{{ forget_rebuilt_patients() }}"]) }}
 with
 
 status_on_as_of as (

@@ -7,7 +7,7 @@
 -- the earliest of those after D ('infinity' when there is none). A patient with an under-monitoring reason on
 -- D is valid for one day: the reason's detail names dates counted back from D. The next night's build
 -- rebuilds the patients whose valid_until has come (incremental.rebuild_patients) and carries everyone else's rows.
-{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
+{{ config(materialized='incremental', schema='incremental', pre_hook=[before_begin("{{ delete_rebuilt_patients() }}"), "{{ forget_rebuilt_patients() }}"]) }}
 with
 
 run as (

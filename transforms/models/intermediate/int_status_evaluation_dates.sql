@@ -4,7 +4,7 @@
 -- (patient_status), and on each date a folic acid record started, on or before D, for the patient who
 -- received it (FOLATE_BEFORE_B12: "folic acid started while status was deficient or borderline_needs_mma").
 -- Evaluating both with the same model keeps one definition of the status.
-{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
+{{ config(materialized='incremental', schema='incremental', pre_hook=[before_begin("{{ delete_rebuilt_patients() }}"), "{{ forget_rebuilt_patients() }}"]) }}
 with
 
 as_of_dates as (

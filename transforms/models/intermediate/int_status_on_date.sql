@@ -25,7 +25,7 @@
 -- then the latest; for MMA_ON_SUPPLEMENT the latest in the lookback taken on supplementation).
 -- Each pick ranks the patient's results once (precedence) and takes, per evaluation date, the minimum
 -- precedence among the results that qualify, rather than ranking the results of every evaluation date.
-{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
+{{ config(materialized='incremental', schema='incremental', pre_hook=[before_begin("{{ delete_rebuilt_patients() }}"), "{{ forget_rebuilt_patients() }}"]) }}
 with
 
 settings as (

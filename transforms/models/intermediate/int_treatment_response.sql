@@ -14,7 +14,7 @@
 -- window: the result columns are null. A patient deceased on D (int_patient_status.deceased) has no row.
 -- treatment_response is this model on the run's as_of; cohort_counts counts the 3-6m rows on every date, for
 -- the measure treated_at_target_3_6m and its trend.
-{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
+{{ config(materialized='incremental', schema='incremental', pre_hook=[before_begin("{{ delete_rebuilt_patients() }}"), "{{ forget_rebuilt_patients() }}"]) }}
 with
 
 settings as (

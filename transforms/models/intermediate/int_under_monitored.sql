@@ -48,7 +48,7 @@
 -- open_since is null only when there is no date to go by (a PA diagnosis without a date and no B12 test or
 -- record). cohort_under_monitored is this model on the run's as_of; the report's trend counts it on every
 -- month end.
-{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
+{{ config(materialized='incremental', schema='incremental', pre_hook=[before_begin("{{ delete_rebuilt_patients() }}"), "{{ forget_rebuilt_patients() }}"]) }}
 with
 
 settings as (

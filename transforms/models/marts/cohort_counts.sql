@@ -78,60 +78,53 @@ status_metrics as (
     where status_counts.status = 'deficient' and not status_counts.has_pa
 ),
 
-other_members as (
-    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'under_monitored' as metric
+-- The other metrics' members: (date, patient, metric) from the per-date models, and (patient, metric) from
+-- the run's marts; each side is joined once to the patients' practices on their dates (a join per metric would
+-- scan every patient on every date once per metric).
+every_date_members as (
+    select int_under_monitored.as_of, int_under_monitored.patient_id, 'under_monitored' as metric
     from {{ ref('int_under_monitored') }} as int_under_monitored
-    inner join patients_on_date
-        on patients_on_date.as_of = int_under_monitored.as_of
-        and patients_on_date.patient_id = int_under_monitored.patient_id
     union all
-    select
-        patients_on_date.as_of,
-        patients_on_date.patient_id,
-        patients_on_date.practice,
-        'under_monitored.' || int_under_monitored.reason
+    select int_under_monitored.as_of, int_under_monitored.patient_id, 'under_monitored.' || int_under_monitored.reason
     from {{ ref('int_under_monitored') }} as int_under_monitored
-    inner join patients_on_date
-        on patients_on_date.as_of = int_under_monitored.as_of
-        and patients_on_date.patient_id = int_under_monitored.patient_id
     union all
-    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'deficient_untreated'
+    select int_deficient_treatment.as_of, int_deficient_treatment.patient_id, 'deficient_untreated'
     from {{ ref('int_deficient_treatment') }} as int_deficient_treatment
-    inner join patients_on_date
-        on patients_on_date.as_of = int_deficient_treatment.as_of
-        and patients_on_date.patient_id = int_deficient_treatment.patient_id
     where int_deficient_treatment.treatment = 'untreated'
     -- treated_at_target_3_6m: the 3-6 month windows of int_treatment_response with a b12 result, and those at target
     union all
-    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'treated_3_6m_with_result'
+    select int_treatment_response.as_of, int_treatment_response.patient_id, 'treated_3_6m_with_result'
     from {{ ref('int_treatment_response') }} as int_treatment_response
-    inner join patients_on_date
-        on patients_on_date.as_of = int_treatment_response.as_of
-        and patients_on_date.patient_id = int_treatment_response.patient_id
     where int_treatment_response.window = '3-6m' and int_treatment_response.result_date is not null
     union all
-    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'treated_3_6m_at_target'
+    select int_treatment_response.as_of, int_treatment_response.patient_id, 'treated_3_6m_at_target'
     from {{ ref('int_treatment_response') }} as int_treatment_response
-    inner join patients_on_date
-        on patients_on_date.as_of = int_treatment_response.as_of
-        and patients_on_date.patient_id = int_treatment_response.patient_id
     where int_treatment_response.window = '3-6m' and int_treatment_response.at_target
-    -- the run's as_of only: what only its marts hold
-    union all
-    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'deficient_neuro'
+),
+
+-- the run's as_of only: what only its marts hold
+run_date_members as (
+    select cohort_deficient.patient_id, 'deficient_neuro' as metric
     from {{ ref('cohort_deficient') }} as cohort_deficient
-    inner join patients_on_date on patients_on_date.patient_id = cohort_deficient.patient_id
-    inner join run_as_of on run_as_of.as_of = patients_on_date.as_of
     where cohort_deficient.neuro_involvement
     union all
-    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'flagged'
+    select patient_flags.patient_id, 'flagged'
     from {{ ref('patient_flags') }} as patient_flags
-    inner join patients_on_date on patients_on_date.patient_id = patient_flags.patient_id
-    inner join run_as_of on run_as_of.as_of = patients_on_date.as_of
     union all
-    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, 'flag.' || patient_flags.flag
+    select patient_flags.patient_id, 'flag.' || patient_flags.flag
     from {{ ref('patient_flags') }} as patient_flags
-    inner join patients_on_date on patients_on_date.patient_id = patient_flags.patient_id
+),
+
+other_members as (
+    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, every_date_members.metric
+    from every_date_members
+    inner join patients_on_date
+        on patients_on_date.as_of = every_date_members.as_of
+        and patients_on_date.patient_id = every_date_members.patient_id
+    union all
+    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, run_date_members.metric
+    from run_date_members
+    inner join patients_on_date on patients_on_date.patient_id = run_date_members.patient_id
     inner join run_as_of on run_as_of.as_of = patients_on_date.as_of
 ),
 

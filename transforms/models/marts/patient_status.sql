@@ -7,7 +7,8 @@
 -- index_value_si in the canonical unit. has_pa and on_b12 follow docs/models.md (PA and treatment) as of the same date.
 -- deceased / deceased_on: the patient died on or before as-of (int_patient_status); such a patient keeps this row
 -- and is in no cohort, reason, flag, worklist, measure or treatment_response.
-{{ config(materialized='incremental', pre_hook="{{ forget_rebuilt_patients(run_date_only=true) }}") }}
+{{ config(materialized='incremental', pre_hook=[before_begin("{{ delete_rebuilt_patients() }}"),
+                  "{{ forget_rebuilt_patients(run_date_only=true) }}"]) }}
 with
 
 settings as (

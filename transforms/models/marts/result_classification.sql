@@ -6,7 +6,7 @@
 -- treatment-target flag (b12, homocysteine), not a category; folate and haemoglobin are counted but not
 -- classified (category and rule_id null). The results are those counted on the run's as_of
 -- (stg_counted_results: counted_from to counted_through).
-{{ config(materialized='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
+{{ config(materialized='incremental', pre_hook=[before_begin("{{ delete_rebuilt_patients() }}"), "{{ forget_rebuilt_patients() }}"]) }}
 with
 
 settings as (

@@ -14,7 +14,7 @@
 --     same result in two export files, count once. The copies that can count at all count on the same
 --     dates (same collection time and accession), so the copy kept is the same on every D.
 -- A model counts a result on D when D is between counted_from and counted_through.
-{{ config(materialized='incremental', schema='incremental', pre_hook="{{ forget_rebuilt_patients() }}") }}
+{{ config(materialized='incremental', schema='incremental', pre_hook=[before_begin("{{ delete_rebuilt_patients() }}"), "{{ forget_rebuilt_patients() }}"]) }}
 with
 
 as_of_range as (
