@@ -203,7 +203,7 @@ def install() -> None:
 
     duck.connect = _timed_connect(duck.connect)
     _time_prefect_tasks_and_flows()
-    import b12lab.ingest.contract as ingest_contract
+    import b12lab.ingest.digests as ingest_digests
     import b12lab.ingest.csv_reader as csv_reader
     import b12lab.ingest.file_ingest as ingest
     import b12lab.lake.lake as lake
@@ -213,7 +213,7 @@ def install() -> None:
 
     MARKS["imports_done"] = time.perf_counter() - PROCESS_STARTED
 
-    wrap(ingest_contract, "content_hash", "sha256 of export files")
+    wrap(ingest_digests, "content_hash", "sha256 of export files")
     wrap(ingest, "load_reference_tables", "reference tables")
     wrap(csv_reader, "read_header", "read header")
     wrap(csv_reader, "_load_raw_file", "read CSV into raw_file")

@@ -86,6 +86,15 @@ def full_build(layout: OutputLayout, folder: Path, as_of: date, dbt_work: Path) 
     return warehouse
 
 
+def marts_differing_from_their_parquet(publication_root: Path) -> list[str]:
+    """The marts whose Parquet file beside the warehouse does not hold the table's rows (in any order)."""
+    with duckdb.connect(str(publication_root / "warehouse.duckdb"), read_only=True) as con:
+        return [table for table in dbt_build.MART_TABLES if con.execute(
+            f"select (select count(*) from (from main.{table} except all from read_parquet($file))) "
+            f"+ (select count(*) from (from read_parquet($file) except all from main.{table}))",
+            {"file": str(publication_root / f"{table}.parquet")}).fetchall() != [(0,)]]
+
+
 # Tables whose rows describe the night rather than the data: what tonight's files were (data_quality's
 # accounting of the run) differs between a night and a rebuild that ingested everything at once.
 NIGHT_TABLES = {"data_quality"}
@@ -134,11 +143,18 @@ def test_every_night_publishes_what_a_full_rebuild_publishes(tmp_path, monkeypat
                 row["death_date"] = deaths.get(row["patient_id"], "")
             write_rows(drop / f"patients_night{night}.csv", header, changed)
         capsys.readouterr()  # what the comparison build of the night before said
+        before = layout.current.resolve() if night > 1 else None
         summary = run_pipeline(drop, output, as_of=as_of)
         assert summary.status == "published"
         said = capsys.readouterr().out
         assert ("models: a full build" in said) == (night == 1)
         assert ("no patient to rebuild" in said) == (night == 4)
+        # The marts' Parquet files hold the marts' rows; those the night did not rebuild are the live ones'.
+        assert marts_differing_from_their_parquet(layout.current.resolve()) == [], f"night {night}"
+        linked = [table for table in dbt_build.MART_TABLES if before is not None
+                  and layout.live.mart_file(table).stat().st_ino == (before / f"{table}.parquet").stat().st_ino]
+        assert ("result_classification" in linked) == (night == 4), f"night {night}: {linked}"
+        assert ("not rebuilt tonight and the live publication's" in said) == (night == 4)
         if night == 1:
             continue  # the first night is a full build itself
         live = marts(layout.live.warehouse)

@@ -453,3 +453,49 @@ def test_the_sample_run_writes_items_from_the_worklist_mart(sample_output):
     assert {(urgency, name.split(" ")[0]) for urgency, (name, _) in order.items()} == {
         (urgency, code) for _, code, urgency, _ in mart}
     assert mode(root / "README.txt") == FILE_MODE
+
+
+# --- a night whose worklists did not change links the live publication's files ------------------------------
+
+WORKLIST_TABLES = ("patient_status", "rules_settings", "worklist_items", "worklist_tiers",
+                   *(table for table, _ in SOURCES.values()))
+
+
+@pytest.fixture
+def sample_worklists(sample_output):
+    """The tables the worklists read, copied from the sample publication into a database of their own."""
+    con = duckdb.connect()
+    con.execute("attach $path as sample (read_only)", {"path": str(sample_output / "warehouse.duckdb")})
+    for table in WORKLIST_TABLES:
+        con.execute(f"create table {table} as select * from sample.{table}")
+    con.execute("detach sample")
+    yield con
+    con.close()
+
+
+def files_of(folder: Path) -> dict[str, Path]:
+    return {str(path.relative_to(folder)): path for path in sorted(folder.rglob("*.csv"))}
+
+
+def test_the_files_whose_rows_did_not_change_are_the_live_ones_linked(sample_worklists, tmp_path):
+    con = sample_worklists
+    live = tmp_path / "live" / "worklists"
+    first = write_worklists(con, live.parent)
+    again = write_worklists(con, tmp_path / "again", previous=live)
+    assert [(w.cohort, w.practice, w.rows) for w in again] == [(w.cohort, w.practice, w.rows) for w in first]
+    linked = files_of(tmp_path / "again" / "worklists")
+    assert linked.keys() == files_of(live).keys() and len(linked) > 5
+    assert all(path.stat().st_ino == files_of(live)[name].stat().st_ino for name, path in linked.items())
+
+    # One deficient patient's row changes: that practice's deficient file is written again, the rest linked.
+    [(practice, patient_id)] = con.execute("select practice, patient_id from worklist_deficient "
+                                           "order by patient_id limit 1").fetchall()
+    con.execute("update worklist_deficient set index_value = '1.0' where patient_id = $p", {"p": patient_id})
+    write_worklists(con, tmp_path / "changed", previous=live)
+    write_worklists(con, tmp_path / "fresh")  # the same rows, nothing to link
+    changed, fresh = files_of(tmp_path / "changed" / "worklists"), files_of(tmp_path / "fresh" / "worklists")
+    rewritten = sorted(name for name, path in changed.items() if path.stat().st_ino != files_of(live)[name].stat().st_ino)
+    assert rewritten == [f"deficient/{practice_slug(practice)}.csv"]
+    assert {name: path.read_bytes() for name, path in changed.items()} == \
+        {name: path.read_bytes() for name, path in fresh.items()}
+    assert mode(tmp_path / "changed" / "worklists" / rewritten[0]) == FILE_MODE

@@ -12,6 +12,7 @@ folder and handed down, so that every reader and writer of a path agrees where i
       logs/<run_id>.log         each run's log file
       .tmp/                     scratch: decompressed exports, DuckDB spill files
       .dbt/                     dbt's compiled SQL and parse cache (or B12LAB_DBT_WORK_DIR)
+      .cache/                   the report's charts as last drawn, the drop files' sha256 as last computed
       .b12lab.lock              one run at a time
 """
 from __future__ import annotations
@@ -114,6 +115,12 @@ class OutputLayout:
         """The report's charts as last drawn (b12lab/report/chart_cache.py): a chart whose numbers did not
         change is copied, not drawn again."""
         return self.root / ".cache" / "charts"
+
+    @property
+    def export_digests(self) -> Path:
+        """The drop folder's files' sha256 as last computed, under each file's identity
+        (b12lab/ingest/digests.py): an unchanged file is not read again to find it was already ingested."""
+        return self.root / ".cache" / "export-digests.json"
 
     @property
     def scratch(self) -> Path:

@@ -28,14 +28,16 @@ from b12lab.flows.configuration import load_configuration
 from b12lab.flows.progress import tracked
 from b12lab.flows.run_log import NOT_ON_TERMINAL, run_log
 from b12lab.ingest import ExportFile, FileAccount, LabMapping, ReconciliationError, discover_exports, ingest_file
+from b12lab.ingest.digests import DigestCache
 from b12lab.common.file_names import reported_name
 from b12lab.lake.lake import Lake, LakeDamaged
 from b12lab.lake.locking import RunLock, run_lock
 from b12lab.lake.runs import RunRecord
 from b12lab.publish import publication as publish
-from b12lab.publish.incremental import choose_start, models_to_build
+from b12lab.publish.incremental import BuildStart, choose_start, models_to_build
 from b12lab.quality.validation import CriticalExpectationFailed, ValidationReport, validate_lake_files
 from b12lab.report import page as report
+from b12lab.report.worklists import WORKLISTS_DIR_NAME
 from b12lab.rules.rules_file import Rules
 from b12lab.publish import dbt_build as transforms
 
@@ -149,8 +151,16 @@ class RunSummary:
 
 
 @task(retries=2, retry_delay_seconds=5)
-def find_exports(input_dir: Path, mapping: LabMapping | None = None) -> tuple[list[ExportFile], list[Path]]:
-    return discover_exports(input_dir, mapping)
+def find_exports(input_dir: Path, digests_file: Path,
+                 mapping: LabMapping | None = None) -> tuple[list[ExportFile], list[Path]]:
+    """The drop folder's exports, each with its content's sha256: computed for a file new or changed since
+    the last night, remembered for the others (b12lab.ingest.digests)."""
+    digests = DigestCache.load(digests_file)
+    found = discover_exports(input_dir, mapping, digests)
+    digests.save()
+    get_run_logger().info(f"export digests: {digests.computed} computed, {digests.reused} unchanged files' "
+                          "remembered", extra=NOT_ON_TERMINAL)
+    return found
 
 
 # Files under this size are ingested several to a task: a Prefect task and a DuckDB connection cost about
@@ -288,13 +298,15 @@ def commit(layout: OutputLayout, run_id: str, accounts: list[FileAccount]) -> No
 
 @task
 def prepare_warehouse(layout: OutputLayout, publication: PublicationLayout, rules: Rules, as_of: date,
-                      run_record: RunRecord, reproduction: bool) -> Path:
+                      run_record: RunRecord, reproduction: bool) -> tuple[Path, BuildStart]:
+    """The publication's warehouse with the models' sources, and how it started (a copy of the live one or
+    empty)."""
     start = choose_start(layout.live.warehouse, Lake(layout.lake), rules, as_of, reproduction)
-    return publish.prepare_warehouse(layout, publication, rules, as_of, run_record, start)
+    return publish.prepare_warehouse(layout, publication, rules, as_of, run_record, start), start
 
 
 @task
-def build_models(layout: OutputLayout, warehouse: Path, as_of: date) -> None:
+def build_models(layout: OutputLayout, warehouse: Path, as_of: date) -> list[str]:
     """`dbt build`: seeds, models and their data tests, each result a line of this run's log; a failed model
     or error-severity test stops the run before the switch. A night with no patient to rebuild on the live
     publication's date builds only the models of the night's accounting (the rest is already in the copy), and
@@ -311,11 +323,13 @@ def build_models(layout: OutputLayout, warehouse: Path, as_of: date) -> None:
               f"on one thread (B12LAB_MEMORY_LIMIT {load_settings().memory_limit})")
     scope = f" ({selection.scope})" if selection.scope else ""
     print(f"models built: {len(result.built)} models and seeds, {result.tests_passed} data tests passed{scope}")
+    return result.built
 
 
 @task
-def finish_warehouse(layout: OutputLayout, publication: PublicationLayout, rules: Rules, run_id: str) -> Path:
-    return publish.finish_warehouse(layout, publication, rules, run_id)
+def finish_warehouse(layout: OutputLayout, publication: PublicationLayout, rules: Rules, run_id: str,
+                     start: BuildStart, built: list[str]) -> Path:
+    return publish.finish_warehouse(layout, publication, rules, run_id, start, built)
 
 
 @task
@@ -327,7 +341,9 @@ def write_catalogue(layout: OutputLayout, publication: PublicationLayout) -> Pat
 @task
 def write_report(layout: OutputLayout, publication: PublicationLayout, run_id: str, live: bool) -> Path:
     """The report and worklists, into the publication before it is switched in: part of what it publishes."""
-    return report.build_report(publication.root, run_id, live=live, chart_folder=layout.chart_cache)
+    previous = layout.live.report.resolve() / WORKLISTS_DIR_NAME if live and layout.live.report.is_dir() else None
+    return report.build_report(publication.root, run_id, live=live, chart_folder=layout.chart_cache,
+                               previous_worklists=previous)
 
 
 @task
@@ -448,7 +464,7 @@ def mark_flow_run_crashed(flow_run_id: str, found_by: str) -> None:
 
 def _run_steps(input_dir: Path, layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary,
                settings: Settings, mapping: LabMapping | None = None) -> None:
-    exports, ignored = find_exports(input_dir, mapping)
+    exports, ignored = find_exports(input_dir, layout.export_digests, mapping)
     summary.files_ignored = [path.name for path in ignored]
     for path in ignored:
         print(f"{reported_name(path.name)}: not an export file (expected labs*, patients*, diagnoses*, medications* .csv[.gz], "
@@ -517,10 +533,10 @@ def _publish(layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary
     publication = (layout.publication(summary.run_id) if live
                    else layout.reproduction_staging(summary.as_of, summary.run_id))
     summary.status = "published"  # its row in the warehouse it publishes; finished_at is stamped at the switch
-    warehouse = prepare_warehouse(layout, publication, rules, summary.as_of, summary.as_record(), not live)
-    build_models(layout, warehouse, summary.as_of)
+    warehouse, start = prepare_warehouse(layout, publication, rules, summary.as_of, summary.as_record(), not live)
+    built = build_models(layout, warehouse, summary.as_of)
     crash_point("classify")
-    summary.warehouse = finish_warehouse(layout, publication, rules, summary.run_id)
+    summary.warehouse = finish_warehouse(layout, publication, rules, summary.run_id, start, built)
     write_catalogue(layout, publication)
     publish.write_summary(layout, publication, summary.to_json(), latest=False)
     write_report(layout, publication, summary.run_id, live)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from b12lab.common.file_names import reported_name
 from b12lab.ingest.decoding import read_json_document, read_text
+from b12lab.ingest.digests import DigestCache
 from b12lab.ingest.mapping import LabMapping, MappingError
 from b12lab.lake.lake import DATA_SCHEMAS, LINEAGE_SCHEMA
 
@@ -144,14 +145,6 @@ def export_kind_of(path: Path) -> ExportKind | None:
     return None
 
 
-def content_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # Resources that other resources reference and that are read only for that: a MedicationRequest's
 # medicationReference, a Patient's managingOrganization. Their NDJSON files are not exports of their own.
 REFERENCED_RESOURCES = ("Medication", "Organization")
@@ -217,7 +210,8 @@ def read_manifest(input_dir: Path) -> dict | None:
     return {"files": [name for name in names if name], "transaction_time": document.get("transactionTime")}
 
 
-def discover_exports(input_dir: Path, mapping: LabMapping | None = None) -> tuple[list[ExportFile], list[Path]]:
+def discover_exports(input_dir: Path, mapping: LabMapping | None = None,
+                     digests: DigestCache | None = None) -> tuple[list[ExportFile], list[Path]]:
     """The export files of a drop folder in name order, and the files that are not exports.
 
     With a mapping (--mapping), the files its pattern names are lab exports in the site's layout, and its
@@ -227,7 +221,11 @@ def discover_exports(input_dir: Path, mapping: LabMapping | None = None) -> tupl
     A FHIR Bundle (*.json) gives one export per resource type it holds. Medication and Organization NDJSON
     files are read for references only (neither an export nor ignored). When the folder holds a $export
     manifest.json, the NDJSON files it does not list are not part of that export and are ignored.
+
+    Each export's source_hash is its content's sha256: from `digests` when the file is unchanged since it was
+    last hashed (b12lab.ingest.digests), computed otherwise.
     """
+    content_hash = (digests or DigestCache.none()).digest
     manifest = read_manifest(input_dir)
     listed = set(manifest["files"]) if manifest else None
     dictionary = mapping.dictionary_path(input_dir) if mapping is not None else None

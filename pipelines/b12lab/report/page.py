@@ -412,12 +412,14 @@ def write_page(report_dir: Path, html: str) -> Path:
     return target
 
 
-def build_report(publication: Path, run_id: str, live: bool = True, chart_folder: Path | None = None) -> Path:
+def build_report(publication: Path, run_id: str, live: bool = True, chart_folder: Path | None = None,
+                 previous_worklists: Path | None = None) -> Path:
     """Write the report and worklists of run `run_id` into publication/report/, from the publication's
     warehouse (before it is switched in: a report that cannot be built stops the publication); return the page.
 
     A live (nightly) run compares itself with the previous live one; a reproduction for an earlier date is
     compared with nothing. `chart_folder`: where the charts drawn before are kept (report/chart_cache.py).
+    `previous_worklists`: the live publication's worklists, whose unchanged files are linked (worklists.py).
     """
     started = time.perf_counter()
     generated_at = datetime.now().astimezone()
@@ -430,7 +432,7 @@ def build_report(publication: Path, run_id: str, live: bool = True, chart_folder
             raise ValueError(f"run {run_id} is not publishing: no report")
         if live:
             data.previous = previous_metrics(con, data.run)
-        worklists = write_worklists(con, report_dir, run_tag=run_id)
+        worklists = write_worklists(con, report_dir, run_tag=run_id, previous=previous_worklists)
     data.worklists = worklist_index(worklists, report_dir)
     slugs = {worklist.practice: worklist.path.stem for worklist in worklists}
     data.practice_pages = [(row["practice"], f"{PRACTICES_DIR_NAME}/{slugs[row['practice']]}.html")

@@ -38,12 +38,17 @@ Every row carries `next_action`: what to do, in plain words (the vocabulary tabl
 deficient_actions; for several reasons or flags, each action once, most urgent first).
 
 The folder is rebuilt whole under a temporary name and swapped in, so a practice that has left a cohort
-leaves no stale file behind.
+leaves no stale file behind. A file whose rows are those of the same file in the live publication's folder
+(`previous`) is that file, linked (a second name of it), not written again: each file's rows are summed up in
+a key (their number and the sum of their hashes, with the columns and this module's code), kept in the
+folder's `.keys.json`; a night with no patient whose worklist rows changed writes none of the hundreds of
+thousands of rows again.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -81,10 +86,12 @@ SOURCES = {
 }
 
 
-def worklist_query(cohort: str) -> str:
-    """The rows of one worklist folder: the columns its files hold (COLUMN_NOTES, in order) from its mart."""
+def worklist_query(cohort: str, practices: bool = False) -> str:
+    """The rows of one worklist folder: the columns its files hold (COLUMN_NOTES, in order) from its mart;
+    with `practices`, those of the practices in the query parameter $practices only."""
     table, order = SOURCES[cohort]
-    return f"select {', '.join(COLUMN_NOTES[cohort])} from {table} order by {order}"
+    where = " where practice in (select unnest($practices::varchar[]))" if practices else ""
+    return f"select {', '.join(COLUMN_NOTES[cohort])} from {table}{where} order by {order}"
 
 
 # The urgency order of items/ for the legend: every item the worklist can hold, as the mart worklist_items
@@ -333,9 +340,41 @@ def _write_text(path: Path, text: str) -> None:
     os.chmod(path, FILE_MODE)
 
 
-def write_worklists(con: duckdb.DuckDBPyConnection, report_dir: Path, run_tag: str = "new") -> list[Worklist]:
+KEYS_NAME = ".keys.json"
+_CODE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]  # how a file is written
+
+
+def file_keys(con: duckdb.DuckDBPyConnection, cohort: str, practices: set[str]) -> dict[str, tuple[int, str]]:
+    """Practice -> (rows, key) of its file in `cohort`: files with equal keys are the same file (module
+    docstring)."""
+    summed = {practice: (count, digest) for practice, count, digest in con.execute(
+        f"select practice, count(*), sum(hash(*columns(*))::hugeint)::varchar from ({worklist_query(cohort)}) "
+        "group by practice").fetchall()}
+    columns = ",".join(COLUMN_NOTES[cohort])
+    return {practice: (summed.get(practice, (0, ""))[0], f"{_CODE_DIGEST}:{columns}:{summed.get(practice, (0, ''))[0]}:"
+                       f"{summed.get(practice, (0, ''))[1]}") for practice in practices}
+
+
+def _previous_keys(previous: Path | None) -> dict[str, str]:
+    try:
+        return json.loads((previous / KEYS_NAME).read_text(encoding="utf-8")) if previous is not None else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _link(source: Path, target: Path) -> bool:
+    try:
+        os.link(source, target)
+    except OSError:
+        return False
+    return True
+
+
+def write_worklists(con: duckdb.DuckDBPyConnection, report_dir: Path, run_tag: str = "new",
+                    previous: Path | None = None) -> list[Worklist]:
     """Write every worklist (the cohorts and items/) from the publication in `con` to report_dir/worklists/,
-    with README.txt beside them; return the worklists."""
+    with README.txt beside them; return the worklists. `previous`: the live publication's worklists folder,
+    whose files with the same rows are linked rather than written again."""
     report_dir.mkdir(parents=True, exist_ok=True)
     target = report_dir / WORKLISTS_DIR_NAME
     for leftover in report_dir.glob(f".{WORKLISTS_DIR_NAME}.*"):  # left by a run killed while writing
@@ -355,14 +394,25 @@ def write_worklists(con: duckdb.DuckDBPyConnection, report_dir: Path, run_tag: s
 
     written: list[Worklist] = []
     headers: dict[str, list[str]] = {}
+    known, keys = _previous_keys(previous), {}
     for cohort in COHORTS:
-        result = con.execute(worklist_query(cohort))
-        columns, rows = [d[0] for d in result.description], result.fetchall()
-        headers[cohort] = columns
+        first = len(written)
         folder = building / cohort
         folder.mkdir(mode=DIR_MODE)
         os.chmod(folder, DIR_MODE)
-        by_practice: dict[str, list[tuple]] = {name: [] for name in sorted(practices)}
+        reused = set()
+        for practice, (count, key) in file_keys(con, cohort, practices).items():
+            name = f"{cohort}/{slugs[practice]}.csv"
+            keys[name] = key
+            if known.get(name) == key and _link(previous / name, building / name):
+                reused.add(practice)
+                written.append(Worklist(cohort, practice, target / name, count))
+        to_write = sorted(practices - reused)
+        columns = list(COLUMN_NOTES[cohort])
+        headers[cohort] = columns
+        rows = con.execute(worklist_query(cohort, practices=True), {"practices": to_write}).fetchall() \
+            if to_write else []
+        by_practice: dict[str, list[tuple]] = {name: [] for name in to_write}
         for row in rows:  # already in worklist order; grouping keeps it
             by_practice[row[columns.index("practice")]].append(row)
         for practice, practice_rows in by_practice.items():
@@ -375,8 +425,10 @@ def write_worklists(con: duckdb.DuckDBPyConnection, report_dir: Path, run_tag: s
                 writer.writerows([_safe_cell(value) for value in row] for row in practice_rows)
             os.chmod(path, FILE_MODE)
             written.append(Worklist(cohort, practice, target / cohort / path.name, len(practice_rows)))
+        written[first:] = sorted(written[first:], key=lambda worklist: worklist.practice)
         del rows, by_practice
     _write_text(building / README_NAME, readme_text(con, headers))
+    _write_text(building / KEYS_NAME, json.dumps(keys, sort_keys=True))
 
     previous = report_dir / f".{WORKLISTS_DIR_NAME}.{run_tag}.old"
     shutil.rmtree(previous, ignore_errors=True)
