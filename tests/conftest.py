@@ -27,6 +27,7 @@ _session_folder("PREFECT_HOME", f"b12lab-prefect-home-{_WORKER or 'main'}-", rep
 # project instead of each parsing it again (about 3 s a run), as the nights of one output folder do.
 _session_folder("B12LAB_DBT_WORK_DIR", f"b12lab-dbt-{_WORKER or 'main'}-", replace=bool(_WORKER))
 
+import atexit  # noqa: E402
 import sys  # noqa: E402
 
 import pytest  # noqa: E402
@@ -96,6 +97,19 @@ def _remove_session_folders() -> None:
         folder = os.environ.get(variable, "")
         if folder in _SESSION_FOLDERS:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _silence_teardown() -> None:
+    """A worker's last exit handler (registered first, run last): its stderr closed before the interpreter's
+    final teardown, whose DuckDB binding "leaked" pages would otherwise land among pytest's summary lines. Every
+    result and report is with the controller by then."""
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+
+
+if _WORKER:
+    atexit.register(_silence_teardown)
 
 
 @pytest.hookimpl(trylast=True)
