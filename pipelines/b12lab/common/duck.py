@@ -22,8 +22,9 @@ def is_interrupt(error: BaseException) -> bool:
 def interrupt_behind(error: BaseException) -> BaseException | None:
     """The interrupt that `error` is, or that it was raised while handling: a Ctrl-C (KeyboardInterrupt or
     DuckDB's "Query interrupted"), a SIGTERM (Prefect's TerminationSignal) or any other BaseException that is
-    neither an Exception nor SystemExit. Prefect's task engine can itself fail while handling a signal that lands as it creates a
-    task run ("Task run is not set"), so the interrupt may be the context of the error that reaches us."""
+    neither an Exception nor SystemExit. Prefect's task engine can itself fail while handling a signal that
+    lands as it creates a task run ("Task run is not set"), so the interrupt may be the context of the error
+    that reaches us."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))

@@ -105,7 +105,8 @@ def _invoke(command: list[str], warehouse: Path, work_dir: Path, log: Callable[[
                  "--target-path", str(work_dir / "target"), "--log-path", str(work_dir / "logs"),
                  "--log-level-file", "none", "--log-level", "none", "--no-use-colors",
                  "--no-send-anonymous-usage-stats", "--no-version-check"]
-    with _invocation_lock, _dbt_environment(warehouse, memory_limit or load_settings().memory_limit, as_of, threads):
+    memory_limit = memory_limit or load_settings().memory_limit
+    with _invocation_lock, _dbt_environment(warehouse, memory_limit, as_of, threads):
         try:
             outcome = dbtRunner(callbacks=[on_event]).invoke(arguments)
         finally:
@@ -115,8 +116,7 @@ def _invoke(command: list[str], warehouse: Path, work_dir: Path, log: Callable[[
             raise outcome.exception
         said = f"dbt {command[0]} could not run: {_first_line(outcome.exception)}"
         if _OUT_OF_MEMORY.search(str(outcome.exception)):  # the first line says only "Runtime Error"
-            raise InvocationOutOfMemory(f"{said}: {out_of_memory_message(memory_limit or load_settings().memory_limit)}") \
-                from outcome.exception
+            raise InvocationOutOfMemory(f"{said}: {out_of_memory_message(memory_limit)}") from outcome.exception
         raise ModelError(said) from outcome.exception
     return outcome
 

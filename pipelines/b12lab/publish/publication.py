@@ -38,6 +38,7 @@ import yaml
 from b12lab.common.duck import connect
 from b12lab.common.faults import crash_point
 from b12lab.common.layout import REPORT_NAME, WAREHOUSE_NAME, OutputLayout, PublicationLayout
+from b12lab.common.links import hard_link
 from b12lab.common.settings import variable
 from b12lab.lake.lake import (BOOKKEEPING_SCHEMAS, COMMIT_TABLE, DATA_TABLES, METRICS_TABLE, OUTCOMES_TABLE,
                               RUNS_TABLE, Lake, empty_relation_sql, table_ddl)
@@ -234,17 +235,15 @@ def write_mart_files(con: duckdb.DuckDBPyConnection, publication: PublicationLay
 
 
 def _same_file(source: Path, target: Path) -> bool:
-    """`target` as a second name of `source` (or a copy); False when `source` is not there."""
+    """`target` as a second name of `source`, or a copy where links are not possible; False when `source` is
+    not there."""
     target.unlink(missing_ok=True)
+    if hard_link(source, target):
+        return True
     try:
-        os.link(source, target)
+        shutil.copyfile(source, target)
     except FileNotFoundError:
         return False
-    except OSError:  # another file system, or one without hard links
-        try:
-            shutil.copyfile(source, target)
-        except FileNotFoundError:
-            return False
     return True
 
 

@@ -59,6 +59,8 @@ from pathlib import Path
 
 import duckdb
 
+from b12lab.common.links import hard_link
+
 WORKLISTS_DIR_NAME = "worklists"
 DIR_MODE = 0o750
 FILE_MODE = 0o640
@@ -351,8 +353,11 @@ def file_keys(con: duckdb.DuckDBPyConnection, cohort: str, practices: set[str]) 
         f"select practice, count(*), sum(hash(*columns(*))::hugeint)::varchar from ({worklist_query(cohort)}) "
         "group by practice").fetchall()}
     columns = ",".join(COLUMN_NOTES[cohort])
-    return {practice: (summed.get(practice, (0, ""))[0], f"{_CODE_DIGEST}:{columns}:{summed.get(practice, (0, ''))[0]}:"
-                       f"{summed.get(practice, (0, ''))[1]}") for practice in practices}
+    keys = {}
+    for practice in practices:
+        count, digest = summed.get(practice, (0, ""))
+        keys[practice] = (count, f"{_CODE_DIGEST}:{columns}:{count}:{digest}")
+    return keys
 
 
 def _previous_keys(previous: Path | None) -> dict[str, str]:
@@ -360,14 +365,6 @@ def _previous_keys(previous: Path | None) -> dict[str, str]:
         return json.loads((previous / KEYS_NAME).read_text(encoding="utf-8")) if previous is not None else {}
     except (OSError, ValueError):
         return {}
-
-
-def _link(source: Path, target: Path) -> bool:
-    try:
-        os.link(source, target)
-    except OSError:
-        return False
-    return True
 
 
 def write_worklists(con: duckdb.DuckDBPyConnection, report_dir: Path, run_tag: str = "new",
@@ -404,7 +401,7 @@ def write_worklists(con: duckdb.DuckDBPyConnection, report_dir: Path, run_tag: s
         for practice, (count, key) in file_keys(con, cohort, practices).items():
             name = f"{cohort}/{slugs[practice]}.csv"
             keys[name] = key
-            if known.get(name) == key and _link(previous / name, building / name):
+            if known.get(name) == key and hard_link(previous / name, building / name):
                 reused.add(practice)
                 written.append(Worklist(cohort, practice, target / name, count))
         to_write = sorted(practices - reused)
