@@ -784,7 +784,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="b12lab run (and the delta) with --workers N: ingest and validation on a local Dask "
                              "cluster of N worker processes; reports each worker's peak memory")
+    parser.add_argument("--buckets", type=int, default=None, metavar="B",
+                        help="b12lab run (and the delta) with --buckets B: the patient-level models built in B "
+                             "buckets (on the workers with --workers); results default to latest-<rows>[-workers<W>]"
+                             "-buckets<B>.json")
     args = parser.parse_args(argv)
+    if args.buckets is not None and args.buckets < 1:
+        parser.error("--buckets must be at least 1")
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.workers is not None and args.profile:
@@ -852,10 +858,13 @@ def compare(args: argparse.Namespace, work: Path) -> int:
                                              "folder": str(delta.folder), "lab_rows": delta.lab_rows},
     }
 
-    out = args.out or RESULTS_DIR / (f"latest-{args.rows}.json" if args.workers is None
-                                     else f"latest-{args.rows}-workers{args.workers}.json")
+    name = f"latest-{args.rows}" + (f"-workers{args.workers}" if args.workers is not None else "") \
+        + (f"-buckets{args.buckets}" if args.buckets is not None else "")
+    out = args.out or RESULTS_DIR / f"{name}.json"
     result["workers"] = args.workers
-    cluster = [] if args.workers is None else ["--workers", str(args.workers)]
+    result["buckets"] = args.buckets
+    cluster = ([] if args.workers is None else ["--workers", str(args.workers)]) \
+        + ([] if args.buckets is None else ["--buckets", str(args.buckets)])
 
     def record(name: str, measured: dict, lab_rows: int, attempt: int) -> dict:
         measured["lab_rows"] = lab_rows

@@ -43,6 +43,8 @@ def test_an_empty_variable_counts_as_unset(monkeypatch):
     ("B12LAB_MAX_QUARANTINE_SHARE", "most", "B12LAB_MAX_QUARANTINE_SHARE: 'most': input should be a valid number"),
     ("B12LAB_MEMORY_LIMIT", "plenty", "B12LAB_MEMORY_LIMIT: 'plenty' is not a memory size (for example 1GB or 1536MB)"),
     ("B12LAB_CRASH_AT", "later", "B12LAB_CRASH_AT: 'later': input should be 'ingest', 'classify' or 'publish'"),
+    ("B12LAB_BUCKETS", "0", "B12LAB_BUCKETS: '0': input should be greater than or equal to 1"),
+    ("B12LAB_BUCKETS", "some", "B12LAB_BUCKETS: 'some': input should be a valid integer"),
 ])
 def test_a_value_it_cannot_take_is_one_line_naming_the_variable(monkeypatch, name, value, message):
     monkeypatch.setenv(name, value)

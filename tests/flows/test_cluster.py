@@ -49,6 +49,7 @@ def test_a_placement_no_run_can_have_is_refused(placement):
     (["--dask-address", "10.0.0.5:8786"],
      "Error: Invalid value for '--dask-address': '10.0.0.5:8786' is not a Dask scheduler address "
      "(for example tcp://10.0.0.5:8786)"),
+    (["--buckets", "0"], "Error: Invalid value for '--buckets': 0 is not in the range 1<=x<=4096."),
 ])
 @pytest.mark.parametrize("command", ["run", "serve"])
 def test_bad_cluster_options_are_usage_errors(tmp_path, command, options, message):
@@ -81,23 +82,26 @@ def file_lines(stdout: str) -> list[str]:
 
 @pytest.mark.process
 def test_a_local_cluster_publishes_the_same_tables_as_a_run_in_process(published_sample_night, tmp_path):
-    """The sample on a real local Dask cluster (two worker processes started by the `b12lab` process) gives
-    every published table row for row as the session's in-process night of the same files and date."""
+    """The sample on a real local Dask cluster (two worker processes started by the `b12lab` process), its
+    patients in 16 buckets built by the workers, gives every published table row for row as the session's
+    in-process night of the same files and date, in one bucket."""
     from prefect.settings import PREFECT_API_URL
 
     from benchmarks.compare_publications import compare
 
     output = tmp_path / "out"
     result = b12lab("run", "--input", published_sample_night.drop, "--output", output, "--as-of", SAMPLE_AS_OF,
-                    "--workers", "2", env={"PREFECT_API_URL": PREFECT_API_URL.value()})
+                    "--workers", "2", "--buckets", "16", env={"PREFECT_API_URL": PREFECT_API_URL.value()})
     assert result.returncode == 0, result.stderr
-    assert "ingest and validation run on a local Dask cluster of 2 worker processes" in result.stdout
+    assert "ingest, validation and the patients' buckets run on a local Dask cluster of 2 worker processes" in result.stdout
     assert result.stderr == ""
     # The cluster starts at the first task submitted to it: the ingest tasks went to its workers.
     assert "Creating a new Dask cluster with `b12lab.flows.cluster.local_cluster`" in result.stdout
     # The accounts in discovery order, as in process.
     assert file_lines(result.stdout) == file_lines(published_sample_night.result.stdout)
     assert len(file_lines(result.stdout)) == 6
+    assert "buckets: 500 patients built in 16 of 16 buckets (on the cluster;" in result.stdout
+    assert not (output / ".tmp" / "buckets").exists()  # the buckets' files, removed once gathered
     assert compare(published_sample_night.output, output) == 0
 
 

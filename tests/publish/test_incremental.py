@@ -5,7 +5,8 @@ build from the live warehouse, publish): the history, new results over months, r
 earlier arriving late, corrected results, a registry change (a practice moved, deaths), nights with no new file
 while the as-of date moves (windows open and close), and as-of dates crossing month ends. After every night,
 every mart of the live warehouse is compared row for row with a full build of the same lake at the same date in
-an empty warehouse (what `dbt build` alone gives).
+an empty warehouse (what `dbt build` alone gives), for a folder whose nights build their patients in one bucket
+and for one whose nights split them into 4 (docs/buckets.md).
 """
 from __future__ import annotations
 
@@ -125,8 +126,10 @@ def test_every_night_publishes_what_a_full_rebuild_publishes(tmp_path, monkeypat
          or (r["status"] == "C" and collected(r) <= "2025-07-01"), "registry"),
         (date(2025, 7, 3), None, None),
     ]
-    output = tmp_path / "out"
-    layout = OutputLayout.of(output)
+    # Each night runs on two output folders: with one bucket (the warehouse's build computes every row) and with
+    # the patients split into 4 buckets, each built in a DuckDB file of its own (docs/buckets.md). Four, not more:
+    # each bucket costs about 1.4 s of dbt here; 16 buckets are run on the sample (tests/flows/test_cluster.py).
+    outputs = {1: tmp_path / "out", 4: tmp_path / "out-buckets"}
     full_builds = {}  # (as-of date, the drop's files): the marts of a full build; the same lake and date, once
     for night, (as_of, delivered, change) in enumerate(nights, start=1):
         if delivered is not None:
@@ -142,29 +145,42 @@ def test_every_night_publishes_what_a_full_rebuild_publishes(tmp_path, monkeypat
             for row in changed:
                 row["death_date"] = deaths.get(row["patient_id"], "")
             write_rows(drop / f"patients_night{night}.csv", header, changed)
-        capsys.readouterr()  # what the comparison build of the night before said
-        before = layout.current.resolve() if night > 1 else None
-        summary = run_pipeline(drop, output, as_of=as_of)
-        assert summary.status == "published"
-        said = capsys.readouterr().out
-        assert ("models: a full build" in said) == (night == 1)
-        assert ("no patient to rebuild" in said) == (night == 4)
-        # The marts' Parquet files hold the marts' rows; those the night did not rebuild are the live ones'.
-        assert marts_differing_from_their_parquet(layout.current.resolve()) == [], f"night {night}"
-        linked = [table for table in dbt_build.MART_TABLES if before is not None
-                  and layout.live.mart_file(table).stat().st_ino == (before / f"{table}.parquet").stat().st_ino]
-        assert ("result_classification" in linked) == (night == 4), f"night {night}: {linked}"
-        assert ("not rebuilt tonight and the live publication's" in said) == (night == 4)
-        if night == 1:
-            continue  # the first night is a full build itself
-        live = marts(layout.live.warehouse)
-        lake_and_date = (as_of, tuple(sorted(path.name for path in drop.iterdir())))
-        if lake_and_date not in full_builds:
-            full_builds[lake_and_date] = marts(full_build(layout, tmp_path / f"full{night}", as_of,
-                                                          tmp_path / "full-dbt"))
-        rebuilt = full_builds[lake_and_date]
-        for table in sorted(set(live) - NIGHT_TABLES):
-            assert live[table] == rebuilt[table], f"night {night} ({as_of}): {table} differs from a full rebuild"
+        for buckets, output in outputs.items():
+            layout = OutputLayout.of(output)
+            capsys.readouterr()  # what the comparison build of the night before said
+            before = layout.current.resolve() if night > 1 else None
+            summary = run_pipeline(drop, output, as_of=as_of, buckets=buckets)
+            assert summary.status == "published"
+            said = capsys.readouterr().out
+            assert ("models: a full build" in said) == (night == 1)
+            assert ("no patient to rebuild" in said) == (night == 4)
+            # Every night but the one with nothing to rebuild builds its patients bucket by bucket.
+            assert ("buckets: " in said) == (buckets > 1 and night != 4), f"night {night}: {said}"
+            if buckets > 1 and night == 1:
+                assert "patients built in 4 of 4 buckets" in said
+            assert "unfinished files" not in said  # nothing of the night before was left behind
+            # The marts' Parquet files hold the marts' rows; those the night did not rebuild are the live ones'.
+            assert marts_differing_from_their_parquet(layout.current.resolve()) == [], f"night {night}"
+            linked = [table for table in dbt_build.MART_TABLES if before is not None
+                      and layout.live.mart_file(table).stat().st_ino == (before / f"{table}.parquet").stat().st_ino]
+            assert ("result_classification" in linked) == (night == 4), f"night {night}: {linked}"
+            assert ("not rebuilt tonight and the live publication's" in said) == (night == 4)
+            # Nothing of the buckets stays: their files, the gathered rows and the patients' assignment.
+            assert not (layout.scratch / "buckets").exists()
+            with duckdb.connect(str(layout.live.warehouse), read_only=True) as con:
+                assert con.execute("select count(*) from duckdb_tables() where schema_name = 'buckets' "
+                                   "or table_name = 'patient_buckets'").fetchall() == [(0,)]
+            if night == 1 and buckets == 1:
+                continue  # the first night is a full build itself
+            live = marts(layout.live.warehouse)
+            lake_and_date = (as_of, tuple(sorted(path.name for path in drop.iterdir())))
+            if lake_and_date not in full_builds:
+                full_builds[lake_and_date] = marts(full_build(layout, tmp_path / f"full{night}", as_of,
+                                                              tmp_path / "full-dbt"))
+            rebuilt = full_builds[lake_and_date]
+            for table in sorted(set(live) - NIGHT_TABLES):
+                assert live[table] == rebuilt[table], \
+                    f"night {night} ({as_of}), {buckets} buckets: {table} differs from a full rebuild"
 
 
 @pytest.mark.parametrize("previous, as_of, same", [
@@ -197,3 +213,21 @@ def test_every_incremental_model_deletes_the_rebuilt_patients_and_checkpoints_be
     assert "delete from {{ this }}" in deleting and "checkpoint;" in deleting
     forgetting = macros.split("{% macro forget_rebuilt_patients(", 1)[1].split("{%- endmacro %}", 1)[0]
     assert "delete from {{ this }} where patient_id" not in forgetting
+
+
+def test_every_patient_level_model_takes_the_rows_built_in_buckets_when_there_are_some():
+    """A bucket builds every incremental model (its patient-level models) for its patients; the warehouse's build
+    then takes each one's rows from the buckets (docs/buckets.md). A patient-level model that computed its rows
+    itself on such a night would have none for the rebuilt patients' dates it does not read: every one must
+    end with the switch, and the buckets build exactly these models."""
+    from b12lab.publish.buckets import BUCKET_SELECTION, patient_level_models
+
+    incremental_models = sorted(path for path in dbt_build.MODELS_DIR.rglob("*.sql")
+                                if "materialized='incremental'" in path.read_text(encoding="utf-8"))
+    assert [path.stem for path in incremental_models] == sorted(patient_level_models())
+    for path in incremental_models:
+        assert path.read_text(encoding="utf-8").rstrip().endswith("select * from {{ built_in_buckets_or('final') }}"), \
+            path.name
+    others = [path for path in dbt_build.MODELS_DIR.rglob("*.sql") if path not in incremental_models]
+    assert not [path.name for path in others if "built_in_buckets_or" in path.read_text(encoding="utf-8")]
+    assert BUCKET_SELECTION == ("+config.materialized:incremental",)

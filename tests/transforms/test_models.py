@@ -40,7 +40,11 @@ def test_model_conventions(model):
     assert not re.search(r"\b(from|join)\s+(lab_results|patients|diagnoses|medications|rules_settings|rules_codes)\b",
                          code), "inputs through source() and ref() only"
     assert re.search(r"\bfinal as \(", code)
-    assert code.rstrip().endswith("select * from final")
+    # a patient-level (incremental) model: its own `final`, or the rows its patients' buckets built (docs/buckets.md;
+    # code_of blanks the string literal)
+    ending = ("select * from {{ built_in_buckets_or('') }}" if "materialized='incremental'" in model.sql
+              else "select * from final")
+    assert code.rstrip().endswith(ending)
     assert code == code.lower(), "lowercase SQL"
 
 

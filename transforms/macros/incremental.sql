@@ -93,3 +93,19 @@
     create table if not exists incremental.build_state (as_of date, as_of_dates date[], fingerprint varchar);
     create table if not exists incremental.rebuild_patients (patient_id varchar);
 {%- endmacro %}
+
+
+{% macro built_in_buckets_or(final) -%}
+    {#- a patient-level model's rows: its own query's (`final`), or, on a night whose patients were built in
+        buckets (b12lab/publish/buckets.py, docs/buckets.md), the rows the buckets built for this model, which
+        the pipeline gathered in schema `buckets` before this build. Looked up as the model runs (not when dbt
+        parses the project), so a build by hand, a unit test or a night with one bucket reads `final`. -#}
+    {%- if execute and this is not none -%}
+        {%- set gathered = run_query("select count(*) from duckdb_tables() where database_name = current_database() "
+                                     ~ "and schema_name = 'buckets' and table_name = '" ~ this.identifier ~ "'") -%}
+        {%- if gathered.rows[0][0] > 0 -%}
+            {{- return('buckets.' ~ adapter.quote(this.identifier)) -}}
+        {%- endif -%}
+    {%- endif -%}
+    {{- return(final) -}}
+{%- endmacro %}

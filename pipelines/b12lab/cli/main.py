@@ -171,6 +171,9 @@ def _a_scheduler_address(ctx: click.Context, param: click.Parameter, value: str 
 # `run` and `serve`: where the flow's tasks run (README.md, Running on a cluster).
 _WORKERS_HELP = ("Ingest and validate the export files on a local Dask cluster of N worker processes (one "
                  "thread each); the models and the report stay in this process. Default: all in this process.")
+_BUCKETS_HELP = ("Split the patients a night builds into N buckets by a hash of patient_id, each built by a task "
+                 "of its own (on the cluster's workers with --workers or --dask-address) (env B12LAB_BUCKETS)  "
+                 "[default: 1]")
 _DASK_ADDRESS_HELP = ("Ingest and validate the export files on the existing Dask cluster whose scheduler is at "
                       "this address (env B12LAB_DASK_ADDRESS); its workers must reach the input and output "
                       "folders at the same paths.")
@@ -270,9 +273,10 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N", help=_WORKERS_HELP)
 @click.option("--dask-address", default=None, metavar="tcp://HOST:PORT", callback=_a_scheduler_address,
               help=_DASK_ADDRESS_HELP)
+@click.option("--buckets", type=click.IntRange(min=1, max=4096), default=None, metavar="N", help=_BUCKETS_HELP)
 def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profile: str | None,
         max_quarantine_share: float | None, mapping: str | None, workers: int | None,
-        dask_address: str | None) -> None:
+        dask_address: str | None, buckets: int | None) -> None:
     """Run the nightly pipeline once: ingest, validate, classify, publish."""
     from b12lab.common.layout import OutputLayout, PublicationLayout
     from b12lab.flows.configuration import load_configuration
@@ -280,7 +284,7 @@ def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profi
     # Configuration is checked before Prefect starts, so a typo costs a second, not a server start-up.
     with _usage_errors_of_options():
         configuration = load_configuration(rules_file, profile, mapping, max_quarantine_share=max_quarantine_share,
-                                           as_of=as_of.date() if as_of else None, today=date.today(),
+                                           buckets=buckets, as_of=as_of.date() if as_of else None, today=date.today(),
                                            input_dir=input_dir)
     if not input_dir.is_dir():
         _fail(f"input folder not found: {input_dir}")
@@ -300,12 +304,12 @@ def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profi
     from b12lab.flows.nightly import nightly
 
     if not placement.in_process:
-        click.echo(f"ingest and validation run {placement.describe()}")
+        click.echo(f"ingest, validation and the patients' buckets run {placement.describe()}")
     try:
         with _prefect_api():
             record = flow_for(nightly, placement)(input_dir=input_dir, output_dir=output_dir,
                              as_of=as_of.date() if as_of else None, rules_file=rules_file, profile=profile,
-                             max_quarantine_share=max_quarantine_share, mapping=mapping)
+                             max_quarantine_share=max_quarantine_share, mapping=mapping, buckets=buckets)
     except KeyboardInterrupt:  # past click, which would print an empty line for it
         raise Interrupted(signal.SIGINT) from None
     except Exception as error:  # the one line names the log file; the trace is in it
@@ -377,10 +381,12 @@ def _local_timezone() -> str:
               help="As for `run`: each night on a local Dask cluster of N worker processes.")
 @click.option("--dask-address", default=None, metavar="tcp://HOST:PORT", callback=_a_scheduler_address,
               help="As for `run` (env B12LAB_DASK_ADDRESS).")
+@click.option("--buckets", type=click.IntRange(min=1, max=4096), default=None, metavar="N",
+              help="As for `run` (env B12LAB_BUCKETS).")
 @click.option("--name", default="nightly", show_default=True, help="Deployment name.")
 def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, timezone: str | None,
           rules_file: Path | None, profile: str | None, max_quarantine_share: float | None, mapping: str | None,
-          workers: int | None, dask_address: str | None, name: str) -> None:
+          workers: int | None, dask_address: str | None, buckets: int | None, name: str) -> None:
     """Serve the nightly flow on a cron schedule (a Prefect deployment); stop with Ctrl-C."""
     from b12lab.common.settings import load_settings
     from b12lab.flows.configuration import load_configuration
@@ -389,7 +395,7 @@ def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, tim
     with _usage_errors_of_options(profile=profile is not None, mapping=mapping is not None):
         settings = load_settings(input_dir=input_dir, output_dir=output_dir, cron=cron, timezone=timezone,
                                  rules=rules_file, profile=profile, max_quarantine_share=max_quarantine_share,
-                                 mapping=mapping)
+                                 mapping=mapping, buckets=buckets)
         load_configuration(settings.rules, settings.profile, settings.mapping,
                            max_quarantine_share=settings.max_quarantine_share, input_dir=settings.input_dir)
     for option, value in (("--input", settings.input_dir), ("--output", settings.output_dir)):
@@ -415,6 +421,7 @@ def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, tim
     parameters = {"input_dir": str(settings.input_dir.resolve()), "output_dir": str(settings.output_dir.resolve()),
                   "rules_file": str(settings.rules.resolve()) if settings.rules else None,
                   "profile": settings.profile, "max_quarantine_share": settings.max_quarantine_share,
+                  "buckets": settings.buckets,
                   "mapping": str(Path(mapping).resolve()) if mapping and Path(mapping).exists() else mapping}
     from b12lab.cli import serving
 
@@ -422,7 +429,7 @@ def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, tim
         click.echo(f"serving {nightly.name}/{name} ({settings.cron}, {schedule.timezone}) on "
                    f"{PREFECT_API_URL.value()}; stop with Ctrl-C or SIGTERM")
         if not placement.in_process:
-            click.echo(f"each night's ingest and validation run {placement.describe()}")
+            click.echo(f"each night's ingest, validation and patients' buckets run {placement.describe()}")
 
     # The runner hands the flow object itself, task runner and all, to each night's process.
     stopped = serving.serve(flow_for(nightly, placement), name=name, schedules=[schedule], parameters=parameters,

@@ -10,8 +10,9 @@ folder and handed down, so that every reader and writer of a path agrees where i
       analytics/analytics.duckdb    the pseudonymised mart (when a key is set)
       as-of/<date>/             reproductions of an earlier date (a publication folder each)
       logs/<run_id>.log         each run's log file
-      .tmp/                     scratch: decompressed exports, DuckDB spill files
-      .dbt/                     dbt's compiled SQL and parse cache (or B12LAB_DBT_WORK_DIR)
+      .tmp/                     scratch: decompressed exports, DuckDB spill files, the night's patient buckets
+      .dbt/                     dbt's compiled SQL and parse cache (or B12LAB_DBT_WORK_DIR); buckets/<n>/ each
+                                bucket's (b12lab/publish/buckets.py)
       .cache/                   the report's charts as last drawn, the drop files' sha256 as last computed
       .b12lab.lock              one run at a time
 """

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         None, description="`run`, `serve`: the scheduler of an existing Dask cluster, tcp://HOST:PORT, on whose "
                           "workers each export file is ingested and validated (--dask-address); unset: in the "
                           "command's own process, or on a local cluster with --workers")
+    buckets: int = Field(
+        1, ge=1, le=4096,
+        description="`run`, `serve`: the patients a night builds are split by a hash of patient_id into this many "
+                    "buckets, each a task that builds its patients' patient-level models in a DuckDB file of its "
+                    "own, on a Dask worker when there is a cluster (--buckets); 1: the warehouse's build alone")
     # --- `b12lab serve` (each also an option of the command) ----------------------------------------------
     input_dir: Path | None = Field(None, description="`serve`: the drop folder read every night (--input)")
     output_dir: Path | None = Field(None, description="`serve`: the output folder (--output)")

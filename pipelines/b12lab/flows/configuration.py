@@ -40,15 +40,16 @@ def check_as_of(as_of: date, today: date) -> None:
 
 
 def load_configuration(rules_file: Path | None, profile: str | None, mapping: str | None, *,
-                       max_quarantine_share: float | None = None, as_of: date | None = None,
+                       max_quarantine_share: float | None = None, buckets: int | None = None,
+                       as_of: date | None = None,
                        today: date | None = None, input_dir: Path | None = None) -> RunConfiguration:
     """Everything a run is configured with, checked; `max_quarantine_share` (an option) overrides the setting.
-    With `input_dir` (an existing drop folder), the files the mapping names are checked against it too."""
+    `buckets` (an option) overrides B12LAB_BUCKETS. With `input_dir` (an existing drop folder), the files the mapping names are checked against it too."""
     rules = load_rules(rules_file, profile)
     lab_mapping = load_mapping(mapping)
     if lab_mapping is not None and input_dir is not None and Path(input_dir).is_dir():
         check_mapping_files(lab_mapping, Path(input_dir))
-    settings = load_settings(max_quarantine_share=max_quarantine_share)
+    settings = load_settings(max_quarantine_share=max_quarantine_share, buckets=buckets)
     if as_of is not None:
         check_as_of(as_of, today or date.today())
     return RunConfiguration(settings=settings, rules=rules, mapping=lab_mapping)

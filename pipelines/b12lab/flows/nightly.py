@@ -34,6 +34,7 @@ from b12lab.lake.lake import Lake, LakeDamaged
 from b12lab.lake.locking import RunLock, run_lock
 from b12lab.lake.runs import RunRecord
 from b12lab.publish import publication as publish
+from b12lab.publish import buckets as patient_buckets
 from b12lab.publish.incremental import BuildStart, choose_start, models_to_build
 from b12lab.quality.validation import CriticalExpectationFailed, ValidationReport, validate_lake_files
 from b12lab.report import page as report
@@ -306,6 +307,57 @@ def prepare_warehouse(layout: OutputLayout, publication: PublicationLayout, rule
 
 
 @task
+def assign_buckets(layout: OutputLayout, warehouse: Path, buckets: int) -> int:
+    return patient_buckets.assign_buckets(warehouse, buckets, layout.scratch)
+
+
+@task
+def build_bucket(layout: OutputLayout, warehouse: Path, run_id: str, bucket: int, as_of: date,
+                 parse_cache: Path | None) -> patient_buckets.BucketBuild:
+    """One bucket's patients' patient-level models, in a DuckDB file of its own (b12lab.publish.buckets)."""
+    work = layout.dbt_work / "buckets" / f"{bucket:04d}"
+    transforms.reuse_parse(parse_cache, work)
+    built = patient_buckets.build_bucket(warehouse, bucket, patient_buckets.bucket_folder(layout.scratch, run_id, bucket),
+                                         work, as_of, layout.scratch)
+    release_freed_memory()
+    return built
+
+
+@task
+def gather_buckets(layout: OutputLayout, warehouse: Path, built: list) -> list[str]:
+    return patient_buckets.gather_buckets(warehouse, built, layout.scratch)
+
+
+def build_in_buckets(layout: OutputLayout, warehouse: Path, run_id: str, as_of: date, buckets: int) -> None:
+    """Tonight's patients' patient-level models built bucket by bucket, each bucket a task (on the cluster's
+    workers when there is one), their rows then gathered in the warehouse for its build (docs/buckets.md).
+    Nothing to do with one bucket, or on a night whose build does not rebuild any patient."""
+    if buckets < 2 or models_to_build(warehouse, as_of).select:
+        return
+    patients = assign_buckets(layout, warehouse, buckets)
+    if not patients:
+        print(f"buckets: no patient to build tonight in any of the {buckets} buckets")
+        return
+    # dbt's parse of the project, made once here and copied to each bucket's work folder: a bucket then
+    # starts in a second instead of parsing the project again.
+    parse_cache = transforms.parse(layout.dbt_work, warehouse, as_of)
+    arguments = [(layout, warehouse, run_id, bucket, as_of, parse_cache) for bucket in range(buckets)]
+    if on_cluster():
+        futures = [build_bucket.submit(*call) for call in arguments]
+        wait(futures)
+        built = [future.result() for future in futures]
+    else:
+        built = [build_bucket(*call) for call in tracked(arguments, "buckets", label=lambda call: f"bucket {call[3]}")]
+    built = [build for build in built if build.patients]
+    gathered = gather_buckets(layout, warehouse, built) if built else []
+    slowest = max(built, key=lambda build: build.seconds) if built else None
+    print(f"buckets: {patients} patients built in {len(built)} of {buckets} buckets "
+          f"({'on the cluster' if on_cluster() else 'in process'}; the slowest, bucket {slowest.bucket}, "
+          f"{slowest.patients} patients in {slowest.seconds:.1f} s); {len(gathered)} patient-level models' rows "
+          "gathered for the warehouse's build")
+
+
+@task
 def build_models(layout: OutputLayout, warehouse: Path, as_of: date) -> list[str]:
     """`dbt build`: seeds, models and their data tests, each result a line of this run's log; a failed model
     or error-severity test stops the run before the switch. A night with no patient to rebuild on the live
@@ -364,7 +416,8 @@ def new_run_id() -> str:
 
 def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, rules_file: Path | None = None,
                  profile: str | None = None, max_quarantine_share: float | None = None,
-                 flow_run_id: str | None = None, mapping: str | None = None) -> RunSummary:
+                 flow_run_id: str | None = None, mapping: str | None = None,
+                 buckets: int | None = None) -> RunSummary:
     """The pipeline's steps in order; the Prefect flow `nightly` is this function. `max_quarantine_share`
     overrides the setting (B12LAB_MAX_QUARANTINE_SHARE).
 
@@ -376,7 +429,7 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
     as_of = as_of or today
     # Configuration errors are caught before any data is touched.
     configuration = load_configuration(rules_file, profile, mapping, max_quarantine_share=max_quarantine_share,
-                                       as_of=as_of, today=today, input_dir=input_dir)
+                                       buckets=buckets, as_of=as_of, today=today, input_dir=input_dir)
     rules, settings = configuration.rules, configuration.settings
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input folder not found: {input_dir}")
@@ -408,7 +461,7 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
                       f"a reproduction from the lake as committed, written to "
                       f"{layout.reproduction(as_of).root}; the drop folder is not read and the live "
                       "publication is left alone")
-                _publish(layout, lake, rules, summary)
+                _publish(layout, lake, rules, summary, settings)
         except BaseException as error:
             interrupt = interrupt_behind(error)
             interrupted = interrupt is not None
@@ -524,16 +577,17 @@ def _run_steps(input_dir: Path, layout: OutputLayout, lake: Lake, rules: Rules, 
         commit(layout, summary.run_id, summary.files)
         summary.committed = True
         print_accounts(summary.files, committed=True)
-    _publish(layout, lake, rules, summary)
+    _publish(layout, lake, rules, summary, settings)
 
 
-def _publish(layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary) -> None:
+def _publish(layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary, settings: Settings) -> None:
     """Build the whole publication (warehouse, marts, catalogue, report, worklists), then switch it in at once."""
     live = summary.kind == NIGHTLY
     publication = (layout.publication(summary.run_id) if live
                    else layout.reproduction_staging(summary.as_of, summary.run_id))
     summary.status = "published"  # its row in the warehouse it publishes; finished_at is stamped at the switch
     warehouse, start = prepare_warehouse(layout, publication, rules, summary.as_of, summary.as_record(), not live)
+    build_in_buckets(layout, warehouse, summary.run_id, summary.as_of, settings.buckets)
     built = build_models(layout, warehouse, summary.as_of)
     crash_point("classify")
     summary.warehouse = finish_warehouse(layout, publication, rules, summary.run_id, start, built)
@@ -555,12 +609,12 @@ def _publish(layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary
 @flow(name="b12lab-nightly", log_prints=True)
 def nightly(input_dir: Path, output_dir: Path, as_of: date | None = None, rules_file: Path | None = None,
             profile: str | None = None, max_quarantine_share: float | None = None,
-            mapping: str | None = None) -> dict:
+            mapping: str | None = None, buckets: int | None = None) -> dict:
     """Ingest the drop folder, validate, classify every patient as of `as_of`, publish the warehouse.
     `mapping`: a mapping file or shipped mapping name for lab CSVs in a site's own layout;
-    `max_quarantine_share`: overrides the setting B12LAB_MAX_QUARANTINE_SHARE."""
+    `max_quarantine_share`: overrides the setting B12LAB_MAX_QUARANTINE_SHARE; `buckets`: B12LAB_BUCKETS."""
     from prefect.runtime import flow_run
 
     summary = run_pipeline(input_dir, output_dir, as_of, rules_file, profile, max_quarantine_share,
-                           flow_run_id=str(flow_run.id), mapping=mapping)
+                           flow_run_id=str(flow_run.id), mapping=mapping, buckets=buckets)
     return {**summary.as_record().as_dict(), "warehouse": str(summary.warehouse), "log_file": str(summary.log_file)}

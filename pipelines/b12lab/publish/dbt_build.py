@@ -134,14 +134,17 @@ def _close_dbt_database() -> None:
 
 def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], None] = print,
           all_tests: bool = False, data_tests: bool = True, select: list[str] | None = None,
-          exclude: list[str] | None = None, memory_limit: str | None = None) -> BuildResult:
+          exclude: list[str] | None = None, memory_limit: str | None = None,
+          artifacts: bool = True) -> BuildResult:
     """`dbt build` of every seed and model in `warehouse` as of the run's date `as_of` (the dbt variable
     as_of), with the data tests of the marts, seeds and sources; `all_tests` adds the unit tests and the data
     tests of the staging and intermediate models, which test the SQL rather than the night's data (the test
     suite runs them; a night would spend seconds on them); `data_tests` False builds without any test (a
     comparison build of the test suite); `select` and `exclude`, dbt's node selection (every node when None),
-    `exclude` added to the tests left out. Raises ModelError naming the first node that failed
-    or the first error-severity test that found rows."""
+    `exclude` added to the tests left out; `artifacts` False: dbt writes no manifest.json and run_results.json
+    (a third of a small build's time), and a model out of memory has the whole build run again on one thread,
+    as `dbt retry` needs them (a bucket's build: b12lab.publish.buckets). Raises ModelError naming the first
+    node that failed or the first error-severity test that found rows."""
     if isinstance(as_of, datetime) or not isinstance(as_of, date):
         raise ModelError(f"as_of: expected a date, got {type(as_of).__name__}")
     excluded = [] if all_tests else ["test_type:unit", "resource_type:test,path:models/staging",
@@ -149,7 +152,8 @@ def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], 
     if not data_tests:
         excluded = ["resource_type:test", "resource_type:unit_test"]
     excluded += exclude or []
-    command = ["build", *(["--exclude", *excluded] if excluded else []), *(["--select", *select] if select else [])]
+    command = ["build", *(["--exclude", *excluded] if excluded else []), *(["--select", *select] if select else []),
+               *([] if artifacts else ["--no-write-json"])]
     memory_limit = memory_limit or load_settings().memory_limit
     try:
         outcome = _invoke(command, warehouse, work_dir, log, memory_limit, as_of)
@@ -165,11 +169,12 @@ def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], 
         failed = out_of_memory
         log(f"dbt: out of memory in {', '.join(failed)} on every core: run again on one thread")
         try:
-            retried = _invoke(["retry"], warehouse, work_dir, log, memory_limit, as_of, threads=1)
+            retried = _invoke(["retry"] if artifacts else command, warehouse, work_dir, log, memory_limit, as_of,
+                              threads=1)
         except ModelError:
             log("dbt: the run again on one thread could not start (its hooks need memory too)")
         else:  # the first build's failures stand unless the retry replaces them
-            result.built = [name for name in result.built if name not in failed]
+            result.built = [name for name in result.built if name not in failed] if artifacts else []
             outcome = retried
             failures, out_of_memory = _collect(outcome, result)
             if outcome.success and not failures:
@@ -207,6 +212,31 @@ def _collect(outcome, result: BuildResult) -> tuple[list[str], list[str]]:
             elif status != "skipped":
                 failures.append(f"test {node.name} {status}: {_first_line(node_result.message)}")
     return failures, out_of_memory
+
+
+PARSE_CACHE = Path("target") / "partial_parse.msgpack"  # dbt's parse of the project, in a work folder
+
+
+def parse(work_dir: Path, warehouse: Path, as_of: date) -> Path | None:
+    """dbt's parse of the project in `work_dir`, made now if there is none yet; returns its file (None when
+    dbt wrote none). One that is out of date is still returned: dbt re-parses what changed when it is used."""
+    cache = work_dir.absolute() / PARSE_CACHE
+    if not cache.is_file():
+        _invoke(["parse"], warehouse, work_dir, log=lambda line: None, memory_limit=None, as_of=as_of)
+    return cache if cache.is_file() else None
+
+
+def reuse_parse(cache: Path | None, work_dir: Path) -> None:
+    """Start `work_dir` with the parse `cache` (another work folder's), so that dbt's first invocation there
+    does not parse the whole project (about 3 s): the profile, variables and project are the same, so dbt
+    takes it as its own."""
+    if cache is None or not cache.is_file():
+        return
+    target = work_dir.absolute() / PARSE_CACHE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(cache, temporary)
+    os.replace(temporary, target)
 
 
 def docs(warehouse: Path, work_dir: Path, target: Path, *, log: Callable[[str], None] = print,
@@ -251,6 +281,15 @@ def _catalogue_key(warehouse: Path) -> str:
             order by all""").fetchall()
     digest.update(repr(schema).encode())
     return digest.hexdigest()[:16]
+
+
+def source_tables(schema: str = "main") -> tuple[str, ...]:
+    """The tables the models read as sources (models/sources.yml) in `schema` of the warehouse."""
+    import yaml
+
+    sources = yaml.safe_load((MODELS_DIR / "sources.yml").read_text())["sources"]
+    return tuple(table["name"] for source in sources if source.get("schema", source["name"]) == schema
+                 for table in source["tables"])
 
 
 def _first_line(message: object) -> str:

@@ -43,7 +43,7 @@ from b12lab.common.settings import variable
 from b12lab.lake.lake import (BOOKKEEPING_SCHEMAS, COMMIT_TABLE, DATA_TABLES, METRICS_TABLE, OUTCOMES_TABLE,
                               RUNS_TABLE, Lake, empty_relation_sql, table_ddl)
 from b12lab.lake.runs import RunRecord
-from b12lab.publish import incremental
+from b12lab.publish import buckets, incremental
 from b12lab.publish.incremental import BuildStart
 from b12lab.publish.pseudonymise import build_analytics
 from b12lab.rules.rules_file import Rules, install_rules
@@ -204,6 +204,7 @@ def finish_warehouse(layout: OutputLayout, publication: PublicationLayout, rules
         con.execute(f"insert into {METRICS_TABLE} {_RUN_METRICS_QUERY}", {"run_id": run_id})
         write_mart_files(con, publication, start, rebuilt)
         incremental.record_build_state(con, rules)
+        buckets.drop_gathered(con)
         for table in WORKING_MODELS:  # the incremental schema's models stay: the next night starts from them
             con.execute(f"drop table if exists main.{table}")
         apply_comments(con)

@@ -193,4 +193,4 @@ final as (
     from categorised
 )
 
-select * from final
+select * from {{ built_in_buckets_or('final') }}

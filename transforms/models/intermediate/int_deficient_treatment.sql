@@ -53,4 +53,4 @@ final as (
        and treated_on_date.patient_id = deficient_on_date.patient_id
 )
 
-select * from final
+select * from {{ built_in_buckets_or('final') }}

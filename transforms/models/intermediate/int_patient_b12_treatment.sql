@@ -34,4 +34,4 @@ final as (
     group by b12_records.as_of, b12_records.patient_id
 )
 
-select * from final
+select * from {{ built_in_buckets_or('final') }}

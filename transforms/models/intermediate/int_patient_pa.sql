@@ -72,4 +72,4 @@ final as (
        and positive_if_antibody.as_of = pa_diagnoses.as_of
 )
 
-select * from final
+select * from {{ built_in_buckets_or('final') }}

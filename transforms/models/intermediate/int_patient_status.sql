@@ -57,4 +57,4 @@ final as (
        and int_patient_b12_treatment.as_of = status_on_as_of.as_of
 )
 
-select * from final
+select * from {{ built_in_buckets_or('final') }}

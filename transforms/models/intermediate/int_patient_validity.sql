@@ -74,4 +74,4 @@ final as (
         on boundaries.patient_id = int_patients_known.patient_id
 )
 
-select * from final
+select * from {{ built_in_buckets_or('final') }}

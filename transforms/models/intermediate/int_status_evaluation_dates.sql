@@ -40,4 +40,4 @@ final as (
     from folic_acid_start_dates
 )
 
-select * from final
+select * from {{ built_in_buckets_or('final') }}

@@ -348,4 +348,4 @@ final as (
     from evidence
 )
 
-select * from final
+select * from {{ built_in_buckets_or('final') }}

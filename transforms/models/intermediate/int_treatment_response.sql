@@ -195,4 +195,4 @@ final as (
        and first_window_results.window = begun_windows.window
 )
 
-select * from final
+select * from {{ built_in_buckets_or('final') }}

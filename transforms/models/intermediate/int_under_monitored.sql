@@ -564,4 +564,4 @@ final as (
     where int_patient_status.deceased is not true
 )
 
-select * from final
+select * from {{ built_in_buckets_or('final') }}

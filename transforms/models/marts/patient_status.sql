@@ -59,4 +59,4 @@ final as (
     order by status_as_of.patient_id
 )
 
-select * from final
+select * from {{ built_in_buckets_or('final') }}

@@ -55,4 +55,4 @@ final as (
         classified.source_row
 )
 
-select * from final
+select * from {{ built_in_buckets_or('final') }}

@@ -144,4 +144,4 @@ final as (
     where duplicate_ranked.copy_number = 1
 )
 
-select * from final
+select * from {{ built_in_buckets_or('final') }}

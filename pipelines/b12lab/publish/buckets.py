@@ -1,0 +1,174 @@
+"""Patient buckets: tonight's patient-level model work cut into N independent parts (docs/buckets.md).
+
+A patient's rows in the patient-level models (the dbt project's incremental models) depend on that patient's
+own records, the rules and the as-of dates, never on another patient. So the patients to build tonight (every
+patient on a full night, those of `incremental.rebuild_patients` on an incremental one) are split by a hash of
+`patient_id` into N buckets, and each bucket is built on its own, as a Prefect task that may run on a Dask
+worker:
+
+1. `assign_buckets` (the driver, in tonight's warehouse): the table `incremental.patient_buckets` names each
+   patient to build and their bucket, `hash(patient_id) % N`. Assigned once, by the driver, so that every
+   worker reads the same assignment whatever its DuckDB version.
+2. `build_bucket` (a task per bucket): a DuckDB file of its own, OUTPUT/.tmp/buckets/<run_id>/<bucket>/,
+   holding the bucket's patients' records (every lake table with a `patient_id`, restricted to them), the lake's
+   other tables and the rules tables as they are in the warehouse; then `dbt build` of the patient-level models
+   and the models and seeds they read, in that file: a full build of those patients. The warehouse is only
+   read (a read-only attach), so any number of buckets read it at once.
+3. `gather_buckets` (the driver): the buckets' rows of each patient-level model, one after another, in the
+   warehouse's schema `buckets`. The warehouse's own `dbt build` then runs as on any night: each patient-level
+   model's pre-hooks delete the rebuilt patients' rows and carry everyone else's, and its rows for the patients
+   built tonight are those of `buckets` (macro `rows_built_in_buckets`) instead of its own query. The
+   aggregates, marts, tests and report are the driver's, from the whole population, as with one bucket.
+
+With one bucket (the default) nothing here runs: the warehouse's build computes every row itself.
+"""
+from __future__ import annotations
+
+import contextlib
+import shutil
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from b12lab.common.duck import connect
+from b12lab.common.layout import WAREHOUSE_NAME
+from b12lab.publish import dbt_build
+from b12lab.publish.incremental import BUILD_STATE, REBUILD_PATIENTS, SCHEMA
+
+PATIENT_BUCKETS = f"{SCHEMA}.patient_buckets"
+GATHERED_SCHEMA = "buckets"  # the buckets' rows in the warehouse, read by the patient-level models, then dropped
+# A bucket's build: the patient-level models (dbt's incremental models) and every node they read, seeds
+# included (a bucket's file starts empty); no data test: the warehouse's build tests the gathered rows.
+BUCKET_SELECTION = ("+config.materialized:incremental",)
+# The warehouse's tables a bucket's models read besides the seeds it builds itself: the models' sources.
+SOURCE_SCHEMA = "main"
+
+
+@dataclass(frozen=True)
+class BucketBuild:
+    """What one bucket built: its file, its patients and the patient-level tables it holds."""
+
+    bucket: int
+    warehouse: Path
+    patients: int
+    seconds: float
+
+
+def bucket_folder(scratch: Path, run_id: str, bucket: int) -> Path:
+    # Each bucket's file is named warehouse.duckdb, as the warehouse's: dbt's profile names the file relative
+    # to its folder, so every bucket's invocation has the same profile and dbt's parse of the project is reused.
+    return scratch / "buckets" / run_id / f"{bucket:04d}"
+
+
+def assign_buckets(warehouse: Path, buckets: int, scratch: Path) -> int:
+    """`incremental.patient_buckets`: each patient tonight's build covers, and their bucket; return how many.
+    A warehouse that starts from the live one (its build state holds the previous night) builds the patients of
+    `incremental.rebuild_patients`; an empty one every patient with a record."""
+    with connect(warehouse, temp_dir=scratch) as con:
+        incremental = con.execute(f"select count(*) from {BUILD_STATE}").fetchall()[0][0] if _has_table(
+            con, SCHEMA, "build_state") else 0
+        if incremental:
+            patients = f"select distinct patient_id from {REBUILD_PATIENTS}"
+        else:
+            patients = " union ".join(f"select patient_id from {SOURCE_SCHEMA}.{table}"
+                                      for table in _patient_tables(con))
+        con.execute(f"create schema if not exists {SCHEMA}")
+        con.execute(f"create or replace table {PATIENT_BUCKETS} as "
+                    f"select patient_id, (hash(patient_id) % {int(buckets)})::integer as bucket "
+                    f"from ({patients}) where patient_id is not null")
+        return con.execute(f"select count(*) from {PATIENT_BUCKETS}").fetchall()[0][0]
+
+
+def build_bucket(warehouse: Path, bucket: int, folder: Path, dbt_work: Path, as_of: date,
+                 scratch: Path) -> BucketBuild:
+    """The patient-level models of one bucket's patients, built in a DuckDB file of its own (`folder`)."""
+    import time
+
+    started = time.perf_counter()
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    bucket_warehouse = folder / WAREHOUSE_NAME
+    with connect(bucket_warehouse, temp_dir=scratch) as con:
+        con.execute(f"attach '{_quoted(warehouse)}' as night (read_only)")
+        patient_tables = set(_patient_tables(con, "night"))
+        for table in _source_tables(con, "night"):
+            rows = f"night.{SOURCE_SCHEMA}.{table}"
+            if table in patient_tables:
+                rows = (f"(select * from {rows} where patient_id in (select patient_id from "
+                        f"night.{PATIENT_BUCKETS} where bucket = {int(bucket)}))")
+            con.execute(f"create table {SOURCE_SCHEMA}.{table} as select * from {rows}")
+        patients = con.execute(f"select count(*) from night.{PATIENT_BUCKETS} where bucket = {int(bucket)}") \
+            .fetchall()[0][0]
+        con.execute("detach night")
+    dbt_build.build(bucket_warehouse, dbt_work, as_of, select=list(BUCKET_SELECTION), data_tests=False,
+                    artifacts=False, log=lambda line: None)
+    return BucketBuild(bucket, bucket_warehouse, patients, time.perf_counter() - started)
+
+
+def gather_buckets(warehouse: Path, built: list[BucketBuild], scratch: Path) -> list[str]:
+    """Each patient-level model's rows of every bucket, in the warehouse's schema `buckets` (bucket order:
+    the rows' order is immaterial, every table's comparison and every reader orders by its key). Returns the
+    models gathered."""
+    with connect(warehouse, temp_dir=scratch) as con:
+        for build in built:
+            con.execute(f"attach '{_quoted(build.warehouse)}' as bucket_{build.bucket} (read_only)")
+        first = f"bucket_{built[0].bucket}"
+        models = con.execute(
+            "select schema_name, table_name from duckdb_tables() where database_name = $first "
+            "and table_name in (select unnest($models))",
+            {"first": first, "models": list(patient_level_models())}).fetchall()
+        con.execute(f"create schema if not exists {GATHERED_SCHEMA}")
+        for schema, table in models:
+            rows = " union all by name ".join(f"select * from bucket_{build.bucket}.{schema}.{table}"
+                                              for build in built)
+            con.execute(f"create or replace table {GATHERED_SCHEMA}.{table} as {rows}")
+        for build in built:
+            con.execute(f"detach bucket_{build.bucket}")
+        con.execute("checkpoint")
+    for build in built:
+        shutil.rmtree(build.warehouse.parent, ignore_errors=True)
+        for folder in (build.warehouse.parent.parent, build.warehouse.parent.parent.parent):  # the run's, then all
+            with contextlib.suppress(OSError):  # not empty: another bucket's, or another run's
+                folder.rmdir()
+    return [table for _, table in models]
+
+
+def drop_gathered(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"drop schema if exists {GATHERED_SCHEMA} cascade")
+    con.execute(f"drop table if exists {PATIENT_BUCKETS}")
+
+
+def patient_level_models() -> tuple[str, ...]:
+    """The dbt project's patient-level models: its incremental models."""
+    return tuple(sorted(path.stem for path in dbt_build.MODELS_DIR.rglob("*.sql")
+                        if "materialized='incremental'" in path.read_text()))
+
+
+def _patient_tables(con: duckdb.DuckDBPyConnection, database: str | None = None) -> list[str]:
+    """The source tables with a patient_id column: the lake's records of patients."""
+    return [table for table in _source_tables(con, database)
+            if con.execute("select count(*) from duckdb_columns() where database_name = coalesce($db, "
+                           "current_database()) and schema_name = $schema and table_name = $table "
+                           "and column_name = 'patient_id'",
+                           {"db": database, "schema": SOURCE_SCHEMA, "table": table}).fetchall()[0][0]]
+
+
+def _source_tables(con: duckdb.DuckDBPyConnection, database: str | None = None) -> list[str]:
+    """The tables of the warehouse the models read as sources (models/sources.yml), present tonight."""
+    wanted = dbt_build.source_tables()
+    present = {name for (name,) in con.execute(
+        "select table_name from duckdb_tables() where database_name = coalesce($db, current_database()) "
+        "and schema_name = $schema", {"db": database, "schema": SOURCE_SCHEMA}).fetchall()}
+    return [table for table in wanted if table in present]
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(con.execute("select count(*) from duckdb_tables() where database_name = current_database() "
+                            "and schema_name = $schema and table_name = $table",
+                            {"schema": schema, "table": table}).fetchall()[0][0])
+
+
+def _quoted(path: Path) -> str:
+    return str(Path(path).absolute()).replace("'", "''")
