@@ -7,6 +7,7 @@ subprocess); signals and kills are real.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -110,7 +111,10 @@ def test_a_night_with_only_files_already_ingested_publishes_as_usual(sample_nigh
     drop, output = sample_night
     quiet = run(drop, output, "--as-of", LIVE_AS_OF)
     assert quiet.returncode == 0, quiet.stderr
-    assert "0 new export files, 6 already ingested" in quiet.stdout
+    assert "0 new export files, 6 already ingested (sha256 read for " in quiet.stdout
+    # each file's digest read again or remembered since the night before, and counted in the run summary
+    digests = json.loads((output / "run_summary.json").read_text())["export_digests"]
+    assert sorted(digests) == ["computed", "remembered"] and sum(digests.values()) == 6
     # the page says so, with the date data was last received, instead of reading as a good night
     banner = (output / "report" / "index.html").read_text(encoding="utf-8")
     assert 'id="banner"' in banner and "No new data was received in this run." in banner

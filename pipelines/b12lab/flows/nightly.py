@@ -87,6 +87,7 @@ class RunSummary:
     committed: bool = False  # the files' rows are in the lake: only then are the valid ones "accepted"
     files_skipped: list[str] = field(default_factory=list)
     files_ignored: list[str] = field(default_factory=list)
+    export_digests: dict[str, int] = field(default_factory=dict)  # sha256 computed / remembered (find_exports)
     expectations_evaluated: int = 0
     expectations_failed: list[str] = field(default_factory=list)
     expectation_warnings: list[str] = field(default_factory=list)
@@ -143,6 +144,7 @@ class RunSummary:
         payload["feeds"] = [feed.as_dict() for feed in self.feeds]
         payload["files_skipped"] = self.files_skipped
         payload["files_ignored"] = self.files_ignored
+        payload["export_digests"] = self.export_digests
         payload["expectations_failed_list"] = self.expectations_failed
         payload["expectation_warnings_list"] = self.expectation_warnings
         for name in ("warehouse", "publication", "data_docs", "log_file"):
@@ -153,15 +155,14 @@ class RunSummary:
 
 @task(retries=2, retry_delay_seconds=5)
 def find_exports(input_dir: Path, digests_file: Path,
-                 mapping: LabMapping | None = None) -> tuple[list[ExportFile], list[Path]]:
+                 mapping: LabMapping | None = None) -> tuple[list[ExportFile], list[Path], dict[str, int]]:
     """The drop folder's exports, each with its content's sha256: computed for a file new or changed since
-    the last night, remembered for the others (b12lab.ingest.digests)."""
+    the last night, remembered for the others (b12lab.ingest.digests); the files ignored; how many digests
+    were computed and how many remembered."""
     digests = DigestCache.load(digests_file)
-    found = discover_exports(input_dir, mapping, digests)
+    exports, ignored = discover_exports(input_dir, mapping, digests)
     digests.save()
-    get_run_logger().info(f"export digests: {digests.computed} computed, {digests.reused} unchanged files' "
-                          "remembered", extra=NOT_ON_TERMINAL)
-    return found
+    return exports, ignored, {"computed": digests.computed, "remembered": digests.reused}
 
 
 # Files under this size are ingested several to a task: a Prefect task and a DuckDB connection cost about
@@ -517,7 +518,7 @@ def mark_flow_run_crashed(flow_run_id: str, found_by: str) -> None:
 
 def _run_steps(input_dir: Path, layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary,
                settings: Settings, mapping: LabMapping | None = None) -> None:
-    exports, ignored = find_exports(input_dir, layout.export_digests, mapping)
+    exports, ignored, summary.export_digests = find_exports(input_dir, layout.export_digests, mapping)
     summary.files_ignored = [path.name for path in ignored]
     for path in ignored:
         print(f"{reported_name(path.name)}: not an export file (expected labs*, patients*, diagnoses*, medications* .csv[.gz], "
@@ -533,7 +534,9 @@ def _run_steps(input_dir: Path, layout: OutputLayout, lake: Lake, rules: Rules, 
         else:
             seen.add(export.source_hash)
             new_exports.append(export)
-    print(f"{len(new_exports)} new export files, {len(summary.files_skipped)} already ingested")
+    print(f"{len(new_exports)} new export files, {len(summary.files_skipped)} already ingested (sha256 read for "
+          f"{summary.export_digests['computed']} files new or changed since last hashed, remembered for "
+          f"{summary.export_digests['remembered']} unchanged)")
 
     ingest_date = date.today()
     if on_cluster():
