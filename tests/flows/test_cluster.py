@@ -101,7 +101,7 @@ def test_a_local_cluster_publishes_the_same_tables_as_a_run_in_process(published
     assert file_lines(result.stdout) == file_lines(published_sample_night.result.stdout)
     assert len(file_lines(result.stdout)) == 6
     assert "buckets: 500 patients built in 16 of 16 buckets (on the cluster;" in result.stdout
-    assert not (output / ".tmp" / "buckets").exists()  # the buckets' files, removed once gathered
+    assert not (output / ".tmp" / "buckets").exists()  # the buckets' files, removed once read
     assert compare(published_sample_night.output, output) == 0
 
 

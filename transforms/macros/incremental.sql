@@ -97,15 +97,37 @@
 
 {% macro built_in_buckets_or(final) -%}
     {#- a patient-level model's rows: its own query's (`final`), or, on a night whose patients were built in
-        buckets (b12lab/publish/buckets.py, docs/buckets.md), the rows the buckets built for this model, which
-        the pipeline gathered in schema `buckets` before this build. Looked up as the model runs (not when dbt
-        parses the project), so a build by hand, a unit test or a night with one bucket reads `final`. -#}
+        buckets (b12lab/publish/buckets.py, docs/buckets.md), the rows the buckets built for this model, read
+        from their files (attached by attach_bucket_files). Looked up as the model runs (not when dbt parses the
+        project), so a build by hand, a unit test or a night with one bucket reads `final`. -#}
     {%- if execute and this is not none -%}
-        {%- set gathered = run_query("select count(*) from duckdb_tables() where database_name = current_database() "
-                                     ~ "and schema_name = 'buckets' and table_name = '" ~ this.identifier ~ "'") -%}
-        {%- if gathered.rows[0][0] > 0 -%}
-            {{- return('buckets.' ~ adapter.quote(this.identifier)) -}}
+        {%- set attached = run_query("select database_name from duckdb_databases() "
+                                     ~ "where starts_with(database_name, 'bucket_') order by database_name") -%}
+        {%- if attached.rows | length > 0 -%}
+            {%- set parts = [] -%}
+            {%- for row in attached.rows -%}
+                {%- do parts.append('select * from ' ~ row[0] ~ '.' ~ adapter.quote(this.schema) ~ '.'
+                                    ~ adapter.quote(this.identifier)) -%}
+            {%- endfor -%}
+            {{- return('(' ~ parts | join(' union all by name ') ~ ')') -}}
         {%- endif -%}
     {%- endif -%}
     {{- return(final) -}}
+{%- endmacro %}
+
+
+{% macro attach_bucket_files() -%}
+    {#- on-run-start: the night's bucket files, read-only, as bucket_<n>, when the pipeline listed them in
+        incremental.bucket_files (b12lab/publish/buckets.py); otherwise nothing. Attached for this invocation
+        only: the warehouse keeps no reference to them. -#}
+    {%- if execute -%}
+        {%- set listed = run_query("select count(*) from duckdb_tables() where database_name = current_database() "
+                                   ~ "and schema_name = 'incremental' and table_name = 'bucket_files'") -%}
+        {%- if listed.rows[0][0] > 0 -%}
+            {%- for row in run_query("select bucket, path from incremental.bucket_files order by bucket").rows %}
+    attach if not exists '{{ row[1] | replace("'", "''") }}' as bucket_{{ row[0] | int }} (read_only);
+            {%- endfor %}
+        {%- endif -%}
+    {%- endif %}
+    select 1 as bucket_files_attached
 {%- endmacro %}

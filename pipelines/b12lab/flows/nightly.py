@@ -325,13 +325,13 @@ def build_bucket(layout: OutputLayout, warehouse: Path, run_id: str, bucket: int
 
 
 @task
-def gather_buckets(layout: OutputLayout, warehouse: Path, built: list) -> list[str]:
-    return patient_buckets.gather_buckets(warehouse, built, layout.scratch)
+def register_buckets(layout: OutputLayout, warehouse: Path, built: list) -> None:
+    patient_buckets.register_buckets(warehouse, built, layout.scratch)
 
 
 def build_in_buckets(layout: OutputLayout, warehouse: Path, run_id: str, as_of: date, buckets: int) -> None:
     """Tonight's patients' patient-level models built bucket by bucket, each bucket a task (on the cluster's
-    workers when there is one), their rows then gathered in the warehouse for its build (docs/buckets.md).
+    workers when there is one), their files then listed in the warehouse for its build to read (docs/buckets.md).
     Nothing to do with one bucket, or on a night whose build does not rebuild any patient."""
     if buckets < 2 or models_to_build(warehouse, as_of).select:
         return
@@ -350,12 +350,12 @@ def build_in_buckets(layout: OutputLayout, warehouse: Path, run_id: str, as_of: 
     else:
         built = [build_bucket(*call) for call in tracked(arguments, "buckets", label=lambda call: f"bucket {call[3]}")]
     built = [build for build in built if build.patients]
-    gathered = gather_buckets(layout, warehouse, built) if built else []
-    slowest = max(built, key=lambda build: build.seconds) if built else None
+    register_buckets(layout, warehouse, built)
+    slowest = max(built, key=lambda build: build.seconds)
     print(f"buckets: {patients} patients built in {len(built)} of {buckets} buckets "
           f"({'on the cluster' if on_cluster() else 'in process'}; the slowest, bucket {slowest.bucket}, "
-          f"{slowest.patients} patients in {slowest.seconds:.1f} s); {len(gathered)} patient-level models' rows "
-          "gathered for the warehouse's build")
+          f"{slowest.patients} patients in {slowest.seconds:.1f} s); the warehouse's build reads their "
+          f"{len(patient_buckets.patient_level_models())} patient-level models' rows")
 
 
 @task
@@ -592,6 +592,7 @@ def _publish(layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary
     warehouse, start = prepare_warehouse(layout, publication, rules, summary.as_of, summary.as_record(), not live)
     build_in_buckets(layout, warehouse, summary.run_id, summary.as_of, settings.buckets)
     built = build_models(layout, warehouse, summary.as_of)
+    patient_buckets.remove_buckets(layout.scratch, summary.run_id)
     crash_point("classify")
     summary.warehouse = finish_warehouse(layout, publication, rules, summary.run_id, start, built)
     write_catalogue(layout, publication)

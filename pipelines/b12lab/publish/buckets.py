@@ -14,11 +14,13 @@ worker:
    other tables and the rules tables as they are in the warehouse; then `dbt build` of the patient-level models
    and the models and seeds they read, in that file: a full build of those patients. The warehouse is only
    read (a read-only attach), so any number of buckets read it at once.
-3. `gather_buckets` (the driver): the buckets' rows of each patient-level model, one after another, in the
-   warehouse's schema `buckets`. The warehouse's own `dbt build` then runs as on any night: each patient-level
-   model's pre-hooks delete the rebuilt patients' rows and carry everyone else's, and its rows for the patients
-   built tonight are those of `buckets` (macro `rows_built_in_buckets`) instead of its own query. The
-   aggregates, marts, tests and report are the driver's, from the whole population, as with one bucket.
+3. `register_buckets` (the driver): the buckets' files listed in the warehouse (`incremental.bucket_files`).
+   The warehouse's own `dbt build` then runs as on any night; as it starts it attaches those files read-only
+   (the project's on-run-start). Each patient-level model's pre-hooks delete the rebuilt patients' rows and carry
+   everyone else's, and its rows for the patients built tonight are read from the buckets' files (macro
+   `built_in_buckets_or`) instead of computed. The aggregates, marts, tests and report are the driver's, from
+   the whole population, as with one bucket. The files are then removed (`remove_buckets`), and the list and
+   the assignment dropped (`forget_buckets`): the published warehouse is what one bucket gives.
 
 With one bucket (the default) nothing here runs: the warehouse's build computes every row itself.
 """
@@ -38,9 +40,9 @@ from b12lab.publish import dbt_build
 from b12lab.publish.incremental import BUILD_STATE, REBUILD_PATIENTS, SCHEMA
 
 PATIENT_BUCKETS = f"{SCHEMA}.patient_buckets"
-GATHERED_SCHEMA = "buckets"  # the buckets' rows in the warehouse, read by the patient-level models, then dropped
+BUCKET_FILES = f"{SCHEMA}.bucket_files"  # the night's bucket files, attached by the warehouse's build
 # A bucket's build: the patient-level models (dbt's incremental models) and every node they read, seeds
-# included (a bucket's file starts empty); no data test: the warehouse's build tests the gathered rows.
+# included (a bucket's file starts empty); no data test: the warehouse's build tests the rows it reads from them.
 BUCKET_SELECTION = ("+config.materialized:incremental",)
 # The warehouse's tables a bucket's models read besides the seeds it builds itself: the models' sources.
 SOURCE_SCHEMA = "main"
@@ -107,36 +109,26 @@ def build_bucket(warehouse: Path, bucket: int, folder: Path, dbt_work: Path, as_
     return BucketBuild(bucket, bucket_warehouse, patients, time.perf_counter() - started)
 
 
-def gather_buckets(warehouse: Path, built: list[BucketBuild], scratch: Path) -> list[str]:
-    """Each patient-level model's rows of every bucket, in the warehouse's schema `buckets` (bucket order:
-    the rows' order is immaterial, every table's comparison and every reader orders by its key). Returns the
-    models gathered."""
+def register_buckets(warehouse: Path, built: list[BucketBuild], scratch: Path) -> None:
+    """List the buckets' files in the warehouse (`incremental.bucket_files`): its build attaches them read-only
+    as it starts (the dbt project's on-run-start) and each patient-level model reads its rows from them."""
     with connect(warehouse, temp_dir=scratch) as con:
-        for build in built:
-            con.execute(f"attach '{_quoted(build.warehouse)}' as bucket_{build.bucket} (read_only)")
-        first = f"bucket_{built[0].bucket}"
-        models = con.execute(
-            "select schema_name, table_name from duckdb_tables() where database_name = $first "
-            "and table_name in (select unnest($models))",
-            {"first": first, "models": list(patient_level_models())}).fetchall()
-        con.execute(f"create schema if not exists {GATHERED_SCHEMA}")
-        for schema, table in models:
-            rows = " union all by name ".join(f"select * from bucket_{build.bucket}.{schema}.{table}"
-                                              for build in built)
-            con.execute(f"create or replace table {GATHERED_SCHEMA}.{table} as {rows}")
-        for build in built:
-            con.execute(f"detach bucket_{build.bucket}")
-        con.execute("checkpoint")
-    for build in built:
-        shutil.rmtree(build.warehouse.parent, ignore_errors=True)
-        for folder in (build.warehouse.parent.parent, build.warehouse.parent.parent.parent):  # the run's, then all
-            with contextlib.suppress(OSError):  # not empty: another bucket's, or another run's
-                folder.rmdir()
-    return [table for _, table in models]
+        con.execute(f"create or replace table {BUCKET_FILES} (bucket integer, path varchar)")
+        con.executemany(f"insert into {BUCKET_FILES} values (?, ?)",
+                        [(build.bucket, str(build.warehouse.absolute())) for build in built])
 
 
-def drop_gathered(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(f"drop schema if exists {GATHERED_SCHEMA} cascade")
+def remove_buckets(scratch: Path, run_id: str) -> None:
+    """The night's bucket files, once the warehouse's build has read them."""
+    folder = scratch / "buckets" / run_id
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):  # not empty: another run's
+        folder.parent.rmdir()
+
+
+def forget_buckets(con: duckdb.DuckDBPyConnection) -> None:
+    """After the warehouse's build: the night's assignment and the list of its bucket files are not published."""
+    con.execute(f"drop table if exists {BUCKET_FILES}")
     con.execute(f"drop table if exists {PATIENT_BUCKETS}")
 
 

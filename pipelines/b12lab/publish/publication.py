@@ -204,7 +204,7 @@ def finish_warehouse(layout: OutputLayout, publication: PublicationLayout, rules
         con.execute(f"insert into {METRICS_TABLE} {_RUN_METRICS_QUERY}", {"run_id": run_id})
         write_mart_files(con, publication, start, rebuilt)
         incremental.record_build_state(con, rules)
-        buckets.drop_gathered(con)
+        buckets.forget_buckets(con)
         for table in WORKING_MODELS:  # the incremental schema's models stay: the next night starts from them
             con.execute(f"drop table if exists main.{table}")
         apply_comments(con)
