@@ -308,8 +308,8 @@ def prepare_warehouse(layout: OutputLayout, publication: PublicationLayout, rule
 
 
 @task
-def assign_buckets(layout: OutputLayout, warehouse: Path, buckets: int) -> int:
-    return patient_buckets.assign_buckets(warehouse, buckets, layout.scratch)
+def assign_buckets(layout: OutputLayout, warehouse: Path, buckets: int, run_id: str) -> int:
+    return patient_buckets.assign_buckets(warehouse, buckets, layout.scratch, run_id)
 
 
 @task
@@ -319,7 +319,8 @@ def build_bucket(layout: OutputLayout, warehouse: Path, run_id: str, bucket: int
     work = layout.dbt_work / "buckets" / f"{bucket:04d}"
     transforms.reuse_parse(parse_cache, work)
     built = patient_buckets.build_bucket(warehouse, bucket, patient_buckets.bucket_folder(layout.scratch, run_id, bucket),
-                                         work, as_of, layout.scratch)
+                                         work, as_of, layout.scratch,
+                                         patient_buckets.records_folder(layout.scratch, run_id))
     release_freed_memory()
     return built
 
@@ -335,7 +336,7 @@ def build_in_buckets(layout: OutputLayout, warehouse: Path, run_id: str, as_of: 
     Nothing to do with one bucket, or on a night whose build does not rebuild any patient."""
     if buckets < 2 or models_to_build(warehouse, as_of).select:
         return
-    patients = assign_buckets(layout, warehouse, buckets)
+    patients = assign_buckets(layout, warehouse, buckets, run_id)
     if not patients:
         print(f"buckets: no patient to build tonight in any of the {buckets} buckets")
         return

@@ -41,6 +41,7 @@ from b12lab.publish.incremental import BUILD_STATE, REBUILD_PATIENTS, SCHEMA
 
 PATIENT_BUCKETS = f"{SCHEMA}.patient_buckets"
 BUCKET_FILES = f"{SCHEMA}.bucket_files"  # the night's bucket files, attached by the warehouse's build
+PARTITION_COLUMN = "b12lab_bucket"  # the hive partition of the night's records by bucket (records_folder)
 # A bucket's build: the patient-level models (dbt's incremental models) and every node they read, seeds
 # included (a bucket's file starts empty); no data test: the warehouse's build tests the rows it reads from them.
 BUCKET_SELECTION = ("+config.materialized:incremental",)
@@ -64,10 +65,12 @@ def bucket_folder(scratch: Path, run_id: str, bucket: int) -> Path:
     return scratch / "buckets" / run_id / f"{bucket:04d}"
 
 
-def assign_buckets(warehouse: Path, buckets: int, scratch: Path) -> int:
+def assign_buckets(warehouse: Path, buckets: int, scratch: Path, run_id: str) -> int:
     """`incremental.patient_buckets`: each patient tonight's build covers, and their bucket; return how many.
     A warehouse that starts from the live one (its build state holds the previous night) builds the patients of
-    `incremental.rebuild_patients`; an empty one every patient with a record."""
+    `incremental.rebuild_patients`; an empty one every patient with a record. Their records are then written
+    once, split by bucket (`records_folder`): each bucket reads only its own, instead of every bucket scanning
+    every lake row for its patients."""
     with connect(warehouse, temp_dir=scratch) as con:
         incremental = con.execute(f"select count(*) from {BUILD_STATE}").fetchall()[0][0] if _has_table(
             con, SCHEMA, "build_state") else 0
@@ -80,12 +83,26 @@ def assign_buckets(warehouse: Path, buckets: int, scratch: Path) -> int:
         con.execute(f"create or replace table {PATIENT_BUCKETS} as "
                     f"select patient_id, (hash(patient_id) % {int(buckets)})::integer as bucket "
                     f"from ({patients}) where patient_id is not null")
+        records = records_folder(scratch, run_id)
+        shutil.rmtree(records, ignore_errors=True)
+        records.mkdir(parents=True)  # DuckDB makes the table's folder, not its parents
+        for table in _patient_tables(con):
+            con.execute(f"copy (select {table}.*, patient_buckets.bucket as {PARTITION_COLUMN} "
+                        f"from {SOURCE_SCHEMA}.{table} inner join {PATIENT_BUCKETS} as patient_buckets "
+                        f"on {table}.patient_id = patient_buckets.patient_id) "
+                        f"to '{_quoted(records / table)}' (format parquet, partition_by ({PARTITION_COLUMN}))")
         return con.execute(f"select count(*) from {PATIENT_BUCKETS}").fetchall()[0][0]
 
 
+def records_folder(scratch: Path, run_id: str) -> Path:
+    """Tonight's patients' records, a folder per source table and in it one per bucket (`b12lab_bucket=<n>`)."""
+    return scratch / "buckets" / run_id / "records"
+
+
 def build_bucket(warehouse: Path, bucket: int, folder: Path, dbt_work: Path, as_of: date,
-                 scratch: Path) -> BucketBuild:
-    """The patient-level models of one bucket's patients, built in a DuckDB file of its own (`folder`)."""
+                 scratch: Path, records: Path) -> BucketBuild:
+    """The patient-level models of one bucket's patients, built in a DuckDB file of its own (`folder`): their
+    records from `records` (assign_buckets), the other source tables from the warehouse."""
     import time
 
     started = time.perf_counter()
@@ -97,9 +114,11 @@ def build_bucket(warehouse: Path, bucket: int, folder: Path, dbt_work: Path, as_
         patient_tables = set(_patient_tables(con, "night"))
         for table in _source_tables(con, "night"):
             rows = f"night.{SOURCE_SCHEMA}.{table}"
-            if table in patient_tables:
-                rows = (f"(select * from {rows} where patient_id in (select patient_id from "
-                        f"night.{PATIENT_BUCKETS} where bucket = {int(bucket)}))")
+            own = records / table / f"{PARTITION_COLUMN}={int(bucket)}"
+            if table in patient_tables and any(own.glob("*.parquet")):  # a table with rows of its patients
+                rows = f"read_parquet('{_quoted(own)}/*.parquet', hive_partitioning = false)"
+            elif table in patient_tables:
+                rows = f"(from {rows} limit 0)"
             con.execute(f"create table {SOURCE_SCHEMA}.{table} as select * from {rows}")
         patients = con.execute(f"select count(*) from night.{PATIENT_BUCKETS} where bucket = {int(bucket)}") \
             .fetchall()[0][0]
