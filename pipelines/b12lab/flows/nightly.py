@@ -308,8 +308,8 @@ def prepare_warehouse(layout: OutputLayout, publication: PublicationLayout, rule
 
 
 @task
-def assign_buckets(layout: OutputLayout, warehouse: Path, buckets: int, run_id: str) -> int:
-    return patient_buckets.assign_buckets(warehouse, buckets, layout.scratch, run_id)
+def assign_buckets(layout: OutputLayout, warehouse: Path, buckets: int, run_id: str, start: BuildStart) -> int:
+    return patient_buckets.assign_buckets(warehouse, buckets, layout.scratch, run_id, start.incremental)
 
 
 @task
@@ -330,13 +330,14 @@ def register_buckets(layout: OutputLayout, warehouse: Path, built: list) -> None
     patient_buckets.register_buckets(warehouse, built, layout.scratch)
 
 
-def build_in_buckets(layout: OutputLayout, warehouse: Path, run_id: str, as_of: date, buckets: int) -> None:
+def build_in_buckets(layout: OutputLayout, warehouse: Path, start: BuildStart, run_id: str, as_of: date,
+                     buckets: int) -> None:
     """Tonight's patients' patient-level models built bucket by bucket, each bucket a task (on the cluster's
     workers when there is one), their files then listed in the warehouse for its build to read (docs/buckets.md).
     Nothing to do with one bucket, or on a night whose build does not rebuild any patient."""
     if buckets < 2 or models_to_build(warehouse, as_of).select:
         return
-    patients = assign_buckets(layout, warehouse, buckets, run_id)
+    patients = assign_buckets(layout, warehouse, buckets, run_id, start)
     if not patients:
         print(f"buckets: no patient to build tonight in any of the {buckets} buckets")
         return
@@ -591,7 +592,7 @@ def _publish(layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary
                    else layout.reproduction_staging(summary.as_of, summary.run_id))
     summary.status = "published"  # its row in the warehouse it publishes; finished_at is stamped at the switch
     warehouse, start = prepare_warehouse(layout, publication, rules, summary.as_of, summary.as_record(), not live)
-    build_in_buckets(layout, warehouse, summary.run_id, summary.as_of, settings.buckets)
+    build_in_buckets(layout, warehouse, start, summary.run_id, summary.as_of, settings.buckets)
     built = build_models(layout, warehouse, summary.as_of)
     patient_buckets.remove_buckets(layout.scratch, summary.run_id)
     crash_point("classify")

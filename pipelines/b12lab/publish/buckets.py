@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -37,7 +38,7 @@ import duckdb
 from b12lab.common.duck import connect
 from b12lab.common.layout import WAREHOUSE_NAME
 from b12lab.publish import dbt_build
-from b12lab.publish.incremental import BUILD_STATE, REBUILD_PATIENTS, SCHEMA
+from b12lab.publish.incremental import REBUILD_PATIENTS, SCHEMA
 
 PATIENT_BUCKETS = f"{SCHEMA}.patient_buckets"
 BUCKET_FILES = f"{SCHEMA}.bucket_files"  # the night's bucket files, attached by the warehouse's build
@@ -51,7 +52,7 @@ SOURCE_SCHEMA = "main"
 
 @dataclass(frozen=True)
 class BucketBuild:
-    """What one bucket built: its file, its patients and the patient-level tables it holds."""
+    """What one bucket built: its file, how many patients and how long it took."""
 
     bucket: int
     warehouse: Path
@@ -59,26 +60,29 @@ class BucketBuild:
     seconds: float
 
 
+def night_folder(scratch: Path, run_id: str) -> Path:
+    """Everything the night's buckets write: their files and the records split for them."""
+    return scratch / "buckets" / run_id
+
+
 def bucket_folder(scratch: Path, run_id: str, bucket: int) -> Path:
     # Each bucket's file is named warehouse.duckdb, as the warehouse's: dbt's profile names the file relative
     # to its folder, so every bucket's invocation has the same profile and dbt's parse of the project is reused.
-    return scratch / "buckets" / run_id / f"{bucket:04d}"
+    return night_folder(scratch, run_id) / f"{bucket:04d}"
 
 
-def assign_buckets(warehouse: Path, buckets: int, scratch: Path, run_id: str) -> int:
+def assign_buckets(warehouse: Path, buckets: int, scratch: Path, run_id: str, incremental: bool) -> int:
     """`incremental.patient_buckets`: each patient tonight's build covers, and their bucket; return how many.
-    A warehouse that starts from the live one (its build state holds the previous night) builds the patients of
+    A warehouse that started as a copy of the live one (`incremental`) builds the patients of
     `incremental.rebuild_patients`; an empty one every patient with a record. Their records are then written
     once, split by bucket (`records_folder`): each bucket reads only its own, instead of every bucket scanning
     every lake row for its patients."""
     with connect(warehouse, temp_dir=scratch) as con:
-        incremental = con.execute(f"select count(*) from {BUILD_STATE}").fetchall()[0][0] if _has_table(
-            con, SCHEMA, "build_state") else 0
+        patient_tables = _patient_tables(con)
         if incremental:
             patients = f"select distinct patient_id from {REBUILD_PATIENTS}"
         else:
-            patients = " union ".join(f"select patient_id from {SOURCE_SCHEMA}.{table}"
-                                      for table in _patient_tables(con))
+            patients = " union ".join(f"select patient_id from {SOURCE_SCHEMA}.{table}" for table in patient_tables)
         con.execute(f"create schema if not exists {SCHEMA}")
         con.execute(f"create or replace table {PATIENT_BUCKETS} as "
                     f"select patient_id, (hash(patient_id) % {int(buckets)})::integer as bucket "
@@ -86,7 +90,7 @@ def assign_buckets(warehouse: Path, buckets: int, scratch: Path, run_id: str) ->
         records = records_folder(scratch, run_id)
         shutil.rmtree(records, ignore_errors=True)
         records.mkdir(parents=True)  # DuckDB makes the table's folder, not its parents
-        for table in _patient_tables(con):
+        for table in patient_tables:
             con.execute(f"copy (select {table}.*, patient_buckets.bucket as {PARTITION_COLUMN} "
                         f"from {SOURCE_SCHEMA}.{table} inner join {PATIENT_BUCKETS} as patient_buckets "
                         f"on {table}.patient_id = patient_buckets.patient_id) "
@@ -96,23 +100,22 @@ def assign_buckets(warehouse: Path, buckets: int, scratch: Path, run_id: str) ->
 
 def records_folder(scratch: Path, run_id: str) -> Path:
     """Tonight's patients' records, a folder per source table and in it one per bucket (`b12lab_bucket=<n>`)."""
-    return scratch / "buckets" / run_id / "records"
+    return night_folder(scratch, run_id) / "records"
 
 
 def build_bucket(warehouse: Path, bucket: int, folder: Path, dbt_work: Path, as_of: date,
                  scratch: Path, records: Path) -> BucketBuild:
     """The patient-level models of one bucket's patients, built in a DuckDB file of its own (`folder`): their
     records from `records` (assign_buckets), the other source tables from the warehouse."""
-    import time
-
     started = time.perf_counter()
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     bucket_warehouse = folder / WAREHOUSE_NAME
     with connect(bucket_warehouse, temp_dir=scratch) as con:
         con.execute(f"attach '{_quoted(warehouse)}' as night (read_only)")
-        patient_tables = set(_patient_tables(con, "night"))
-        for table in _source_tables(con, "night"):
+        sources = _source_tables(con, "night")
+        patient_tables = set(_patient_tables(con, "night", sources))
+        for table in sources:
             rows = f"night.{SOURCE_SCHEMA}.{table}"
             own = records / table / f"{PARTITION_COLUMN}={int(bucket)}"
             if table in patient_tables and any(own.glob("*.parquet")):  # a table with rows of its patients
@@ -139,7 +142,7 @@ def register_buckets(warehouse: Path, built: list[BucketBuild], scratch: Path) -
 
 def remove_buckets(scratch: Path, run_id: str) -> None:
     """The night's bucket files, once the warehouse's build has read them."""
-    folder = scratch / "buckets" / run_id
+    folder = night_folder(scratch, run_id)
     shutil.rmtree(folder, ignore_errors=True)
     with contextlib.suppress(OSError):  # not empty: another run's
         folder.parent.rmdir()
@@ -157,13 +160,16 @@ def patient_level_models() -> tuple[str, ...]:
                         if "materialized='incremental'" in path.read_text()))
 
 
-def _patient_tables(con: duckdb.DuckDBPyConnection, database: str | None = None) -> list[str]:
-    """The source tables with a patient_id column: the lake's records of patients."""
-    return [table for table in _source_tables(con, database)
-            if con.execute("select count(*) from duckdb_columns() where database_name = coalesce($db, "
-                           "current_database()) and schema_name = $schema and table_name = $table "
-                           "and column_name = 'patient_id'",
-                           {"db": database, "schema": SOURCE_SCHEMA, "table": table}).fetchall()[0][0]]
+def _patient_tables(con: duckdb.DuckDBPyConnection, database: str | None = None,
+                    sources: list[str] | None = None) -> list[str]:
+    """The source tables (`sources`, when already listed) with a patient_id column: the lake's records of
+    patients."""
+    sources = _source_tables(con, database) if sources is None else sources
+    with_patients = {name for (name,) in con.execute(
+        "select table_name from duckdb_columns() where database_name = coalesce($db, current_database()) "
+        "and schema_name = $schema and column_name = 'patient_id'",
+        {"db": database, "schema": SOURCE_SCHEMA}).fetchall()}
+    return [table for table in sources if table in with_patients]
 
 
 def _source_tables(con: duckdb.DuckDBPyConnection, database: str | None = None) -> list[str]:
@@ -173,12 +179,6 @@ def _source_tables(con: duckdb.DuckDBPyConnection, database: str | None = None) 
         "select table_name from duckdb_tables() where database_name = coalesce($db, current_database()) "
         "and schema_name = $schema", {"db": database, "schema": SOURCE_SCHEMA}).fetchall()}
     return [table for table in wanted if table in present]
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(con.execute("select count(*) from duckdb_tables() where database_name = current_database() "
-                            "and schema_name = $schema and table_name = $table",
-                            {"schema": schema, "table": table}).fetchall()[0][0])
 
 
 def _quoted(path: Path) -> str:
