@@ -8,6 +8,7 @@ for help texts. README.md lists every setting (Settings).
 """
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -96,11 +97,8 @@ class Settings(BaseSettings):
     @field_validator("memory_limit")
     @classmethod
     def _a_memory_size(cls, limit: str) -> str:
-        try:
-            with duckdb.connect() as con:
-                con.execute("set memory_limit = $limit", {"limit": limit})
-        except duckdb.Error:
-            raise ValueError(f"{limit!r} is not a memory size (for example 1GB or 1536MB)") from None
+        if not _duckdb_takes_memory_limit(limit):
+            raise ValueError(f"{limit!r} is not a memory size (for example 1GB or 1536MB)")
         return limit
 
     @field_validator("dask_address")
@@ -113,6 +111,18 @@ class Settings(BaseSettings):
     def key(self) -> bytes | None:
         """The pseudonym key as bytes, or None when none is set."""
         return self.pseudonym_key.get_secret_value().encode("utf-8") if self.pseudonym_key else None
+
+
+@functools.lru_cache(maxsize=64)
+def _duckdb_takes_memory_limit(limit: str) -> bool:
+    """Whether DuckDB takes `limit` as a memory limit. Asked once per value: opening a DuckDB connection costs
+    about 12 ms, and a night that ingests thousands of small files reads the settings once per file."""
+    try:
+        with duckdb.connect() as con:
+            con.execute("set memory_limit = $limit", {"limit": limit})
+    except duckdb.Error:
+        return False
+    return True
 
 
 def variable(name: str) -> str:

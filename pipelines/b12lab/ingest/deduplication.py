@@ -45,8 +45,10 @@ def _cached_lab_keys(path: Path) -> pa.Table | None:
 
 def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     """Whether the connection already holds the table (a connection that ingests file after file keeps some)."""
+    # fetchall, not fetchone: DuckDB 2.0 counts a result as unfinished until a fetch returns no rows, and an
+    # unfinished result stops the next register() on the connection
     return bool(con.execute("select count(*) from duckdb_tables() where table_name = $name",
-                            {"name": name}).fetchone()[0])
+                            {"name": name}).fetchall()[0][0])
 
 
 def register_existing_lab_keys(con: duckdb.DuckDBPyConnection, lab_files: list[Path]) -> None:

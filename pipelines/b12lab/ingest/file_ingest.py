@@ -72,8 +72,9 @@ def ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, 
 def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, run_id: str,
                  ingest_date: date, earlier_lab_files: list[Path]) -> FileAccount:
     if not has_table(con, "ref_units"):
-        load_reference_tables(con)  # once per connection: a task of small files shares one
-    create_macros(con)
+        # once per connection: a task of small files shares one (the macros never change between files)
+        load_reference_tables(con)
+        create_macros(con)
     repeated_column = ""
     if export.format == "ndjson":
         missing_columns = []  # the fields model always gives every column of the kind
