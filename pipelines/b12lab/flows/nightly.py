@@ -246,26 +246,31 @@ def _submit_batch(batch: list[ExportFile], layout: OutputLayout, run_id: str, in
     return ingest_small_exports.submit(batch, layout, run_id, ingest_date, earlier_lab_files, wait_for=wait_for)
 
 
-def _ingest_on_cluster(exports: list[ExportFile], layout: OutputLayout, lake: Lake, run_id: str,
-                       ingest_date: date) -> list[FileAccount]:
-    """The new files' ingest tasks on the Dask cluster; their accounts in discovery order, as in process.
+def _ingest_in_chains(exports: list[ExportFile], layout: OutputLayout, lake: Lake, run_id: str,
+                      ingest_date: date, others_in_one_chain: bool) -> list[FileAccount]:
+    """The new files' ingest tasks, submitted to the flow's task runner; their accounts in discovery order, as
+    one after another.
 
     Lab files stay one after another: each is checked for duplicates against the lake files of every lab file
     before it (`earlier_lab_files`), which exist only once that file's task has written them, so each lab
-    batch waits for the one before (`wait_for`), exactly the in-process order. Every other file (patients,
-    diagnoses, medications, their FHIR resources) reads nothing another task writes: those batches run at
-    once, beside the lab chain and each other. The flow waits for every task before it looks at one, so a
-    failed night never leaves a task still writing to the lake."""
+    batch waits for the one before (`wait_for`), exactly the one-after-another order. Every other file
+    (patients, diagnoses, medications, their FHIR resources) reads nothing another task writes: on a cluster
+    those batches run at once, beside the lab chain and each other; in process (`others_in_one_chain`) they
+    run one after another in a second chain beside the lab chain, so that at most two DuckDB connections
+    work at once. The flow waits for every task before it looks at one, so a failed night never leaves a
+    task still writing to the lake."""
     labs = [export for export in exports if export.kind.table == "lab_results"]
     others = [export for export in exports if export.kind.table != "lab_results"]
-    futures, lab_files, previous_lab_task = [], lake.committed_files("lab_results"), None
+    futures, lab_files, previous_lab_task, previous_other_task = [], lake.committed_files("lab_results"), None, None
     for batch in ingest_batches(labs):
         previous_lab_task = _submit_batch(batch, layout, run_id, ingest_date, list(lab_files),
                                           wait_for=[previous_lab_task] if previous_lab_task else [])
         futures.append(previous_lab_task)
         lab_files.extend(lake.data_file("lab_results", export.source_hash) for export in batch)
-    futures += [_submit_batch(batch, layout, run_id, ingest_date, [], wait_for=[])
-                for batch in ingest_batches(others)]
+    for batch in ingest_batches(others):
+        waits_for = [previous_other_task] if others_in_one_chain and previous_other_task else []
+        previous_other_task = _submit_batch(batch, layout, run_id, ingest_date, [], wait_for=waits_for)
+        futures.append(previous_other_task)
     wait(futures)
     by_hash = {}
     for future in futures:  # the first failure in submission order (a lab file's first) stops the run
@@ -273,6 +278,36 @@ def _ingest_on_cluster(exports: list[ExportFile], layout: OutputLayout, lake: La
         for account in result if isinstance(result, list) else [result]:
             by_hash[account.source_hash] = account
     return [by_hash[export.source_hash] for export in exports]
+
+
+def _ingest_one_after_another(exports: list[ExportFile], layout: OutputLayout, lake: Lake, run_id: str,
+                              ingest_date: date) -> list[FileAccount]:
+    """The new files' ingest tasks in discovery order, one at a time: one DuckDB connection's memory at most."""
+    accounts, lab_files = [], lake.committed_files("lab_results")
+    for batch in tracked(ingest_batches(exports), "ingesting", label=_batch_label):
+        if len(batch) == 1:
+            accounts.append(ingest_export(batch[0], layout, run_id, ingest_date, list(lab_files)))
+        else:
+            accounts.extend(ingest_small_exports(batch, layout, run_id, ingest_date, list(lab_files)))
+        lab_files.extend(lake.data_file("lab_results", export.source_hash)
+                         for export in batch if export.kind.table == "lab_results")
+    return accounts
+
+
+def ingest_exports(exports: list[ExportFile], layout: OutputLayout, lake: Lake, run_id: str,
+                   ingest_date: date) -> list[FileAccount]:
+    """The new files' accounts in discovery order. On a cluster, every batch the lab chain allows at once. In
+    process, one after another when any file is large (each could use DuckDB's whole memory limit); when
+    all are small (a night of per-patient FHIR Bundles: thousands of exports of a few rows, each paying a
+    fixed cost of about 30 ms of DuckDB statements), the lab files and the others in two chains at once, which
+    keeps both cores busy."""
+    if on_cluster():
+        return _ingest_in_chains(exports, layout, lake, run_id, ingest_date, others_in_one_chain=False)
+    all_small = all(export.path.stat().st_size < SMALL_FILE_BYTES for export in exports)
+    has_both = len({export.kind.table == "lab_results" for export in exports}) == 2
+    if all_small and has_both:
+        return _ingest_in_chains(exports, layout, lake, run_id, ingest_date, others_in_one_chain=True)
+    return _ingest_one_after_another(exports, layout, lake, run_id, ingest_date)
 
 
 @task
@@ -541,18 +576,7 @@ def _run_steps(input_dir: Path, layout: OutputLayout, lake: Lake, rules: Rules, 
           f"{summary.export_digests['remembered']} unchanged)")
 
     ingest_date = date.today()
-    if on_cluster():
-        summary.files.extend(_ingest_on_cluster(new_exports, layout, lake, summary.run_id, ingest_date))
-    else:
-        lab_files = lake.committed_files("lab_results")
-        for batch in tracked(ingest_batches(new_exports), "ingesting", label=_batch_label):
-            if len(batch) == 1:
-                summary.files.append(ingest_export(batch[0], layout, summary.run_id, ingest_date, list(lab_files)))
-            else:
-                summary.files.extend(ingest_small_exports(batch, layout, summary.run_id, ingest_date,
-                                                          list(lab_files)))
-            lab_files.extend(lake.data_file("lab_results", export.source_hash)
-                             for export in batch if export.kind.table == "lab_results")
+    summary.files.extend(ingest_exports(new_exports, layout, lake, summary.run_id, ingest_date))
     reconcile(summary.files)
     summary.feeds = check_quarantined_shares(summary.files, settings.max_quarantine_share)
     # Named before anything is committed: on the terminal, in the run summary and, once published, in the report.

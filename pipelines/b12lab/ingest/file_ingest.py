@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import tempfile
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -120,20 +121,20 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
     lineage = {"source_file": export.name, "source_hash": export.source_hash, "ingest_run": run_id}
     lineage_sql = "$source_file as source_file, source_row, $source_hash as source_hash, $ingest_run as ingest_run"
     accepted_columns = ", ".join(export.kind.lake_columns)
-    lake.write_query(
+    _within_memory(con, export, "the lake file of its accepted rows", lambda: lake.write_query(
         con,
         f"select {accepted_columns}, {lineage_sql} from parsed_rows where outcome = 'accepted' order by source_row",
         lineage,
         lake.data_file(export.kind.table, export.source_hash),
-    )
+    ))
     crash_point("ingest")
-    lake.write_query(
+    _within_memory(con, export, "the lake file of its quarantined rows", lambda: lake.write_query(
         con,
         f"select {lineage_sql}, $table_name as table_name, reason, raw "
         "from parsed_rows where outcome = 'quarantined' order by source_row",
         {**lineage, "table_name": export.kind.table},
         lake.data_file("quarantine", export.source_hash),
-    )
+    ))
     account = file_account(con, export)
     if export.kind.name == "labs":
         account.suspected_unmapped = _write_unmapped_codes(con, export, lake, lineage)
@@ -147,25 +148,32 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
 
 def _create_parsed_rows(con: duckdb.DuckDBPyConnection, export: ExportFile, statement: str, params: dict) -> None:
     """The row model over the whole file. Nothing reads parsed_rows in insertion order (every writer orders by
-    source_row), so DuckDB need not buffer the result to keep it. A large file whose duplicate check reads
-    millions of the lake's keys can still need more memory than the limit on every thread at once (a 3M-row
-    lab file against 3M keys, at 768 MB on 2 threads): it is then run again on one thread, which stays within
-    the limit at the cost of time, and the run's log says so."""
+    source_row), so DuckDB need not buffer the result to keep it."""
     con.execute("set preserve_insertion_order = false")
     try:
-        try:
-            con.execute(statement, params)
-        except duckdb.OutOfMemoryException:
-            threads = con.execute("select current_setting('threads')").fetchall()[0][0]
-            print(f"{export.display_name}: the row model needed more than the memory limit "
-                  f"({load_settings().memory_limit}) on {threads} threads; run again on one thread")
-            con.execute("set threads = 1")
-            try:
-                con.execute(statement, params)
-            finally:
-                con.execute("reset threads")
+        _within_memory(con, export, "the row model", lambda: con.execute(statement, params))
     finally:
         con.execute("set preserve_insertion_order = true")  # raw_file's numbering is file order
+
+
+def _within_memory(con: duckdb.DuckDBPyConnection, export: ExportFile, step: str, action: Callable[[], object]) -> None:
+    """Run a step of the file's ingest; if DuckDB runs out of memory, run it again on one thread.
+
+    A large file can need more than the memory limit on every thread at once, though it spills: the row model
+    of a 3M-row lab file whose duplicate check reads millions of the lake's keys (768 MB on 2 threads), or the
+    sorted Parquet write of a 500k-row file at a 128 MB limit. On one thread it stays within the limit at the
+    cost of time, and the run's log says so. Out of memory on one thread too is the caller's one-line error."""
+    try:
+        action()
+    except duckdb.OutOfMemoryException:
+        threads = con.execute("select current_setting('threads')").fetchall()[0][0]
+        print(f"{export.display_name}: {step} needed more than the memory limit "
+              f"({load_settings().memory_limit}) on {threads} threads; run again on one thread")
+        con.execute("set threads = 1")
+        try:
+            action()
+        finally:
+            con.execute("reset threads")
 
 
 # The file's out-of-scope codes, one row per code system and code. The code system of a lab row's local code:
