@@ -194,6 +194,17 @@ def test_a_database_message_is_one_line_with_its_quoted_values_masked(error):
     assert "PATIENT-0042" not in line and "\n" not in line and line.startswith("Conversion Error: ")
 
 
+@pytest.mark.parametrize("failed, select, expected", [
+    (["int_under_monitored"], None, ["int_under_monitored+"]),
+    (["cohort_counts", "not_null_cohort_counts_practice"], None,
+     ["cohort_counts+", "not_null_cohort_counts_practice+"]),
+    (["int_under_monitored"], ["+config.materialized:incremental"],
+     ["int_under_monitored+,+config.materialized:incremental"]),
+])
+def test_the_run_again_selects_the_failed_nodes_and_those_after_them_within_the_selection(failed, select, expected):
+    assert runner.retry_selection(failed, select) == expected
+
+
 def test_the_catalogue_is_one_self_contained_page(dbt_built, tmp_path):
     warehouse, _, _ = dbt_built
     page = runner.docs(warehouse, SESSION_DBT_WORK, tmp_path / "catalogue" / "index.html", log=lambda line: None)
@@ -210,7 +221,7 @@ def test_a_model_out_of_memory_names_the_limit_and_the_setting_to_raise(tmp_path
     lines: list[str] = []
     with pytest.raises(runner.ModelError) as failed:
         runner.build(warehouse, SESSION_DBT_WORK, AS_OF, log=lines.append, memory_limit="1MB")
-    # Before giving up, the build tried the failed models again on one thread (dbt retry, DuckDB threads = 1),
+    # Before giving up, the build tried the failed models and those after them again on one thread (DuckDB threads = 1),
     # which at 1 MB cannot even start.
     assert [line for line in lines if "on every core: run again on one thread" in line]
     message = str(failed.value)

@@ -127,7 +127,7 @@ def build_bucket(warehouse: Path, bucket: int, folder: Path, dbt_work: Path, as_
             .fetchall()[0][0]
         con.execute("detach night")
     dbt_build.build(bucket_warehouse, dbt_work, as_of, select=list(BUCKET_SELECTION), data_tests=False,
-                    artifacts=False, log=lambda line: None)
+                    log=lambda line: None)
     return BucketBuild(bucket, bucket_warehouse, patients, time.perf_counter() - started)
 
 

@@ -134,17 +134,15 @@ def _close_dbt_database() -> None:
 
 def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], None] = print,
           all_tests: bool = False, data_tests: bool = True, select: list[str] | None = None,
-          exclude: list[str] | None = None, memory_limit: str | None = None,
-          artifacts: bool = True) -> BuildResult:
+          exclude: list[str] | None = None, memory_limit: str | None = None) -> BuildResult:
     """`dbt build` of every seed and model in `warehouse` as of the run's date `as_of` (the dbt variable
     as_of), with the data tests of the marts, seeds and sources; `all_tests` adds the unit tests and the data
     tests of the staging and intermediate models, which test the SQL rather than the night's data (the test
     suite runs them; a night would spend seconds on them); `data_tests` False builds without any test (a
     comparison build of the test suite); `select` and `exclude`, dbt's node selection (every node when None),
-    `exclude` added to the tests left out; `artifacts` False: dbt writes no manifest.json and run_results.json
-    (a third of a small build's time), and a model out of memory has the whole build run again on one thread,
-    as `dbt retry` needs them (a bucket's build: b12lab.publish.buckets). Raises ModelError naming the first
-    node that failed or the first error-severity test that found rows."""
+    `exclude` added to the tests left out. dbt writes no manifest.json and run_results.json (`--no-write-json`:
+    nothing reads them, and writing them is about a third of a small build's time). Raises ModelError naming
+    the first node that failed or the first error-severity test that found rows."""
     if isinstance(as_of, datetime) or not isinstance(as_of, date):
         raise ModelError(f"as_of: expected a date, got {type(as_of).__name__}")
     excluded = [] if all_tests else ["test_type:unit", "resource_type:test,path:models/staging",
@@ -152,29 +150,31 @@ def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], 
     if not data_tests:
         excluded = ["resource_type:test", "resource_type:unit_test"]
     excluded += exclude or []
-    command = ["build", *(["--exclude", *excluded] if excluded else []), *(["--select", *select] if select else []),
-               *([] if artifacts else ["--no-write-json"])]
+    command = ["build", "--no-write-json", *(["--exclude", *excluded] if excluded else [])]
+    selected = ["--select", *select] if select else []
     memory_limit = memory_limit or load_settings().memory_limit
     try:
-        outcome = _invoke(command, warehouse, work_dir, log, memory_limit, as_of)
+        outcome = _invoke(command + selected, warehouse, work_dir, log, memory_limit, as_of)
     except InvocationOutOfMemory:  # in a hook, before any node: the whole build again on one thread
         log("dbt: out of memory in the project's hooks on every core: run again on one thread")
-        outcome = _invoke(command, warehouse, work_dir, log, memory_limit, as_of, threads=1)
+        outcome = _invoke(command + selected, warehouse, work_dir, log, memory_limit, as_of, threads=1)
     result = BuildResult()
     failures, out_of_memory = _collect(outcome, result)
     if out_of_memory:
         # DuckDB spills, but some operators need memory on every thread at once: a model that did not fit in
         # the limit on all cores fits on one (int_under_monitored at 30M lab rows, 768 MB: out of memory after
-        # 219 s on 2 threads, built in 354 s on one). `dbt retry` runs the failed nodes and those after them.
+        # 219 s on 2 threads, built in 354 s on one). As `dbt retry` would, the run again builds every node that
+        # failed (out of memory or not) and the nodes after them, skipped the first time, and nothing else.
         failed = out_of_memory
         log(f"dbt: out of memory in {', '.join(failed)} on every core: run again on one thread")
+        again = retry_selection(_not_successful(outcome), select)
         try:
-            retried = _invoke(["retry"] if artifacts else command, warehouse, work_dir, log, memory_limit, as_of,
+            retried = _invoke(command + ["--select", *again], warehouse, work_dir, log, memory_limit, as_of,
                               threads=1)
         except ModelError:
             log("dbt: the run again on one thread could not start (its hooks need memory too)")
         else:  # the first build's failures stand unless the retry replaces them
-            result.built = [name for name in result.built if name not in failed] if artifacts else []
+            result.built = [name for name in result.built if name not in failed]
             outcome = retried
             failures, out_of_memory = _collect(outcome, result)
             if outcome.success and not failures:
@@ -186,6 +186,20 @@ def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], 
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         raise ModelError(first + more)
     return result
+
+
+def _not_successful(outcome) -> list[str]:
+    """The names of the nodes of an invocation that neither succeeded, passed, warned nor were skipped: those
+    that failed, whose descendants dbt skipped."""
+    return sorted({result.node.name for result in outcome.result.results
+                   if str(result.status) not in ("success", "pass", "warn", "skipped")})
+
+
+def retry_selection(failed: list[str], select: list[str] | None) -> list[str]:
+    """dbt's selection of the failed nodes and everything after them (`name+`), within the build's own
+    selection (`name+,selector`: dbt's intersection) when it had one."""
+    return [f"{name}+,{selector}" for name in failed for selector in select] if select else \
+        [f"{name}+" for name in failed]
 
 
 def _collect(outcome, result: BuildResult) -> tuple[list[str], list[str]]:
