@@ -157,6 +157,14 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> N
         raise ClusterUnreachable(f"cannot connect to the Dask scheduler at {address}: {reason}") from None
 
 
+def in_flow_run() -> bool:
+    """Whether a Prefect flow run is in progress, whose task runner can take submitted tasks (run_pipeline
+    called on its own, as the test suite does, has none: its tasks run as plain calls)."""
+    from prefect.context import FlowRunContext
+
+    return FlowRunContext.get() is not None
+
+
 def on_cluster() -> bool:
     """Whether the flow run in progress hands its tasks to a Dask cluster."""
     dask_runner = sys.modules.get("prefect_dask")  # not imported: no run of this process asked for a cluster

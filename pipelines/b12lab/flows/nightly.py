@@ -23,7 +23,7 @@ from b12lab.common.layout import WAREHOUSE_NAME, OutputLayout, PublicationLayout
 from b12lab.common.settings import Settings, load_settings
 from b12lab.flows.alarms import (FeedShare, check_quarantined_shares, missing_analytes,
                                  name_missing_analytes, name_suspected_unmapped, suspected_unmapped)
-from b12lab.flows.cluster import on_cluster
+from b12lab.flows.cluster import in_flow_run, on_cluster
 from b12lab.flows.configuration import load_configuration
 from b12lab.flows.progress import tracked
 from b12lab.flows.run_log import NOT_ON_TERMINAL, run_log
@@ -300,12 +300,12 @@ def ingest_exports(exports: list[ExportFile], layout: OutputLayout, lake: Lake, 
     process, one after another when any file is large (each could use DuckDB's whole memory limit); when
     all are small (a night of per-patient FHIR Bundles: thousands of exports of a few rows, each paying a
     fixed cost of about 30 ms of DuckDB statements), the lab files and the others in two chains at once, which
-    keeps both cores busy."""
+    keeps both cores busy (within a flow run: called on its own, one after another)."""
     if on_cluster():
         return _ingest_in_chains(exports, layout, lake, run_id, ingest_date, others_in_one_chain=False)
     all_small = all(export.path.stat().st_size < SMALL_FILE_BYTES for export in exports)
     has_both = len({export.kind.table == "lab_results" for export in exports}) == 2
-    if all_small and has_both:
+    if all_small and has_both and in_flow_run():
         return _ingest_in_chains(exports, layout, lake, run_id, ingest_date, others_in_one_chain=True)
     return _ingest_one_after_another(exports, layout, lake, run_id, ingest_date)
 
