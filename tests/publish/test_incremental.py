@@ -11,7 +11,9 @@ and for one whose nights split them into 4 (docs/buckets.md).
 from __future__ import annotations
 
 import csv
+import errno
 import gzip
+import re
 import shutil
 from datetime import date
 from pathlib import Path
@@ -23,6 +25,7 @@ from b12lab.common.layout import OutputLayout, PublicationLayout
 from b12lab.flows.nightly import run_pipeline
 from b12lab.lake.runs import RunRecord
 from b12lab.publish import dbt_build, publication
+from b12lab.publish import incremental
 from b12lab.publish.incremental import BuildStart, evaluates_the_same_month_ends
 from b12lab.rules.rules_file import load_rules
 from b12lab.synth.csv_exports import synthesize
@@ -153,6 +156,10 @@ def test_every_night_publishes_what_a_full_rebuild_publishes(tmp_path, monkeypat
             assert summary.status == "published"
             said = capsys.readouterr().out
             assert ("models: a full build" in said) == (night == 1)
+            if night > 1:  # how the live warehouse was copied is said, with its size and time
+                assert re.search(r"models: incremental: from the live publication; (cloned|copied) the live "
+                                 r"warehouse \(\d+\.\d GB\) in \d+\.\d s; \d+ lake files added, \d+ patients "
+                                 r"to rebuild", said), said
             assert ("no patient to rebuild" in said) == (night == 4)
             # Every night but the one with nothing to rebuild builds its patients bucket by bucket.
             assert ("buckets: " in said) == (buckets > 1 and night != 4), f"night {night}: {said}"
@@ -231,3 +238,31 @@ def test_every_patient_level_model_takes_the_rows_built_in_buckets_when_there_ar
     others = [path for path in dbt_build.MODELS_DIR.rglob("*.sql") if path not in incremental_models]
     assert not [path.name for path in others if "built_in_buckets_or" in path.read_text(encoding="utf-8")]
     assert BUCKET_SELECTION == ("+config.materialized:incremental",)
+
+
+def test_the_live_warehouse_copied_for_a_night_is_its_own_file(tmp_path):
+    """A clone (where the filesystem has reflinks) or a byte copy: either way the night's file has the live
+    one's bytes, and writing it leaves the live one as it was."""
+    live, night = tmp_path / "live.duckdb", tmp_path / "night" / "warehouse.duckdb"
+    live.write_bytes(bytes(range(256)) * 4096)
+    night.parent.mkdir()
+    how = incremental.copy_previous(live, night)
+    assert how in ("cloned", "copied")
+    assert night.read_bytes() == live.read_bytes()
+    with night.open("r+b") as written:
+        written.write(b"tonight")
+    assert live.read_bytes() == bytes(range(256)) * 4096
+    assert not list(night.parent.glob(".*.tmp"))
+
+
+def test_without_reflinks_the_live_warehouse_is_copied(tmp_path, monkeypatch):
+    def no_reflinks(source, target):
+        target.write_bytes(b"")  # a failed clone can leave its empty target behind
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(incremental, "_clone", no_reflinks)
+    live, night = tmp_path / "live.duckdb", tmp_path / "warehouse.duckdb"
+    live.write_bytes(b"the live warehouse")
+    assert incremental.copy_previous(live, night) == "copied"
+    assert night.read_bytes() == b"the live warehouse"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["live.duckdb", "warehouse.duckdb"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Collection, Mapping
 from datetime import date, datetime
 from pathlib import Path
@@ -175,14 +176,17 @@ def prepare_warehouse(layout: OutputLayout, publication: PublicationLayout, rule
     warehouse = publication.warehouse
     warehouse.unlink(missing_ok=True)
     if start.incremental:
-        incremental.copy_previous(start.previous, warehouse)
+        started = time.perf_counter()
+        how = incremental.copy_previous(start.previous, warehouse)
+        seconds = time.perf_counter() - started
+        copied = f"{how} the live warehouse ({warehouse.stat().st_size / 1e9:.1f} GB) in {seconds:.1f} s"
     with connect(warehouse, temp_dir=layout.scratch) as con:
         if start.incremental:
             bookkeeping = tuple(table for table in LAKE_VIEWS if table not in DATA_TABLES)
             create_lake_views(con, lake, materialise=True, run_record=run_record, tables=bookkeeping)
             files = incremental.add_new_lake_files(con, lake, as_of)
             patients = con.execute(f"select count(*) from {incremental.REBUILD_PATIENTS}").fetchall()[0][0]
-            print(f"models: {start.reason}; {files} lake files added, {patients} patients to rebuild")
+            print(f"models: {start.reason}; {copied}; {files} lake files added, {patients} patients to rebuild")
         else:
             create_lake_views(con, lake, materialise=True, run_record=run_record)
             incremental.start_empty(con, lake)
