@@ -44,7 +44,8 @@ def load_configuration(rules_file: Path | None, profile: str | None, mapping: st
                        as_of: date | None = None,
                        today: date | None = None, input_dir: Path | None = None) -> RunConfiguration:
     """Everything a run is configured with, checked; `max_quarantine_share` (an option) overrides the setting.
-    `buckets` (an option) overrides B12LAB_BUCKETS. With `input_dir` (an existing drop folder), the files the mapping names are checked against it too."""
+    `buckets` (an option) overrides B12LAB_BUCKETS. With `input_dir` (an existing drop folder), the files the
+    mapping names are checked against it too."""
     rules = load_rules(rules_file, profile)
     lab_mapping = load_mapping(mapping)
     if lab_mapping is not None and input_dir is not None and Path(input_dir).is_dir():

@@ -220,12 +220,17 @@ def ingest_small_exports(exports: list[ExportFile], layout: OutputLayout, run_id
     return accounts
 
 
+def is_small(export: ExportFile) -> bool:
+    """A file ingested several to a task, and which may share the machine with another chain of them."""
+    return export.path.stat().st_size < SMALL_FILE_BYTES
+
+
 def ingest_batches(exports: list[ExportFile]) -> list[list[ExportFile]]:
     """The new files in discovery order, cut into tasks: a large file alone, runs of small files together."""
     batches: list[list[ExportFile]] = []
     last_batch_is_small = False
     for export in exports:
-        small = export.path.stat().st_size < SMALL_FILE_BYTES
+        small = is_small(export)
         if small and last_batch_is_small and len(batches[-1]) < SMALL_FILES_PER_TASK:
             batches[-1].append(export)
         else:
@@ -303,7 +308,7 @@ def ingest_exports(exports: list[ExportFile], layout: OutputLayout, lake: Lake, 
     keeps both cores busy (within a flow run: called on its own, one after another)."""
     if on_cluster():
         return _ingest_in_chains(exports, layout, lake, run_id, ingest_date, others_in_one_chain=False)
-    all_small = all(export.path.stat().st_size < SMALL_FILE_BYTES for export in exports)
+    all_small = all(is_small(export) for export in exports)
     has_both = len({export.kind.table == "lab_results" for export in exports}) == 2
     if all_small and has_both and in_flow_run():
         return _ingest_in_chains(exports, layout, lake, run_id, ingest_date, others_in_one_chain=True)
@@ -353,9 +358,9 @@ def build_bucket(layout: OutputLayout, warehouse: Path, run_id: str, bucket: int
     """One bucket's patients' patient-level models, in a DuckDB file of its own (b12lab.publish.buckets)."""
     work = layout.dbt_work / "buckets" / f"{bucket:04d}"
     transforms.reuse_parse(parse_cache, work)
-    built = patient_buckets.build_bucket(warehouse, bucket, patient_buckets.bucket_folder(layout.scratch, run_id, bucket),
-                                         work, as_of, layout.scratch,
-                                         patient_buckets.records_folder(layout.scratch, run_id))
+    built = patient_buckets.build_bucket(warehouse, bucket,
+                                         patient_buckets.bucket_folder(layout.scratch, run_id, bucket), work, as_of,
+                                         layout.scratch, patient_buckets.records_folder(layout.scratch, run_id))
     release_freed_memory()
     return built
 
