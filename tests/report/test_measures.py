@@ -365,7 +365,10 @@ def test_browser_renders_a_practice_page_with_the_warehouse_numbers(browser, sam
     assert chart.count() == 1
     box = chart.bounding_box()
     assert box and box["width"] > 500 and box["height"] > 300
-    assert chart.locator("path").count() > 10 * len(MEASURES)
+    # a panel per measure, each with the practice's line; each month's point names its numbers on hover
+    assert chart.locator("path.practice-rate").count() == len(MEASURES)
+    hovers = chart.locator("circle > title").all_text_contents()
+    assert hovers and all(text.startswith(f"{LOW_TESTING_PRACTICE}, ") and " %" in text for text in hovers)
     measures = run_date_measures(warehouse)
     rows = tab.eval_on_selector_all("#table-practice-measures tr[data-measure]",
                                     "els => els.map(e => [e.dataset.measure, e.cells[1].innerText])")
