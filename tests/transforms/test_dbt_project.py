@@ -81,12 +81,21 @@ def _tests_of(column: dict) -> list[str]:
     return names
 
 
+def _not_null_columns(model_entry: dict) -> list[str]:
+    """The columns of a model's `not_null_columns` test (tests/generic/not_null_columns.sql)."""
+    for test in model_entry.get("data_tests", []) or []:
+        if isinstance(test, dict) and "not_null_columns" in test:
+            return test["not_null_columns"]["arguments"]["columns"]
+    return []
+
+
 def test_keys_are_tested_and_every_code_column_has_its_values_tested():
     for model in MODELS:
         [entry] = model_yml(model)["models"]
         columns = {column["name"]: column for column in entry["columns"]}
         if "patient_id" in columns:
-            assert "not_null" in _tests_of(columns["patient_id"]), model.name
+            assert "patient_id" in _not_null_columns(entry), model.name
+        assert set(_not_null_columns(entry)) <= set(columns), model.name  # no column the model lacks
         for name in CODE_COLUMNS & set(columns):
             tests = _tests_of(columns[name])
             assert {"accepted_values", "relationships"} & set(tests), f"{model.name}.{name}"
@@ -230,3 +239,22 @@ def test_a_model_out_of_memory_names_the_limit_and_the_setting_to_raise(tmp_path
     assert re.match(r"^((model|seed) \S+ error|dbt build could not run): .*: out of memory: DuckDB could not finish "
                     r"within its memory limit \(1MB\)"
                     r" even spilling to disk; raise B12LAB_MEMORY_LIMIT( \(and \d+ more\))?$", message), message
+
+
+def test_the_not_null_columns_test_names_each_column_with_nulls_and_passes_a_filled_table():
+    """One scan of the model for all its never-null columns (transforms/tests/generic/not_null_columns.sql),
+    rendered here as dbt renders it: a row per column with nulls, with their number; none when all are filled."""
+    import jinja2
+
+    source = (runner.PROJECT_DIR / "tests" / "generic" / "not_null_columns.sql").read_text(encoding="utf-8")
+    body = source.split("%}", 1)[1] if source.startswith("{% test") else source.split("{% test", 1)[1].split("%}", 1)[1]
+    body = body.split("{% endtest %}", 1)[0]
+    quoting = type("Adapter", (), {"quote": staticmethod(lambda name: f'"{name}"')})
+    sql = jinja2.Template(body).render(model="checked", columns=["patient_id", "as of", "status"], adapter=quoting)
+    with duckdb.connect() as con:
+        con.execute('create table checked (patient_id varchar, "as of" date, status varchar, note varchar)')
+        con.execute("insert into checked values ('P1', date '2024-01-31', 'normal', null), "
+                    "('P2', null, 'normal', null), ('P3', null, null, 'x')")
+        assert sorted(con.execute(sql).fetchall()) == [("as of", 2), ("status", 1)]
+        con.execute("update checked set \"as of\" = date '2024-01-31', status = 'normal'")
+        assert con.execute(sql).fetchall() == []
