@@ -424,48 +424,11 @@ def funnel_chart(name: str, title: str, points: list[FunnelPoint], curve: list[F
     return svg
 
 
-@cached
-def rate_trend_chart(name: str, title: str, points: list[RatePoint]) -> str:
-    """The monthly trend of a measure for all practices: its rate as a line (left axis) and its denominator as
-    bars (right axis)."""
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(6.4, 3.4)
-        ax = fig.subplots()
-        _title(fig, title)
-        if not points:
-            _no_data(ax, "No trend computed")
-        else:
-            xs = list(range(len(points)))
-            bars = ax.twinx()
-            bars.bar(xs, [p.denominator for p in points], color=COLOURS["bars"], alpha=0.18, width=0.8,
-                     label="Denominator (right axis)")
-            bars.set_ylabel("Denominator (patients)")
-            bars.grid(False)
-            bars.spines["right"].set_visible(True)
-            _integer_axis(bars.yaxis)
-            bars.set_ylim(bottom=0, top=max(1, max(p.denominator for p in points)) * 1.15)
-            ax.set_zorder(bars.get_zorder() + 1)
-            ax.patch.set_visible(False)
-            ax.plot(xs, [p.rate for p in points], marker="o", markersize=3, linewidth=2,
-                    color=COLOURS["under_monitored"], label="All practices: rate")
-            step = max(1, math.ceil(len(points) / 8))
-            ticks = xs[::-1][::step][::-1]
-            ax.set_xticks(ticks, [points[i].as_of.strftime("%b %Y") for i in ticks], fontsize=8)
-            ax.set_xlim(-0.6, len(points) - 0.4)
-            ax.set_ylim(-0.02, 1.02)
-            _percent_axis(ax.yaxis)
-            ax.set_xlabel("Month end (the last point is the as-of date)")
-            ax.set_ylabel("Rate")
-            handles, labels = ax.get_legend_handles_labels()
-            bar_handles, bar_labels = bars.get_legend_handles_labels()
-            fig.legend(handles + bar_handles, labels + bar_labels, loc="outside lower center",
-                       ncol=3, handlelength=1.8, columnspacing=1.8)
-        return _svg(fig, name, title)
-
-
-# The practice pages' small multiples are drawn as SVG here, not with matplotlib: a report has a page per
-# practice, and matplotlib's layout and rendering of a figure of seven panels took about 0.6 s a practice (half
-# of the sample's report, a minute a night for a hundred practices); this is a few milliseconds.
+# The rate trends and the practice pages' small multiples are drawn as SVG here, not with matplotlib: they are
+# lines, bars and text on fixed axes, which need no layout engine. A report has a page per practice, and
+# matplotlib's layout and rendering of a figure of seven panels took about 0.6 s a practice (half of the
+# sample's report, a minute a night for a hundred practices), and 0.2 s for each measure's trend; these take
+# milliseconds.
 _SMALL_FONT = "DejaVu Sans, Liberation Sans, Arial, Helvetica, sans-serif"
 _PANEL_WIDTH, _PANEL_HEIGHT, _TITLE_BAND, _LEGEND_BAND = 240.0, 176.0, 30.0, 30.0
 _PLOT_LEFT, _PLOT_RIGHT, _PLOT_TOP, _PLOT_BOTTOM = 50.0, 24.0, 26.0, 40.0  # margins inside a panel
@@ -494,6 +457,82 @@ def _line_path(coordinates: list[tuple[float, float] | None]) -> str:
         parts.append(f"{'L' if pen_down else 'M'}{point[0]:.1f} {point[1]:.1f}")
         pen_down = True
     return " ".join(parts)
+
+
+@cached
+def rate_trend_chart(name: str, title: str, points: list[RatePoint]) -> str:
+    """The monthly trend of a measure for all practices: its rate as a line (left axis, each month's numbers on
+    hover) and its denominator as bars (right axis). Drawn as SVG directly, as the practice pages' panels are
+    (below): a line and bars need no layout engine, and matplotlib took about 0.2 s for each of the seven."""
+    width, height = 461.0, 245.0
+    x0, x1, y_top, y0 = 58.0, width - 62.0, 34.0, height - 62.0
+    parts = [_text(7, 18, title, 12, weight="bold")]
+    if not points:
+        parts.append(_text((x0 + x1) / 2, (y0 + y_top) / 2, "No trend computed", 10, "middle", "#5f6b7a"))
+        return _svg_element(name, title, width, height, parts)
+    top_denominator = max(1, max(point.denominator for point in points)) * 1.15
+    denominator_step = _integer_step(top_denominator)
+
+    def x_of(index: int) -> float:  # as matplotlib's xlim(-0.6, n - 0.4)
+        return x0 + (index + 0.6) / (len(points) + 0.2) * (x1 - x0)
+
+    def y_of(rate: float) -> float:
+        return y0 - (rate + 0.02) / 1.04 * (y0 - y_top)
+
+    for rate in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+        y = y_of(rate)
+        parts.append(f'<path d="M{x0:.1f} {y:.1f} H{x1:.1f}" stroke="#e3e6ea" stroke-width="0.8"/>')
+        parts.append(_text(x0 - 4, y + 3, f"{rate * 100:.0f} %", 9, "end", "#444"))
+    bar_width = 0.8 * (x1 - x0) / (len(points) + 0.2)
+    for index, point in enumerate(points):
+        bar_height = point.denominator / top_denominator * (y0 - y_top)
+        parts.append(f'<rect x="{x_of(index) - bar_width / 2:.1f}" y="{y0 - bar_height:.1f}" width="{bar_width:.1f}" '
+                     f'height="{bar_height:.1f}" fill="{COLOURS["bars"]}" fill-opacity="0.18"/>')
+    value = 0
+    while value <= top_denominator:
+        y = y0 - value / top_denominator * (y0 - y_top)
+        parts.append(_text(x1 + 4, y + 3, f"{value:,}", 9, "start", "#444"))
+        value += denominator_step
+    parts.append(f'<path d="M{x0:.1f} {y_top:.1f} V{y0:.1f} H{x1:.1f} V{y_top:.1f}" stroke="#8a8f98" fill="none"/>')
+    step = max(1, math.ceil(len(points) / 8))
+    for index in list(range(len(points)))[::-1][::step][::-1]:
+        x = x_of(index)
+        parts.append(f'<path d="M{x:.1f} {y0:.1f} v3.5" stroke="#8a8f98"/>')
+        parts.append(_text(x, y0 + 14, f"{points[index].as_of:%b %Y}", 8, "middle", "#444"))
+    parts.append(_text((x0 + x1) / 2, y0 + 30, "Month end (the last point is the as-of date)", 10, "middle"))
+    parts.append(_text(16, (y0 + y_top) / 2, "Rate", 10, "middle", rotate=True))
+    parts.append(_text(width - 8, (y0 + y_top) / 2, "Denominator (patients)", 10, "middle", rotate=True))
+    line = [(x_of(i), y_of(p.rate)) if p.rate is not None else None for i, p in enumerate(points)]
+    parts.append(f'<path class="rate" d="{_line_path(line)}" stroke="{COLOURS["under_monitored"]}" stroke-width="2" '
+                 f'fill="none" stroke-linejoin="round"/>')
+    for point, xy in zip(points, line):
+        if xy is not None:
+            parts.append(f'<circle cx="{xy[0]:.1f}" cy="{xy[1]:.1f}" r="2.2" fill="{COLOURS["under_monitored"]}">'
+                         f'<title>All practices, {escape(_rate_label(point))}</title></circle>')
+    legend_y = height - 10
+    parts += [
+        f'<path d="M{width / 2 - 150:.1f} {legend_y:.1f} h24" stroke="{COLOURS["under_monitored"]}" stroke-width="2"/>',
+        _text(width / 2 - 120, legend_y + 3.5, "All practices: rate", 9),
+        f'<rect x="{width / 2 + 10:.1f}" y="{legend_y - 5:.1f}" width="24" height="10" fill="{COLOURS["bars"]}" '
+        f'fill-opacity="0.18"/>',
+        _text(width / 2 + 40, legend_y + 3.5, "Denominator (right axis)", 9),
+    ]
+    return _svg_element(name, title, width, height, parts)
+
+
+def _integer_step(top: float) -> int:
+    """A round step (1, 2 or 5 times a power of ten) giving about five ticks from 0 to `top`."""
+    raw = max(1.0, top / 5)
+    power = 10 ** math.floor(math.log10(raw))
+    return int(next(multiple * power for multiple in (1, 2, 5, 10) if multiple * power >= raw))
+
+
+def _svg_element(name: str, title: str, width: float, height: float, parts: list[str]) -> str:
+    """A chart drawn here as one <svg> element, labelled as the matplotlib ones are (_svg)."""
+    return (f'<svg role="img" aria-label="{escape(title)}" data-chart="{escape(name)}" '
+            f'xmlns="http://www.w3.org/2000/svg" width="{width:.0f}pt" height="{height:.0f}pt" '
+            f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="{_SMALL_FONT}">'
+            f'<rect width="100%" height="100%" fill="white"/>' + "".join(parts) + "</svg>")
 
 
 def _rate_panel(left: float, top: float, label: str, points: list[RatePoint], comparison: list[RatePoint],
@@ -567,10 +606,7 @@ def practice_trends_chart(name: str, title: str, panels: list[tuple[str, list[Ra
         f'stroke-dasharray="1.5 2.5"/>',
         _text(after + sample + gap, legend_y + 3.5, "All practices", 9),
     ]
-    return (f'<svg role="img" aria-label="{escape(title)}" data-chart="{escape(name)}" '
-            f'xmlns="http://www.w3.org/2000/svg" width="{width:.0f}pt" height="{height:.0f}pt" '
-            f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="{_SMALL_FONT}">'
-            f'<rect width="100%" height="100%" fill="white"/>' + "".join(parts) + "</svg>")
+    return _svg_element(name, title, width, height, parts)
 
 
 # --- does treatment work? -----------------------------------------------------------------------------------
