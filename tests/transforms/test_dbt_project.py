@@ -221,6 +221,27 @@ def test_the_catalogue_is_one_self_contained_page(dbt_built, tmp_path):
     assert not re.findall(r'(?:src|href)="https?://(?!\[::1\])', html)
     for model in ("cohort_deficient", "int_patient_status", "stg_counted_results"):
         assert model in html
+    assert '\\"main\\".\\"stg_run_as_of\\"' in html  # the models' compiled SQL, refs resolved
+
+
+def test_a_catalogue_after_a_build_that_wrote_its_manifest_reuses_it(tmp_path):
+    """A night that generates its catalogue afresh has its build write dbt's manifest: the catalogue takes the
+    compiled nodes from it (`docs generate --no-compile`) instead of compiling the project again. Any other
+    build removes a manifest left in the work folder, so the catalogue never reads an earlier night's."""
+    work = tmp_path / "dbt"
+    runner.reuse_parse(SESSION_DBT_WORK / runner.PARSE_CACHE, work)
+    warehouse = warehouse_with(tmp_path, lake_tables())
+    runner.build(warehouse, work, AS_OF, log=lambda line: None, write_manifest=True)
+    manifest = work / runner.BUILD_MANIFEST
+    written = manifest.read_bytes()
+    assert not runner.catalogue_cached(work)
+    page = runner.docs(warehouse, work, tmp_path / "catalogue" / "index.html", log=lambda line: None)
+    assert manifest.read_bytes() == written  # read, not written again: nothing was compiled
+    html = page.read_text(encoding="utf-8")
+    assert "cohort_deficient" in html and '\\"main\\".\\"stg_run_as_of\\"' in html
+    assert runner.catalogue_cached(work)
+    runner.build(warehouse, work, AS_OF, log=lambda line: None, select=["stg_run_as_of"])
+    assert not manifest.exists()
 
 
 def test_a_model_out_of_memory_names_the_limit_and_the_setting_to_raise(tmp_path):

@@ -408,9 +408,13 @@ def build_models(layout: OutputLayout, warehouse: Path, as_of: date) -> list[str
     any other night on a copy builds every model but not the seeds (the copy's are tonight's)."""
     logger = get_run_logger()  # dbt reports from its own threads, where print is not this run's log
     selection = models_to_build(warehouse, as_of)
+    # A build of every model, on a night that will generate the catalogue afresh (no page of this project in
+    # the work folder: a first night, a new version), writes its manifest for the catalogue to reuse.
+    write_manifest = not selection.select and not transforms.catalogue_cached(layout.dbt_work)
     # A line per seed, model and test (about 200): the log file and the UI keep them, the terminal the summary.
     result = transforms.build(warehouse, layout.dbt_work, as_of, select=list(selection.select),
-                              exclude=list(selection.exclude), log=lambda line: logger.info(line, extra=NOT_ON_TERMINAL))
+                              exclude=list(selection.exclude), write_manifest=write_manifest,
+                              log=lambda line: logger.info(line, extra=NOT_ON_TERMINAL))
     for warning in result.warnings:
         logger.warning(f"dbt test warning: {warning}")
     if result.retried_on_one_thread:

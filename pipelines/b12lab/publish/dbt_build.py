@@ -19,6 +19,7 @@ handed to `log` as one line instead (the flow's logger).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -47,6 +48,8 @@ _QUOTED_VALUE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 # DuckDB's words for a query that needed more memory than its limit and could not spill.
 _OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemory", re.IGNORECASE)
 _invocation_lock = threading.Lock()  # dbt's flags and adapters are process-global: one invocation at a time
+BUILD_MANIFEST = Path("target") / "manifest.json"  # written by a build with write_manifest, in a work folder
+CATALOGUE_CACHE = "catalogue"  # in a work folder: the catalogue page last generated, named by its key
 
 
 class ModelError(RuntimeError):
@@ -134,15 +137,19 @@ def _close_dbt_database() -> None:
 
 def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], None] = print,
           all_tests: bool = False, data_tests: bool = True, select: list[str] | None = None,
-          exclude: list[str] | None = None, memory_limit: str | None = None) -> BuildResult:
+          exclude: list[str] | None = None, memory_limit: str | None = None,
+          write_manifest: bool = False) -> BuildResult:
     """`dbt build` of every seed and model in `warehouse` as of the run's date `as_of` (the dbt variable
     as_of), with the data tests of the marts, seeds and sources; `all_tests` adds the unit tests and the data
     tests of the staging and intermediate models, which test the SQL rather than the night's data (the test
     suite runs them; a night would spend seconds on them); `data_tests` False builds without any test (a
     comparison build of the test suite); `select` and `exclude`, dbt's node selection (every node when None),
     `exclude` added to the tests left out. dbt writes no manifest.json and run_results.json (`--no-write-json`:
-    nothing reads them, and writing them is about a third of a small build's time). Raises ModelError naming
-    the first node that failed or the first error-severity test that found rows."""
+    writing them is about a third of a small build's time) unless `write_manifest`: a night whose catalogue
+    must be generated afresh lets `docs` reuse the build's manifest, with every node it compiled, instead of
+    compiling the project again. A manifest.json of an earlier build is removed first, so one in the work
+    folder is always this build's. Raises ModelError naming the first node that failed or the first
+    error-severity test that found rows."""
     if isinstance(as_of, datetime) or not isinstance(as_of, date):
         raise ModelError(f"as_of: expected a date, got {type(as_of).__name__}")
     excluded = [] if all_tests else ["test_type:unit", "resource_type:test,path:models/staging",
@@ -150,7 +157,9 @@ def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], 
     if not data_tests:
         excluded = ["resource_type:test", "resource_type:unit_test"]
     excluded += exclude or []
-    command = ["build", "--no-write-json", *(["--exclude", *excluded] if excluded else [])]
+    (work_dir.absolute() / BUILD_MANIFEST).unlink(missing_ok=True)
+    command = ["build", *([] if write_manifest else ["--no-write-json"]),
+               *(["--exclude", *excluded] if excluded else [])]
     selected = ["--select", *select] if select else []
     memory_limit = memory_limit or load_settings().memory_limit
     try:
@@ -179,6 +188,8 @@ def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], 
             failures, out_of_memory = _collect(outcome, result)
             if outcome.success and not failures:
                 result.retried_on_one_thread = failed
+            # the retry's manifest has compiled only what it built: the catalogue compiles the project itself
+            (work_dir.absolute() / BUILD_MANIFEST).unlink(missing_ok=True)
     if failures or not outcome.success:
         first = failures[0] if failures else "dbt build failed"
         if out_of_memory:  # dbt's first line says only "Runtime Error"; the cause is further down
@@ -260,12 +271,16 @@ def docs(warehouse: Path, work_dir: Path, target: Path, *, log: Callable[[str], 
 
     The page depends on the project's files, dbt's version and the warehouse's tables, columns, types and
     comments, not on its rows: a night with the same of those (most nights) copies the page generated for them
-    before (kept in work_dir/catalogue/), which saves dbt's two seconds of parsing and reading the catalogue."""
-    key = _catalogue_key(warehouse)
-    cache = work_dir.absolute() / "catalogue"
+    before (kept in work_dir/catalogue/), which saves dbt's two seconds of parsing and reading the catalogue.
+    A page generated afresh after a build that wrote its manifest (build's `write_manifest`) takes the nodes
+    and their compiled SQL from it (`--no-compile`: about 1 s, where compiling every node again took 5 s)."""
+    key = f"{project_digest()}-{_schema_digest(warehouse)}"
+    cache = work_dir.absolute() / CATALOGUE_CACHE
     cached = cache / f"{key}.html"
     if not cached.is_file():
-        outcome = _invoke(["docs", "generate", "--static"], warehouse, work_dir, log, memory_limit)
+        reuse = (work_dir.absolute() / BUILD_MANIFEST).is_file()
+        outcome = _invoke(["docs", "generate", "--static", *(["--no-compile"] if reuse else [])], warehouse,
+                          work_dir, log, memory_limit)
         if not outcome.success:
             raise ModelError("dbt docs generate failed")
         cache.mkdir(parents=True, exist_ok=True)
@@ -279,22 +294,35 @@ def docs(warehouse: Path, work_dir: Path, target: Path, *, log: Callable[[str], 
     return target
 
 
-def _catalogue_key(warehouse: Path) -> str:
-    """A digest of what the catalogue page shows: dbt's version, the project's files, the warehouse's schema."""
+def catalogue_cached(work_dir: Path) -> bool:
+    """Whether work_dir holds a catalogue page of this project and dbt version (for some warehouse schema): a
+    night without one will generate it, and its build should write its manifest for that (build's
+    `write_manifest`)."""
+    return any((work_dir.absolute() / CATALOGUE_CACHE).glob(f"{project_digest()}-*.html"))
+
+
+@functools.cache
+def project_digest() -> str:
+    """A digest of dbt's version and the project's files: what the catalogue shows besides the schema."""
     import dbt.version
-    import duckdb
 
     digest = hashlib.sha256(str(dbt.version.__version__).encode())
     for path in sorted(p for p in PROJECT_DIR.rglob("*") if p.is_file() and p.suffix in (".sql", ".yml", ".csv")):
         digest.update(str(path.relative_to(PROJECT_DIR)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _schema_digest(warehouse: Path) -> str:
+    """A digest of the warehouse's tables, columns, types and comments."""
+    import duckdb
+
     with duckdb.connect(str(warehouse), read_only=True) as con:
         schema = con.execute("""
             select table_name, column_name, data_type, coalesce(comment, '') from duckdb_columns()
             union all
             select table_name, '', '', coalesce(comment, '') from duckdb_tables()
             order by all""").fetchall()
-    digest.update(repr(schema).encode())
-    return digest.hexdigest()[:16]
+    return hashlib.sha256(repr(schema).encode()).hexdigest()[:16]
 
 
 def source_tables(schema: str = "main") -> tuple[str, ...]:
