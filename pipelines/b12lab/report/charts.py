@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from html import escape
@@ -447,6 +448,20 @@ def _rate_label(point: RatePoint) -> str:
     return f"{point.as_of:%b %Y}: {point.rate * 100:.0f} % ({point.numerator:,} of {point.denominator:,})"
 
 
+def _rate_line(points: list[RatePoint], x_of: Callable[[int], float], y_of: Callable[[float], float],
+               css_class: str, who: str, stroke_width: float, radius: float) -> list[str]:
+    """A rate's monthly line, broken where a month has no rate, with a point per month naming `who` and its
+    numbers on hover (an SVG <title>)."""
+    line = [(x_of(i), y_of(p.rate)) if p.rate is not None else None for i, p in enumerate(points)]
+    parts = [f'<path class="{css_class}" d="{_line_path(line)}" stroke="{COLOURS["under_monitored"]}" '
+             f'stroke-width="{stroke_width}" fill="none" stroke-linejoin="round"/>']
+    for point, xy in zip(points, line):
+        if xy is not None:
+            parts.append(f'<circle cx="{xy[0]:.1f}" cy="{xy[1]:.1f}" r="{radius}" fill="{COLOURS["under_monitored"]}">'
+                         f'<title>{escape(who)}, {escape(_rate_label(point))}</title></circle>')
+    return parts
+
+
 def _line_path(coordinates: list[tuple[float, float] | None]) -> str:
     """An SVG path through the points, broken where a point is missing (a month without a rate)."""
     parts, pen_down = [], False
@@ -502,13 +517,7 @@ def rate_trend_chart(name: str, title: str, points: list[RatePoint]) -> str:
     parts.append(_text((x0 + x1) / 2, y0 + 30, "Month end (the last point is the as-of date)", 10, "middle"))
     parts.append(_text(16, (y0 + y_top) / 2, "Rate", 10, "middle", rotate=True))
     parts.append(_text(width - 8, (y0 + y_top) / 2, "Denominator (patients)", 10, "middle", rotate=True))
-    line = [(x_of(i), y_of(p.rate)) if p.rate is not None else None for i, p in enumerate(points)]
-    parts.append(f'<path class="rate" d="{_line_path(line)}" stroke="{COLOURS["under_monitored"]}" stroke-width="2" '
-                 f'fill="none" stroke-linejoin="round"/>')
-    for point, xy in zip(points, line):
-        if xy is not None:
-            parts.append(f'<circle cx="{xy[0]:.1f}" cy="{xy[1]:.1f}" r="2.2" fill="{COLOURS["under_monitored"]}">'
-                         f'<title>All practices, {escape(_rate_label(point))}</title></circle>')
+    parts += _rate_line(points, x_of, y_of, "rate", "All practices", stroke_width=2, radius=2.2)
     legend_y = height - 10
     parts += [
         f'<path d="M{width / 2 - 150:.1f} {legend_y:.1f} h24" stroke="{COLOURS["under_monitored"]}" stroke-width="2"/>',
@@ -566,16 +575,9 @@ def _rate_panel(left: float, top: float, label: str, points: list[RatePoint], co
     by_date = {point.as_of: point.rate for point in comparison}
     overall = [(x_of(i), y_of(by_date[p.as_of])) if by_date.get(p.as_of) is not None else None
                for i, p in enumerate(points)]
-    own = [(x_of(i), y_of(p.rate)) if p.rate is not None else None for i, p in enumerate(points)]
     parts.append(f'<path class="all-practices-rate" d="{_line_path(overall)}" stroke="#333" stroke-width="1.2" '
                  f'stroke-dasharray="1.5 2.5" fill="none"/>')
-    parts.append(f'<path class="practice-rate" d="{_line_path(own)}" stroke="{COLOURS["under_monitored"]}" '
-                 f'stroke-width="1.8" fill="none" stroke-linejoin="round"/>')
-    for point, xy in zip(points, own):
-        if xy is not None:
-            parts.append(f'<circle cx="{xy[0]:.1f}" cy="{xy[1]:.1f}" r="2" fill="{COLOURS["under_monitored"]}">'
-                         f'<title>{escape(practice)}, {escape(_rate_label(point))}</title></circle>')
-    return parts
+    return parts + _rate_line(points, x_of, y_of, "practice-rate", practice, stroke_width=1.8, radius=2)
 
 
 @cached
