@@ -1,6 +1,7 @@
-"""Each chart drawn once per content. Drawing a chart (matplotlib's layout and SVG rendering) costs 0.2-2.5 s,
-most of a small night's report; a night whose numbers for a chart did not change (no new file, or none for
-that practice) copies the SVG drawn before instead.
+"""Each chart drawn once per content. Drawing a matplotlib chart (its layout and SVG rendering) costs 0.1-0.4 s,
+most of a small night's report (the charts drawn as SVG directly cost milliseconds, and are kept alike); a night
+whose numbers for a chart did not change (no new file, or none for that practice) copies the SVG drawn before
+instead.
 
 The SVG is kept under the output folder (OUTPUT/.cache/charts/, beside the data it was drawn from), named by a
 digest of the chart function, its arguments and the chart code with matplotlib's version: any change to any of
