@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import random
 import re
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -422,3 +423,18 @@ def test_a_run_that_knows_no_patient_says_so_in_a_banner(tmp_path):
     assert result.returncode == 0, result.stderr
     page = Page((tmp_path / "out" / "report" / "index.html").read_text(encoding="utf-8"))
     assert page.one("id", "banner")["text"].startswith("No patient is known.")
+
+
+def test_a_rate_line_with_no_month_in_its_denominator_says_so():
+    """A practice (or the population) whose denominator is empty every month gets a note, not a bare axis; a
+    month without a rate breaks the line, and every month with one names its numbers on hover."""
+    empty = [charts.RatePoint(date(2024, month, 28), 0, 0, None) for month in (1, 2, 3)]
+    some = [charts.RatePoint(date(2024, 1, 28), 1, 4, 0.25), charts.RatePoint(date(2024, 2, 28), 0, 0, None),
+            charts.RatePoint(date(2024, 3, 28), 3, 4, 0.75)]
+    panels = charts.practice_trends_chart("practice-trends-x", "X: measures by month",
+                                          [("Empty", empty, some), ("Some", some, some)], "X")
+    assert panels.count("No patient in the denominator") == 1
+    assert re.search(r'class="practice-rate" d="M[\d.]+ [\d.]+ M[\d.]+ [\d.]+"', panels)  # two points, no segment
+    assert "<title>X, Jan 2024: 25 % (1 of 4)</title>" in panels and "Feb 2024" not in panels.split("<title>X, ")[-1]
+    assert "No patient in the denominator" in charts.rate_trend_chart("rate-trend-x", "X: monthly trend", empty)
+    assert "No patient in the denominator" not in charts.rate_trend_chart("rate-trend-x", "X: monthly trend", some)

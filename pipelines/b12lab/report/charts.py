@@ -518,6 +518,8 @@ def rate_trend_chart(name: str, title: str, points: list[RatePoint]) -> str:
     parts.append(_text(16, (y0 + y_top) / 2, "Rate", 10, "middle", rotate=True))
     parts.append(_text(width - 8, (y0 + y_top) / 2, "Denominator (patients)", 10, "middle", rotate=True))
     parts += _rate_line(points, x_of, y_of, "rate", "All practices", stroke_width=2, radius=2.2)
+    if all(point.rate is None for point in points):
+        parts.append(_text((x0 + x1) / 2, (y0 + y_top) / 2, "No patient in the denominator", 10, "middle", "#5f6b7a"))
     legend_y = height - 10
     parts += [
         f'<path d="M{width / 2 - 150:.1f} {legend_y:.1f} h24" stroke="{COLOURS["under_monitored"]}" stroke-width="2"/>',
@@ -577,6 +579,8 @@ def _rate_panel(left: float, top: float, label: str, points: list[RatePoint], co
                for i, p in enumerate(points)]
     parts.append(f'<path class="all-practices-rate" d="{_line_path(overall)}" stroke="#333" stroke-width="1.2" '
                  f'stroke-dasharray="1.5 2.5" fill="none"/>')
+    if all(point.rate is None for point in points):  # an empty panel says why rather than looking broken
+        parts.append(_text((x0 + x1) / 2, (y0 + y1) / 2, "No patient in the denominator", 8, "middle", "#5f6b7a"))
     return parts + _rate_line(points, x_of, y_of, "practice-rate", practice, stroke_width=1.8, radius=2)
 
 
