@@ -19,7 +19,6 @@ handed to `log` as one line instead (the flow's logger).
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import re
@@ -301,7 +300,6 @@ def catalogue_cached(work_dir: Path) -> bool:
     return any((work_dir.absolute() / CATALOGUE_CACHE).glob(f"{project_digest()}-*.html"))
 
 
-@functools.cache
 def project_digest() -> str:
     """A digest of dbt's version and the project's files: what the catalogue shows besides the schema."""
     import dbt.version

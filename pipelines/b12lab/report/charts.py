@@ -93,7 +93,12 @@ def _svg(fig: Figure, name: str, label: str) -> str:
     text = re.sub(r'id="([^"]+)"', rf'id="{name}-\1"', text)
     text = re.sub(r'url\(#([^)]+)\)', rf'url(#{name}-\1)', text)
     text = re.sub(r'xlink:href="#([^"]+)"', rf'xlink:href="#{name}-\1"', text)
-    return text.replace("<svg ", f'<svg role="img" aria-label="{escape(label)}" data-chart="{escape(name)}" ', 1)
+    return text.replace("<svg ", f"<svg {_chart_attributes(name, label)} ", 1)
+
+
+def _chart_attributes(name: str, label: str) -> str:
+    """Every chart's <svg> attributes for the page: an image, its label, and its name for readers and tests."""
+    return f'role="img" aria-label="{escape(label)}" data-chart="{escape(name)}"'
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -540,9 +545,9 @@ def _integer_step(top: float) -> int:
 
 def _svg_element(name: str, title: str, width: float, height: float, parts: list[str]) -> str:
     """A chart drawn here as one <svg> element, labelled as the matplotlib ones are (_svg)."""
-    return (f'<svg role="img" aria-label="{escape(title)}" data-chart="{escape(name)}" '
-            f'xmlns="http://www.w3.org/2000/svg" width="{width:.0f}pt" height="{height:.0f}pt" '
-            f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="{_SMALL_FONT}">'
+    return (f'<svg {_chart_attributes(name, title)} xmlns="http://www.w3.org/2000/svg" '
+            f'width="{width:.0f}pt" height="{height:.0f}pt" viewBox="0 0 {width:.0f} {height:.0f}" '
+            f'font-family="{_SMALL_FONT}">'
             f'<rect width="100%" height="100%" fill="white"/>' + "".join(parts) + "</svg>")
 
 
@@ -606,7 +611,8 @@ def practice_trends_chart(name: str, title: str, panels: list[tuple[str, list[Ra
     start = max(4.0, (width - (sample + gap + practice_width + 30 + sample + gap + 0.6 * 9 * 13)) / 2)
     after = start + sample + gap + practice_width + 30
     parts += [
-        f'<path d="M{start:.1f} {legend_y:.1f} h{sample:.0f}" stroke="{COLOURS["under_monitored"]}" stroke-width="1.8"/>',
+        f'<path d="M{start:.1f} {legend_y:.1f} h{sample:.0f}" stroke="{COLOURS["under_monitored"]}" '
+        f'stroke-width="1.8"/>',
         _text(start + sample + gap, legend_y + 3.5, practice, 9),
         f'<path d="M{after:.1f} {legend_y:.1f} h{sample:.0f}" stroke="#333" stroke-width="1.2" '
         f'stroke-dasharray="1.5 2.5"/>',
