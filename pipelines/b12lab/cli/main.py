@@ -160,12 +160,33 @@ def _a_folder(ctx: click.Context, param: click.Parameter, value: Path | None) ->
     return value
 
 
+def _a_drop(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | str | None:
+    """The --input option: a folder, or an object store's URL (kept as text: a Path would fold its //)."""
+    from b12lab.ingest.object_store import drop_location
+
+    return None if value is None else drop_location(value)
+
+
 def _a_scheduler_address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     from b12lab.common.settings import DASK_ADDRESS
 
     if value is not None and not DASK_ADDRESS.fullmatch(value):
         raise click.BadParameter(f"{value!r} is not a Dask scheduler address (for example tcp://10.0.0.5:8786)")
     return value
+
+
+def _check_drop(drop: Path | str) -> None:
+    """A folder that is there, or an object store's prefix that can be listed: one line otherwise."""
+    from b12lab.ingest.object_store import DropUnreadable, is_remote, list_drop
+
+    if not is_remote(drop):
+        if not Path(drop).is_dir():
+            _fail(f"input folder not found: {drop}")
+        return
+    try:
+        list_drop(str(drop))
+    except DropUnreadable as error:
+        _fail(str(error))
 
 
 # `run` and `serve`: where the flow's tasks run (README.md, Running on a cluster).
@@ -255,8 +276,9 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--input", "input_dir", required=True, type=click.Path(path_type=Path),
-              help="Drop folder of export files (labs*.csv[.gz], patients*, diagnoses*, medications*).")
+@click.option("--input", "input_dir", required=True, callback=_a_drop,
+              help="Drop folder of export files (labs*.csv[.gz], patients*, diagnoses*, medications*), or an "
+                   "object store's URL (s3://bucket/prefix, gs://..., az://...; README: Input).")
 @click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path), callback=_a_folder,
               help="Output folder: lake, publications, warehouse.duckdb, report.")
 @click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
@@ -274,7 +296,7 @@ def main() -> None:
 @click.option("--dask-address", default=None, metavar="tcp://HOST:PORT", callback=_a_scheduler_address,
               help=_DASK_ADDRESS_HELP)
 @click.option("--buckets", type=click.IntRange(min=1, max=4096), default=None, metavar="N", help=_BUCKETS_HELP)
-def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profile: str | None,
+def run(input_dir: Path | str, output_dir: Path, as_of, rules_file: Path | None, profile: str | None,
         max_quarantine_share: float | None, mapping: str | None, workers: int | None,
         dask_address: str | None, buckets: int | None) -> None:
     """Run the nightly pipeline once: ingest, validate, classify, publish."""
@@ -286,8 +308,7 @@ def run(input_dir: Path, output_dir: Path, as_of, rules_file: Path | None, profi
         configuration = load_configuration(rules_file, profile, mapping, max_quarantine_share=max_quarantine_share,
                                            buckets=buckets, as_of=as_of.date() if as_of else None, today=date.today(),
                                            input_dir=input_dir)
-    if not input_dir.is_dir():
-        _fail(f"input folder not found: {input_dir}")
+    _check_drop(input_dir)
     placement = _placement(workers, dask_address, configuration.settings)
     # A quick look before Prefect starts; the flow itself holds the lock for the whole run.
     from b12lab.flows.nightly import prepare_output
@@ -363,8 +384,8 @@ def _local_timezone() -> str:
 
 # `serve`'s options: each overrides the setting of the same name (README.md, Settings), read when no option is given.
 @main.command()
-@click.option("--input", "input_dir", type=click.Path(path_type=Path), default=None,
-              help="Drop folder read every night (env B12LAB_INPUT_DIR). Required.")
+@click.option("--input", "input_dir", default=None, callback=_a_drop,
+              help="Drop folder read every night, or an object store's URL (env B12LAB_INPUT_DIR). Required.")
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), default=None, callback=_a_folder,
               help="Output folder (env B12LAB_OUTPUT_DIR). Required.")
 @click.option("--cron", default=None,
@@ -384,7 +405,7 @@ def _local_timezone() -> str:
 @click.option("--buckets", type=click.IntRange(min=1, max=4096), default=None, metavar="N",
               help="As for `run` (env B12LAB_BUCKETS).")
 @click.option("--name", default="nightly", show_default=True, help="Deployment name.")
-def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, timezone: str | None,
+def serve(input_dir: Path | str | None, output_dir: Path | None, cron: str | None, timezone: str | None,
           rules_file: Path | None, profile: str | None, max_quarantine_share: float | None, mapping: str | None,
           workers: int | None, dask_address: str | None, buckets: int | None, name: str) -> None:
     """Serve the nightly flow on a cron schedule (a Prefect deployment); stop with Ctrl-C."""
@@ -393,8 +414,8 @@ def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, tim
 
     # A profile or mapping name from an option is a usage error; from B12LAB_PROFILE / B12LAB_MAPPING, a setting's.
     with _usage_errors_of_options(profile=profile is not None, mapping=mapping is not None):
-        settings = load_settings(input_dir=input_dir, output_dir=output_dir, cron=cron, timezone=timezone,
-                                 rules=rules_file, profile=profile, max_quarantine_share=max_quarantine_share,
+        settings = load_settings(input_dir=None if input_dir is None else str(input_dir), output_dir=output_dir,
+                                 cron=cron, timezone=timezone, rules=rules_file, profile=profile, max_quarantine_share=max_quarantine_share,
                                  mapping=mapping, buckets=buckets)
         load_configuration(settings.rules, settings.profile, settings.mapping,
                            max_quarantine_share=settings.max_quarantine_share, input_dir=settings.input_dir)
@@ -416,9 +437,13 @@ def serve(input_dir: Path | None, output_dir: Path | None, cron: str | None, tim
 
     from b12lab.flows.cluster import flow_for
     from b12lab.flows.nightly import nightly
+    from b12lab.ingest.object_store import drop_location, is_remote
 
     mapping = settings.mapping
-    parameters = {"input_dir": str(settings.input_dir.resolve()), "output_dir": str(settings.output_dir.resolve()),
+    drop = drop_location(settings.input_dir)
+    _check_drop(drop)
+    parameters = {"input_dir": drop if is_remote(drop) else str(drop.resolve()),
+                  "output_dir": str(settings.output_dir.resolve()),
                   "rules_file": str(settings.rules.resolve()) if settings.rules else None,
                   "profile": settings.profile, "max_quarantine_share": settings.max_quarantine_share,
                   "buckets": settings.buckets,

@@ -10,10 +10,12 @@ folder and handed down, so that every reader and writer of a path agrees where i
       analytics/analytics.duckdb    the pseudonymised mart (when a key is set)
       as-of/<date>/             reproductions of an earlier date (a publication folder each)
       logs/<run_id>.log         each run's log file
-      .tmp/                     scratch: decompressed exports, DuckDB spill files, the night's patient buckets
+      .tmp/                     scratch: decompressed exports, DuckDB spill files, the night's patient buckets,
+                                an object store's drop as staged for the night (drop/)
       .dbt/                     dbt's compiled SQL and parse cache (or B12LAB_DBT_WORK_DIR); buckets/<n>/ each
                                 bucket's (b12lab/publish/buckets.py)
-      .cache/                   the report's charts as last drawn, the drop files' sha256 as last computed
+      .cache/                   the report's charts as last drawn, the drop files' (or objects') sha256 as last
+                                computed
       .b12lab.lock              one run at a time
 """
 from __future__ import annotations
@@ -122,6 +124,18 @@ class OutputLayout:
         """The drop folder's files' sha256 as last computed, under each file's identity
         (b12lab/ingest/digests.py): an unchanged file is not read again to find it was already ingested."""
         return self.root / ".cache" / "export-digests.json"
+
+    @property
+    def object_digests(self) -> Path:
+        """An object store's drop: each object's sha256 as last computed, under its URL, size and version
+        (b12lab/ingest/object_store.py): an object already ingested is not downloaded again."""
+        return self.root / ".cache" / "object-digests.json"
+
+    @property
+    def staged_drop(self) -> Path:
+        """An object store's drop as staged for the night: its new objects downloaded, placeholders for the
+        others (b12lab/ingest/object_store.py); removed once the night's files are ingested."""
+        return self.scratch / "drop"
 
     @property
     def scratch(self) -> Path:

@@ -69,7 +69,8 @@ class Settings(BaseSettings):
                     "buckets, each a task that builds its patients' patient-level models in a DuckDB file of its "
                     "own, on a Dask worker when there is a cluster (--buckets); 1: the warehouse's build alone")
     # --- `b12lab serve` (each also an option of the command) ----------------------------------------------
-    input_dir: Path | None = Field(None, description="`serve`: the drop folder read every night (--input)")
+    input_dir: str | None = Field(None, description="`serve`: the drop folder read every night, or an object "
+                                                    "store's URL, s3://bucket/prefix (--input)")
     output_dir: Path | None = Field(None, description="`serve`: the output folder (--output)")
     cron: str = Field("0 2 * * *", description="`serve`: when to run, as a cron expression (--cron)")
     timezone: str | None = Field(None, description="`serve`: time zone of the cron expression (--timezone); "

@@ -9,6 +9,7 @@ fully defined"), so every run started from the deployment would fail.
 """
 import json
 import os
+import shutil
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
@@ -28,7 +29,9 @@ from b12lab.flows.configuration import load_configuration
 from b12lab.flows.progress import tracked
 from b12lab.flows.run_log import NOT_ON_TERMINAL, run_log
 from b12lab.ingest import ExportFile, FileAccount, LabMapping, ReconciliationError, discover_exports, ingest_file
+from b12lab.ingest.contract import known_by_name
 from b12lab.ingest.digests import DigestCache
+from b12lab.ingest.object_store import ObjectDigests, drop_location, is_remote, stage_drop
 from b12lab.common.file_names import reported_name
 from b12lab.lake.lake import Lake, LakeDamaged
 from b12lab.lake.locking import RunLock, run_lock
@@ -163,6 +166,22 @@ def find_exports(input_dir: Path, digests_file: Path,
     exports, ignored = discover_exports(input_dir, mapping, digests)
     digests.save()
     return exports, ignored, {"computed": digests.computed, "remembered": digests.reused}
+
+
+@task(retries=2, retry_delay_seconds=5)
+def find_object_store_exports(url: str, layout: OutputLayout, committed: set[str], mapping: LabMapping | None = None
+                              ) -> tuple[list[ExportFile], list[Path], dict[str, int]]:
+    """find_exports for a drop on an object store: the drop staged in OUTPUT/.tmp/drop/ (only what the night
+    must read is downloaded: b12lab.ingest.object_store), then read as a local folder."""
+    digests = ObjectDigests.load(layout.object_digests)
+    staged = stage_drop(url, layout.staged_drop, digests, committed, lambda name: known_by_name(name, mapping))
+    exports, ignored = discover_exports(staged.folder, mapping, staged.digests)
+    digests.save()
+    print(f"{url}: {staged.downloaded + staged.placeholders} objects, {staged.downloaded} downloaded "
+          f"({staged.downloaded_bytes / 1e6:.1f} MB), {staged.placeholders} not downloaded (already ingested, "
+          "or not export files)")
+    return exports, ignored, {"computed": staged.digests.computed, "remembered": staged.digests.reused,
+                              "downloaded": staged.downloaded}
 
 
 # Files under this size are ingested several to a task: a Prefect task and a DuckDB connection cost about
@@ -461,7 +480,7 @@ def new_run_id() -> str:
     return datetime.now().strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
 
 
-def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, rules_file: Path | None = None,
+def run_pipeline(input_dir: Path | str, output_dir: Path, as_of: date | None = None, rules_file: Path | None = None,
                  profile: str | None = None, max_quarantine_share: float | None = None,
                  flow_run_id: str | None = None, mapping: str | None = None,
                  buckets: int | None = None) -> RunSummary:
@@ -471,14 +490,14 @@ def run_pipeline(input_dir: Path, output_dir: Path, as_of: date | None = None, r
     Whatever stops it (an error, an interrupt) is recorded in the `runs` table, the run summary and the log
     file before it is raised; an error is raised again as RunFailed, one line that names the log file.
     """
-    input_dir = Path(input_dir)
+    input_dir = drop_location(input_dir)
     today = date.today()
     as_of = as_of or today
     # Configuration errors are caught before any data is touched.
     configuration = load_configuration(rules_file, profile, mapping, max_quarantine_share=max_quarantine_share,
                                        buckets=buckets, as_of=as_of, today=today, input_dir=input_dir)
     rules, settings = configuration.rules, configuration.settings
-    if not input_dir.is_dir():
+    if not is_remote(input_dir) and not input_dir.is_dir():
         raise FileNotFoundError(f"input folder not found: {input_dir}")
     layout = OutputLayout.of(output_dir, settings.dbt_work_dir)
     prepare_output(layout)
@@ -562,9 +581,22 @@ def mark_flow_run_crashed(flow_run_id: str, found_by: str) -> None:
         print(f"could not mark the killed run's flow run {flow_run_id} as crashed: {type(error).__name__}")
 
 
-def _run_steps(input_dir: Path, layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary,
+def _run_steps(input_dir: Path | str, layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary,
                settings: Settings, mapping: LabMapping | None = None) -> None:
-    exports, ignored, summary.export_digests = find_exports(input_dir, layout.export_digests, mapping)
+    try:
+        _ingest_and_publish(input_dir, layout, lake, rules, summary, settings, mapping)
+    finally:  # an object store's staged objects: patient data the lake now holds, or a failed night's
+        shutil.rmtree(layout.staged_drop, ignore_errors=True)
+
+
+def _ingest_and_publish(input_dir: Path | str, layout: OutputLayout, lake: Lake, rules: Rules,
+                        summary: RunSummary, settings: Settings, mapping: LabMapping | None) -> None:
+    committed = lake.committed_hashes()
+    if is_remote(input_dir):
+        exports, ignored, summary.export_digests = find_object_store_exports(input_dir, layout, set(committed),
+                                                                             mapping)
+    else:
+        exports, ignored, summary.export_digests = find_exports(input_dir, layout.export_digests, mapping)
     summary.files_ignored = [path.name for path in ignored]
     for path in ignored:
         print(f"{reported_name(path.name)}: not an export file (expected labs*, patients*, diagnoses*, medications* .csv[.gz], "
@@ -572,7 +604,6 @@ def _run_steps(input_dir: Path, layout: OutputLayout, lake: Lake, rules: Rules, 
     if not exports:
         raise NoExportFiles(f"no export files in {input_dir}: is the share mounted?")
 
-    committed = lake.committed_hashes()
     new_exports, seen = [], set(committed)
     for export in exports:
         if export.source_hash in seen:
@@ -646,10 +677,11 @@ def _publish(layout: OutputLayout, lake: Lake, rules: Rules, summary: RunSummary
 
 
 @flow(name="b12lab-nightly", log_prints=True)
-def nightly(input_dir: Path, output_dir: Path, as_of: date | None = None, rules_file: Path | None = None,
+def nightly(input_dir: str | Path, output_dir: Path, as_of: date | None = None, rules_file: Path | None = None,
             profile: str | None = None, max_quarantine_share: float | None = None,
             mapping: str | None = None, buckets: int | None = None) -> dict:
     """Ingest the drop folder, validate, classify every patient as of `as_of`, publish the warehouse.
+    `input_dir`: a folder, or an object store's URL (s3://bucket/prefix: b12lab.ingest.object_store);
     `mapping`: a mapping file or shipped mapping name for lab CSVs in a site's own layout;
     `max_quarantine_share`: overrides the setting B12LAB_MAX_QUARANTINE_SHARE; `buckets`: B12LAB_BUCKETS."""
     from prefect.runtime import flow_run

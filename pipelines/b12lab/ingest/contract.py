@@ -210,6 +210,27 @@ def read_manifest(input_dir: Path) -> dict | None:
     return {"files": [name for name in names if name], "transaction_time": document.get("transactionTime")}
 
 
+EXPORT_BY_NAME, IGNORED_BY_NAME = "export", "ignored"  # what known_by_name says of a file
+
+
+def known_by_name(name: str, mapping: LabMapping | None = None) -> str | None:
+    """What a drop file is by its name alone, as discover_exports would take it: "export" (an export whose
+    kind the name says), "ignored" (no export and nothing read with the exports), or None when its content or
+    the folder's other files decide (a FHIR Bundle, a Medication or Organization NDJSON, a $export manifest, a
+    mapping's dictionary). A drop on an object store downloads only what this does not settle."""
+    path = Path(name)
+    if name == MANIFEST_NAME or REFERENCE_FILE_NAME.match(name):
+        return None
+    if mapping is not None:
+        if mapping.dictionary is not None and name == Path(mapping.dictionary.file).name:
+            return None
+        if mapping.matches(path):
+            return EXPORT_BY_NAME
+    if export_kind_of(path) is not None:
+        return EXPORT_BY_NAME
+    return None if _BUNDLE_FILE_NAME.match(name) else IGNORED_BY_NAME
+
+
 def discover_exports(input_dir: Path, mapping: LabMapping | None = None,
                      digests: DigestCache | None = None) -> tuple[list[ExportFile], list[Path]]:
     """The export files of a drop folder in name order, and the files that are not exports.
