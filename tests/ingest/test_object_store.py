@@ -154,6 +154,21 @@ def test_an_object_not_yet_committed_is_downloaded_again(s3, drop, tmp_path):
     assert exports[0].source_hash == content_hash(SAMPLE / "labs_valley.csv")
 
 
+def test_an_object_that_cannot_be_downloaded_is_named_by_its_pattern(s3, drop, tmp_path, monkeypatch):
+    """An object listed then gone (or unreadable) stops the staging in one line; a per-patient Bundle is named
+    by its pattern, never by the person's name its file name carries."""
+    from b12lab.ingest import object_store
+    from b12lab.ingest.object_store import DropObject
+
+    bundle = "Jane_Doe_8f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b.json"
+    monkeypatch.setattr(object_store, "list_drop", lambda url: [DropObject(bundle, 10, "v1")])
+    with pytest.raises(DropUnreadable) as raised:
+        _stage(drop, tmp_path, committed=set())
+    assert str(raised.value) == (f"input {drop}: <Given>_<Family>_<id>.json could not be downloaded: "
+                                 "FileNotFoundError")
+    assert "Jane" not in str(raised.value) and "Doe" not in str(raised.value)
+
+
 def test_a_missing_bucket_or_prefix_is_one_line(s3, tmp_path):
     with pytest.raises(DropUnreadable, match=r"^input s3://no-such-bucket/exports: no such bucket or prefix$"):
         list_drop("s3://no-such-bucket/exports")

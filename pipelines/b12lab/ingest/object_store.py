@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from b12lab.common.file_names import reported_name
 from b12lab.ingest.contract import EXPORT_BY_NAME, IGNORED_BY_NAME
 from b12lab.ingest.digests import DigestCache, content_hash
 
@@ -198,8 +199,9 @@ def stage_drop(url: str, folder: Path, digests: ObjectDigests, committed: set[st
         try:
             fs.get_file(f"{root.rstrip('/')}/{item.name}", str(temporary))
         except Exception as error:
-            raise DropUnreadable(f"input {url}: {item.name} could not be downloaded: {type(error).__name__}") \
-                from error
+            # by its pattern: a per-patient Bundle's name may carry the person's name
+            raise DropUnreadable(f"input {url}: {reported_name(item.name)} could not be downloaded: "
+                                 f"{type(error).__name__}") from error
         os.replace(temporary, target)
         downloaded[target] = lambda digest, object_url=object_url, item=item: digests.remember(object_url, item, digest)
         staged.downloaded += 1
