@@ -276,7 +276,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--input", "input_dir", required=True, callback=_a_drop,
+@click.option("--input", "input_dir", required=True, callback=_a_drop, metavar="DIR|URL",
               help="Drop folder of export files (labs*.csv[.gz], patients*, diagnoses*, medications*), or an "
                    "object store's URL (s3://bucket/prefix, gs://..., az://...; README: Input).")
 @click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path), callback=_a_folder,
@@ -384,7 +384,7 @@ def _local_timezone() -> str:
 
 # `serve`'s options: each overrides the setting of the same name (README.md, Settings), read when no option is given.
 @main.command()
-@click.option("--input", "input_dir", default=None, callback=_a_drop,
+@click.option("--input", "input_dir", default=None, callback=_a_drop, metavar="DIR|URL",
               help="Drop folder read every night, or an object store's URL (env B12LAB_INPUT_DIR). Required.")
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), default=None, callback=_a_folder,
               help="Output folder (env B12LAB_OUTPUT_DIR). Required.")
