@@ -46,11 +46,7 @@ class DigestCache:
 
     @classmethod
     def load(cls, path: Path) -> DigestCache:
-        try:
-            remembered = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            remembered = {}
-        return cls(path, remembered if isinstance(remembered, dict) else {})
+        return cls(path, read_remembered(path))
 
     @classmethod
     def none(cls) -> DigestCache:
@@ -75,7 +71,21 @@ class DigestCache:
     def save(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        temporary.write_text(json.dumps(self._tonight, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, self.path)
+        write_remembered(self.path, self._tonight)
+
+
+def read_remembered(path: Path) -> dict[str, list]:
+    """The digests a night kept, by key; none when the file is missing or unreadable (as on a first night)."""
+    try:
+        remembered = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return remembered if isinstance(remembered, dict) else {}
+
+
+def write_remembered(path: Path, entries: dict[str, list]) -> None:
+    """Replace the file at once: a night killed while writing it leaves the previous one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(entries, sort_keys=True), encoding="utf-8")
+    os.replace(temporary, path)

@@ -27,7 +27,6 @@ reads them (AWS_ACCESS_KEY_ID, ..., or FSSPEC_S3_ENDPOINT_URL and other FSSPEC_<
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -37,7 +36,7 @@ from pathlib import Path
 
 from b12lab.common.file_names import reported_name
 from b12lab.ingest.contract import EXPORT_BY_NAME, IGNORED_BY_NAME
-from b12lab.ingest.digests import DigestCache, content_hash
+from b12lab.ingest.digests import DigestCache, content_hash, read_remembered, write_remembered
 
 # A URL with a scheme (s3://, gs://, az://, memory://, ...): anything else is a local path.
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -113,11 +112,7 @@ class ObjectDigests:
 
     @classmethod
     def load(cls, path: Path) -> ObjectDigests:
-        try:
-            remembered = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            remembered = {}
-        return cls(path, remembered if isinstance(remembered, dict) else {})
+        return cls(path, read_remembered(path))
 
     def known(self, url: str, item: DropObject) -> str | None:
         entry = self._remembered.get(url)
@@ -131,10 +126,7 @@ class ObjectDigests:
 
     def save(self) -> None:
         """Keep tonight's objects' digests, forget those of objects no longer there."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        temporary.write_text(json.dumps(self._tonight, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, self.path)
+        write_remembered(self.path, self._tonight)
 
 
 @dataclass
