@@ -161,7 +161,7 @@ def test_an_object_that_cannot_be_downloaded_is_named_by_its_pattern(s3, drop, t
     from b12lab.ingest.object_store import DropObject
 
     bundle = "Jane_Doe_8f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b.json"
-    monkeypatch.setattr(object_store, "list_drop", lambda url: [DropObject(bundle, 10, "v1")])
+    monkeypatch.setattr(object_store, "_list_objects", lambda fs, root, url: [DropObject(bundle, 10, "v1")])
     with pytest.raises(DropUnreadable) as raised:
         _stage(drop, tmp_path, committed=set())
     assert str(raised.value) == (f"input {drop}: <Given>_<Family>_<id>.json could not be downloaded: "

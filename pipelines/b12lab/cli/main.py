@@ -415,8 +415,8 @@ def serve(input_dir: Path | str | None, output_dir: Path | None, cron: str | Non
     # A profile or mapping name from an option is a usage error; from B12LAB_PROFILE / B12LAB_MAPPING, a setting's.
     with _usage_errors_of_options(profile=profile is not None, mapping=mapping is not None):
         settings = load_settings(input_dir=None if input_dir is None else str(input_dir), output_dir=output_dir,
-                                 cron=cron, timezone=timezone, rules=rules_file, profile=profile, max_quarantine_share=max_quarantine_share,
-                                 mapping=mapping, buckets=buckets)
+                                 cron=cron, timezone=timezone, rules=rules_file, profile=profile,
+                                 max_quarantine_share=max_quarantine_share, mapping=mapping, buckets=buckets)
         load_configuration(settings.rules, settings.profile, settings.mapping,
                            max_quarantine_share=settings.max_quarantine_share, input_dir=settings.input_dir)
     for option, value in (("--input", settings.input_dir), ("--output", settings.output_dir)):

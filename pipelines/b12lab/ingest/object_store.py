@@ -85,6 +85,10 @@ def _filesystem(url: str):
 def list_drop(url: str) -> list[DropObject]:
     """The objects at the top of the prefix, by name: a drop folder's files. Raises DropUnreadable."""
     fs, root = _filesystem(url)
+    return _list_objects(fs, root, url)
+
+
+def _list_objects(fs, root: str, url: str) -> list[DropObject]:
     try:
         entries = fs.ls(root, detail=True, refresh=True)
     except FileNotFoundError as error:
@@ -129,24 +133,27 @@ class ObjectDigests:
         write_remembered(self.path, self._tonight)
 
 
-@dataclass
+@dataclass(frozen=True)
 class StagedDrop:
     """The night's folder standing for the drop, and the digests discover_exports takes for its files."""
 
     folder: Path
     digests: DigestCache
-    downloaded: int = 0
-    downloaded_bytes: int = 0
-    placeholders: int = 0
+    downloaded: int
+    downloaded_bytes: int
+    placeholders: int
 
 
 class _StagedDigests(DigestCache):
-    """A placeholder's digest is its object's remembered one; a downloaded file's is computed (and then
-    remembered under its object's size and version)."""
+    """A placeholder's digest is its object's remembered one; a downloaded file's is computed, and then
+    remembered under its object's URL, size and version."""
 
-    def __init__(self, remembered: dict[Path, str], downloaded: dict[Path, Callable[[str], None]]):
+    def __init__(self, url: str, objects: ObjectDigests, placeholders: dict[Path, str],
+                 downloaded: dict[Path, DropObject]):
         super().__init__(None, {})
-        self._placeholders = remembered
+        self._url = url
+        self._objects = objects
+        self._placeholders = placeholders
         self._downloaded = downloaded
 
     def digest(self, file: Path) -> str:
@@ -155,9 +162,9 @@ class _StagedDigests(DigestCache):
             return self._placeholders[file]
         digest = content_hash(file)
         self.computed += 1
-        remember = self._downloaded.get(file)
-        if remember is not None:
-            remember(digest)
+        item = self._downloaded.get(file)
+        if item is not None:
+            self._objects.remember(f"{self._url}/{item.name}", item, digest)
         return digest
 
 
@@ -165,27 +172,26 @@ def stage_drop(url: str, folder: Path, digests: ObjectDigests, committed: set[st
                known_by_name: Callable[[str], str | None]) -> StagedDrop:
     """Stage the drop at `url` in `folder` (emptied first): placeholders for the objects `known_by_name`
     calls "ignored" and for those it calls "export" whose content is committed, downloads for the others."""
-    objects = list_drop(url)
     fs, root = _filesystem(url)
+    objects = _list_objects(fs, root, url)
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    placeholders: dict[Path, str] = {}
-    downloaded: dict[Path, Callable[[str], None]] = {}
-    staged = StagedDrop(folder=folder, digests=DigestCache.none())
+    placeholders: dict[Path, str] = {}   # committed exports: their remembered digests
+    downloaded: dict[Path, DropObject] = {}
+    ignored = 0
     for item in objects:
         object_url = f"{url}/{item.name}"
         target = folder / item.name
         known, by_name = digests.known(object_url, item), known_by_name(item.name)
         if by_name == IGNORED_BY_NAME:
             target.touch()
-            staged.placeholders += 1
+            ignored += 1
             continue
         if by_name == EXPORT_BY_NAME and known is not None and known in committed:
             target.touch()
             placeholders[target] = known
             digests.remember(object_url, item, known)
-            staged.placeholders += 1
             continue
         temporary = folder / f".{item.name}.part"
         try:
@@ -195,11 +201,11 @@ def stage_drop(url: str, folder: Path, digests: ObjectDigests, committed: set[st
             raise DropUnreadable(f"input {url}: {reported_name(item.name)} could not be downloaded: "
                                  f"{type(error).__name__}") from error
         os.replace(temporary, target)
-        downloaded[target] = lambda digest, object_url=object_url, item=item: digests.remember(object_url, item, digest)
-        staged.downloaded += 1
-        staged.downloaded_bytes += target.stat().st_size
-    staged.digests = _StagedDigests(placeholders, downloaded)
-    return staged
+        downloaded[target] = item
+    return StagedDrop(folder=folder, digests=_StagedDigests(url, digests, placeholders, downloaded),
+                      downloaded=len(downloaded),
+                      downloaded_bytes=sum(path.stat().st_size for path in downloaded),
+                      placeholders=len(placeholders) + ignored)
 
 
 def _first_line(error: BaseException) -> str:
