@@ -121,26 +121,42 @@ def crowded_funnel(count: int = 40) -> tuple[list[charts.FunnelPoint], list[char
 
 def test_funnel_labels_never_overlap_and_only_points_outside_the_95_limits_are_named():
     points, curve = crowded_funnel()
-    fig, drawn = charts.funnel_figure("Crowded", points, curve, 0.5)
-    boxes = charts.funnel_label_boxes(fig)
+    layout = charts.funnel_layout(points, curve, 0.5)
+    boxes = [(label.point.practice, (label.box.x0, label.box.y0, label.box.x1, label.box.y1))
+             for label in layout.labels]
     assert len(boxes) >= 10                      # most find room...
     assert overlapping(boxes) == []              # ...and no two drawn labels overlap
     named = {text for text, _ in boxes}
     assert named <= {p.practice for p in points if p.labelled}
-    axes = fig.axes[0].get_window_extent()
-    assert all(axes.x0 <= x0 and x1 <= axes.x1 and axes.y0 <= y0 and y1 <= axes.y1 for _, (x0, y0, x1, y1) in boxes)
-    # every point is named on hover, labelled or not
+    assert all(label.box.within(layout.plot) for label in layout.labels)
+    # every point is named on hover, labelled or not; every label placed is drawn, with its own text
     svg = charts.funnel_chart("funnel-crowded", "Crowded", points, curve, 0.5)
     titles = re.findall(r'<g id="funnel-crowded-point-\d+"><title>([^<]*)</title>', svg)
     assert sorted(titles) == sorted(p.practice for p in points)
+    drawn = re.findall(r'<g id="funnel-crowded-label-(\d+)">.*?<text [^>]*>([^<]*)</text></g>', svg)
+    assert sorted((int(i), text) for i, text in drawn) == sorted(
+        (label.index, label.point.practice) for label in layout.labels)
+
+
+def test_a_label_box_is_as_wide_as_its_text_in_the_charts_font():
+    # DejaVu Sans at 10 pt: "Rate" 4 characters, a capital R, "W" the widest letter; bold is wider
+    assert charts.text_width("Rate", 10) == pytest.approx((695 + 613 + 392 + 615) / 100)
+    assert charts.text_width("WWW", 10) > charts.text_width("iii", 10) * 3
+    assert charts.text_width("Practice", 8, "bold") > charts.text_width("Practice", 8)
+    assert charts.text_width("Ærø", 10) == pytest.approx(10 + 4.11 + 10)  # outside ASCII: a full em
 
 
 def test_the_funnel_x_axis_ends_a_little_past_the_largest_practice_not_at_the_total():
     points = [charts.FunnelPoint("Small", 20, 0.4), charts.FunnelPoint("Large", 100, 0.45)]
     curve = [charts.FunnelCurve(n, 0.2, 0.3, 0.6, 0.7) for n in (*range(1, 111), 1_000)]  # 1,000: all practices
-    fig, _ = charts.funnel_figure("Axis", points, curve, 0.42)
-    left, right = fig.axes[0].get_xlim()
-    assert left == 0 and 100 < right <= 110
+    layout = charts.funnel_layout(points, curve, 0.42)
+    assert 100 < layout.right <= 110
+    assert layout.x(0) == layout.plot.x0 and layout.x(layout.right) == layout.plot.x1
+
+
+def test_a_funnel_with_no_denominator_says_so():
+    svg = charts.funnel_chart("funnel-empty", "Empty", [charts.FunnelPoint("A", 0, 0.0)], [], None)
+    assert "No practice has a patient in the denominator" in svg and "point-" not in svg
 
 
 def test_a_code_wraps_only_at_its_underscores():
@@ -415,6 +431,8 @@ def test_a_measure_without_patients_says_so_plainly(sample_output, warehouse):
 
 
 def test_a_run_that_knows_no_patient_says_so_in_a_banner(tmp_path):
+    """Without a Prefect API (no PREFECT_API_URL), as `make run` on a fresh machine: the command starts its own
+    temporary server. The suite's other runs use the session's."""
     drop = tmp_path / "drop"
     drop.mkdir()
     sample = Path(__file__).resolve().parents[2] / "data" / "sample" / "labs_valley.csv"

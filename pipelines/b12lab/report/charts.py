@@ -1,5 +1,6 @@
-"""The report's charts: matplotlib figures rendered as SVG text, to be inlined in the page (the practice pages'
-small multiples, one per practice, are written as SVG directly: see practice_trends_chart).
+"""The report's charts as SVG text, to be inlined in the page: the practice bars, the trend, the B12
+distribution and the treatment response are matplotlib figures; the funnel plots, the rate trends and the
+practice pages' small multiples (one per practice) are written as SVG directly (see funnel_chart).
 
 Each function returns one `<svg>` element (no XML prolog), self-contained: no external font, image or
 script. Text stays text (svg.fonttype 'none'), so the page is searchable and small. matplotlib is used through
@@ -20,9 +21,7 @@ import numpy as np
 
 matplotlib.use("Agg")  # no display; set before anything imports a backend
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from b12lab.report.chart_cache import cached  # noqa: E402
@@ -281,137 +280,145 @@ def _percent_axis(axis) -> None:
 # same directions further out (with a leader line) when the near ones are taken.
 _LABEL_DIRECTIONS = ((6, 0), (-6, 0), (0, 6), (0, -6), (5, 5), (-5, 5), (5, -5), (-5, -5))
 _LABEL_DISTANCES = (1.0, 2.2, 3.6, 5.2)
-_LABEL_GAP_PX = 2.0        # the least space between two labels (and between a label and a point)
-_POINT_RADIUS_PX = 4.0     # a point's marker, as an obstacle for labels
+_LABEL_GAP = 2.0           # the least space between two labels (and between a label and a point)
+_POINT_RADIUS = 4.0        # a point's marker, as an obstacle for labels
+_LABEL_SIZE = 8.0          # a label's font size; its box is 1.17 em high (DejaVu Sans' ascent and descent)
+_LABEL_DESCENT = 0.236     # below the baseline, in em
+# The advance widths of DejaVu Sans (the charts' first font) for the printable ASCII characters, space to tilde,
+# in thousandths of an em: a funnel label's box is measured with them, so that no two labels overlap on the
+# page. The fonts a browser may fall back on (Liberation Sans, Arial, Helvetica) are narrower; any other
+# character counts as a full em.
+_ADVANCES = {
+    "normal": (318, 401, 460, 838, 636, 950, 780, 275, 390, 390, 500, 838, 318, 361, 318, 337, 636, 636, 636, 636,
+               636, 636, 636, 636, 636, 636, 337, 337, 838, 838, 838, 531, 1000, 684, 686, 698, 770, 632, 575, 775,
+               752, 295, 295, 656, 557, 863, 748, 787, 603, 787, 695, 635, 611, 732, 684, 989, 685, 611, 685, 390,
+               337, 390, 838, 500, 500, 613, 635, 550, 635, 615, 352, 635, 634, 278, 278, 579, 278, 974, 634, 612,
+               635, 635, 411, 521, 392, 634, 592, 818, 592, 592, 525, 636, 337, 636, 838),
+    "bold": (348, 456, 521, 838, 696, 1002, 872, 306, 457, 457, 523, 838, 380, 415, 380, 365, 696, 696, 696, 696,
+             696, 696, 696, 696, 696, 696, 400, 400, 838, 838, 838, 580, 1000, 774, 762, 734, 830, 683, 683, 821,
+             837, 372, 372, 775, 637, 995, 837, 850, 733, 850, 770, 720, 682, 812, 774, 1103, 771, 724, 725, 457,
+             365, 457, 838, 500, 500, 675, 716, 593, 716, 678, 435, 716, 712, 343, 343, 665, 343, 1042, 712, 687,
+             716, 716, 493, 595, 478, 712, 652, 924, 645, 652, 582, 712, 365, 712, 838),
+}
 
 
-def _overlaps(box, others, gap: float) -> bool:
-    return any(box.x0 < other.x1 + gap and other.x0 < box.x1 + gap and
-               box.y0 < other.y1 + gap and other.y0 < box.y1 + gap for other in others)
+def text_width(text: str, size: float, weight: str = "normal") -> float:
+    """The width of `text` set in DejaVu Sans at `size` points, in points."""
+    advances = _ADVANCES[weight]
+    return size * sum(advances[ord(c) - 32] if 32 <= ord(c) < 127 else 1000 for c in text) / 1000
 
 
-def _text_box(label, renderer):
-    """The pixels of a label's text, not of its leader line (an annotation's own extent includes both)."""
-    label.update_positions(renderer)
-    return Text.get_window_extent(label, renderer)
+@dataclass(frozen=True)
+class Box:
+    """A rectangle in a chart's units (points), y growing downwards as in SVG."""
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    def overlaps(self, others: list[Box], gap: float) -> bool:
+        return any(self.x0 < other.x1 + gap and other.x0 < self.x1 + gap and
+                   self.y0 < other.y1 + gap and other.y0 < self.y1 + gap for other in others)
+
+    def within(self, other: Box) -> bool:
+        return other.x0 <= self.x0 and self.x1 <= other.x1 and other.y0 <= self.y0 and self.y1 <= other.y1
 
 
-def _place_labels(fig: Figure, ax, labelled: list[tuple[int, FunnelPoint]], all_points: list[FunnelPoint]) -> None:
+@dataclass(frozen=True)
+class FunnelLabel:
+    """A practice named on the funnel plot: its text's box and, for a label set further out, the leader line
+    from the point to where the text starts."""
+    index: int                  # the point's index among the points drawn (point-<index>)
+    point: FunnelPoint
+    box: Box
+    anchor: str                 # the text's alignment: start, end or middle of the box
+    leader: tuple[float, float, float, float] | None
+
+
+@dataclass(frozen=True)
+class FunnelLayout:
+    """Where everything of a funnel plot goes: the axes (x from 0 to `right`), the points drawn and the labels
+    placed."""
+    plot: Box
+    right: float
+    points: list[FunnelPoint]
+    labels: list[FunnelLabel]
+
+    def x(self, denominator: float) -> float:
+        return self.plot.x0 + denominator / self.right * (self.plot.x1 - self.plot.x0)
+
+    def y(self, rate: float) -> float:
+        return self.plot.y1 - (rate + 0.02) / 1.04 * (self.plot.y1 - self.plot.y0)
+
+
+_FUNNEL_WIDTH, _FUNNEL_HEIGHT = 461.0, 288.0
+_FUNNEL_PLOT = Box(58.0, 34.0, 446.0, 218.0)
+
+
+def _label_places(layout: FunnelLayout, point: FunnelPoint):
+    """The boxes a point's label may take, nearest first: (box, alignment, leader line or None)."""
+    weight = "bold" if point.outlier else "normal"
+    width = text_width(point.practice, _LABEL_SIZE, weight)
+    height = 1.17 * _LABEL_SIZE
+    x, y = layout.x(point.denominator), layout.y(point.rate)
+    for distance in _LABEL_DISTANCES:
+        for dx, dy in _LABEL_DIRECTIONS:
+            tip_x, tip_y = x + dx * distance, y - dy * distance   # where the text touches, y downwards
+            left = tip_x - (0 if dx > 0 else width if dx < 0 else width / 2)
+            top = tip_y - (height if dy > 0 else 0 if dy < 0 else height / 2)
+            anchor = "start" if dx > 0 else "end" if dx < 0 else "middle"
+            leader = (x, y, tip_x, tip_y) if distance > 1 else None
+            yield Box(left, top, left + width, top + height), anchor, leader
+
+
+def _place_labels(layout: FunnelLayout, labelled: list[tuple[int, FunnelPoint]]) -> list[FunnelLabel]:
     """Name each labelled point where its label overlaps no other label (nor, when it can, another point),
     inside the axes. A label that finds no free place is left out: its point names its practice on hover and
-    in the table beside the plot. Needs the final layout (drawn once, then frozen): each label is measured
-    once and its candidate places are computed from that box."""
-    from matplotlib.transforms import Bbox
-
-    renderer = fig.canvas.get_renderer()
-    inside = ax.get_window_extent(renderer)
-    pixels_per_point = fig.dpi / 72
-    to_display = ax.transData.transform
-    markers = [Bbox.from_extents(x - _POINT_RADIUS_PX, y - _POINT_RADIUS_PX, x + _POINT_RADIUS_PX,
-                                 y + _POINT_RADIUS_PX)
-               for x, y in (to_display((point.denominator, point.rate)) for point in all_points)]
-
-    def style(point: FunnelPoint) -> dict:
-        return {"fontsize": 8, "color": "#111" if point.outlier else "#444",
-                "fontweight": "bold" if point.outlier else "normal"}
-
-    def candidates(point: FunnelPoint):
-        probe = ax.annotate(point.practice, (0, 0), xycoords="figure pixels", **style(point))
-        width, height = probe.get_window_extent(renderer).size
-        probe.remove()
-        x, y = to_display((point.denominator, point.rate))
-        for distance in _LABEL_DISTANCES:
-            for dx, dy in _LABEL_DIRECTIONS:
-                left = x + dx * distance * pixels_per_point - (0 if dx > 0 else width if dx < 0 else width / 2)
-                bottom = y + dy * distance * pixels_per_point - (0 if dy > 0 else height if dy < 0 else height / 2)
-                yield distance, dx, dy, Bbox.from_bounds(left, bottom, width, height)
-
-    placed: list = []
+    in the table beside the plot."""
+    markers = [Box(layout.x(p.denominator) - _POINT_RADIUS, layout.y(p.rate) - _POINT_RADIUS,
+                   layout.x(p.denominator) + _POINT_RADIUS, layout.y(p.rate) + _POINT_RADIUS) for p in layout.points]
+    placed: list[FunnelLabel] = []
+    waiting = list(labelled)
     for avoid_points in (True, False):
-        for index, point in list(labelled):
-            own = to_display((point.denominator, point.rate))
-            obstacles = placed + ([m for m in markers if not (m.x0 < own[0] < m.x1 and m.y0 < own[1] < m.y1)]
-                                  if avoid_points else [])
-            for distance, dx, dy, box in candidates(point):
-                if not (inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1):
-                    continue
-                if _overlaps(box, obstacles, _LABEL_GAP_PX):
-                    continue
-                label = ax.annotate(
-                    point.practice, (point.denominator, point.rate), textcoords="offset points",
-                    xytext=(dx * distance, dy * distance), annotation_clip=False, **style(point),
-                    # a light backing so that a label crossing a limit line stays legible
-                    bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.75},
-                    ha="left" if dx > 0 else "right" if dx < 0 else "center",
-                    va="bottom" if dy > 0 else "top" if dy < 0 else "center",
-                    arrowprops=({"arrowstyle": "-", "color": "#8a8f98", "linewidth": 0.6, "shrinkA": 0,
-                                 "shrinkB": 3} if distance > 1 else None))
-                label.set_gid(f"label-{index}")
-                label.set_in_layout(False)
-                placed.append(_text_box(label, renderer))
-                labelled.remove((index, point))
-                break
+        for index, point in list(waiting):
+            obstacles = [label.box for label in placed]
+            if avoid_points:
+                obstacles += [marker for i, marker in enumerate(markers) if i != index]
+            for box, anchor, leader in _label_places(layout, point):
+                if box.within(layout.plot) and not box.overlaps(obstacles, _LABEL_GAP):
+                    placed.append(FunnelLabel(index, point, box, anchor, leader))
+                    waiting.remove((index, point))
+                    break
+    return placed
 
 
-def funnel_label_boxes(fig: Figure) -> list[tuple[str, tuple[float, float, float, float]]]:
-    """The drawn funnel labels of a figure from `funnel_figure`: (text, (x0, y0, x1, y1) in pixels)."""
-    renderer = fig.canvas.get_renderer()
-    ax = fig.axes[0]
-    return [(text.get_text(), tuple(float(v) for v in _text_box(text, renderer).extents))
-            for text in ax.texts if (text.get_gid() or "").startswith("label-")]
+def funnel_layout(points: list[FunnelPoint], curve: list[FunnelCurve], overall_rate: float | None) -> FunnelLayout:
+    """The funnel plot's axes, points and labels (no points when no practice has a denominator)."""
+    shown = [point for point in points if point.denominator > 0]
+    if not shown or overall_rate is None:
+        return FunnelLayout(_FUNNEL_PLOT, 1.0, [], [])
+    # the axis ends a little past the largest practice (the all-practices total is not a point)
+    largest = max(point.denominator for point in shown)
+    layout = FunnelLayout(_FUNNEL_PLOT, max(largest * 1.08, largest + 1), shown, [])
+    labelled = [(index, point) for index, point in enumerate(shown) if point.labelled]
+    # outliers first, then the furthest from all practices' rate
+    labelled.sort(key=lambda item: (item[1].outlier is None, -abs(item[1].rate - overall_rate)))
+    return FunnelLayout(layout.plot, layout.right, shown, _place_labels(layout, labelled))
 
 
-def funnel_figure(title: str, points: list[FunnelPoint], curve: list[FunnelCurve],
-                  overall_rate: float | None) -> tuple[Figure, list[FunnelPoint]]:
-    """The figure of `funnel_chart`, its labels placed, and the points drawn (point-<i> is the i-th)."""
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(6.4, 4.0)
-        FigureCanvasAgg(fig)  # a canvas that draws and measures text: labels are placed by their extents
-        ax = fig.subplots()
-        _title(fig, title)
-        shown = [point for point in points if point.denominator > 0]
-        if not shown or overall_rate is None:
-            _no_data(ax, "No practice has a patient in the denominator")
-            return fig, []
-        # the axis ends a little past the largest practice (the all-practices total is not a point)
-        largest = max(point.denominator for point in shown)
-        right = max(largest * 1.08, largest + 1)
-        beyond = [c for c in curve if c.denominator >= right][:1]
-        drawn = [c for c in curve if c.denominator < right] + beyond
-        if drawn:
-            # each denominator has its own limit (a count quantile over n): steps centred on the denominator
-            xs = [c.denominator for c in drawn]
-            colour = COLOURS["under_monitored"]
-            ax.fill_between(xs, [c.lower_998 for c in drawn], [c.upper_998 for c in drawn], step="mid",
-                            color=colour, alpha=0.06, linewidth=0)
-            ax.plot(xs, [c.lower_998 for c in drawn], drawstyle="steps-mid", color=colour, linewidth=1.3,
-                    label="99.8 % limits")
-            ax.plot(xs, [c.upper_998 for c in drawn], drawstyle="steps-mid", color=colour, linewidth=1.3)
-            ax.plot(xs, [c.lower_95 for c in drawn], drawstyle="steps-mid", color=colour, linewidth=1.1,
-                    linestyle="--", label="95 % limits")
-            ax.plot(xs, [c.upper_95 for c in drawn], drawstyle="steps-mid", color=colour, linewidth=1.1,
-                    linestyle="--")
-        ax.axhline(overall_rate, color="#333", linewidth=1.2, linestyle=":",
-                   label=f"All practices {overall_rate * 100:.1f} %")
-        for index, point in enumerate(shown):
-            dot = ax.scatter([point.denominator], [point.rate], s=34, zorder=3,
-                             color=_OUTLIER_COLOURS[point.outlier], edgecolor="white", linewidth=0.6)
-            dot.set_gid(f"point-{index}")
-        ax.set_xlim(0, right)
-        ax.set_ylim(-0.02, 1.02)
-        _percent_axis(ax.yaxis)
-        _integer_axis(ax.xaxis)
-        ax.set_xlabel("Denominator (patients)")
-        ax.set_ylabel("Rate")
-        _legend(fig, 3)
-        # lay out once, then freeze the layout: labels are placed in the final pixels and must stay there
-        fig.canvas.draw()
-        fig.set_layout_engine("none")
-        labelled = [(index, point) for index, point in enumerate(shown) if point.labelled]
-        # outliers first, then the furthest from all practices' rate
-        labelled.sort(key=lambda item: (item[1].outlier is None, -abs(item[1].rate - overall_rate)))
-        _place_labels(fig, ax, labelled, shown)
-        return fig, shown
+def _steps(layout: FunnelLayout, curve: list[FunnelCurve], limit: str) -> list[tuple[float, float]]:
+    """A limit as the steps it is (each denominator has its own limit), each step centred on its denominator,
+    as (x, y) corners."""
+    values = [(layout.x(c.denominator), layout.y(getattr(c, limit))) for c in curve]
+    corners = [values[0]]
+    for (x_before, y_before), (x, y) in zip(values, values[1:]):
+        middle = (x_before + x) / 2
+        corners += [(middle, y_before), (middle, y)]
+    return corners + [values[-1]]
+
+
+def _path(corners: list[tuple[float, float]]) -> str:
+    return "M" + " L".join(f"{x:.1f} {y:.1f}" for x, y in corners)
 
 
 @cached
@@ -421,13 +428,78 @@ def funnel_chart(name: str, title: str, points: list[FunnelPoint], curve: list[F
     the 95 % and 99.8 % control limits (from the model funnel_limits, drawn as the steps they are) narrowing as
     the denominator grows. Points outside the 99.8 % limits are coloured (red a concern, green better than
     expected); the points outside the 95 % limits are labelled where no two labels overlap, and every point
-    names its practice on hover (an SVG <title>)."""
-    fig, drawn = funnel_figure(title, points, curve, overall_rate)
-    svg = _svg(fig, name, title)
-    for index, point in enumerate(drawn):
-        hover = escape(point.hover or point.practice)
-        svg = svg.replace(f'<g id="{name}-point-{index}">', f'<g id="{name}-point-{index}"><title>{hover}</title>', 1)
-    return svg
+    names its practice on hover (an SVG <title>). Drawn as SVG directly, as the rate trends are: matplotlib's
+    layout and text measuring took about 0.2 s a plot, half of the sample's report."""
+    layout = funnel_layout(points, curve, overall_rate)
+    plot = layout.plot
+    parts = [_text(7, 18, title, 12, weight="bold")]
+    if not layout.points:
+        parts.append(_text((plot.x0 + plot.x1) / 2, (plot.y0 + plot.y1) / 2,
+                           "No practice has a patient in the denominator", 10, "middle", "#5f6b7a"))
+        return _svg_element(name, title, _FUNNEL_WIDTH, _FUNNEL_HEIGHT, parts)
+    clip = f"{name}-plot-area"
+    parts.append(f'<defs><clipPath id="{clip}"><rect x="{plot.x0}" y="{plot.y0}" width="{plot.x1 - plot.x0}" '
+                 f'height="{plot.y1 - plot.y0}"/></clipPath></defs>')
+    for rate in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+        y = layout.y(rate)
+        parts.append(f'<path d="M{plot.x0:.1f} {y:.1f} H{plot.x1:.1f}" stroke="#e3e6ea" stroke-width="0.8"/>')
+        parts.append(_text(plot.x0 - 4, y + 3, f"{rate * 100:.0f} %", 9, "end", "#444"))
+    step = _integer_step(layout.right)
+    for value in range(0, int(layout.right) + 1, step):
+        x = layout.x(value)
+        parts.append(f'<path d="M{x:.1f} {plot.y0:.1f} V{plot.y1:.1f}" stroke="#e3e6ea" stroke-width="0.8"/>')
+        parts.append(f'<path d="M{x:.1f} {plot.y1:.1f} v3.5" stroke="#8a8f98"/>')
+        parts.append(_text(x, plot.y1 + 14, f"{value:,}", 9, "middle", "#444"))
+    # the limits up to the first denominator past the axis' end (the all-practices total is not a point)
+    beyond = [c for c in curve if c.denominator >= layout.right][:1]
+    drawn = [c for c in curve if c.denominator < layout.right] + beyond
+    colour = COLOURS["under_monitored"]
+    limits = []
+    if drawn:
+        upper, lower = _steps(layout, drawn, "upper_998"), _steps(layout, drawn, "lower_998")
+        limits.append(f'<path d="{_path(upper + lower[::-1])} Z" fill="{colour}" fill-opacity="0.06"/>')
+        for limit, dashes, width in (("lower_998", "", 1.3), ("upper_998", "", 1.3),
+                                     ("lower_95", ' stroke-dasharray="4 2"', 1.1),
+                                     ("upper_95", ' stroke-dasharray="4 2"', 1.1)):
+            limits.append(f'<path class="limit-{limit}" d="{_path(_steps(layout, drawn, limit))}" stroke="{colour}" '
+                          f'stroke-width="{width}" fill="none"{dashes}/>')
+    overall_y = layout.y(overall_rate)
+    limits.append(f'<path class="overall-rate" d="M{plot.x0:.1f} {overall_y:.1f} H{plot.x1:.1f}" stroke="#333" '
+                  f'stroke-width="1.2" stroke-dasharray="1.5 2.5"/>')
+    parts.append(f'<g clip-path="url(#{clip})">' + "".join(limits) + "</g>")
+    parts.append(f'<path d="M{plot.x0:.1f} {plot.y0:.1f} V{plot.y1:.1f} H{plot.x1:.1f}" stroke="#8a8f98" fill="none"/>')
+    for index, point in enumerate(layout.points):
+        parts.append(f'<g id="{name}-point-{index}"><title>{escape(point.hover or point.practice)}</title>'
+                     f'<circle cx="{layout.x(point.denominator):.1f}" cy="{layout.y(point.rate):.1f}" r="2.9" '
+                     f'fill="{_OUTLIER_COLOURS[point.outlier]}" stroke="white" stroke-width="0.6"/></g>')
+    for label in layout.labels:
+        box, outlier = label.box, label.point.outlier
+        x = {"start": box.x0, "end": box.x1, "middle": (box.x0 + box.x1) / 2}[label.anchor]
+        leader = ""
+        if label.leader:
+            x_from, y_from, x_to, y_to = label.leader
+            leader = (f'<path d="M{x_from:.1f} {y_from:.1f} L{x_to:.1f} {y_to:.1f}" stroke="#8a8f98" '
+                      f'stroke-width="0.6"/>')
+        # a light backing, so that a label crossing a limit line stays legible
+        parts.append(f'<g id="{name}-label-{label.index}">{leader}'
+                     f'<rect x="{box.x0 - 0.8:.1f}" y="{box.y0 - 0.8:.1f}" width="{box.x1 - box.x0 + 1.6:.1f}" '
+                     f'height="{box.y1 - box.y0 + 1.6:.1f}" fill="white" fill-opacity="0.75"/>'
+                     + _text(x, box.y1 - _LABEL_DESCENT * _LABEL_SIZE, label.point.practice, _LABEL_SIZE,
+                             label.anchor, "#111" if outlier else "#444", "bold" if outlier else "normal")
+                     + "</g>")
+    parts.append(_text((plot.x0 + plot.x1) / 2, plot.y1 + 30, "Denominator (patients)", 10, "middle"))
+    parts.append(_text(16, (plot.y0 + plot.y1) / 2, "Rate", 10, "middle", rotate=True))
+    entries = [(f'stroke="{colour}" stroke-width="1.3"', "99.8 % limits"),
+               (f'stroke="{colour}" stroke-width="1.1" stroke-dasharray="4 2"', "95 % limits"),
+               ('stroke="#333" stroke-width="1.2" stroke-dasharray="1.5 2.5"', f"All practices {overall_rate * 100:.1f} %")]
+    sample, gap, spacing = 24.0, 6.0, 22.0
+    total = sum(sample + gap + text_width(text, 9) for _, text in entries) + spacing * (len(entries) - 1)
+    x, legend_y = (_FUNNEL_WIDTH - total) / 2, _FUNNEL_HEIGHT - 14
+    for stroke, text in entries:
+        parts.append(f'<path d="M{x:.1f} {legend_y:.1f} h{sample:.0f}" {stroke}/>')
+        parts.append(_text(x + sample + gap, legend_y + 3.5, text, 9))
+        x += sample + gap + text_width(text, 9) + spacing
+    return _svg_element(name, title, _FUNNEL_WIDTH, _FUNNEL_HEIGHT, parts)
 
 
 # The rate trends and the practice pages' small multiples are drawn as SVG here, not with matplotlib: they are
