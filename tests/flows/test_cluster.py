@@ -115,8 +115,10 @@ def test_ctrl_c_stops_a_run_on_a_local_cluster_with_one_line(tmp_path):
 
     from tests.helpers.processes import SAMPLE, start_b12lab
 
+    from prefect.settings import PREFECT_API_URL
+
     run = start_b12lab("run", "--input", SAMPLE, "--output", tmp_path / "out", "--as-of", SAMPLE_AS_OF,
-                       "--workers", "2")
+                       "--workers", "2", env={"PREFECT_API_URL": PREFECT_API_URL.value()})
     try:
         for line in run.stdout:
             if "The Dask dashboard is available" in line:  # the cluster is up: its workers are ingesting
