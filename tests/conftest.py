@@ -59,19 +59,19 @@ def _is_slow(item) -> bool:
 # short files instead. The rest keep their order.
 HEAVIEST_FILES = (
     "tests/cli/test_operations.py",
-    "tests/ingest/test_bad_input.py",
-    "tests/benchmarks/test_harness_smoke.py",
-    "tests/publish/test_faults.py",
-    "tests/flows/test_serve.py",
     "tests/publish/test_incremental.py",
-    "tests/cli/test_zero_record_files.py",
-    "tests/publish/test_security.py",
-    "tests/report/test_report.py",
+    "tests/ingest/test_bad_input.py",
+    "tests/publish/test_faults.py",
+    "tests/benchmarks/test_harness_smoke.py",
     "tests/flows/test_cluster.py",
-    "tests/test_analyst_guide.py",
+    "tests/flows/test_serve.py",
+    "tests/report/test_report.py",
+    "tests/publish/test_security.py",
+    "tests/transforms/test_dbt_project.py",
+    "tests/transforms/test_trend.py",
     "tests/report/test_measures.py",
-    "tests/ingest/test_ingest_fhir_real.py",
-    "tests/ingest/test_mapping.py",
+    "tests/flows/test_flow.py",
+    "tests/ingest/test_object_store.py",
 )
 
 
