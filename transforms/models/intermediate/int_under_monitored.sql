@@ -44,7 +44,8 @@
 --   PA_NOT_ON_TREATMENT           PA known from + pa_known_for_days, or the last B12 record's end +
 --                                 pa_treatment_lapse_days + 1 day (never treated: the former)
 --   TREATED_MARKERS_NOT_NORMAL    the earliest of the latest homocysteine and mma that are not normal
--- A patient deceased on D (int_patient_status.deceased) has no reason on D.
+-- A patient deceased on D (int_patient_status.deceased) has no reason on D: every reason starts from the
+-- living patients' rows (patient_facts).
 -- open_since is null only when there is no date to go by (a PA diagnosis without a date and no B12 test or
 -- record). cohort_under_monitored is this model on the run's as_of; the report's trend counts it on every
 -- month end.
@@ -80,6 +81,9 @@ monitoring_results as (
 ),
 
 patient_facts as (
+    -- every reason starts from these rows: a patient deceased on D is left out here, once, rather than each
+    -- reason's rows joined to every patient's status on every date afterwards (a join that alone took the
+    -- model past a 64 MB limit for a bucket of 10,000 patients)
     select
         int_patient_status.as_of,
         int_patient_status.patient_id,
@@ -104,6 +108,7 @@ patient_facts as (
     left join {{ rebuilt_patients_only(ref('int_patient_pa')) }} as int_patient_pa
         on int_patient_pa.patient_id = int_patient_status.patient_id
        and int_patient_pa.as_of = int_patient_status.as_of
+    where int_patient_status.deceased is not true
 ),
 
 pa_no_post_treatment_recheck as (
@@ -558,10 +563,6 @@ final as (
         all_reasons.practice,
         all_reasons.open_since
     from all_reasons
-    inner join {{ rebuilt_patients_only(ref('int_patient_status')) }} as int_patient_status
-        on int_patient_status.as_of = all_reasons.as_of
-       and int_patient_status.patient_id = all_reasons.patient_id
-    where int_patient_status.deceased is not true
 )
 
 select * from {{ built_in_buckets_or('final') }}
