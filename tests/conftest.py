@@ -85,8 +85,9 @@ def pytest_collection_modifyitems(config, items):
         if _is_slow(item):
             item.add_marker(pytest.mark.slow)
             # A Prefect task or flow run in this process without an API starts a temporary server of its own,
-            # which then idles beside the session's for the rest of the worker's session (about 12 s of CPU
-            # each, six of them a suite): every test that may run one uses the session's API instead.
+            # which then idles beside the session's for the rest of the worker's session (about 10 s of CPU
+            # each): every test that may run one uses the session's API instead. A `b12lab` process is given
+            # it too (tests.helpers.processes.session_api_url), except where a test is about running without.
             if "prefect_harness" not in item.fixturenames:
                 item.fixturenames.append("prefect_harness")
     items.sort(key=_file_rank)  # stable: within a file, and among the other files, the order is kept

@@ -27,6 +27,14 @@ def command_env(extra: dict | None = None) -> dict:
     return env
 
 
+def session_api_url() -> str:
+    """The test session's Prefect API (the `prefect_harness` fixture), for a command to report its flow run to:
+    a command without one starts a temporary server of its own (about 10 s of CPU)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
 def b12lab(*args, env: dict | None = None, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run `b12lab ARGS` to the end; stdout and stderr as text."""
     return subprocess.run([str(BIN / "b12lab"), *map(str, args)], env=command_env(env), capture_output=True,

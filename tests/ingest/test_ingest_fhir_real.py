@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from b12lab.ingest import discover_exports, read_manifest
+from tests.helpers.processes import session_api_url
 from tests.ingest.test_ingest_fhir import LOINC, observation, write_ndjson
 
 SNOMED = "http://snomed.info/sct"
@@ -316,7 +317,8 @@ def test_real_bulk_export_through_the_entry_point(tmp_path):
     result = subprocess.run([str(Path(sys.executable).parent / "b12lab"), "run", "--input", str(REAL),
                              "--output", str(output), "--as-of", "2026-01-01"],
                             capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")})
+                            env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"),
+                                 "PREFECT_API_URL": session_api_url()})
     assert result.returncode == 0, result.stderr
     assert "read 15, accepted 15, quarantined 0, dropped 0" in result.stdout
     # Progress is on stdout; stderr holds only a failure's one line.

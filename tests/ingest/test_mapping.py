@@ -17,6 +17,7 @@ import yaml
 from b12lab.ingest import discover_exports
 from b12lab.ingest.mapping import MAPPINGS_DIR, MappingError, load_mapping
 from tests.helpers.exports import lab_row, write_csv, write_labs
+from tests.helpers.processes import session_api_url
 
 MIMIC = Path(__file__).resolve().parents[1] / "data" / "mimic3-demo"
 B12LAB = str(Path(sys.executable).parent / "b12lab")
@@ -88,7 +89,8 @@ def test_mimic3_through_the_real_entry_point(tmp_path):
     result = subprocess.run([B12LAB, "run", "--input", str(MIMIC), "--output", str(output), "--mapping", "mimic3",
                              "--as-of", "2002-12-31", "--max-quarantine-share", "0.25"],
                             capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")})
+                            env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"),
+                                 "PREFECT_API_URL": session_api_url()})
     assert result.returncode == 0, result.stderr
     assert "LABEVENTS_trimmed.csv: read 5945, accepted 3123, quarantined 991, dropped 1831" in result.stdout
     assert "D_LABITEMS" not in result.stdout + result.stderr  # the dictionary is read with the file, not reported as ignored

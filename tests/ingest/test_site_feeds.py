@@ -21,6 +21,7 @@ from b12lab.ingest.accounting import FileAccount
 from b12lab.lake.lake import Lake
 from tests.helpers.exports import lab_row, write_labs
 from tests.helpers.fixtures import Ingested
+from tests.helpers.processes import session_api_url
 from tests.ingest.test_ingest_fhir import observation, write_ndjson
 
 B12LAB = str(Path(sys.executable).parent / "b12lab")
@@ -219,7 +220,8 @@ def test_site_feeds_through_the_b12lab_process(tmp_path):
     output = tmp_path / "out"
     result = subprocess.run([B12LAB, "run", "--input", str(folder), "--output", str(output), "--as-of", "2024-06-01"],
                             capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")})
+                            env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"),
+                                 "PREFECT_API_URL": session_api_url()})
     assert result.returncode == 0, result.stderr
     log = result.stdout + result.stderr + "".join(path.read_text() for path in (output / "logs").glob("*.log"))
     assert not [person for person in ("Mary_Smith", "John_Doe", "Ann_Lee") if person in log]
