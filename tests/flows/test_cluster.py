@@ -7,7 +7,7 @@ import pytest
 
 from b12lab.flows.cluster import Placement, flow_for, on_cluster, task_runner
 from b12lab.flows.nightly import nightly
-from tests.helpers.processes import SAMPLE_AS_OF, b12lab, free_port
+from tests.helpers.processes import SAMPLE_AS_OF, b12lab, free_port, session_api_url
 
 
 def test_no_option_runs_the_flow_as_it_is():
@@ -85,13 +85,11 @@ def test_a_local_cluster_publishes_the_same_tables_as_a_run_in_process(published
     """The sample on a real local Dask cluster (two worker processes started by the `b12lab` process), its
     patients in 16 buckets built by the workers, gives every published table row for row as the session's
     in-process night of the same files and date, in one bucket."""
-    from prefect.settings import PREFECT_API_URL
-
     from benchmarks.compare_publications import compare
 
     output = tmp_path / "out"
     result = b12lab("run", "--input", published_sample_night.drop, "--output", output, "--as-of", SAMPLE_AS_OF,
-                    "--workers", "2", "--buckets", "16", env={"PREFECT_API_URL": PREFECT_API_URL.value()})
+                    "--workers", "2", "--buckets", "16", env={"PREFECT_API_URL": session_api_url()})
     assert result.returncode == 0, result.stderr
     assert "ingest, validation and the patients' buckets run on a local Dask cluster of 2 worker processes" in result.stdout
     assert result.stderr == ""
@@ -115,10 +113,8 @@ def test_ctrl_c_stops_a_run_on_a_local_cluster_with_one_line(tmp_path):
 
     from tests.helpers.processes import SAMPLE, start_b12lab
 
-    from prefect.settings import PREFECT_API_URL
-
     run = start_b12lab("run", "--input", SAMPLE, "--output", tmp_path / "out", "--as-of", SAMPLE_AS_OF,
-                       "--workers", "2", env={"PREFECT_API_URL": PREFECT_API_URL.value()})
+                       "--workers", "2", env={"PREFECT_API_URL": session_api_url()})
     try:
         for line in run.stdout:
             if "The Dask dashboard is available" in line:  # the cluster is up: its workers are ingesting

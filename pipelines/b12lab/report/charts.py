@@ -117,7 +117,7 @@ def _nice_top(top: float) -> tuple[float, int]:
     return step * max(1, math.ceil(top / step)), step
 
 
-def _value_axis_ticks(x0: float, x1: float, y: float, top: float, step: int, scale: Callable[[float], float],
+def _value_axis_ticks(y: float, top: float, step: int, scale: Callable[[float], float],
                       vertical_grid: tuple[float, float] | None = None) -> list[str]:
     """Integer ticks from 0 to `top` every `step` along a horizontal axis at `y`, with grid lines from
     vertical_grid's top to bottom."""
@@ -179,7 +179,7 @@ def practice_chart(rows: list[PracticeBars], max_practices: int = 30) -> str:
     def x_of(value: float) -> float:
         return x0 + value / right * (x1 - x0)
 
-    parts += _value_axis_ticks(x0, x1, y0, right, step, x_of, vertical_grid=(y_top, y0))
+    parts += _value_axis_ticks(y0, right, step, x_of, vertical_grid=(y_top, y0))
     bar = row_height * 0.8 / len(_COHORT_SERIES)
     for position, row in enumerate(shown):
         middle = y_top + (position + 0.5) * (y0 - y_top) / len(shown)
