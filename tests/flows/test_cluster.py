@@ -5,7 +5,7 @@ from __future__ import annotations
 import cloudpickle
 import pytest
 
-from b12lab.flows.cluster import Placement, flow_for, on_cluster, task_runner
+from b12lab.flows.cluster import Placement, flow_for, local_cluster, on_cluster, task_runner
 from b12lab.flows.nightly import nightly
 from tests.helpers.processes import SAMPLE_AS_OF, b12lab, free_port, session_api_url
 
@@ -24,8 +24,22 @@ def test_workers_make_a_local_cluster_of_single_threaded_processes():
     assert runner.cluster_class == "b12lab.flows.cluster.local_cluster"  # distributed.LocalCluster
     assert runner.cluster_kwargs == {"n_workers": 3, "processes": True, "threads_per_worker": 1,
                                      "scheduler_port": 0, "dashboard_address": ":0",
-                                     "preload": ["b12lab.flows.cluster"]}
+                                     "preload": ["b12lab.flows.cluster"],
+                                     "config": {"distributed.worker.profile.enabled": False}}
     assert task_runner(Placement(address="tcp://10.0.0.5:8786")).address == "tcp://10.0.0.5:8786"
+
+
+@pytest.mark.process
+def test_a_local_clusters_workers_do_not_sample_their_stacks():
+    """Dask's profiler (sys._current_frames every 10 ms) can deadlock a CPython 3.11 worker mid-task: the
+    workers the command starts run without it, with the command's preload."""
+    from distributed import Client
+
+    kwargs = task_runner(Placement(workers=1)).cluster_kwargs
+    with local_cluster(**kwargs) as cluster, Client(cluster, set_as_default=False) as client:
+        [callbacks] = client.run(lambda dask_worker: sorted(dask_worker.periodic_callbacks)).values()
+    assert "profile" not in callbacks and "profile-cycle" not in callbacks
+    assert "heartbeat" in callbacks  # the worker's callbacks were read: it is otherwise a plain worker
 
 
 def test_the_served_flow_carries_its_task_runner_to_the_nights_process():

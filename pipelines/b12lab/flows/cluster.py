@@ -26,6 +26,13 @@ from typing import Any
 WORKER_LOG_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s (worker %(process)d) - %(message)s"
 # How long the command waits for an existing cluster's scheduler to answer before saying it cannot connect.
 CONNECT_TIMEOUT_SECONDS = 10
+# The Dask configuration a local cluster's workers start with. Dask's statistical profiler samples every
+# thread's stack (`sys._current_frames()`) every 10 ms; on CPython 3.11 a garbage collection that starts inside
+# that call can wait forever for a lock the call itself holds, and the worker's task then never finishes (a
+# night that hung at its buckets). The night does not read the profiles; without the sampler it cannot hang so.
+# A dotted key: the nanny adds it to a copy of its own configuration (a shallow merge, which a nested
+# {"distributed": ...} would replace whole) and the worker process sets the keys in that order.
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
 class ClusterUnreachable(RuntimeError):
@@ -73,7 +80,8 @@ def task_runner(placement: Placement) -> Any:
     return DaskTaskRunner(cluster_class=f"{__name__}.local_cluster",
                           cluster_kwargs={"n_workers": placement.workers, "processes": True,
                                           "threads_per_worker": 1, "scheduler_port": 0, "dashboard_address": ":0",
-                                          "preload": [__name__]})  # dask_setup, below
+                                          "preload": [__name__],  # dask_setup, below
+                                          "config": WORKER_CONFIG})  # each worker's, merged over Dask's
 
 
 def local_cluster(**cluster_kwargs: Any) -> Any:
