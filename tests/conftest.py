@@ -26,6 +26,8 @@ _session_folder("PREFECT_HOME", f"b12lab-prefect-home-{_WORKER or 'main'}-", rep
 # One dbt work folder for every run of the session (in process or not): the runs share dbt's parse of the
 # project instead of each parsing it again (about 3 s a run), as the nights of one output folder do.
 _session_folder("B12LAB_DBT_WORK_DIR", f"b12lab-dbt-{_WORKER or 'main'}-", replace=bool(_WORKER))
+# The machine's cache (dbt's parse and catalogue for new output folders) is the session's, not the user's.
+_session_folder("B12LAB_CACHE_DIR", f"b12lab-cache-{_WORKER or 'main'}-", replace=bool(_WORKER))
 
 import atexit  # noqa: E402
 import sys  # noqa: E402
@@ -98,8 +100,8 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def _remove_session_folders() -> None:
-    """The session's Prefect home and dbt work folder (made above), gone with the session."""
-    for variable in ("PREFECT_HOME", "B12LAB_DBT_WORK_DIR"):
+    """The session's Prefect home, dbt work folder and cache (made above), gone with the session."""
+    for variable in ("PREFECT_HOME", "B12LAB_DBT_WORK_DIR", "B12LAB_CACHE_DIR"):
         folder = os.environ.get(variable, "")
         if folder in _SESSION_FOLDERS:
             shutil.rmtree(folder, ignore_errors=True)

@@ -224,10 +224,11 @@ def test_the_catalogue_is_one_self_contained_page(dbt_built, tmp_path):
     assert '\\"main\\".\\"stg_run_as_of\\"' in html  # the models' compiled SQL, refs resolved
 
 
-def test_a_catalogue_after_a_build_that_wrote_its_manifest_reuses_it(tmp_path):
+def test_a_catalogue_after_a_build_that_wrote_its_manifest_reuses_it(tmp_path, monkeypatch):
     """A night that generates its catalogue afresh has its build write dbt's manifest: the catalogue takes the
     compiled nodes from it (`docs generate --no-compile`) instead of compiling the project again. Any other
     build removes a manifest left in the work folder, so the catalogue never reads an earlier night's."""
+    monkeypatch.setenv("B12LAB_CACHE_DIR", str(tmp_path / "cache"))  # no page of the machine's either
     work = tmp_path / "dbt"
     runner.reuse_parse(SESSION_DBT_WORK / runner.PARSE_CACHE, work)
     warehouse = warehouse_with(tmp_path, lake_tables())
@@ -242,6 +243,42 @@ def test_a_catalogue_after_a_build_that_wrote_its_manifest_reuses_it(tmp_path):
     assert runner.catalogue_cached(work)
     runner.build(warehouse, work, AS_OF, log=lambda line: None, select=["stg_run_as_of"])
     assert not manifest.exists()
+
+
+def test_a_new_work_folder_starts_from_the_machines_parse_and_catalogue(tmp_path, monkeypatch):
+    """A first night in a new output folder starts from the parse of the project and the catalogue page an
+    earlier run on the machine left in the cache (B12LAB_CACHE_DIR), by the project's digest: its build does not
+    parse the project and its catalogue is not generated again."""
+    monkeypatch.setenv("B12LAB_CACHE_DIR", str(tmp_path / "cache"))
+    kept = tmp_path / "cache" / "dbt" / runner.project_digest()
+    warehouse = warehouse_with(tmp_path, lake_tables())
+    first = tmp_path / "first"
+    runner.reuse_parse(SESSION_DBT_WORK / runner.PARSE_CACHE, first)  # the session's: a parse costs 3 s
+    runner.build(warehouse, first, AS_OF, log=lambda line: None)
+    assert (kept / "partial_parse.msgpack").read_bytes() == (first / runner.PARSE_CACHE).read_bytes()
+    page = runner.docs(warehouse, first, tmp_path / "first-catalogue.html", log=lambda line: None)
+    [kept_page] = (kept / runner.CATALOGUE_CACHE).glob("*.html")
+    assert kept_page.read_bytes() == page.read_bytes()
+
+    second = tmp_path / "second"
+    runner.seed_parse(second)
+    assert (second / runner.PARSE_CACHE).read_bytes() == (kept / "partial_parse.msgpack").read_bytes()
+    assert runner.catalogue_cached(second)  # so its first build need not write a manifest for the catalogue
+    again = runner.docs(warehouse, second, tmp_path / "second-catalogue.html", log=lambda line: None)
+    assert again.read_bytes() == page.read_bytes()
+    assert not (second / "target" / "static_index.html").exists()  # copied, never generated: dbt did not run
+
+
+def test_a_cache_that_cannot_be_written_costs_only_time(tmp_path, monkeypatch, capsys):
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("B12LAB_CACHE_DIR", str(tmp_path / "not-a-folder" / "cache"))
+    warehouse = warehouse_with(tmp_path, lake_tables())
+    runner.reuse_parse(SESSION_DBT_WORK / runner.PARSE_CACHE, tmp_path / "dbt")
+    result = runner.build(warehouse, tmp_path / "dbt", AS_OF, log=lambda line: None, select=["stg_run_as_of"])
+    assert result.built == ["stg_run_as_of"]
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "cache" in line]
+    assert line.startswith(f"dbt: the parse and catalogue cache {tmp_path / 'not-a-folder' / 'cache'}")
+    assert line.endswith("a first night in a new output folder will parse the project again")
 
 
 def test_a_model_out_of_memory_names_the_limit_and_the_setting_to_raise(tmp_path):

@@ -9,6 +9,7 @@ for help texts. README.md lists every setting (Settings).
 from __future__ import annotations
 
 import functools
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +53,12 @@ class Settings(BaseSettings):
     dbt_work_dir: Path | None = Field(
         None, description="dbt's compiled SQL and parse cache (no patient data); unset: OUTPUT/.dbt. One folder "
                           "may serve many output folders (the test suite's runs share one parse)")
+    cache_dir: Path = Field(
+        default_factory=lambda: default_cache_dir(),
+        description="What any run on this machine can reuse and that holds no patient data: dbt's parse of the "
+                    "project and its catalogue page, by the project's version, so that a first night in a new "
+                    "output folder does not parse the project again; unset: $XDG_CACHE_HOME/b12lab, else "
+                    "~/.cache/b12lab")
     expectations_dir: Path | None = Field(
         None, description="A site's own Great Expectations project (for example with tighter suites); unset: "
                           "the shipped expectations/")
@@ -112,6 +119,12 @@ class Settings(BaseSettings):
     def key(self) -> bytes | None:
         """The pseudonym key as bytes, or None when none is set."""
         return self.pseudonym_key.get_secret_value().encode("utf-8") if self.pseudonym_key else None
+
+
+def default_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/b12lab, else ~/.cache/b12lab: where a user's caches go on Linux (XDG Base Directory)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "b12lab"
 
 
 @functools.lru_cache(maxsize=64)

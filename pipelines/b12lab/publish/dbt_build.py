@@ -161,6 +161,7 @@ def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], 
                *(["--exclude", *excluded] if excluded else [])]
     selected = ["--select", *select] if select else []
     memory_limit = memory_limit or load_settings().memory_limit
+    seed_parse(work_dir)
     try:
         outcome = _invoke(command + selected, warehouse, work_dir, log, memory_limit, as_of)
     except InvocationOutOfMemory:  # in a hook, before any node: the whole build again on one thread
@@ -195,6 +196,7 @@ def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], 
             first += ": " + out_of_memory_message(memory_limit)
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         raise ModelError(first + more)
+    remember_parse(work_dir)
     return result
 
 
@@ -245,8 +247,11 @@ def parse(work_dir: Path, warehouse: Path, as_of: date) -> Path | None:
     """dbt's parse of the project in `work_dir`, made now if there is none yet; returns its file (None when
     dbt wrote none). One that is out of date is still returned: dbt re-parses what changed when it is used."""
     cache = work_dir.absolute() / PARSE_CACHE
+    seed_parse(work_dir)
     if not cache.is_file():
         _invoke(["parse"], warehouse, work_dir, log=lambda line: None, memory_limit=None, as_of=as_of)
+    if cache.is_file():
+        remember_parse(work_dir)
     return cache if cache.is_file() else None
 
 
@@ -254,13 +259,54 @@ def reuse_parse(cache: Path | None, work_dir: Path) -> None:
     """Start `work_dir` with the parse `cache` (another work folder's), so that dbt's first invocation there
     does not parse the whole project (about 3 s): the profile, variables and project are the same, so dbt
     takes it as its own."""
-    if cache is None or not cache.is_file():
-        return
-    target = work_dir.absolute() / PARSE_CACHE
+    if cache is not None and cache.is_file():
+        reuse_file(cache, work_dir.absolute() / PARSE_CACHE)
+
+
+def reuse_file(source: Path, target: Path) -> None:
+    """`source` copied to `target`, which appears whole or not at all."""
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(cache, temporary)
+    shutil.copyfile(source, temporary)
     os.replace(temporary, target)
+
+
+def machine_cache() -> Path:
+    """This project's (and dbt version's) folder of the machine's cache (the cache_dir setting): dbt's parse of
+    the project and its catalogue pages, which hold no patient data and are the same for every output folder.
+    A first night in a new output folder (a new site, a reproduction, `make run`) starts from them instead of
+    parsing the project (about 3 s) and generating the catalogue (about 1.5 s)."""
+    return load_settings().cache_dir / "dbt" / project_digest()
+
+
+def seed_parse(work_dir: Path) -> None:
+    """Start a work folder without a parse of its own from the machine's (dbt checks it as its own and parses
+    again whatever differs: a stale one costs only that)."""
+    if not (work_dir.absolute() / PARSE_CACHE).is_file():
+        reuse_parse(machine_cache() / PARSE_CACHE.name, work_dir)
+
+
+def remember_parse(work_dir: Path) -> None:
+    """Keep a work folder's parse in the machine's cache when the cache has none for this project yet."""
+    parse_file = work_dir.absolute() / PARSE_CACHE
+    if parse_file.is_file():
+        _keep(parse_file, machine_cache() / PARSE_CACHE.name)
+
+
+def _keep(source: Path, kept: Path) -> None:
+    """Copy `source` to `kept` in the machine's cache unless it is there: whole or not at all (a copy under a
+    temporary name, then renamed), so that concurrent runs never read half a file. A cache that cannot be
+    written (a read-only home) costs the next new output folder its seconds and nothing else."""
+    if kept.is_file():
+        return
+    try:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        temporary = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, kept)
+    except OSError as error:
+        print(f"dbt: the parse and catalogue cache {kept.parent} cannot be written ({error.strerror or error}); "
+              "a first night in a new output folder will parse the project again")
 
 
 def docs(warehouse: Path, work_dir: Path, target: Path, *, log: Callable[[str], None] = print,
@@ -273,9 +319,13 @@ def docs(warehouse: Path, work_dir: Path, target: Path, *, log: Callable[[str], 
     before (kept in work_dir/catalogue/), which saves dbt's two seconds of parsing and reading the catalogue.
     A page generated afresh after a build that wrote its manifest (build's `write_manifest`) takes the nodes
     and their compiled SQL from it (`--no-compile`: about 1 s, where compiling every node again took 5 s)."""
-    key = f"{project_digest()}-{_schema_digest(warehouse)}"
+    schema = _schema_digest(warehouse)
+    key = f"{project_digest()}-{schema}"
     cache = work_dir.absolute() / CATALOGUE_CACHE
     cached = cache / f"{key}.html"
+    machines = machine_cache() / CATALOGUE_CACHE / f"{schema}.html"
+    if not cached.is_file() and machines.is_file():
+        reuse_file(machines, cached)
     if not cached.is_file():
         reuse = (work_dir.absolute() / BUILD_MANIFEST).is_file()
         outcome = _invoke(["docs", "generate", "--static", *(["--no-compile"] if reuse else [])], warehouse,
@@ -286,6 +336,7 @@ def docs(warehouse: Path, work_dir: Path, target: Path, *, log: Callable[[str], 
         for old in cache.glob("*.html"):  # one page is enough: the project and schema change rarely
             old.unlink(missing_ok=True)
         os.replace(work_dir.absolute() / "target" / "static_index.html", cached)
+        _keep(cached, machines)
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.tmp")
     shutil.copyfile(cached, temporary)
@@ -297,7 +348,8 @@ def catalogue_cached(work_dir: Path) -> bool:
     """Whether work_dir holds a catalogue page of this project and dbt version (for some warehouse schema): a
     night without one will generate it, and its build should write its manifest for that (build's
     `write_manifest`)."""
-    return any((work_dir.absolute() / CATALOGUE_CACHE).glob(f"{project_digest()}-*.html"))
+    return any((work_dir.absolute() / CATALOGUE_CACHE).glob(f"{project_digest()}-*.html")) \
+        or any((machine_cache() / CATALOGUE_CACHE).glob("*.html"))
 
 
 def project_digest() -> str:
