@@ -31,7 +31,15 @@ def every_chart() -> dict[str, str]:
         "funnel": charts.funnel_chart("funnel-x", "X", [charts.FunnelPoint("A", 10, 0.2, "concern", True)],
                                       [charts.FunnelCurve(n, 0.1, 0.2, 0.3, 0.4) for n in range(1, 20)], 0.3),
         "practice-trends": charts.practice_trends_chart("practice-trends-a", "A", [], "A"),
+        "rate-trend": charts.rate_trend_chart("rate-trend-x", "X", [charts.RatePoint(date(2026, 1, 31), 2, 10, 0.2),
+                                                                   charts.RatePoint(date(2026, 2, 28), 0, 0, None)]),
     }
+
+
+def test_the_rate_trend_names_its_line_and_its_bars_in_one_legend_row():
+    root = ElementTree.fromstring(every_chart()["rate-trend"])
+    labels = {text.text: float(text.get("y")) for text in root.iter(f"{SVG}text")}
+    assert labels["All practices: rate"] == labels["Denominator (right axis)"]
 
 
 @pytest.mark.parametrize("name", list(every_chart()))

@@ -653,14 +653,9 @@ def rate_trend_chart(name: str, title: str, points: list[RatePoint]) -> str:
     parts += _rate_line(points, x_of, y_of, "rate", "All practices", stroke_width=2, radius=2.2)
     if all(point.rate is None for point in points):
         parts.append(_text((x0 + x1) / 2, (y0 + y_top) / 2, "No patient in the denominator", 10, "middle", "#5f6b7a"))
-    legend_y = height - 10
-    parts += [
-        f'<path d="M{width / 2 - 150:.1f} {legend_y:.1f} h24" stroke="{COLOURS["under_monitored"]}" stroke-width="2"/>',
-        _text(width / 2 - 120, legend_y + 3.5, "All practices: rate", 9),
-        f'<rect x="{width / 2 + 10:.1f}" y="{legend_y - 5:.1f}" width="24" height="10" fill="{COLOURS["bars"]}" '
-        f'fill-opacity="0.18"/>',
-        _text(width / 2 + 40, legend_y + 3.5, "Denominator (right axis)", 9),
-    ]
+    parts += _legend_row([(_line_sample(f'stroke="{COLOURS["under_monitored"]}" stroke-width="2"'),
+                           "All practices: rate"),
+                          (_box_sample(COLOURS["bars"], 0.18), "Denominator (right axis)")], width, height - 10)
     return _svg_element(name, title, width, height, parts)
 
 
