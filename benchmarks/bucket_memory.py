@@ -6,7 +6,7 @@
 From a copy of that warehouse, the patients are assigned to `--buckets` buckets as a night's driver assigns
 them (b12lab.publish.buckets), and bucket 0 is built as a night's bucket task builds it (its records, a
 DuckDB file of its own, `dbt build` of the patient-level models: two threads, then, for a model out of memory,
-one), with B12LAB_MEMORY_LIMIT set to `--limit` for that build alone. It prints the bucket's patients, the size
+one), with `--limit` as that build's memory limit (in place of B12LAB_MEMORY_LIMIT) alone. It prints the bucket's patients, the size
 of its records and of its built file, the limit, and whether it built. Exit status 0 when it built: this is
 a measurement run by hand (README "Running on a cluster"), not a test of the suite, where a population large
 enough to outgrow a limit DuckDB can run with at all takes a minute to make.
@@ -14,7 +14,6 @@ enough to outgrow a limit DuckDB can run with at all takes a minute to make.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -64,11 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     scratch = night_folder / "scratch"
     patients = buckets.assign_buckets(warehouse, args.buckets, scratch, "bench", incremental=False)
     records = buckets.records_folder(scratch, "bench")
-    os.environ["B12LAB_MEMORY_LIMIT"] = args.limit  # the bucket's build only: the night above had the default
     started = time.perf_counter()
-    try:
+    try:  # the bucket's build alone at --limit: the night above had the default
         built = buckets.build_bucket(warehouse, 0, buckets.bucket_folder(scratch, "bench", 0),
-                                     night_folder / "dbt", date.fromisoformat(AS_OF), scratch, records)
+                                     night_folder / "dbt", date.fromisoformat(AS_OF), scratch, records,
+                                     memory_limit=args.limit)
     except Exception as error:  # the measurement's outcome, printed: which model, and why
         print(f"bucket 0 of {args.buckets} ({patients} patients assigned in all): NOT BUILT within {args.limit} "
               f"after {time.perf_counter() - started:.1f} s: {str(error).splitlines()[0]}")

@@ -104,14 +104,15 @@ def records_folder(scratch: Path, run_id: str) -> Path:
 
 
 def build_bucket(warehouse: Path, bucket: int, folder: Path, dbt_work: Path, as_of: date,
-                 scratch: Path, records: Path) -> BucketBuild:
+                 scratch: Path, records: Path, memory_limit: str | None = None) -> BucketBuild:
     """The patient-level models of one bucket's patients, built in a DuckDB file of its own (`folder`): their
-    records from `records` (assign_buckets), the other source tables from the warehouse."""
+    records from `records` (assign_buckets), the other source tables from the warehouse. `memory_limit`: the
+    bucket's DuckDB limit (unset: the memory_limit setting)."""
     started = time.perf_counter()
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     bucket_warehouse = folder / WAREHOUSE_NAME
-    with connect(bucket_warehouse, temp_dir=scratch) as con:
+    with connect(bucket_warehouse, temp_dir=scratch, memory_limit=memory_limit) as con:
         con.execute(f"attach '{_quoted(warehouse)}' as night (read_only)")
         sources = _source_tables(con, "night")
         patient_tables = set(_patient_tables(con, "night", sources))
@@ -127,7 +128,7 @@ def build_bucket(warehouse: Path, bucket: int, folder: Path, dbt_work: Path, as_
             .fetchall()[0][0]
         con.execute("detach night")
     dbt_build.build(bucket_warehouse, dbt_work, as_of, select=list(BUCKET_SELECTION), data_tests=False,
-                    log=lambda line: None)
+                    log=lambda line: None, memory_limit=memory_limit)
     return BucketBuild(bucket, bucket_warehouse, patients, time.perf_counter() - started)
 
 
