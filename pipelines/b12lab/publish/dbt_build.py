@@ -294,16 +294,13 @@ def remember_parse(work_dir: Path) -> None:
 
 
 def _keep(source: Path, kept: Path) -> None:
-    """Copy `source` to `kept` in the machine's cache unless it is there: whole or not at all (a copy under a
-    temporary name, then renamed), so that concurrent runs never read half a file. A cache that cannot be
+    """Copy `source` to `kept` in the machine's cache unless it is there, whole or not at all (reuse_file), so
+    that concurrent runs never read half a file. A cache that cannot be
     written (a read-only home) costs the next new output folder its seconds and nothing else."""
     if kept.is_file():
         return
     try:
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        temporary = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
-        shutil.copyfile(source, temporary)
-        os.replace(temporary, kept)
+        reuse_file(source, kept)
     except OSError as error:
         print(f"dbt: the parse and catalogue cache {kept.parent} cannot be written ({error.strerror or error}); "
               "a first night in a new output folder will parse the project again")
@@ -337,10 +334,7 @@ def docs(warehouse: Path, work_dir: Path, target: Path, *, log: Callable[[str], 
             old.unlink(missing_ok=True)
         os.replace(work_dir.absolute() / "target" / "static_index.html", cached)
         _keep(cached, machines)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(cached, temporary)
-    os.replace(temporary, target)
+    reuse_file(cached, target)
     return target
 
 
