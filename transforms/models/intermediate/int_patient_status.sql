@@ -46,9 +46,9 @@ final as (
         case
             when int_patients_known.death_date <= status_on_as_of.as_of then int_patients_known.death_date
         end as deceased_on
-    from {{ rebuilt_patients_only(ref('int_patients_known')) }} as int_patients_known
-    inner join status_on_as_of
-        on status_on_as_of.patient_id = int_patients_known.patient_id
+    from status_on_as_of
+    inner join {{ rebuilt_patients_only(ref('int_patients_known')) }} as int_patients_known
+        on int_patients_known.patient_id = status_on_as_of.patient_id
     left join {{ rebuilt_patients_only(ref('int_patient_pa')) }} as int_patient_pa
         on int_patient_pa.patient_id = int_patients_known.patient_id
        and int_patient_pa.as_of = status_on_as_of.as_of

@@ -42,10 +42,10 @@ living_treated as (
         int_patient_b12_treatment.treatment_start,
         int_patient_status.practice,
         int_patient_status.has_pa
-    from {{ rebuilt_patients_only(ref('int_patient_b12_treatment')) }} as int_patient_b12_treatment
-    inner join {{ rebuilt_patients_only(ref('int_patient_status')) }} as int_patient_status
-        on int_patient_status.as_of = int_patient_b12_treatment.as_of
-       and int_patient_status.patient_id = int_patient_b12_treatment.patient_id
+    from {{ rebuilt_patients_only(ref('int_patient_status')) }} as int_patient_status
+    inner join {{ rebuilt_patients_only(ref('int_patient_b12_treatment')) }} as int_patient_b12_treatment
+        on int_patient_b12_treatment.as_of = int_patient_status.as_of
+       and int_patient_b12_treatment.patient_id = int_patient_status.patient_id
     where int_patient_status.deceased is not true
 ),
 
@@ -152,12 +152,12 @@ window_results as (
                 int_classified_results.source_file,
                 int_classified_results.source_row
         ) as arrival
-    from begun_windows
-    inner join {{ rebuilt_patients_only(ref('int_classified_results')) }} as int_classified_results
-        on int_classified_results.patient_id = begun_windows.patient_id
-       and int_classified_results.analyte = 'b12'
+    from {{ rebuilt_patients_only(ref('int_classified_results')) }} as int_classified_results
+    inner join begun_windows
+        on begun_windows.patient_id = int_classified_results.patient_id
        and begun_windows.as_of between int_classified_results.counted_from and int_classified_results.counted_through
        and int_classified_results.collected_on between begun_windows.window_start and begun_windows.window_end
+    where int_classified_results.analyte = 'b12'
 ),
 
 first_window_results as (

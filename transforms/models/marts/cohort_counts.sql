@@ -78,8 +78,11 @@ status_metrics as (
     where status_counts.status = 'deficient' and not status_counts.has_pa
 ),
 
--- The other metrics' members: (date, patient, practice, metric) from the per-date models. Those models already
--- leave out a patient deceased on the date, and a patient's practice is the same on every date
+-- The other metrics' members: (date, patient, practice, metric) from the per-date models, one row per date,
+-- patient and metric (each model's grain, which its unique test holds; a patient under-monitored for several
+-- reasons, or with several flags, is one member of under_monitored and of flagged), so that a metric's count
+-- is a count of rows: a count of distinct patients over 5M members cost about 10 s at 1M patients. Those models
+-- already leave out a patient deceased on the date, and a patient's practice is the same on every date
 -- (int_patients_known): each member takes its practice from its own row, or from the patient's, instead of a
 -- join to every patient on every date (at 1M patients, 24M rows joined to 5M members cost half this model).
 patient_practices as (
@@ -88,7 +91,7 @@ patient_practices as (
 ),
 
 every_date_members as (
-    select
+    select distinct
         int_under_monitored.as_of,
         int_under_monitored.patient_id,
         {{ practice_label('int_under_monitored.practice') }} as practice,
@@ -126,13 +129,24 @@ every_date_members as (
     where int_treatment_response.window = '3-6m' and int_treatment_response.at_target
 ),
 
--- the run's as_of only: what only its marts hold
+-- the run's as_of only: what only its marts hold, and its living patients' practices (read apart from
+-- patients_on_date, which is then read once and never held whole: 24M rows at 1M patients)
+run_date_patients as (
+    select
+        int_patient_status.as_of,
+        int_patient_status.patient_id,
+        {{ practice_label('int_patient_status.practice') }} as practice
+    from {{ ref('int_patient_status') }} as int_patient_status
+    inner join run_as_of on run_as_of.as_of = int_patient_status.as_of
+    where int_patient_status.deceased is not true
+),
+
 run_date_members as (
     select cohort_deficient.patient_id, 'deficient_neuro' as metric
     from {{ ref('cohort_deficient') }} as cohort_deficient
     where cohort_deficient.neuro_involvement
     union all
-    select patient_flags.patient_id, 'flagged'
+    select distinct patient_flags.patient_id, 'flagged'
     from {{ ref('patient_flags') }} as patient_flags
     union all
     select patient_flags.patient_id, 'flag.' || patient_flags.flag
@@ -144,10 +158,9 @@ other_members as (
            every_date_members.metric
     from every_date_members
     union all
-    select patients_on_date.as_of, patients_on_date.patient_id, patients_on_date.practice, run_date_members.metric
+    select run_date_patients.as_of, run_date_patients.patient_id, run_date_patients.practice, run_date_members.metric
     from run_date_members
-    inner join patients_on_date on patients_on_date.patient_id = run_date_members.patient_id
-    inner join run_as_of on run_as_of.as_of = patients_on_date.as_of
+    inner join run_date_patients on run_date_patients.patient_id = run_date_members.patient_id
 ),
 
 practice_counts as (
@@ -155,8 +168,7 @@ practice_counts as (
     from status_metrics
     group by status_metrics.as_of, status_metrics.practice, status_metrics.metric
     union all
-    select other_members.as_of, other_members.practice, other_members.metric,
-           count(distinct other_members.patient_id) as patients
+    select other_members.as_of, other_members.practice, other_members.metric, count(*) as patients
     from other_members
     group by other_members.as_of, other_members.practice, other_members.metric
 ),

@@ -55,6 +55,77 @@ drug_names as (
     where stg_rules_codes.code_system = 'drug_name'
 ),
 
+-- A record's classes depend on its ATC code and drug name, and its routes on its route terms, alone: each is
+-- looked up once per distinct value (a few hundred, against millions of records) and joined back.
+drugs as (
+    select distinct medication_records.atc_normalised, medication_records.drug_normalised
+    from medication_records
+),
+
+drug_classes as (
+    select
+        drugs.atc_normalised,
+        drugs.drug_normalised,
+        (
+            exists (
+                select 1 from atc_codes
+                where atc_codes.value_set = 'b12_drug'
+                  and starts_with(drugs.atc_normalised, atc_codes.code_normalised)
+            )
+            or exists (
+                select 1 from drug_names
+                where drug_names.value_set = 'b12_drug'
+                  and contains(drugs.drug_normalised, drug_names.code_normalised)
+            )
+        ) as is_b12_drug,
+        (
+            exists (
+                select 1 from atc_codes
+                where atc_codes.value_set = 'folic_acid'
+                  and starts_with(drugs.atc_normalised, atc_codes.code_normalised)
+            )
+            or exists (
+                select 1 from drug_names
+                where drug_names.value_set = 'folic_acid'
+                  and contains(drugs.drug_normalised, drug_names.code_normalised)
+            )
+        ) as is_folic_acid,
+        (
+            exists (
+                select 1 from atc_codes
+                where atc_codes.value_set = 'metformin'
+                  and starts_with(drugs.atc_normalised, atc_codes.code_normalised)
+            )
+            or exists (
+                select 1 from drug_names
+                where drug_names.value_set = 'metformin'
+                  and contains(drugs.drug_normalised, drug_names.code_normalised)
+            )
+        ) as is_metformin
+    from drugs
+),
+
+routes as (
+    select distinct medication_records.route_terms_normalised
+    from medication_records
+),
+
+route_classes as (
+    select
+        routes.route_terms_normalised,
+        exists (
+            select 1 from route_codes
+            where route_codes.value_set = 'intramuscular_route'
+              and list_contains(routes.route_terms_normalised, route_codes.code_normalised)
+        ) as is_intramuscular,
+        exists (
+            select 1 from route_codes
+            where route_codes.value_set = 'oral_route'
+              and list_contains(routes.route_terms_normalised, route_codes.code_normalised)
+        ) as is_oral
+    from routes
+),
+
 final as (
     select
         medication_records.patient_id,
@@ -64,53 +135,17 @@ final as (
         medication_records.dose,
         medication_records.start_date,
         medication_records.end_date,
-        (
-            exists (
-                select 1 from atc_codes
-                where atc_codes.value_set = 'b12_drug'
-                  and starts_with(medication_records.atc_normalised, atc_codes.code_normalised)
-            )
-            or exists (
-                select 1 from drug_names
-                where drug_names.value_set = 'b12_drug'
-                  and contains(medication_records.drug_normalised, drug_names.code_normalised)
-            )
-        ) as is_b12_drug,
-        (
-            exists (
-                select 1 from atc_codes
-                where atc_codes.value_set = 'folic_acid'
-                  and starts_with(medication_records.atc_normalised, atc_codes.code_normalised)
-            )
-            or exists (
-                select 1 from drug_names
-                where drug_names.value_set = 'folic_acid'
-                  and contains(medication_records.drug_normalised, drug_names.code_normalised)
-            )
-        ) as is_folic_acid,
-        (
-            exists (
-                select 1 from atc_codes
-                where atc_codes.value_set = 'metformin'
-                  and starts_with(medication_records.atc_normalised, atc_codes.code_normalised)
-            )
-            or exists (
-                select 1 from drug_names
-                where drug_names.value_set = 'metformin'
-                  and contains(medication_records.drug_normalised, drug_names.code_normalised)
-            )
-        ) as is_metformin,
-        exists (
-            select 1 from route_codes
-            where route_codes.value_set = 'intramuscular_route'
-              and list_contains(medication_records.route_terms_normalised, route_codes.code_normalised)
-        ) as is_intramuscular,
-        exists (
-            select 1 from route_codes
-            where route_codes.value_set = 'oral_route'
-              and list_contains(medication_records.route_terms_normalised, route_codes.code_normalised)
-        ) as is_oral
+        drug_classes.is_b12_drug,
+        drug_classes.is_folic_acid,
+        drug_classes.is_metformin,
+        route_classes.is_intramuscular,
+        route_classes.is_oral
     from medication_records
+    inner join drug_classes
+        on drug_classes.atc_normalised is not distinct from medication_records.atc_normalised
+       and drug_classes.drug_normalised is not distinct from medication_records.drug_normalised
+    inner join route_classes
+        on route_classes.route_terms_normalised is not distinct from medication_records.route_terms_normalised
 )
 
 select * from final
