@@ -12,8 +12,8 @@ import duckdb
 import pytest
 
 from b12lab.common.paths import VOCABULARY_DIR
-from b12lab.report.worklists import (COHORTS, COLUMN_NOTES, DIR_MODE, FILE_MODE, SOURCES, practice_slug,
-                                     practice_slugs, write_worklists)
+from b12lab.report.worklists import (COHORTS, COLUMN_NOTES, DIR_MODE, FILE_MODE, SOURCES, cell_text,
+                                     practice_slug, practice_slugs, write_worklists)
 from tests.helpers.models import compiled_models
 
 # The urgency order of the reasons, as the vocabulary seed gives it (1 = most urgent).
@@ -499,3 +499,21 @@ def test_the_files_whose_rows_did_not_change_are_the_live_ones_linked(sample_wor
     assert {name: path.read_bytes() for name, path in changed.items()} == \
         {name: path.read_bytes() for name, path in fresh.items()}
     assert mode(tmp_path / "changed" / "worklists" / rewritten[0]) == FILE_MODE
+
+
+def test_each_cell_is_written_as_a_spreadsheet_reads_it_safely():
+    # The cells are made in SQL (cell_text): every type's spelling, and the formula guard on both sides.
+    con = duckdb.connect()
+    texts = ["=SUM(A1)", "+1", "@x", "\tA", "\rB", "-x", "-", "-1", "-1.5", "-1.", "1-2", "plain", "", None]
+    con.execute("create table cells (t varchar, b boolean, f double, d date, i integer)")
+    con.executemany("insert into cells values (?, ?, ?, ?, ?)",
+                    [(text, [True, False, None][n % 3], [245.0, 0.35, 1e-5, 1 / 3, None][n % 5],
+                      [date(2025, 1, 31), None][n % 2], [7, None][n % 2]) for n, text in enumerate(texts)])
+    cells = ", ".join(cell_text(column, kind) for column, kind in
+                      [("t", "VARCHAR"), ("b", "BOOLEAN"), ("f", "DOUBLE"), ("d", "DATE"), ("i", "INTEGER")])
+    rows = con.execute(f"select {cells} from cells").fetchall()
+    assert [row[0] for row in rows] == ["'=SUM(A1)", "'+1", "'@x", "'\tA", "'\rB", "'-x", "'-", "-1", "-1.5",
+                                        "'-1.", "1-2", "plain", "", None]
+    assert [row[1] for row in rows[:3]] == ["true", "false", None]
+    assert [row[2] for row in rows[:5]] == ["245", "0.35", "1e-05", "0.3333333333", None]
+    assert [row[3:] for row in rows[:2]] == [("2025-01-31", "7"), (None, None)]

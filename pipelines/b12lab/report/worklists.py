@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -246,20 +247,32 @@ def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
 
-def _safe_cell(value) -> str:
-    """A CSV cell; text a spreadsheet would run as a formula (=, +, @, -, tab, CR first) is quoted with '."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, float):
-        return format(value, ".10g")
-    text = str(value)
-    if text and (text[0] in "=+@\t\r" or (text[0] == "-" and not re.fullmatch(r"-\d+(\.\d+)?", text))):
-        return "'" + text
-    return text
+def cell_text(column: str, column_type: str) -> str:
+    """SQL for one column's CSV cell: a date as YYYY-MM-DD, a boolean as true/false, a fraction with up to 10
+    significant digits, and text a spreadsheet would run as a formula (=, +, @, tab or CR first, or - not
+    starting a number) quoted with '. Made by DuckDB, not cell by cell in Python: the 5.8 million cells of the
+    worklists of 1M patients took 5 s that way."""
+    quoted = f'"{column}"'
+    if column_type == "BOOLEAN":
+        return f"case when {quoted} then 'true' when not {quoted} then 'false' end"
+    if column_type in ("DOUBLE", "FLOAT"):
+        return f"printf('%.10g', {quoted})"
+    if column_type in ("DATE", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"):
+        return f"cast({quoted} as varchar)"
+    text = f"cast({quoted} as varchar)"
+    formula = (f"regexp_matches({text}, '^[=+@\\t\\r]') "
+               f"or (starts_with({text}, '-') and not regexp_full_match({text}, '-[0-9]+([.][0-9]+)?'))")
+    return f"case when {formula} then chr(39) || {text} else {text} end"
+
+
+def csv_rows_query(con: duckdb.DuckDBPyConnection, cohort: str) -> str:
+    """worklist_query(cohort, practices=True) with each cell as its CSV text (cell_text, left unnamed so that the
+    order is the columns'), then the practice as the mart holds it (what the rows are grouped by; not written)."""
+    table, order = SOURCES[cohort]
+    relation = con.sql(worklist_query(cohort))
+    cells = [cell_text(column, str(column_type)) for column, column_type in zip(relation.columns, relation.types)]
+    return (f"select {', '.join(cells)}, practice from {table} "
+            f"where practice in (select unnest($practices::varchar[])) order by {order}")
 
 
 def readme_text(con: duckdb.DuckDBPyConnection, headers: dict[str, list[str]]) -> str:
@@ -407,19 +420,20 @@ def write_worklists(con: duckdb.DuckDBPyConnection, report_dir: Path, run_tag: s
         to_write = sorted(practices - reused)
         columns = list(COLUMN_NOTES[cohort])
         headers[cohort] = columns
-        rows = con.execute(worklist_query(cohort, practices=True), {"practices": to_write}).fetchall() \
-            if to_write else []
+        rows = con.execute(csv_rows_query(con, cohort), {"practices": to_write}).fetchall() if to_write else []
         by_practice: dict[str, list[tuple]] = {name: [] for name in to_write}
         for row in rows:  # already in worklist order; grouping keeps it
-            by_practice[row[columns.index("practice")]].append(row)
+            by_practice[row[-1]].append(row[:-1])
         for practice, practice_rows in by_practice.items():
             path = folder / f"{slugs[practice]}.csv"
             # Created with the final mode, so the file is never readable by others, even for a moment.
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            text = io.StringIO(newline="")  # one write of the whole file: a write per row encodes each row apart
+            writer = csv.writer(text)
+            writer.writerow(columns)
+            writer.writerows(practice_rows)
             with os.fdopen(descriptor, "w", encoding="utf-8-sig", newline="") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(columns)
-                writer.writerows([_safe_cell(value) for value in row] for row in practice_rows)
+                handle.write(text.getvalue())
             os.chmod(path, FILE_MODE)
             written.append(Worklist(cohort, practice, target / cohort / path.name, len(practice_rows)))
         written[first:] = sorted(written[first:], key=lambda worklist: worklist.practice)
