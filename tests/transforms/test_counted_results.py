@@ -74,6 +74,25 @@ def test_cross_file_duplicate_counts_once(build_lake):
     assert rows(con, "select source_file from result_classification") == [{"source_file": "labs_a.csv"}]
 
 
+def test_a_copy_without_accession_counts_once(build_lake):
+    # No accession: the copy is found among the results without one (by patient, analyte, time and value).
+    original = lab(value=140, accession=None, source_file="labs_b.csv", source_row=3)
+    copy = {**original, "source_file": "labs_a.csv", "source_row": 9, "source_hash": "hash-a"}
+    other_time = {**original, "collected_at": original["collected_at"].replace(hour=7), "source_row": 4}
+    con = build_lake([original, copy, other_time])
+    assert rows(con, "select source_file, source_row from stg_counted_results order by collected_at") == [
+        {"source_file": "labs_b.csv", "source_row": 4}, {"source_file": "labs_a.csv", "source_row": 9}]
+
+
+def test_a_copy_without_accession_of_a_text_result_counts_once(build_lake):
+    # value_si and comparator null on both copies: nulls are equal when copies are compared
+    original = lab(analyte="if_antibody", accession=None, text="positive")
+    copy = {**original, "source_file": "labs_b.csv", "source_row": 7, "source_hash": "hash-b"}
+    con = build_lake([original, copy])
+    assert rows(con, "select source_file, value_text from stg_counted_results") == [
+        {"source_file": original["source_file"], "value_text": "positive"}]
+
+
 def test_same_accession_with_another_value_is_not_a_duplicate(build_lake):
     first = lab(value=140, accession="A1")
     second = {**first, "value_reported": 150.0, "value_si": 150.0, "source_row": 99}
