@@ -38,7 +38,10 @@ FHIR_ONLY_FIELDS = ("record_status", "deceased", "route_terms")
 _NEVER_IN_DATA = "\x1e"
 
 # DuckDB's CSV reader refuses a record longer than this (a longer one is read by Python's csv module instead):
-# far above any real record, which the row models quarantine as oversized_row beyond 64 KiB.
+# far above any real record, which the row models quarantine as oversized_row beyond 64 KiB. It is also the
+# reader's buffer (which must hold the longest record): left to itself DuckDB reads up to 16 times that at once,
+# a whole file of up to 2 GiB, so at the default 768 MB limit every CSV over about 730 MB ran out of memory and
+# went to the Python reader (a 770 MB lab file: 93 s instead of about 25 s).
 _MAX_LINE_BYTES = 128 << 20
 
 
@@ -66,7 +69,7 @@ _READ_CSV = """
     read_csv(
         $path, columns = $columns, header = true, auto_detect = false, delim = $delim, quote = '"', escape = '"',
         null_padding = true, strict_mode = {strict}, parallel = false, nullstr = $null, compression = 'none',
-        max_line_size = $max_line, new_line = '\\n'
+        max_line_size = $max_line, buffer_size = $max_line, new_line = '\\n'
     )
 """
 
