@@ -98,8 +98,10 @@ def synth_hash() -> str:
 
 
 # What a measurement depends on besides the data: the pipeline's code, SQL, reference data, rules and suites.
-CODE_GLOBS = ("b12lab/**/*.py", "b12lab/**/*.sql", "b12lab/**/*.csv", "b12lab/**/*.yaml", "b12lab/**/*.yml",
-              "b12lab/**/*.json", "pyproject.toml")
+CODE_GLOBS = ("pipelines/b12lab/**/*.py", "pipelines/b12lab/**/*.sql", "pipelines/b12lab/**/*.csv",
+              "pipelines/b12lab/**/*.yaml", "pipelines/b12lab/**/*.yml", "pipelines/b12lab/**/*.json",
+              "pipelines/b12lab/**/*.html", "transforms/**/*.sql", "transforms/**/*.yml", "transforms/**/*.csv",
+              "pyproject.toml")
 
 
 def code_fingerprint() -> str:
