@@ -15,6 +15,16 @@
 --     dates (same collection time and accession), so the copy kept is the same on every D.
 -- A model counts a result on D when D is between counted_from and counted_through.
 {{ config(materialized='incremental', schema='incremental', pre_hook=[before_begin("{{ delete_rebuilt_patients() }}"), "{{ forget_rebuilt_patients() }}"]) }}
+{#- a result without accession among the copied ones: the same patient, analyte, time and value (nulls equal) -#}
+{% set a_copy_of_the_result %}
+copied_without_accession.patient_id = final_or_corrected.patient_id
+       and copied_without_accession.analyte = final_or_corrected.analyte
+       and copied_without_accession.collected_at = final_or_corrected.collected_at
+       and copied_without_accession.accession is not distinct from final_or_corrected.accession
+       and copied_without_accession.comparator is not distinct from final_or_corrected.comparator
+       and copied_without_accession.value_si is not distinct from final_or_corrected.value_si
+       and copied_without_accession.value_text is not distinct from final_or_corrected.value_text
+{%- endset %}
 with
 
 as_of_range as (
@@ -141,13 +151,7 @@ copies_without_accession as (
     select final_or_corrected.*, cast(null as date) as replaced_on
     from final_or_corrected
     semi join copied_without_accession
-        on copied_without_accession.patient_id = final_or_corrected.patient_id
-       and copied_without_accession.analyte = final_or_corrected.analyte
-       and copied_without_accession.collected_at = final_or_corrected.collected_at
-       and copied_without_accession.accession is not distinct from final_or_corrected.accession
-       and copied_without_accession.comparator is not distinct from final_or_corrected.comparator
-       and copied_without_accession.value_si is not distinct from final_or_corrected.value_si
-       and copied_without_accession.value_text is not distinct from final_or_corrected.value_text
+        on {{ a_copy_of_the_result }}
 ),
 
 duplicate_ranked as (
@@ -180,13 +184,7 @@ single_results as (
        and accession_groups.accession = final_or_corrected.accession
        and accession_groups.analyte = final_or_corrected.analyte
     anti join copied_without_accession
-        on copied_without_accession.patient_id = final_or_corrected.patient_id
-       and copied_without_accession.analyte = final_or_corrected.analyte
-       and copied_without_accession.collected_at = final_or_corrected.collected_at
-       and copied_without_accession.accession is not distinct from final_or_corrected.accession
-       and copied_without_accession.comparator is not distinct from final_or_corrected.comparator
-       and copied_without_accession.value_si is not distinct from final_or_corrected.value_si
-       and copied_without_accession.value_text is not distinct from final_or_corrected.value_text
+        on {{ a_copy_of_the_result }}
 ),
 
 counted_results as (
