@@ -36,6 +36,9 @@ def test_model_conventions(model):
     code = code_of(model.sql)
     # the model's config and Jinja variables may come first
     code = re.sub(r"^\s*\{\{\s*config\(.*?\)\s*\}\}\s*$", "", code, flags=re.DOTALL | re.MULTILINE, count=1)
+    code = re.sub(r"\{#.*?#\}", "", code, flags=re.DOTALL)  # Jinja comments
+    code = re.sub(r"\{%-?\s*set\s+\w+\s*-?%\}.*?\{%-?\s*endset\s*-?%\}|\{%-?\s*set\s+\w+\s*=.*?-?%\}", "", code,
+                  flags=re.DOTALL)  # Jinja variables, as blocks or one-line
     assert re.match(r"^\s*with\b", code), "a chain of with blocks"
     assert not re.search(r"\b(from|join)\s+(lab_results|patients|diagnoses|medications|rules_settings|rules_codes)\b",
                          code), "inputs through source() and ref() only"
