@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -247,10 +248,11 @@ def test_a_catalogue_after_a_build_that_wrote_its_manifest_reuses_it(tmp_path, m
 
 def test_a_new_work_folder_starts_from_the_machines_parse_and_catalogue(tmp_path, monkeypatch):
     """A first night in a new output folder starts from the parse of the project and the catalogue page an
-    earlier run on the machine left in the cache (B12LAB_CACHE_DIR), by the project's digest: its build does not
-    parse the project and its catalogue is not generated again."""
+    earlier run on the machine left in the cache (B12LAB_CACHE_DIR), by the project's digest and place: its build
+    does not parse the project and its catalogue is not generated again."""
     monkeypatch.setenv("B12LAB_CACHE_DIR", str(tmp_path / "cache"))
-    kept = tmp_path / "cache" / "dbt" / runner.project_digest()
+    kept = runner.machine_cache()
+    assert kept.parent == tmp_path / "cache" / "dbt" and kept.name.startswith(runner.project_digest() + "-")
     warehouse = warehouse_with(tmp_path, lake_tables())
     first = tmp_path / "first"
     runner.reuse_parse(SESSION_DBT_WORK / runner.PARSE_CACHE, first)  # the session's: a parse costs 3 s
@@ -267,6 +269,19 @@ def test_a_new_work_folder_starts_from_the_machines_parse_and_catalogue(tmp_path
     again = runner.docs(warehouse, second, tmp_path / "second-catalogue.html", log=lambda line: None)
     assert again.read_bytes() == page.read_bytes()
     assert not (second / "target" / "static_index.html").exists()  # copied, never generated: dbt did not run
+
+
+def test_another_checkout_of_the_same_project_has_a_cache_of_its_own(tmp_path, monkeypatch):
+    # dbt's parse holds the project's absolute paths: one made in a checkout since removed (a clone in a
+    # temporary folder) failed every seed of a night in another checkout of the same version.
+    monkeypatch.setenv("B12LAB_CACHE_DIR", str(tmp_path / "cache"))
+    here = runner.machine_cache()
+    elsewhere = tmp_path / "elsewhere" / "transforms"
+    shutil.copytree(runner.PROJECT_DIR, elsewhere, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+    digest = runner.project_digest()
+    monkeypatch.setattr(runner, "PROJECT_DIR", elsewhere)
+    assert runner.project_digest() == digest  # the same files
+    assert runner.machine_cache() != here
 
 
 def test_a_cache_that_cannot_be_written_costs_only_time(tmp_path, monkeypatch, capsys):

@@ -275,13 +275,16 @@ def machine_cache() -> Path:
     """This project's (and dbt version's) folder of the machine's cache (the cache_dir setting): dbt's parse of
     the project and its catalogue pages, which hold no patient data and are the same for every output folder.
     A first night in a new output folder (a new site, a reproduction, `make run`) starts from them instead of
-    parsing the project (about 3 s) and generating the catalogue (about 1.5 s)."""
-    return load_settings().cache_dir / "dbt" / project_digest()
+    parsing the project (about 3 s) and generating the catalogue (about 1.5 s). Keyed by where the project is as
+    well: dbt's parse records the project's absolute paths, and a parse made by another checkout of the same
+    version, since removed (a clone in a temporary folder), failed every seed of a night in this one."""
+    where = hashlib.sha256(str(PROJECT_DIR.resolve()).encode()).hexdigest()[:8]
+    return load_settings().cache_dir / "dbt" / f"{project_digest()}-{where}"
 
 
 def seed_parse(work_dir: Path) -> None:
     """Start a work folder without a parse of its own from the machine's (dbt checks it as its own and parses
-    again whatever differs: a stale one costs only that)."""
+    again whatever file differs: a stale one costs only that; machine_cache is this checkout's alone)."""
     if not (work_dir.absolute() / PARSE_CACHE).is_file():
         reuse_parse(machine_cache() / PARSE_CACHE.name, work_dir)
 
