@@ -56,8 +56,8 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(
         default_factory=lambda: default_cache_dir(),
         description="What any run on this machine can reuse and that holds no patient data: dbt's parse of the "
-                    "project and its catalogue page, by the project's version, so that a first night in a new "
-                    "output folder does not parse the project again; unset: $XDG_CACHE_HOME/b12lab, else "
+                    "project and its catalogue page, by the project's version and place, so that a first night in "
+                    "a new output folder does not parse the project again; unset: $XDG_CACHE_HOME/b12lab, else "
                     "~/.cache/b12lab")
     expectations_dir: Path | None = Field(
         None, description="A site's own Great Expectations project (for example with tighter suites); unset: "
