@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import astuple
 from datetime import date, datetime, timedelta
 
+import duckdb
 import pandas as pd
 import pytest
 
 from b12lab.lake.lake import Lake
 from b12lab.common.paths import EXPECTATIONS_DIR
 from b12lab.quality import validation
-from b12lab.quality.validation import (ExpectationOutcome, UnsupportedRowCondition, add_new_rows_source,
+from b12lab.quality.validation import (COPIED_FILES, ExpectationOutcome, UnsupportedRowCondition, add_new_rows_source,
                                        close_source, create_new_rows_database, expectation_parameters,
                                        prepare_context, validate_lake_files)
 
@@ -138,6 +140,23 @@ def test_the_outcomes_are_gx_verdict_on_all_the_new_rows(tmp_path):
         ours = [(o.success, o.unexpected_count) for o in report.outcomes if o.table == table]
         assert [(success, count or 0) for success, count in ours] == [
             (success, count or 0) for success, count in reference.values()], table
+
+
+def test_many_small_files_are_validated_from_one_copy_with_the_same_outcomes(tmp_path):
+    """A night of per-patient Bundles writes thousands of small files: their rows are copied into a table of
+    the validation database once (not read from every file by each of GX's queries), and judged alike."""
+    tables = broken_tables()
+    few = validate(tables, tmp_path, "few", files_per_table=2)
+    many = validate(tables, tmp_path, "many", files_per_table=COPIED_FILES + 1)  # some of them empty
+
+    assert [astuple(o) for o in many.outcomes] == [astuple(o) for o in few.outcomes]
+    assert any(not o.success for o in many.outcomes)
+    database = tmp_path / "new_rows.duckdb"
+    lake = Lake(tmp_path / "lake-many")
+    create_new_rows_database(database, {"lab_results": lake.files("lab_results"), "patients": lake.files("patients")[:2]})
+    with duckdb.connect(str(database), read_only=True) as con:
+        assert con.execute("select table_name from duckdb_tables()").fetchall() == [("lab_results",)]
+        assert con.execute("select view_name from duckdb_views() where not internal").fetchall() == [("patients",)]
 
 
 def test_gx_objects_run_it_and_build_the_data_docs(tmp_path):

@@ -7,15 +7,16 @@ folder and loaded with `gx.get_context(context_root_dir=...)`, so validation res
 land next to the run's other outputs. Each failed expectation is judged by its own severity: `critical` stops
 the run before publication, anything else is reported.
 
-Bounded memory, no copy. GX validates in SQL, in DuckDB: a scratch DuckDB database in the run's temporary
-folder holds one view per table over the night's new Parquet files (`read_parquet`: the rows stay in the
-files), and GX's generic SQL data source (`context.data_sources.add_sql`) reads it through the SQLAlchemy
-dialect of `duckdb-engine`, read-only and under the run's DuckDB memory limit (B12LAB_MEMORY_LIMIT), spilling
-to the scratch folder beyond it. GX's SQL execution engine computes every expectation as queries over all of
-a table's new rows: counts, the up to 20 unexpected values of BASIC results, and the whole-table checks
-(uniqueness, row counts, means) as SQL aggregates. No table is ever held in Python. The scratch database is
-deleted when validation ends. Two things of duckdb-engine are adapted in `duckdb_dialect.py` (GX's
-metric queries would come back empty; GX would refuse regular expressions and LIKE patterns): see there.
+Bounded memory, no copy of a large night. GX validates in SQL, in DuckDB: a scratch DuckDB database in the
+run's temporary folder holds one view per table over the night's new Parquet files (`read_parquet`: the rows
+stay in the files; many small files are copied into a table there once, see create_new_rows_database), and GX's
+generic SQL data source (`context.data_sources.add_sql`) reads it through the SQLAlchemy dialect of `duckdb-
+engine`, read-only and under the run's DuckDB memory limit (B12LAB_MEMORY_LIMIT), spilling to the scratch
+folder beyond it. GX's SQL execution engine computes every expectation as queries over all of a table's new
+rows: counts, the up to 20 unexpected values of BASIC results, and the whole-table checks (uniqueness, row
+counts, means) as SQL aggregates. No table is ever held in Python. The scratch database is deleted when
+validation ends. Two things of duckdb-engine are adapted in `duckdb_dialect.py` (GX's metric queries would come
+back empty; GX would refuse regular expressions and LIKE patterns): see there.
 
 Dates and times keep their types: a lake TIMESTAMP or DATE is one in the view, and GX binds the suites'
 date-time bounds (`1900-01-01T00:00:00`, the `end_of_ingest_day` parameter) as datetimes, which DuckDB
@@ -200,11 +201,19 @@ def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# A table's new rows are copied into the validation database when they come in more files than this, of
+# this many bytes at most together; otherwise GX reads them where they are.
+COPIED_FILES = 32
+COPIED_BYTES = 256 << 20
+
+
 def create_new_rows_database(database_path: Path, files: dict[str, list[Path]],
                              temp_dir: Path | None = None) -> list[str]:
-    """A DuckDB database at database_path with one view per table over that table's new Parquet files, named
-    as the table; the tables that have new rows, the ones to validate. Views copy nothing: each of GX's
-    queries reads the files."""
+    """A DuckDB database at database_path with one relation per table over that table's new Parquet files,
+    named as the table; the tables that have new rows, the ones to validate. A view copies nothing: each of
+    GX's queries reads the files. Many small files (a night of per-patient FHIR Bundles writes thousands) are
+    copied into a table of the database, on disk, once: each query would otherwise open every file (12 s
+    against 3 s for the same rows in six files)."""
     tables = []
     with connect(database_path, temp_dir=temp_dir) as con:
         for table, paths in files.items():
@@ -213,7 +222,8 @@ def create_new_rows_database(database_path: Path, files: dict[str, list[Path]],
             # A view's text cannot hold bound parameters: the paths (hash-named files this program wrote) are
             # written in as quoted literals.
             listed = ", ".join(_quote_literal(str(path)) for path in paths)
-            con.execute(f"create view {_quote_identifier(table)} as "
+            copied = len(paths) > COPIED_FILES and sum(path.stat().st_size for path in paths) <= COPIED_BYTES
+            con.execute(f"create {'table' if copied else 'view'} {_quote_identifier(table)} as "
                         f"select * from read_parquet([{listed}], union_by_name = true)")
             if con.execute(f"select exists (select 1 from {_quote_identifier(table)})").fetchone()[0]:
                 tables.append(table)
