@@ -178,7 +178,10 @@ def _committed_lake_files(lake: Lake, committed: set[str] | None = None) -> set[
 def _record_lake_files(con: duckdb.DuckDBPyConnection, files: set[tuple[str, str]]) -> None:
     con.execute(f"create or replace table {LAKE_FILES} (table_name varchar, file_name varchar)")
     if files:
-        con.executemany(f"insert into {LAKE_FILES} values (?, ?)", sorted(files))
+        # one statement: executemany inserts row by row, about 0.7 ms a file (5 s for a night of 600 Bundles)
+        tables, names = zip(*sorted(files))
+        con.execute(f"insert into {LAKE_FILES} select unnest($tables), unnest($names)",
+                    {"tables": list(tables), "names": list(names)})
 
 
 # What a night with no patient to rebuild on the same as-of date still builds: the models that read the lake's

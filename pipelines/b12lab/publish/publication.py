@@ -143,8 +143,9 @@ def create_lake_views(con: duckdb.DuckDBPyConnection, lake: Lake, materialise: b
     readable when it is moved and to never read another folder's lake.
     """
     kind = "table" if materialise else "view"
+    committed = lake.committed_hashes() if set(tables) & set(DATA_TABLES) else set()  # read once for all tables
     for table in tables:
-        files = lake.committed_files(table) if table in DATA_TABLES else lake.files(table)
+        files = lake.committed_files(table, committed) if table in DATA_TABLES else lake.files(table)
         if files:
             paths = ", ".join(_quote_literal(str(path.resolve())) for path in files)
             # union by name with the declared columns: files written before a column was added read it as null
