@@ -205,6 +205,7 @@ def install() -> None:
     _time_prefect_tasks_and_flows()
     import b12lab.ingest.digests as ingest_digests
     import b12lab.ingest.csv_reader as csv_reader
+    import b12lab.ingest.batched_ingest as batched_ingest
     import b12lab.ingest.file_ingest as ingest
     import b12lab.lake.lake as lake
     import b12lab.publish.publication as publish
@@ -219,7 +220,10 @@ def install() -> None:
     wrap(csv_reader, "_load_raw_file", "read CSV into raw_file")
     wrap(ingest, "load_fhir_file", "read NDJSON into raw_file")
     wrap(ingest, "register_existing_lab_keys", "existing lab keys (duplicates against the lake)")
-    wrap(ingest, "file_account", "row accounting")
+    wrap(batched_ingest, "read_bundle", "read a Bundle (JSON)")
+    wrap(batched_ingest, "load_bundles", "Bundles of one resource type into raw_file")
+    wrap(ingest, "file_accounts", "row accounting")
+    wrap(lake.Lake, "write_query_per_file", "lake: write a read's files")
     wrap(lake.Lake, "committed_hashes", "lake: read commit records")
     wrap(lake.Lake, "remove_uncommitted", "lake: remove uncommitted files")
     _wrap_great_expectations(validate)

@@ -29,7 +29,7 @@ def test_a_step_out_of_memory_on_every_thread_runs_again_on_one_and_says_so(tmp_
 
     with connect(temp_dir=tmp_path / "tmp") as con:
         con.execute("set threads = 2")
-        _within_memory(con, export, "the lake file of its accepted rows", lambda: step(con))
+        _within_memory(con, export.display_name, "the lake file of its accepted rows", lambda: step(con))
         assert con.execute("select current_setting('threads')").fetchall()[0][0] > 1  # reset afterwards
     assert attempts == [2, 1]
     assert capsys.readouterr().out.splitlines() == [
@@ -43,5 +43,5 @@ def test_a_step_out_of_memory_on_one_thread_too_is_raised(tmp_path, export):
 
     with connect(temp_dir=tmp_path / "tmp", memory_limit="64MB") as con:
         with pytest.raises(duckdb.OutOfMemoryException):
-            _within_memory(con, export, "the row model", step)
+            _within_memory(con, export.display_name, "the row model", step)
         assert con.execute("select current_setting('threads')").fetchall()[0][0] > 1

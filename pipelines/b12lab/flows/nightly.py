@@ -28,7 +28,8 @@ from b12lab.flows.cluster import in_flow_run, on_cluster
 from b12lab.flows.configuration import load_configuration
 from b12lab.flows.progress import tracked
 from b12lab.flows.run_log import NOT_ON_TERMINAL, run_log
-from b12lab.ingest import ExportFile, FileAccount, LabMapping, ReconciliationError, discover_exports, ingest_file
+from b12lab.ingest import (ExportFile, FileAccount, LabMapping, ReconciliationError, discover_exports, ingest_file,
+                           ingest_small_files)
 from b12lab.ingest.contract import known_by_name
 from b12lab.ingest.digests import DigestCache
 from b12lab.ingest.object_store import ObjectDigests, drop_location, is_remote, stage_drop
@@ -227,16 +228,11 @@ def ingest_export(export: ExportFile, layout: OutputLayout, run_id: str, ingest_
 @task
 def ingest_small_exports(exports: list[ExportFile], layout: OutputLayout, run_id: str, ingest_date: date,
                          earlier_lab_files: list[Path]) -> list[FileAccount]:
-    """Small files in order, through one connection; each lab file is checked for duplicates against the
-    lake and every lab file before it, exactly as if each had its own task."""
-    lake, lab_files, accounts = Lake(layout.lake), list(earlier_lab_files), []
+    """Small files through one connection, FHIR Bundles of one resource type read together
+    (b12lab/ingest/batched_ingest.py); each lab file is checked for duplicates against the lake and every lab
+    file before it, exactly as if each had its own task."""
     with connect(temp_dir=layout.scratch) as con:
-        for export in exports:
-            account = ingest_file(con, export, lake, run_id, ingest_date, list(lab_files))
-            accounts.append(account)
-            if export.kind.table == "lab_results":
-                lab_files.append(lake.data_file("lab_results", export.source_hash))
-    return accounts
+        return ingest_small_files(con, exports, Lake(layout.lake), run_id, ingest_date, earlier_lab_files)
 
 
 def is_small(export: ExportFile) -> bool:

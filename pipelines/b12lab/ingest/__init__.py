@@ -21,17 +21,19 @@ Where each thing happens:
     deduplication.py   the keys of lab results already in the lake, for the duplicate check (and their cache)
     accounting.py      FileAccount, ReconciliationError, the file-level quarantine outcomes
     file_ingest.py     ingest_file: one export file through all of the above, into the lake (IngestError)
+    batched_ingest.py  ingest_small_files: a task's small files, FHIR Bundles of one resource type read together
     sql/               the row model of each export kind, the fields model of each FHIR resource type
     mappings/          the shipped site mappings
 """
 from b12lab.ingest.accounting import FileAccount, ReconciliationError
 from b12lab.ingest.contract import (EXPORT_KINDS, LAB_COLUMNS, ExportFile, ExportKind, discover_exports,
                                     export_kind_of, fhir_resource_of, read_manifest)
+from b12lab.ingest.batched_ingest import ingest_small_files
 from b12lab.ingest.file_ingest import IngestError, ingest_file
 from b12lab.ingest.mapping import LabMapping, MappingError, UnknownMapping, load_mapping
 
 __all__ = [
     "EXPORT_KINDS", "LAB_COLUMNS", "ExportFile", "ExportKind", "FileAccount", "IngestError", "LabMapping",
     "MappingError", "ReconciliationError", "UnknownMapping", "discover_exports", "export_kind_of", "fhir_resource_of",
-    "ingest_file", "load_mapping", "read_manifest",
+    "ingest_file", "ingest_small_files", "load_mapping", "read_manifest",
 ]

@@ -95,14 +95,17 @@ def feed_of(export: ExportFile) -> str:
     return re.sub(r"[-_. ]*[0-9]+", "", stem).strip("-_. ") + "*"
 
 
-def file_account(con: duckdb.DuckDBPyConnection, export: ExportFile) -> FileAccount:
-    """The file's account: its records read (raw_file), and what became of each (parsed_rows)."""
-    account = FileAccount(source_file=export.name, source_hash=export.source_hash, kind=export.kind.name,
-                          feed=feed_of(export))
+def file_accounts(con: duckdb.DuckDBPyConnection, exports: list[ExportFile]) -> list[FileAccount]:
+    """The accounts of the files read into raw_file (one, or several read at once: record_file tells them
+    apart): each file's records read (raw_file), and what became of each (parsed_rows)."""
+    accounts = [FileAccount(source_file=export.name, source_hash=export.source_hash, kind=export.kind.name,
+                            feed=feed_of(export)) for export in exports]
     rows = con.execute(
-        "select outcome, coalesce(reason, ''), count(*) from parsed_rows group by all order by all"
+        "select record_file(source_row), outcome, coalesce(reason, ''), count(*) from parsed_rows "
+        "group by all order by all"
     ).fetchall()
-    for outcome, reason, count in rows:
+    for index, outcome, reason, count in rows:
+        account = accounts[index]
         account.by_reason[(outcome, reason)] = count
         if outcome == "accepted":
             account.rows_accepted += count
@@ -110,8 +113,9 @@ def file_account(con: duckdb.DuckDBPyConnection, export: ExportFile) -> FileAcco
             account.rows_quarantined += count
         else:
             account.rows_dropped += count
-    account.rows_read = con.execute("select count(*) from raw_file").fetchone()[0]
-    return account
+    for index, count in con.execute("select record_file(source_row), count(*) from raw_file group by all").fetchall():
+        accounts[index].rows_read = count
+    return accounts
 
 
 def quarantine_whole_file(con: duckdb.DuckDBPyConnection, missing_columns: list[str], repeated_column: str,

@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from b12lab.common.paths import INGEST_SQL_DIR, read_sql
 from b12lab.ingest.contract import REFERENCE_FILE_NAME, REFERENCED_RESOURCES, ExportFile, is_ndjson_name
@@ -226,23 +228,60 @@ def _load_fhir_references(con: duckdb.DuckDBPyConnection, rows: list[tuple[str, 
         con.unregister("fhir_reference_rows")
 
 
+@dataclass(frozen=True)
+class BundleRead:
+    """A Bundle file's records of the export's resource type (source_row: the entry's position), the resources
+    they may reference, and why the Bundle could not be read whole ('' when it could)."""
+
+    lines: pa.Table
+    references: list[tuple[str, str, str]]
+    problem: str
+
+
+def read_bundle(export: ExportFile) -> BundleRead:
+    """The records of a Bundle export (a JSON document, or NDJSON whose lines are Bundles)."""
+    problems: list[str] = []
+    reader = _bundle_ndjson_lines if is_ndjson_name(export.path) else _bundle_lines
+    lines, references = reader(export, problems)
+    return BundleRead(lines, references, problems[0] if problems else "")
+
+
 def load_fhir_file(con: duckdb.DuckDBPyConnection, export: ExportFile) -> str:
     """The file's lines into fhir_lines, then flattened by the resource's fields model into raw_file. Returns
     the file's problem ('' when all of it was read).
 
     The resources that records may reference (fhir_references) are the Bundle's own entries, or for an NDJSON
     file the Medication and Organization NDJSON files beside it (the same $export)."""
-    problems: list[str] = []
     if export.bundle:
-        reader = _bundle_ndjson_lines if is_ndjson_name(export.path) else _bundle_lines
-        lines, references = reader(export, problems)
-        con.register("ndjson_line_batches", lines)
-    else:
-        references = [row for path in sorted(export.path.parent.iterdir())
-                      if path.is_file() and REFERENCE_FILE_NAME.match(path.name)
-                      for row in _references_of_ndjson(path)]
-        batches = pa.RecordBatchReader.from_batches(_LINE_SCHEMA, _ndjson_line_batches(export.path, problems))
-        con.register("ndjson_line_batches", batches)
+        bundle = read_bundle(export)
+        _load_records(con, bundle.lines, bundle.references, export.fhir_resource)
+        return bundle.problem
+    problems: list[str] = []
+    references = [row for path in sorted(export.path.parent.iterdir())
+                  if path.is_file() and REFERENCE_FILE_NAME.match(path.name)
+                  for row in _references_of_ndjson(path)]
+    # the lines are read as DuckDB consumes them: `problems` is complete once the records are loaded
+    batches = pa.RecordBatchReader.from_batches(_LINE_SCHEMA, _ndjson_line_batches(export.path, problems))
+    _load_records(con, batches, references, export.fhir_resource)
+    return problems[0] if problems else ""
+
+
+def load_bundles(con: duckdb.DuckDBPyConnection, bundles: list[BundleRead], resource_type: str) -> None:
+    """Several readable Bundles' records of one resource type at once, as load_fhir_file loads one: the
+    record at position p of the i-th Bundle is numbered i * 2^32 + p (macros record_file and record_position,
+    b12lab/ingest/macros.py), so the first Bundle's records keep their own numbers. The Bundles' referenced
+    resources are pooled: the caller gives Bundles whose references name no resource two of them tell
+    differently (b12lab/ingest/batched_ingest.py)."""
+    numbered = [bundle.lines.set_column(0, "source_row", pc.add(bundle.lines.column("source_row"), index << 32))
+                for index, bundle in enumerate(bundles)]
+    references = [row for bundle in bundles for row in bundle.references]
+    _load_records(con, pa.concat_tables(numbered), references, resource_type)
+
+
+def _load_records(con: duckdb.DuckDBPyConnection, lines: pa.Table | pa.RecordBatchReader,
+                  references: list[tuple[str, str, str]], resource_type: str) -> None:
+    """Numbered lines into fhir_lines and their records flattened by the resource's fields model into raw_file."""
+    con.register("ndjson_line_batches", lines)
     try:
         con.execute("create or replace temp table fhir_lines as select source_row, line from ndjson_line_batches")
     finally:
@@ -251,8 +290,7 @@ def load_fhir_file(con: duckdb.DuckDBPyConnection, export: ExportFile) -> str:
     con.execute("create or replace temp view fhir_records as "
                 r"select source_row, line from fhir_lines where not regexp_full_match(line, '\s*')")
     _load_fhir_references(con, references)
-    sql = read_sql(fields_model(export.fhir_resource))
-    params = {"resource_type": export.fhir_resource} if "$resource_type" in sql else {}
+    sql = read_sql(fields_model(resource_type))
+    params = {"resource_type": resource_type} if "$resource_type" in sql else {}
     con.execute(f"create or replace temp table raw_file as {sql}", params)
     con.execute("create or replace temp table trailer_rows (source_row bigint)")  # NDJSON has no trailer line
-    return problems[0] if problems else ""

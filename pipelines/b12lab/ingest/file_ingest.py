@@ -6,7 +6,9 @@ The file is read into the temp table raw_file (csv_reader.py; fhir_reader.py for
 the kind's row model turns raw_file into parsed_rows (with the macros of macros.py and, for labs, the keys of
 deduplication.py), file-level reasons quarantine the whole file (accounting.py), and the accepted rows, the
 quarantined ones and the out-of-scope codes are written to the lake, uncommitted, before the file's account
-is returned.
+is returned. From raw_file on (store_records) the steps take one file or several small ones read at once
+(batched_ingest.py): each file's records are told apart by record_file, and each file gets its own lake files
+and account.
 
 Damaged input never stops the run with a traceback. A file that cannot be read at all (a truncated or
 corrupt gzip, a PDF or zip named *.csv) is not an error either: every record that could be read is
@@ -18,7 +20,8 @@ from __future__ import annotations
 
 import csv
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -28,7 +31,7 @@ from b12lab.common.duck import load_reference_tables, out_of_memory_message, rer
 from b12lab.common.faults import crash_point
 from b12lab.common.paths import INGEST_SQL_DIR, read_sql
 from b12lab.common.settings import load_settings
-from b12lab.ingest.accounting import (FileAccount, ReconciliationError, SuspectedCode, file_account,
+from b12lab.ingest.accounting import (FileAccount, ReconciliationError, SuspectedCode, file_accounts,
                                       quarantine_whole_file, record_file_problems)
 from b12lab.ingest.contract import (EXPORT_KINDS, LAB_COLUMNS, ExportFile, discover_exports, export_kind_of,
                                     fhir_resource_of, read_manifest)
@@ -57,44 +60,69 @@ def ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, 
     full) stops the run with one line naming the file; DuckDB's own message is left out, since it may quote a
     record and with it a patient id.
     """
+    with ingest_errors(export.display_name):
+        prepare_connection(con)
+        repeated_column = ""
+        if export.format == "ndjson":
+            missing_columns = []  # the fields model always gives every column of the kind
+            problem = load_fhir_file(con, export)
+        else:
+            scratch_root = lake.root.parent / ".tmp"
+            scratch_root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=scratch_root, prefix="ingest-") as scratch:
+                if export.mapping is not None:
+                    missing_columns, repeated_column, problem = load_mapped_file(con, export, Path(scratch))
+                else:
+                    missing_columns, repeated_column, problem = load_csv_file(con, export, Path(scratch))
+        return store_records(con, [export], lake, run_id, ingest_date, earlier_lab_files,
+                             missing_columns, repeated_column, problem)[0]
+
+
+@contextmanager
+def ingest_errors(name: str) -> Iterator[None]:
+    """A failure that is not about a file's content, as one line naming the file (or files): an IngestError."""
     try:
-        return _ingest_file(con, export, lake, run_id, ingest_date, earlier_lab_files)
+        yield
     except OSError as error:
-        raise IngestError(f"{export.display_name}: could not be ingested: {error.strerror or error}") from error
+        raise IngestError(f"{name}: could not be ingested: {error.strerror or error}") from error
     except duckdb.OutOfMemoryException as error:
-        raise IngestError(f"{export.display_name}: could not be ingested: "
+        raise IngestError(f"{name}: could not be ingested: "
                           f"{out_of_memory_message(load_settings().memory_limit)}; nothing was committed") from error
     except (duckdb.Error, csv.Error) as error:
         reraise_interrupt(error)
-        raise IngestError(f"{export.display_name}: could not be ingested ({type(error).__name__}); nothing was committed") \
+        raise IngestError(f"{name}: could not be ingested ({type(error).__name__}); nothing was committed") \
             from error
 
 
-def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, run_id: str,
-                 ingest_date: date, earlier_lab_files: list[Path]) -> FileAccount:
+def prepare_connection(con: duckdb.DuckDBPyConnection) -> None:
     if not has_table(con, "ref_units"):
         # once per connection: a task of small files shares one (the macros never change between files)
         load_reference_tables(con)
         create_macros(con)
-    repeated_column = ""
-    if export.format == "ndjson":
-        missing_columns = []  # the fields model always gives every column of the kind
-        problem = load_fhir_file(con, export)
-    else:
-        scratch_root = lake.root.parent / ".tmp"
-        scratch_root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=scratch_root, prefix="ingest-") as scratch:
-            if export.mapping is not None:
-                missing_columns, repeated_column, problem = load_mapped_file(con, export, Path(scratch))
-            else:
-                missing_columns, repeated_column, problem = load_csv_file(con, export, Path(scratch))
-    if export.kind.name == "labs":
+
+
+def store_records(con: duckdb.DuckDBPyConnection, exports: list[ExportFile], lake: Lake, run_id: str,
+                  ingest_date: date, earlier_lab_files: list[Path], missing_columns: list[str] | None = None,
+                  repeated_column: str = "", problem: str = "") -> list[FileAccount]:
+    """The records in raw_file, of one file or of several small files of one kind read at once (numbered
+    as load_bundles numbers them), through the kind's row model into the lake: each file's accepted rows,
+    quarantined rows, out-of-scope codes and unreadable fields in lake files of its own, as if each had been
+    ingested on its own. Returns each file's account, in the order of `exports`. The file-level reasons
+    (missing_columns, repeated_column, problem) are those of a file read on its own."""
+    kind = exports[0].kind
+    name = exports[0].display_name + (f" and {len(exports) - 1} more" if len(exports) > 1 else "")
+    missing_columns = missing_columns or []
+    if len(exports) == 1 and con.execute("select max(record_file(source_row)) from raw_file").fetchall()[0][0]:
+        # record numbers past 2^32 would read as another file's (record_file); no export comes near it
+        raise IngestError(f"{name}: more than 4,294,967,295 records: split the file; nothing was committed")
+    _register_files(con, exports, run_id)
+    if kind.name == "labs":
         register_existing_lab_keys(con, earlier_lab_files)
-        if export.mapping is None:
+        if exports[0].mapping is None:
             con.execute("create or replace temp table mapped_local_codes (code varchar, analyte varchar)")
-    sql = read_sql(INGEST_SQL_DIR / export.kind.sql_file)
+    sql = read_sql(INGEST_SQL_DIR / kind.sql_file)
     params = {"ingest_date": ingest_date} if "$ingest_date" in sql else {}
-    _create_parsed_rows(con, export, f"create or replace temp table parsed_rows as {sql}", params)
+    _create_parsed_rows(con, name, f"create or replace temp table parsed_rows as {sql}", params)
     # File-level reasons, strongest last: every record of the file goes to quarantine.
     quarantine_whole_file(con, missing_columns, repeated_column, problem)
     # A trailer line (Total rows: 10, END OF REPORT) after the last record is no record: dropped by a rule.
@@ -103,7 +131,7 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
     # Quarantine keeps of a FHIR resource only what the row model read (its `raw`: the flattened fields, as for
     # a CSV record), never the whole resource with its address, telecom or free-text notes. A line of which no
     # field could be read is described, not kept: it may be any part of any resource.
-    if export.format == "ndjson":
+    if exports[0].format == "ndjson":
         con.execute(
             "update parsed_rows set raw = case when not json_valid(fhir_lines.line) "
             "    then 'not valid JSON (' || length(fhir_lines.line) || ' characters)' "
@@ -111,52 +139,85 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
             "                  'JSON without a resource type') || ' where ' || $resource_type || ' was expected' end "
             "from fhir_lines where fhir_lines.source_row = parsed_rows.source_row "
             "and parsed_rows.outcome = 'quarantined' and coalesce(parsed_rows.raw, '') = ''",
-            {"resource_type": export.fhir_resource})
-    if export.kind.name == "labs":
+            {"resource_type": exports[0].fhir_resource})
+    if kind.name == "labs":
         # Out of scope is counted per code, and its text is kept nowhere: not even when a file-level reason
         # quarantines the whole file (a survey answer or an address has no place in a B12 pipeline's lake).
         con.execute("update parsed_rows set raw = null where outcome = 'quarantined' and analyte is null "
                     "and (loinc is not null or local_code is not null)")
 
-    lineage = {"source_file": export.name, "source_hash": export.source_hash, "ingest_run": run_id}
-    lineage_sql = "$source_file as source_file, source_row, $source_hash as source_hash, $ingest_run as ingest_run"
-    accepted_columns = ", ".join(export.kind.lake_columns)
-    _within_memory(con, export, "the lake file of its accepted rows", lambda: lake.write_query(
-        con,
-        f"select {accepted_columns}, {lineage_sql} from parsed_rows where outcome = 'accepted' order by source_row",
-        lineage,
-        lake.data_file(export.kind.table, export.source_hash),
-    ))
+    accepted_columns = ", ".join(kind.lake_columns)
+    _within_memory(con, name, "the lake file of its accepted rows", lambda: _write_per_file(
+        con, lake, kind.table, exports,
+        f"select {accepted_columns}, {_LINEAGE_SQL}{{file_index}} from parsed_rows {_JOIN_FILES_SQL} "
+        "where outcome = 'accepted' order by parsed_rows.source_row"))
     crash_point("ingest")
-    _within_memory(con, export, "the lake file of its quarantined rows", lambda: lake.write_query(
-        con,
-        f"select {lineage_sql}, $table_name as table_name, reason, raw "
-        "from parsed_rows where outcome = 'quarantined' order by source_row",
-        {**lineage, "table_name": export.kind.table},
-        lake.data_file("quarantine", export.source_hash),
-    ))
-    account = file_account(con, export)
-    if export.kind.name == "labs":
-        account.suspected_unmapped = _write_unmapped_codes(con, export, lake, lineage)
-        account.accepted_by_analyte = dict(con.execute(
-            "select analyte, count(*) from parsed_rows where outcome = 'accepted' group by analyte order by analyte"
-        ).fetchall())
-    record_file_problems(account, export, missing_columns, problem)
-    account.unreadable_fields = _write_unreadable_fields(con, export, lake, lineage)
-    return account
+    _within_memory(con, name, "the lake file of its quarantined rows", lambda: _write_per_file(
+        con, lake, "quarantine", exports,
+        f"select {_LINEAGE_SQL}, $table_name as table_name, reason, raw{{file_index}} from parsed_rows {_JOIN_FILES_SQL} "
+        "where outcome = 'quarantined' order by parsed_rows.source_row",
+        {"table_name": kind.table}))
+    accounts = file_accounts(con, exports)
+    if kind.name == "labs":
+        suspected = _write_unmapped_codes(con, exports, lake)
+        accepted = _per_file(con.execute(
+            "select record_file(source_row), analyte, count(*) from parsed_rows where outcome = 'accepted' "
+            "group by all order by all").fetchall())
+        for index, account in enumerate(accounts):
+            account.suspected_unmapped = suspected.get(index, [])
+            account.accepted_by_analyte = dict(accepted.get(index, []))
+    if len(exports) == 1:
+        record_file_problems(accounts[0], exports[0], missing_columns, problem)
+    unreadable = _write_unreadable_fields(con, exports, lake)
+    for index, account in enumerate(accounts):
+        account.unreadable_fields = unreadable.get(index, {})
+    return accounts
 
 
-def _create_parsed_rows(con: duckdb.DuckDBPyConnection, export: ExportFile, statement: str, params: dict) -> None:
+# Where a row came from: the file it was read from (batch_files, by record_file), its own record number, the run.
+_LINEAGE_SQL = ("batch_files.source_file, record_position(parsed_rows.source_row) as source_row, "
+                "batch_files.source_hash, batch_files.ingest_run")
+_JOIN_FILES_SQL = "join batch_files on batch_files.file_index = record_file(parsed_rows.source_row)"
+
+
+def _register_files(con: duckdb.DuckDBPyConnection, exports: list[ExportFile], run_id: str) -> None:
+    """The temp table batch_files: each file of the read, by its index (record_file), with its lineage."""
+    con.execute("create or replace temp table batch_files as select unnest($indexes) as file_index, "
+                "unnest($names) as source_file, unnest($hashes) as source_hash, $run as ingest_run",
+                {"indexes": list(range(len(exports))), "names": [export.name for export in exports],
+                 "hashes": [export.source_hash for export in exports], "run": run_id})
+
+
+def _write_per_file(con: duckdb.DuckDBPyConnection, lake: Lake, table: str, exports: list[ExportFile], query: str,
+                    params: dict | None = None) -> None:
+    """A query's rows into the table's lake file of each file of the read (one with no row: a file of none).
+    `query` places {file_index} where the column of the row's file index goes when there are several files."""
+    targets = [lake.data_file(table, export.source_hash) for export in exports]
+    if len(exports) == 1:
+        lake.write_query(con, query.format(file_index=""), params or {}, targets[0])
+    else:
+        lake.write_query_per_file(con, query.format(file_index=", file_index"), params or {}, targets)
+
+
+def _per_file(rows: list[tuple]) -> dict[int, list[tuple]]:
+    """Rows whose first value is a file index, grouped by it (the rest of each row kept)."""
+    grouped: dict[int, list[tuple]] = {}
+    for index, *rest in rows:
+        grouped.setdefault(index, []).append(tuple(rest))
+    return grouped
+
+
+def _create_parsed_rows(con: duckdb.DuckDBPyConnection, name: str, statement: str, params: dict) -> None:
     """The row model over the whole file. Nothing reads parsed_rows in insertion order (every writer orders by
     source_row), so DuckDB need not buffer the result to keep it."""
     con.execute("set preserve_insertion_order = false")
     try:
-        _within_memory(con, export, "the row model", lambda: con.execute(statement, params))
+        _within_memory(con, name, "the row model", lambda: con.execute(statement, params))
     finally:
         con.execute("set preserve_insertion_order = true")  # raw_file's numbering is file order
 
 
-def _within_memory(con: duckdb.DuckDBPyConnection, export: ExportFile, step: str, action: Callable[[], object]) -> None:
+def _within_memory(con: duckdb.DuckDBPyConnection, name: str, step: str, action: Callable[[], object]) -> None:
     """Run a step of the file's ingest; if DuckDB runs out of memory, run it again on one thread.
 
     A large file can need more than the memory limit on every thread at once, though it spills: the row model
@@ -167,7 +228,7 @@ def _within_memory(con: duckdb.DuckDBPyConnection, export: ExportFile, step: str
         action()
     except duckdb.OutOfMemoryException:
         threads = con.execute("select current_setting('threads')").fetchall()[0][0]
-        print(f"{export.display_name}: {step} needed more than the memory limit "
+        print(f"{name}: {step} needed more than the memory limit "
               f"({load_settings().memory_limit}) on {threads} threads; run again on one thread")
         con.execute("set threads = 1")
         try:
@@ -176,14 +237,15 @@ def _within_memory(con: duckdb.DuckDBPyConnection, export: ExportFile, step: str
             con.execute("reset threads")
 
 
-# The file's out-of-scope codes, one row per code system and code. The code system of a lab row's local code:
-# FHIR names it (the coding's system URL); a mapped CSV, its mapping; a contract CSV does not ('local').
+# Each file's out-of-scope codes, one row per file, code system and code. The code system of a lab row's local
+# code: FHIR names it (the coding's system URL); a mapped CSV, its mapping; a contract CSV does not ('local').
 # suggested_analyte: the analyte of the first pattern of ref_analyte_names (in precedence order) that one of
 # the code's names matches, when that pattern is an analyte's and not a false friend's (no analyte); among the
 # code's names, the one whose deciding pattern comes first.
 _UNMAPPED_CODES_SQL = """
     with out_of_scope as (
         select
+            record_file(parsed_rows.source_row) as file_index,
             case when parsed_rows.loinc is not null then 'http://loinc.org'
                  else coalesce(nullif({local_system}, ''), 'local') end as code_system,
             coalesce(parsed_rows.loinc, parsed_rows.local_code) as code,
@@ -195,93 +257,103 @@ _UNMAPPED_CODES_SQL = """
     ),
 
     codes as (
-        select code_system, code, min(test_name) as display, count(*) as rows, min(collected_on) as first_seen,
-            max(collected_on) as last_seen
+        select file_index, code_system, code, min(test_name) as display, count(*) as rows,
+            min(collected_on) as first_seen, max(collected_on) as last_seen
         from out_of_scope
-        group by code_system, code
+        group by file_index, code_system, code
     ),
 
     names as (
-        select distinct code_system, code, lower(test_name) as name
+        select distinct file_index, code_system, code, lower(test_name) as name
         from out_of_scope
         where test_name is not null
     ),
 
     deciding_pattern as (
         -- each name's first matching pattern: an analyte's, or a false friend's (analyte null)
-        select names.code_system, names.code, patterns.analyte, cast(patterns.precedence as integer) as precedence
+        select names.file_index, names.code_system, names.code, patterns.analyte,
+            cast(patterns.precedence as integer) as precedence
         from names
         join ref_analyte_names as patterns on regexp_matches(names.name, patterns.pattern)
         qualify row_number() over (
-            partition by names.code_system, names.code, names.name
+            partition by names.file_index, names.code_system, names.code, names.name
             order by cast(patterns.precedence as integer), patterns.analyte nulls first, patterns.pattern
         ) = 1
     ),
 
     suggestions as (
-        select code_system, code, arg_min(analyte, precedence) as suggested_analyte
+        select file_index, code_system, code, arg_min(analyte, precedence) as suggested_analyte
         from deciding_pattern
         where analyte is not null
-        group by code_system, code
+        group by file_index, code_system, code
     ),
 
     final as (
         select
-            $source_file as source_file, $source_hash as source_hash, $ingest_run as ingest_run,
+            batch_files.source_file, batch_files.source_hash, batch_files.ingest_run,
             codes.code_system, codes.code, codes.display, codes.rows, codes.first_seen, codes.last_seen,
-            suggestions.suggested_analyte
+            suggestions.suggested_analyte, codes.file_index
         from codes
-        left join suggestions using (code_system, code)
+        join batch_files using (file_index)
+        left join suggestions using (file_index, code_system, code)
     )
 
     select * from final
-    order by rows desc, code_system, code
 """
 
 
-def _write_unmapped_codes(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
-                          lineage: dict) -> list[SuspectedCode]:
-    """The file's out-of-scope codes, one row per code system and code, into lake/unmapped_codes/; returns
-    those whose name suggests an analyte (suspected unmapped analytes), most rows first."""
+def _write_unmapped_codes(con: duckdb.DuckDBPyConnection, exports: list[ExportFile],
+                          lake: Lake) -> dict[int, list[SuspectedCode]]:
+    """Each file's out-of-scope codes, one row per code system and code, into lake/unmapped_codes/; returns,
+    by file index, those whose name suggests an analyte (suspected unmapped analytes), most rows first."""
     has_system = bool(con.execute(
         "select count(*) from duckdb_columns() where table_name = 'raw_file' and column_name = 'local_code_system'"
     ).fetchone()[0])
     sql = _UNMAPPED_CODES_SQL.format(local_system="raw_file.local_code_system" if has_system else "null")
-    target = lake.data_file("unmapped_codes", export.source_hash)
-    lake.write_query(con, sql, lineage, target)
+    con.execute(f"create or replace temp table file_unmapped_codes as {sql}")
+    _write_per_file(con, lake, "unmapped_codes", exports,
+                    "select * exclude (file_index){file_index} from file_unmapped_codes "
+                    "order by file_index, rows desc, code_system, code")
     suspected = con.execute(
-        "select code_system, code, display, suggested_analyte, rows from read_parquet($path) "
-        "where suggested_analyte is not null order by rows desc, code_system, code", {"path": str(target)}
+        "select file_index, code_system, code, display, suggested_analyte, rows from file_unmapped_codes "
+        "where suggested_analyte is not null order by file_index, rows desc, code_system, code"
     ).fetchall()
-    return [SuspectedCode(*row) for row in suspected]
+    return {index: [SuspectedCode(*row) for row in rows] for index, rows in _per_file(suspected).items()}
 
 
 # The optional fields a row model names in unreadable_fields (given, not read, stored null), counted for the
 # accepted rows only: a quarantined or dropped row is accounted for by its reason.
 _UNREADABLE_FIELDS_SQL = """
     select
-        $source_file as source_file, $source_hash as source_hash, $ingest_run as ingest_run,
-        $table_name as table_name, field, count(*) as rows
-    from (select unnest(unreadable_fields) as field from parsed_rows where outcome = 'accepted')
-    group by field
-    order by field
+        batch_files.source_file, batch_files.source_hash, batch_files.ingest_run,
+        $table_name as table_name, field, count(*) as rows, file_index
+    from (
+        select record_file(source_row) as file_index, unnest(unreadable_fields) as field
+        from parsed_rows
+        where outcome = 'accepted'
+    )
+    join batch_files using (file_index)
+    group by all
 """
 
 
-def _write_unreadable_fields(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake,
-                             lineage: dict) -> dict[str, int]:
-    """The file's unreadable optional fields into lake/unreadable_fields/ (a kind whose row model names none
-    writes no file); returns field -> rows, each printed in one line (no row content)."""
+def _write_unreadable_fields(con: duckdb.DuckDBPyConnection, exports: list[ExportFile],
+                             lake: Lake) -> dict[int, dict[str, int]]:
+    """Each file's unreadable optional fields into lake/unreadable_fields/ (a kind whose row model names none
+    writes no file); returns, by file index, field -> rows, each printed in one line (no row content)."""
     has_column = con.execute(
         "select count(*) from duckdb_columns() where table_name = 'parsed_rows' and column_name = 'unreadable_fields'"
     ).fetchone()[0]
     if not has_column:
         return {}
-    params = {**lineage, "table_name": export.kind.table}
-    lake.write_query(con, _UNREADABLE_FIELDS_SQL, params, lake.data_file("unreadable_fields", export.source_hash))
-    counts = dict(con.execute(
-        "select field, count(*) from (select unnest(unreadable_fields) as field from parsed_rows "
-        "where outcome = 'accepted') group by field order by field").fetchall())
-    for field_name, rows in counts.items():
-        print(f"{export.display_name}: {field_name} given but unreadable in {rows} accepted rows (stored empty)")
-    return counts
+    con.execute(f"create or replace temp table file_unreadable_fields as {_UNREADABLE_FIELDS_SQL}",
+                {"table_name": exports[0].kind.table})
+    _write_per_file(con, lake, "unreadable_fields", exports,
+                    "select * exclude (file_index){file_index} from file_unreadable_fields order by file_index, field")
+    counts = _per_file(con.execute(
+        "select file_index, field, rows from file_unreadable_fields order by file_index, field").fetchall())
+    for index, rows in counts.items():
+        for field_name, count in rows:
+            print(f"{exports[index].display_name}: {field_name} given but unreadable in {count} accepted rows "
+                  "(stored empty)")
+    return {index: dict(rows) for index, rows in counts.items()}

@@ -2,7 +2,8 @@
 
 iso_timestamp reads ISO 8601 text only; partial_date and date_precision read a FHIR partial date (a year, a
 year and month); clean_identifier is a patient id less the whitespace around it; is_oversized tells a record
-too long to be one. The FHIR fields models (fhir_<resource>_fields.sql) share the reading of a resource:
+too long to be one; record_file and record_position read a record's number when several small files are
+read at once (below). The FHIR fields models (fhir_<resource>_fields.sql) share the reading of a resource:
 parse_resource, patient_of, reference_key, concept_name and coding_code. create_macros defines them on the
 connection before a file is read (create or replace: a connection that ingests file after file redefines them).
 """
@@ -57,6 +58,15 @@ _OVERSIZED_MACRO = r"""
 create or replace temp macro is_oversized(raw) as length(raw) > 65536
 """
 
+# A task that reads several small FHIR Bundles of one resource type at once (b12lab/ingest/batched_ingest.py)
+# numbers the record at position p of its i-th file i * 2^32 + p: record_file is i (0 for a file read on its
+# own), record_position is p (the record's own number). A rule about "the same file" (the registry kinds'
+# duplicates) partitions by record_file.
+_RECORD_NUMBER_MACROS = (
+    "create or replace temp macro record_file(source_row) as source_row // 4294967296",
+    "create or replace temp macro record_position(source_row) as source_row % 4294967296",
+)
+
 # How every FHIR fields model reads a resource: parsed once into the subset of it that the model uses (a JSON
 # structure, given as a literal); a line that is not JSON parses as null, and a value of another JSON type than
 # declared reads as null (a number declared VARCHAR reads as its text).
@@ -94,5 +104,5 @@ def create_macros(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_ISO_TIMESTAMP_MACRO)
     con.execute(_CLEAN_IDENTIFIER_MACRO)
     con.execute(_OVERSIZED_MACRO)
-    for macro in (*_PARTIAL_DATE_MACROS, *_FHIR_MACROS):
+    for macro in (*_PARTIAL_DATE_MACROS, *_FHIR_MACROS, *_RECORD_NUMBER_MACROS):
         con.execute(macro)

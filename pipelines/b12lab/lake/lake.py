@@ -19,6 +19,8 @@ latter is invisible to readers (they keep only committed hashes) and removed by 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,6 +193,40 @@ class Lake:
             {**params, "target": str(temporary)},
         )
         os.replace(temporary, target)
+
+    def write_query_per_file(self, con: duckdb.DuckDBPyConnection, query: str, params: dict,
+                             targets: list[Path]) -> None:
+        """Write a query's rows to one Parquet file per target, in one pass: its last column file_index (not
+        written) is the index of the row's target; each target is written atomically, one with no row too.
+
+        For a task that reads many small files at once: one DuckDB statement for all of them, where a statement
+        per file costs milliseconds each."""
+        scratch_root = self.root.parent / ".tmp"
+        scratch_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=scratch_root, prefix="lake-write-") as scratch:
+            parts = Path(scratch) / "parts"
+            con.execute(f"copy ({query}) to $target (format parquet, compression zstd, partition_by (file_index))",
+                        {**params, "target": str(parts)})
+            empty = Path(scratch) / "empty.parquet"
+            for index, target in enumerate(targets):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                # data_<n>.parquet, in the order DuckDB wrote them
+                written = sorted((parts / f"file_index={index}").glob("*.parquet"),
+                                 key=lambda path: int(path.stem.rsplit("_", 1)[-1]))
+                if len(written) == 1:
+                    os.replace(written[0], target)
+                    continue
+                temporary = target.with_suffix(".parquet.tmp")
+                if written:  # DuckDB split one target's rows over several files (rows not together): joined
+                    con.execute("copy (select * from read_parquet($parts, hive_partitioning = false)) to $target "
+                                "(format parquet, compression zstd)",
+                                {"parts": [str(path) for path in written], "target": str(temporary)})
+                else:
+                    if not empty.exists():
+                        con.execute(f"copy (select * exclude (file_index) from ({query}) limit 0) to $target "
+                                    "(format parquet, compression zstd)", {**params, "target": str(empty)})
+                    shutil.copyfile(empty, temporary)
+                os.replace(temporary, target)
 
     def remove_unreadable_bookkeeping(self) -> int:
         """Delete bookkeeping files with no column (written by earlier versions for a file with no record):

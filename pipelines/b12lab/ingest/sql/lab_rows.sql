@@ -208,6 +208,8 @@ deduplicated as (
         case
             when reason is not null then reason
             -- Exact duplicates: same patient, analyte, collection time, accession, status and value.
+            -- Across the files of a task that reads several small Bundles at once too: an earlier file's
+            -- result is one the lake check below would find, had that file been ingested first on its own.
             when row_number() over (
                 partition by reason is null, patient_id, analyte, collected_at, accession, status,
                     comparator, value_si, value_text

@@ -71,8 +71,9 @@ deduplicated as (
         checked.*,
         case
             when reason is not null then reason
+            -- Within one file: record_file tells the files of a task that reads several small Bundles at once.
             when row_number() over (
-                partition by reason is null, patient_id, drug, atc_code, route, route_terms, dose, start_date, end_date
+                partition by record_file(source_row), reason is null, patient_id, drug, atc_code, route, route_terms, dose, start_date, end_date
                 order by source_row
             ) > 1 then 'duplicate'
         end as final_reason

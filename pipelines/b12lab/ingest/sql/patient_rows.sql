@@ -63,8 +63,9 @@ deduplicated as (
         checked.*,
         case
             when reason is not null then reason
+            -- Within one file: record_file tells the files of a task that reads several small Bundles at once.
             when row_number() over (
-                partition by reason is null, patient_id, birth_date, sex, practice, death_date, deceased
+                partition by record_file(source_row), reason is null, patient_id, birth_date, sex, practice, death_date, deceased
                 order by source_row
             ) > 1 then 'duplicate'
         end as final_reason
