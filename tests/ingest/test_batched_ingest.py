@@ -9,10 +9,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from b12lab.ingest import IngestError, batched_ingest, discover_exports, ingest_file, ingest_small_files
+from b12lab.ingest import LAB_COLUMNS, IngestError, batched_ingest, discover_exports, ingest_file, ingest_small_files
+from b12lab.ingest.accounting import FileAccount
 from b12lab.ingest.file_ingest import prepare_connection, store_records
 from b12lab.lake.lake import DATA_TABLES, Lake
-from tests.helpers.exports import lab_row, write_labs
+from tests.helpers.exports import lab_row, write_csv, write_labs
 from tests.ingest.test_ingest_fhir import observation, write_ndjson
 
 ATC = "http://www.whocc.no/atc"
@@ -91,9 +92,9 @@ def lake_contents(lake: Lake) -> dict[tuple[str, str], list[tuple]]:
     return contents
 
 
-def test_bundles_read_together_give_each_file_what_it_gives_alone(tmp_path, drop, monkeypatch):
-    exports, _ = discover_exports(drop)
-    assert sum(export.bundle for export in exports) > 10
+def one_by_one_and_together(tmp_path, exports, monkeypatch) -> tuple[list[FileAccount], list[list[str]]]:
+    """Each file ingested on its own into one lake, then all through ingest_small_files into another: asserts
+    the same accounts and lake files, row for row; returns the accounts and the files of each read."""
     alone, together = Lake(tmp_path / "alone"), Lake(tmp_path / "together")
     expected, lab_files = [], []
     with duckdb.connect() as con:
@@ -111,6 +112,14 @@ def test_bundles_read_together_give_each_file_what_it_gives_alone(tmp_path, drop
 
     assert accounts == expected
     assert lake_contents(together) == lake_contents(alone)
+    return accounts, reads
+
+
+def test_bundles_read_together_give_each_file_what_it_gives_alone(tmp_path, drop, monkeypatch):
+    exports, _ = discover_exports(drop)
+    assert sum(export.bundle for export in exports) > 10
+    accounts, reads = one_by_one_and_together(tmp_path, exports, monkeypatch)
+    together = Lake(tmp_path / "together")
     # read together: one read per resource type, but for the Bundle that tells Medication/m1 otherwise (a read
     # of its own for MedicationStatement), the damaged Bundle and the NDJSON file between them (ingest_file)
     assert len(reads) < len(exports) / 2
@@ -138,3 +147,37 @@ def test_a_file_numbered_past_what_record_file_tells_apart_stops_with_one_line(t
         with pytest.raises(IngestError, match=r"^labs_a\.csv: more than 4,294,967,295 records: split the file"):
             store_records(con, [export], Lake(tmp_path / "lake"), "test-run", date(2026, 1, 1), [])
     assert not (tmp_path / "lake").exists()
+
+
+def test_csv_files_of_one_kind_read_together_give_each_file_what_it_gives_alone(tmp_path, monkeypatch):
+    folder = tmp_path / "in"
+    write_labs(folder / "labs_001.csv", [lab_row(accession="A1"), lab_row(accession="A2", result_value="90")])
+    # A1 again (a duplicate, as against the lake), and a trailer line after the last record
+    write_labs(folder / "labs_002.csv", [lab_row(accession="A1"), lab_row(accession="A3", unit="furlongs"),
+                                         ["Total rows: 2"]])
+    write_labs(folder / "labs_003.csv.gz", [lab_row(patient_id="P003", local_code="XB12", loinc="",
+                                                    test_name="Vitamin B12 (send-away)")], gz=True)
+    # lacks a column: every record quarantined, ingested on its own between the others
+    write_csv(folder / "labs_004.csv", [c for c in LAB_COLUMNS if c != "status"], [lab_row(accession="A1")])
+    write_labs(folder / "labs_005.csv", [lab_row(accession="A1"), lab_row(accession="A5", resulted_at="later")])
+    patients = ("patient_id", "birth_date", "sex", "practice")
+    for number in (1, 2):  # the same patient in two files: accepted in each (within one file only)
+        write_csv(folder / f"patients_00{number}.csv", patients, [["P001", "1950-02-03", "F", "Practice A"]] * 2)
+    # another column set (the optional death_date): read apart from the files before it
+    write_csv(folder / "patients_003.csv", (*patients, "death_date"), [["P003", "1940-01-01", "M", "Practice B", ""]])
+    exports, _ = discover_exports(folder)
+    assert len(exports) == 8
+
+    accounts, reads = one_by_one_and_together(tmp_path, exports, monkeypatch)
+
+    # a read ends when a file of its kind does not fit it, or when the files end
+    assert reads == [["labs_004.csv"], ["patients_001.csv", "patients_002.csv"],
+                     ["labs_001.csv", "labs_002.csv", "labs_003.csv.gz", "labs_005.csv"], ["patients_003.csv"]]
+    by_file = {account.source_file: account for account in accounts}
+    assert by_file["labs_002.csv"].by_reason == {("dropped", "duplicate"): 1, ("quarantined", "unknown_unit"): 1,
+                                                 ("dropped", "trailer"): 1}
+    assert by_file["labs_005.csv"].by_reason == {("dropped", "duplicate"): 1, ("accepted", ""): 1}
+    assert by_file["labs_005.csv"].unreadable_fields == {"resulted_at": 1}
+    assert [code.code for code in by_file["labs_003.csv.gz"].suspected_unmapped] == ["XB12"]
+    assert by_file["labs_004.csv"].missing_columns == ["status"]
+    assert by_file["patients_002.csv"].by_reason == {("accepted", ""): 1, ("dropped", "duplicate"): 1}
