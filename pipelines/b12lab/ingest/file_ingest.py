@@ -149,14 +149,14 @@ def store_records(con: duckdb.DuckDBPyConnection, exports: list[ExportFile], lak
     accepted_columns = ", ".join(kind.lake_columns)
     _within_memory(con, name, "the lake file of its accepted rows", lambda: _write_per_file(
         con, lake, kind.table, exports,
-        f"select {accepted_columns}, {_LINEAGE_SQL}{{file_index}} from parsed_rows {_JOIN_FILES_SQL} "
-        "where outcome = 'accepted' order by parsed_rows.source_row"))
+        f"select {accepted_columns}, {{lineage}} from parsed_rows {{files}} "
+        "where outcome = 'accepted' order by parsed_rows.source_row", run_id=run_id))
     crash_point("ingest")
     _within_memory(con, name, "the lake file of its quarantined rows", lambda: _write_per_file(
         con, lake, "quarantine", exports,
-        f"select {_LINEAGE_SQL}, $table_name as table_name, reason, raw{{file_index}} from parsed_rows {_JOIN_FILES_SQL} "
-        "where outcome = 'quarantined' order by parsed_rows.source_row",
-        {"table_name": kind.table}))
+        "select {lineage}, $table_name as table_name, reason, raw "
+        "from parsed_rows {files} where outcome = 'quarantined' order by parsed_rows.source_row",
+        {"table_name": kind.table}, run_id=run_id))
     accounts = file_accounts(con, exports)
     if kind.name == "labs":
         suspected = _write_unmapped_codes(con, exports, lake)
@@ -174,9 +174,13 @@ def store_records(con: duckdb.DuckDBPyConnection, exports: list[ExportFile], lak
     return accounts
 
 
-# Where a row came from: the file it was read from (batch_files, by record_file), its own record number, the run.
-_LINEAGE_SQL = ("batch_files.source_file, record_position(parsed_rows.source_row) as source_row, "
-                "batch_files.source_hash, batch_files.ingest_run")
+# Where a row of parsed_rows came from: the file it was read from, its own record number, the run. A file read
+# alone names them as parameters (nothing to join: a large file's write costs no more than it did); files read
+# together, from batch_files by record_file, with the index of the lake file each row goes to.
+_LINEAGE_ALONE_SQL = ("$source_file as source_file, parsed_rows.source_row, $source_hash as source_hash, "
+                      "$ingest_run as ingest_run")
+_LINEAGE_TOGETHER_SQL = ("batch_files.source_file, record_position(parsed_rows.source_row) as source_row, "
+                         "batch_files.source_hash, batch_files.ingest_run")
 _JOIN_FILES_SQL = "join batch_files on batch_files.file_index = record_file(parsed_rows.source_row)"
 
 
@@ -189,14 +193,21 @@ def _register_files(con: duckdb.DuckDBPyConnection, exports: list[ExportFile], r
 
 
 def _write_per_file(con: duckdb.DuckDBPyConnection, lake: Lake, table: str, exports: list[ExportFile], query: str,
-                    params: dict | None = None) -> None:
+                    params: dict | None = None, run_id: str = "") -> None:
     """A query's rows into the table's lake file of each file of the read (one with no row: a file of none).
-    `query` places {file_index} where the column of the row's file index goes when there are several files."""
+    `query` over parsed_rows places {lineage} where the lineage columns go and {files} after its from; one
+    over a table with a file_index column (the out-of-scope codes, the unreadable fields) places
+    {file_index} where that column goes when there are several files."""
     targets = [lake.data_file(table, export.source_hash) for export in exports]
     if len(exports) == 1:
-        lake.write_query(con, query.format(file_index=""), params or {}, targets[0])
+        [export] = exports
+        lineage = {"source_file": export.name, "source_hash": export.source_hash, "ingest_run": run_id}
+        sql = query.format(lineage=_LINEAGE_ALONE_SQL, files="", file_index="")
+        lake.write_query(con, sql, {**(params or {}), **(lineage if "$source_file" in sql else {})}, targets[0])
     else:
-        lake.write_query_per_file(con, query.format(file_index=", file_index"), params or {}, targets)
+        sql = query.format(lineage=_LINEAGE_TOGETHER_SQL + ", file_index", files=_JOIN_FILES_SQL,
+                           file_index=", file_index")
+        lake.write_query_per_file(con, sql, params or {}, targets)
 
 
 def _per_file(rows: list[tuple]) -> dict[int, list[tuple]]:
