@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from b12lab.common.paths import VOCABULARY_DIR
+from b12lab.report import worklists
 from b12lab.report.worklists import (COHORTS, COLUMN_NOTES, DIR_MODE, FILE_MODE, SOURCES, cell_text,
                                      practice_slug, practice_slugs, write_worklists)
 from tests.helpers.models import compiled_models
@@ -517,3 +518,20 @@ def test_each_cell_is_written_as_a_spreadsheet_reads_it_safely():
     assert [row[1] for row in rows[:3]] == ["true", "false", None]
     assert [row[2] for row in rows[:5]] == ["245", "0.35", "1e-05", "0.3333333333", None]
     assert [row[3:] for row in rows[:2]] == [("2025-01-31", "7"), (None, None)]
+
+
+def test_rows_are_streamed_into_the_files_in_pieces_with_the_same_bytes(sample_worklists, tmp_path, monkeypatch):
+    """A cohort's rows come from DuckDB a batch at a time and go to the files in pieces (never held whole: the
+    worklists of 3M patients held 2 GiB): a practice's rows spanning batches, and pieces of a file, give the
+    same files as one batch and one piece."""
+    whole = write_worklists(sample_worklists, tmp_path / "whole")
+    monkeypatch.setattr(worklists, "_FETCH_ROWS", 7)
+    monkeypatch.setattr(worklists, "_WRITE_CHARS", 100)
+    pieces = write_worklists(sample_worklists, tmp_path / "pieces")
+
+    assert [(w.cohort, w.practice, w.rows) for w in pieces] == [(w.cohort, w.practice, w.rows) for w in whole]
+    assert sum(w.rows for w in whole) > 7 * 10
+    written = files_of(tmp_path / "pieces" / "worklists")
+    assert {name: path.read_bytes() for name, path in written.items()} == {
+        name: path.read_bytes() for name, path in files_of(tmp_path / "whole" / "worklists").items()}
+    assert all(mode(path) == FILE_MODE for path in written.values())

@@ -267,12 +267,13 @@ def cell_text(column: str, column_type: str) -> str:
 
 def csv_rows_query(con: duckdb.DuckDBPyConnection, cohort: str) -> str:
     """worklist_query(cohort, practices=True) with each cell as its CSV text (cell_text, left unnamed so that the
-    order is the columns'), then the practice as the mart holds it (what the rows are grouped by; not written)."""
+    order is the columns'), then the practice as the mart holds it (what the rows are grouped by; not written):
+    one practice's rows after another, each in worklist order."""
     table, order = SOURCES[cohort]
     relation = con.sql(worklist_query(cohort))
     cells = [cell_text(column, str(column_type)) for column, column_type in zip(relation.columns, relation.types)]
     return (f"select {', '.join(cells)}, practice from {table} "
-            f"where practice in (select unnest($practices::varchar[])) order by {order}")
+            f"where practice in (select unnest($practices::varchar[])) order by practice, {order}")
 
 
 def readme_text(con: duckdb.DuckDBPyConnection, headers: dict[str, list[str]]) -> str:
@@ -380,6 +381,60 @@ def _previous_keys(previous: Path | None) -> dict[str, str]:
         return {}
 
 
+# Rows fetched from DuckDB at a time, and characters of CSV text written to a file at a time: a cohort's rows
+# are never held whole (the under-monitored of 3M patients: about 2 GiB as Python strings).
+_FETCH_ROWS = 20_000
+_WRITE_CHARS = 1 << 20
+
+
+def _practice_files(con: duckdb.DuckDBPyConnection, query: str, practices: list[str], folder: Path,
+                    slugs: dict[str, str], columns: list[str]) -> dict[str, int]:
+    """Each practice's CSV file in `folder` from `query` (csv_rows_query: one practice's rows after another),
+    a file with the header alone for a practice with no row; returns practice -> rows written."""
+    rows = dict.fromkeys(practices, 0)
+    handle, text, writer, practice = None, io.StringIO(newline=""), None, None
+
+    def open_file(name: str):
+        nonlocal handle, writer
+        # Created with the final mode, so the file is never readable by others, even for a moment.
+        descriptor = os.open(folder / f"{slugs[name]}.csv", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        handle = os.fdopen(descriptor, "w", encoding="utf-8-sig", newline="")
+        writer = csv.writer(text)
+        writer.writerow(columns)
+
+    def close_file():
+        handle.write(text.getvalue())
+        text.seek(0)
+        text.truncate()
+        handle.close()
+
+    result = con.execute(query, {"practices": practices})
+    try:
+        while batch := result.fetchmany(_FETCH_ROWS):
+            for row in batch:
+                if row[-1] != practice:
+                    if handle is not None:
+                        close_file()
+                    practice = row[-1]
+                    open_file(practice)
+                writer.writerow(row[:-1])
+                rows[practice] += 1
+            if text.tell() > _WRITE_CHARS:  # text in pieces: a write per row encodes each row apart
+                handle.write(text.getvalue())
+                text.seek(0)
+                text.truncate()
+    finally:
+        if handle is not None:
+            close_file()
+    for name in practices:
+        if not rows[name]:
+            open_file(name)
+            close_file()
+    for name in practices:
+        os.chmod(folder / f"{slugs[name]}.csv", FILE_MODE)
+    return rows
+
+
 def write_worklists(con: duckdb.DuckDBPyConnection, report_dir: Path, run_tag: str = "new",
                     previous: Path | None = None) -> list[Worklist]:
     """Write every worklist (the cohorts and items/) from the publication in `con` to report_dir/worklists/,
@@ -393,8 +448,8 @@ def write_worklists(con: duckdb.DuckDBPyConnection, report_dir: Path, run_tag: s
     building.mkdir(mode=DIR_MODE)
     os.chmod(building, DIR_MODE)
 
-    # Every practice gets a file in every cohort, even an empty one: the practices first, then one cohort's
-    # rows at a time, so that memory holds one cohort, not all three (hundreds of thousands of rows at scale).
+    # Every practice gets a file in every cohort, even an empty one: the practices first, then one cohort at a
+    # time, its rows streamed into the files (_practice_files), never held whole.
     practices = {name for (name,) in con.execute(f"select distinct {_PRACTICE} from patient_status").fetchall()}
     for cohort in COHORTS:
         practices.update(name for (name,) in con.execute(
@@ -420,24 +475,10 @@ def write_worklists(con: duckdb.DuckDBPyConnection, report_dir: Path, run_tag: s
         to_write = sorted(practices - reused)
         columns = list(COLUMN_NOTES[cohort])
         headers[cohort] = columns
-        rows = con.execute(csv_rows_query(con, cohort), {"practices": to_write}).fetchall() if to_write else []
-        by_practice: dict[str, list[tuple]] = {name: [] for name in to_write}
-        for row in rows:  # already in worklist order; grouping keeps it
-            by_practice[row[-1]].append(row[:-1])
-        for practice, practice_rows in by_practice.items():
-            path = folder / f"{slugs[practice]}.csv"
-            # Created with the final mode, so the file is never readable by others, even for a moment.
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-            text = io.StringIO(newline="")  # one write of the whole file: a write per row encodes each row apart
-            writer = csv.writer(text)
-            writer.writerow(columns)
-            writer.writerows(practice_rows)
-            with os.fdopen(descriptor, "w", encoding="utf-8-sig", newline="") as handle:
-                handle.write(text.getvalue())
-            os.chmod(path, FILE_MODE)
-            written.append(Worklist(cohort, practice, target / cohort / path.name, len(practice_rows)))
+        rows = _practice_files(con, csv_rows_query(con, cohort), to_write, folder, slugs, columns) if to_write else {}
+        for practice in to_write:
+            written.append(Worklist(cohort, practice, target / cohort / f"{slugs[practice]}.csv", rows[practice]))
         written[first:] = sorted(written[first:], key=lambda worklist: worklist.practice)
-        del rows, by_practice
     _write_text(building / README_NAME, readme_text(con, headers))
     _write_text(building / KEYS_NAME, json.dumps(keys, sort_keys=True))
 
