@@ -30,7 +30,7 @@ from b12lab.flows.progress import tracked
 from b12lab.flows.run_log import NOT_ON_TERMINAL, run_log
 from b12lab.ingest import (ExportFile, FileAccount, LabMapping, ReconciliationError, discover_exports, ingest_file,
                            ingest_small_files)
-from b12lab.ingest.contract import known_by_name
+from b12lab.ingest.contract import files_label, known_by_name
 from b12lab.ingest.digests import DigestCache
 from b12lab.ingest.object_store import ObjectDigests, drop_location, is_remote, stage_drop
 from b12lab.common.file_names import reported_name
@@ -254,11 +254,6 @@ def ingest_batches(exports: list[ExportFile]) -> list[list[ExportFile]]:
     return batches
 
 
-def _batch_label(batch: list[ExportFile]) -> str:
-    # display_name: a per-patient file by its pattern, never a name that could be a person's
-    return batch[0].display_name + (f" and {len(batch) - 1} more" if len(batch) > 1 else "")
-
-
 def _submit_batch(batch: list[ExportFile], layout: OutputLayout, run_id: str, ingest_date: date,
                   earlier_lab_files: list[Path], wait_for: list) -> PrefectFuture:
     if len(batch) == 1:
@@ -304,7 +299,7 @@ def _ingest_one_after_another(exports: list[ExportFile], layout: OutputLayout, l
                               ingest_date: date) -> list[FileAccount]:
     """The new files' ingest tasks in discovery order, one at a time: one DuckDB connection's memory at most."""
     accounts, lab_files = [], lake.committed_files("lab_results")
-    for batch in tracked(ingest_batches(exports), "ingesting", label=_batch_label):
+    for batch in tracked(ingest_batches(exports), "ingesting", label=files_label):
         if len(batch) == 1:
             accounts.append(ingest_export(batch[0], layout, run_id, ingest_date, list(lab_files)))
         else:

@@ -24,7 +24,6 @@ them the same:
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -32,10 +31,10 @@ from pathlib import Path
 import duckdb
 
 from b12lab.ingest.accounting import FileAccount
-from b12lab.ingest.contract import ExportFile
-from b12lab.ingest.csv_reader import load_csv_file
+from b12lab.ingest.contract import ExportFile, files_label
 from b12lab.ingest.fhir_reader import BundleRead, load_bundles, read_bundle
-from b12lab.ingest.file_ingest import ingest_errors, ingest_file, prepare_connection, store_records
+from b12lab.ingest.file_ingest import (ingest_errors, ingest_file, load_csv_export, prepare_connection,
+                                      store_records)
 from b12lab.lake.lake import Lake
 
 # A read holds its files' records in memory, as DuckDB reads them: at most about this many bytes of them.
@@ -130,10 +129,7 @@ class _SmallFiles:
         con = self.con
         with ingest_errors(export.display_name):
             prepare_connection(con)
-            scratch_root = self.lake.root.parent / ".tmp"
-            scratch_root.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=scratch_root, prefix="ingest-") as scratch:
-                missing_columns, repeated_column, problem = load_csv_file(con, export, Path(scratch))
+            missing_columns, repeated_column, problem = load_csv_export(con, export, self.lake)
             if missing_columns or repeated_column or problem:
                 self.accounts[position] = store_records(con, [export], self.lake, self.run_id, self.ingest_date,
                                                         list(self.lab_files), missing_columns, repeated_column,
@@ -168,8 +164,7 @@ class _SmallFiles:
     def _finish(self, key: tuple[str, str]) -> None:
         read = self.reads.pop(key)
         exports, con = read.exports, self.con
-        name = exports[0].display_name + (f" and {len(exports) - 1} more" if len(exports) > 1 else "")
-        with ingest_errors(name):
+        with ingest_errors(files_label(exports)):
             prepare_connection(con)
             if read.bundles:
                 load_bundles(con, read.bundles, exports[0].fhir_resource)

@@ -122,6 +122,12 @@ class ExportFile:
         return "csv" if self.fhir_resource is None else "ndjson"
 
 
+def files_label(exports: list[ExportFile]) -> str:
+    """Several files as logs name them: the first by its display name (a per-patient file by its pattern, never
+    a name that could be a person's), and how many more."""
+    return exports[0].display_name + (f" and {len(exports) - 1} more" if len(exports) > 1 else "")
+
+
 def fhir_resource_of(path: Path) -> str | None:
     """Observation*.ndjson[.gz] -> Observation, ...; None for any other file."""
     match = _FHIR_FILE_NAME.match(path.name)

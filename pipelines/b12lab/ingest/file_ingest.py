@@ -19,7 +19,6 @@ file vanished, the disk is full) stops the run, as an IngestError.
 from __future__ import annotations
 
 import csv
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -34,6 +33,7 @@ from b12lab.common.settings import load_settings
 from b12lab.ingest.accounting import (FileAccount, ReconciliationError, SuspectedCode, file_accounts,
                                       quarantine_whole_file, record_file_problems)
 from b12lab.ingest.contract import (EXPORT_KINDS, LAB_COLUMNS, ExportFile, discover_exports, export_kind_of,
+                                    files_label,
                                     fhir_resource_of, read_manifest)
 from b12lab.ingest.csv_reader import load_csv_file, load_mapped_file
 from b12lab.ingest.deduplication import has_table, register_existing_lab_keys
@@ -67,15 +67,18 @@ def ingest_file(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake, 
             missing_columns = []  # the fields model always gives every column of the kind
             problem = load_fhir_file(con, export)
         else:
-            scratch_root = lake.root.parent / ".tmp"
-            scratch_root.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=scratch_root, prefix="ingest-") as scratch:
-                if export.mapping is not None:
-                    missing_columns, repeated_column, problem = load_mapped_file(con, export, Path(scratch))
-                else:
-                    missing_columns, repeated_column, problem = load_csv_file(con, export, Path(scratch))
+            missing_columns, repeated_column, problem = load_csv_export(con, export, lake)
         return store_records(con, [export], lake, run_id, ingest_date, earlier_lab_files,
                              missing_columns, repeated_column, problem)[0]
+
+
+def load_csv_export(con: duckdb.DuckDBPyConnection, export: ExportFile, lake: Lake) -> tuple[list[str], str, str]:
+    """A CSV export's records into raw_file (through its mapping, if it has one), with a scratch folder for its
+    decompressed or re-encoded copies; returns the columns its header lacks, the one it repeats, its problem."""
+    with lake.scratch("ingest-") as scratch:
+        if export.mapping is not None:
+            return load_mapped_file(con, export, scratch)
+        return load_csv_file(con, export, scratch)
 
 
 @contextmanager
@@ -110,7 +113,7 @@ def store_records(con: duckdb.DuckDBPyConnection, exports: list[ExportFile], lak
     ingested on its own. Returns each file's account, in the order of `exports`. The file-level reasons
     (missing_columns, repeated_column, problem) are those of a file read on its own."""
     kind = exports[0].kind
-    name = exports[0].display_name + (f" and {len(exports) - 1} more" if len(exports) > 1 else "")
+    name = files_label(exports)
     missing_columns = missing_columns or []
     if len(exports) == 1 and con.execute("select max(record_file(source_row)) from raw_file").fetchall()[0][0]:
         # record numbers past 2^32 would read as another file's (record_file); no export comes near it

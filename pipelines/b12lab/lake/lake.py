@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,6 +196,14 @@ class Lake:
         )
         os.replace(temporary, target)
 
+    @contextmanager
+    def scratch(self, prefix: str) -> Iterator[Path]:
+        """A scratch folder of the output's own (OUTPUT/.tmp, beside the lake), removed after."""
+        root = self.root.parent / ".tmp"
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=root, prefix=prefix) as folder:
+            yield Path(folder)
+
     def write_query_per_file(self, con: duckdb.DuckDBPyConnection, query: str, params: dict,
                              targets: list[Path]) -> None:
         """Write a query's rows to one Parquet file per target, in one pass: its last column file_index (not
@@ -201,13 +211,11 @@ class Lake:
 
         For a task that reads many small files at once: one DuckDB statement for all of them, where a statement
         per file costs milliseconds each."""
-        scratch_root = self.root.parent / ".tmp"
-        scratch_root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=scratch_root, prefix="lake-write-") as scratch:
-            parts = Path(scratch) / "parts"
+        with self.scratch("lake-write-") as scratch:
+            parts = scratch / "parts"
             con.execute(f"copy ({query}) to $target (format parquet, compression zstd, partition_by (file_index))",
                         {**params, "target": str(parts)})
-            empty = Path(scratch) / "empty.parquet"
+            empty = scratch / "empty.parquet"
             for index, target in enumerate(targets):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 # data_<n>.parquet, in the order DuckDB wrote them

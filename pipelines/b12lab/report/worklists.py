@@ -402,10 +402,13 @@ def _practice_files(con: duckdb.DuckDBPyConnection, query: str, practices: list[
         writer = csv.writer(text)
         writer.writerow(columns)
 
-    def close_file():
+    def flush():  # the text so far, in one write: a write per row encodes each row apart
         handle.write(text.getvalue())
         text.seek(0)
         text.truncate()
+
+    def close_file():
+        flush()
         handle.close()
 
     result = con.execute(query, {"practices": practices})
@@ -419,10 +422,8 @@ def _practice_files(con: duckdb.DuckDBPyConnection, query: str, practices: list[
                     open_file(practice)
                 writer.writerow(row[:-1])
                 rows[practice] += 1
-            if text.tell() > _WRITE_CHARS:  # text in pieces: a write per row encodes each row apart
-                handle.write(text.getvalue())
-                text.seek(0)
-                text.truncate()
+            if text.tell() > _WRITE_CHARS:
+                flush()
     finally:
         if handle is not None:
             close_file()
