@@ -11,15 +11,32 @@ export DO_NOT_TRACK := 1
 # The report's browser test and screenshot use Debian's chromium (Playwright drives it; no browser download).
 CHROMIUM_INSTALL := command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
-.PHONY: run test test-fast install clean report-screenshot bench
+.PHONY: run test test-fast install lock clean report-screenshot bench
 
-$(BIN)/b12lab: pyproject.toml setup.py
+# The locked versions (requirements.lock) without resolving them, then b12lab itself; pip check fails the install
+# when the lock no longer satisfies pyproject.toml (`make lock` writes it again). No bytecode is compiled at
+# install: Python compiles the modules it imports, a fraction of those installed.
+$(BIN)/b12lab: pyproject.toml setup.py requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --quiet --upgrade pip
-	$(BIN)/pip install --quiet --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --quiet --no-compile --no-deps -r requirements.lock
+	$(BIN)/pip install --quiet --quiet --no-compile --no-deps -e .
+	$(BIN)/pip check --quiet || { rm -f $@; exit 1; }
 	touch $@
 
 install: $(BIN)/b12lab
+
+# After a change of pyproject.toml's dependencies: resolve them afresh in a scratch virtualenv and write the
+# versions pip chose to requirements.lock (its comment lines kept).
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --quiet --upgrade pip
+	$(LOCK_VENV)/bin/pip install --quiet --quiet --no-compile -e '.[test]'
+	{ grep '^#' requirements.lock; $(LOCK_VENV)/bin/pip freeze --exclude-editable; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+	rm -rf $(LOCK_VENV)
 
 run: install
 	$(BIN)/b12lab run --input $(INPUT) --output $(OUTPUT)
