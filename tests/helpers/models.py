@@ -75,6 +75,12 @@ def _manifest() -> dict:
 
 
 @functools.cache
+def seed_tests() -> set[str]:
+    """The names of the data tests written in the seeds' .yml files."""
+    return {node["name"] for node in _manifest()["nodes"].values()
+            if node["resource_type"] == "test" and node["original_file_path"].startswith("seeds/")}
+
+
 def seeds() -> dict[str, Seed]:
     found = {}
     for node in _manifest()["nodes"].values():

@@ -15,7 +15,7 @@ import yaml
 
 from b12lab.rules.rules_file import install_rules
 from b12lab.publish import dbt_build as runner
-from tests.helpers.models import compiled_models, model_yml, seeds
+from tests.helpers.models import compiled_models, model_yml, seed_tests, seeds
 from tests.helpers.trend import month_ends
 from tests.transforms.lake import AS_OF, build, create_lake, diagnosis, lab, medication, patient, rules_for
 
@@ -127,6 +127,23 @@ def test_dbt_builds_every_seed_and_model_and_runs_the_tests(dbt_built):
     model_lines = [line for line in lines if re.search(r"sql (table|incremental) model", line)]
     assert len(model_lines) == len(MODELS)
     assert all(line.startswith("dbt: ") for line in lines)
+
+
+def _passed_seed_tests(lines: list[str]) -> set[str]:
+    """The seeds' data tests that the build's log lines say passed (`PASS unique_measures_measure ...`)."""
+    return {line.split(" PASS ", 1)[1].split()[0] for line in lines if " PASS " in line} & seed_tests()
+
+
+def test_the_seeds_are_tested_by_the_suite_and_not_at_night(dbt_built, sample_output):
+    """The seeds' data tests check the project's own CSV files: the suite's build runs every one of them, a
+    night none (63 tests, a second of every first night)."""
+    _, _, lines = dbt_built
+    assert len(seed_tests()) >= len(seeds()) and _passed_seed_tests(lines) == seed_tests()
+    [log] = (sample_output / "logs").glob("*.log")
+    night = [line.split(" - ", 1)[1] for line in log.read_text(encoding="utf-8").splitlines() if " - dbt: " in line]
+    assert any("OK loaded seed file main.measures" in line for line in night)
+    assert any(" PASS unique_worklist_items_urgency" in line for line in night)  # the marts' tests still run
+    assert _passed_seed_tests(night) == set()
 
 
 def test_the_column_comments_come_from_the_yml(dbt_built):
