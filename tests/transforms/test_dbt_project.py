@@ -143,6 +143,8 @@ def test_the_seeds_are_tested_by_the_suite_and_not_at_night(dbt_built, sample_ou
     night = [line.split(" - ", 1)[1] for line in log.read_text(encoding="utf-8").splitlines() if " - dbt: " in line]
     assert any("OK loaded seed file main.measures" in line for line in night)
     assert any(" PASS unique_worklist_items_urgency" in line for line in night)  # the marts' tests still run
+    # and the sources', the lake's relationships test to the reference seeds among them
+    assert any(" PASS source_relationships_lake_lab_results_analyte" in line for line in night)
     assert _passed_seed_tests(night) == set()
 
 

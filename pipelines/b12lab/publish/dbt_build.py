@@ -47,8 +47,10 @@ _QUOTED_VALUE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 # DuckDB's words for a query that needed more memory than its limit and could not spill.
 _OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemory", re.IGNORECASE)
 _invocation_lock = threading.Lock()  # dbt's flags and adapters are process-global: one invocation at a time
-# The data tests of the seeds' .yml files: they test the project's CSV files, not a night's data.
-SEED_TESTS = "resource_type:test,path:seeds"
+# The data tests of the seeds' .yml files, tagged in dbt_project.yml: they test the project's CSV files, not a
+# night's data. (Not `path:seeds`: dbt's eager selection would take with the seeds every test that reads one, the
+# lake's relationships test to the reference tables among them.)
+SEED_TESTS = "tag:project_files"
 BUILD_MANIFEST = Path("target") / "manifest.json"  # written by a build with write_manifest, in a work folder
 CATALOGUE_CACHE = "catalogue"  # in a work folder: the catalogue page last generated, named by its key
 
@@ -221,7 +223,7 @@ def retry_selection(failed: list[str], select: list[str] | None) -> list[str]:
 def _collect(outcome, result: BuildResult) -> tuple[list[str], list[str]]:
     """Add an invocation's results to `result`; return its failures (a line each) and the models and seeds
     that ran out of memory."""
-    failures = []
+    failures, source_failures = [], []
     out_of_memory = []
     for node_result in outcome.result.results:
         node = node_result.node
@@ -240,8 +242,18 @@ def _collect(outcome, result: BuildResult) -> tuple[list[str], list[str]]:
             elif status == "warn":
                 result.warnings.append(f"{node.name}: {node_result.message}")
             elif status != "skipped":
-                failures.append(f"test {node.name} {status}: {_first_line(node_result.message)}")
-    return failures, out_of_memory
+                failure = f"test {node.name} {status}: {_first_line(node_result.message)}"
+                if _tests_a_source(node):
+                    source_failures.append(failure)
+                else:
+                    failures.append(failure)
+    # A failed test of a source (the lake's rows) is named first: whatever failed after it follows from it, and
+    # dbt runs the tests of a source as soon as the seeds they compare with are built, not necessarily first.
+    return source_failures + failures, out_of_memory
+
+
+def _tests_a_source(node) -> bool:
+    return any(parent.startswith("source.") for parent in getattr(node.depends_on, "nodes", None) or [])
 
 
 PARSE_CACHE = Path("target") / "partial_parse.msgpack"  # dbt's parse of the project, in a work folder
