@@ -427,11 +427,14 @@ def quiet_env(**extra: str) -> dict:
 class PrefectServer:
     """`prefect server start` in the background, as under `b12lab serve`, with a private PREFECT_HOME."""
 
-    def __init__(self, home: Path, log_file: Path):
+    def __init__(self, home: Path, log_file: Path, api_url: str | None = None):
+        """`api_url`: an API server already running (`--prefect-api`), used as it is: never started or stopped
+        here, its start-up and memory not measured."""
         self.home = home
         self.log_file = log_file
-        self.port = free_port()
-        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.existing = api_url is not None
+        self.port = None if self.existing else free_port()
+        self.api_url = api_url.rstrip("/") if self.existing else f"http://127.0.0.1:{self.port}/api"
         self.process: subprocess.Popen | None = None
         self.startup_s: float | None = None
 
@@ -439,9 +442,20 @@ class PrefectServer:
         return quiet_env(PREFECT_HOME=str(self.home), PREFECT_API_URL=self.api_url)
 
     def start(self) -> float:
-        """Start with an empty PREFECT_HOME (the first start creates its database) and wait until healthy."""
+        """Start with an empty PREFECT_HOME (the first start creates its database) and wait until healthy; an
+        existing server is only checked (start-up 0)."""
         shutil.rmtree(self.home, ignore_errors=True)
         self.home.mkdir(parents=True)
+        if self.existing:
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=10) as response:
+                    healthy = response.status == 200
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as error:
+                raise RuntimeError(f"the Prefect API {self.api_url} does not answer ({error})") from error
+            if not healthy:
+                raise RuntimeError(f"the Prefect API {self.api_url} is not healthy")
+            self.startup_s = 0.0
+            return self.startup_s
         env = self.env()
         env.pop("PREFECT_API_URL")
         prefect = Path(sys.executable).with_name("prefect")
@@ -783,6 +797,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=None, help="kill a contender after this many seconds")
     parser.add_argument("--report", type=Path, default=None, metavar="FILE",
                         help="print the tables of a results file as Markdown (for the README) and exit")
+    parser.add_argument("--prefect-api", default=None, metavar="URL",
+                        help="run the nights against this Prefect API (a server already running, e.g. a site's) "
+                             "instead of starting one; its start-up and memory are then not measured")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="b12lab run (and the delta) with --workers N: ingest and validation on a local Dask "
                              "cluster of N worker processes; reports each worker's peak memory")
@@ -914,12 +931,14 @@ def compare(args: argparse.Namespace, work: Path) -> int:
             shutil.rmtree(target, ignore_errors=True)
 
     if "run" not in skip:
-        server = PrefectServer(work / "prefect-home", work / "logs" / "prefect-server.log")
-        _log("prefect server start ...")
+        server = PrefectServer(work / "prefect-home", work / "logs" / "prefect-server.log", args.prefect_api)
+        _log("prefect server start ..." if not server.existing else f"Prefect API {server.api_url} ...")
         try:
             startup = server.start()
-            _log(f"  Prefect API server healthy after {startup:.1f} s")
-            result["prefect_server"] = {"startup_s": round(startup, 3), "api_url": server.api_url}
+            _log(f"  Prefect API server healthy after {startup:.1f} s" if not server.existing
+                 else "  healthy (a server already running: its start-up is not measured)")
+            result["prefect_server"] = {"startup_s": round(startup, 3), "api_url": server.api_url,
+                                        "started_here": not server.existing}
             for attempt in range(args.repeat):
                 shutil.rmtree(output, ignore_errors=True)
                 _log("b12lab run (full) ...")
@@ -996,7 +1015,7 @@ def print_comparison(result: dict, markdown: bool = False) -> None:
             peaks = ", ".join(f"{peak / MIB:,.0f}" for peak in item["worker_peak_rss_bytes"])
             print(f"{CONTENDER_TITLES.get(name, name)} on {len(item['worker_peak_rss_bytes'])} Dask workers "
                   f"(--workers {result.get('workers')}): peak RSS per worker {peaks} MiB (in the whole tree's peak)")
-    if "prefect_server" in result:
+    if result.get("prefect_server", {}).get("started_here", True) and "prefect_server" in result:
         print(f"Prefect API server start-up (not included above): {result['prefect_server']['startup_s']:.1f} s")
     if result.get("complete") is False:
         print("INCOMPLETE: the harness was interrupted; the contenders above are those measured before")

@@ -56,7 +56,7 @@ def test_every_contender_is_measured_and_the_two_nights_profiled(tmp_path, expor
     delta = result["contenders"]["delta"]
     assert delta["lab_rows"] < result["input"]["lab_rows"]
     assert all(name.startswith("labs_delta_") for name in delta["delta_files"])
-    assert result["prefect_server"]["startup_s"] > 0
+    assert result["prefect_server"]["startup_s"] > 0 and result["prefect_server"]["started_here"]
     # Stage times read back from the Prefect API.
     tasks = {task["task"].split()[0] for task in result["contenders"]["run"]["prefect"]["tasks"]}
     assert {"validate_new_rows", "build_models", "write_report", "switch_in"} <= tasks
@@ -79,8 +79,14 @@ def test_every_contender_is_measured_and_the_two_nights_profiled(tmp_path, expor
 @pytest.mark.bench_smoke
 @pytest.mark.process
 def test_workers_report_each_workers_peak_memory(tmp_path, export_cache):
+    from tests.helpers.processes import session_api_url
+
+    # Against the session's API (--prefect-api, a server already running): the first test starts the harness's own.
     completed, result = run_harness(tmp_path, export_cache, "--workers", "2", "--skip", "floor", "pandas", "delta",
-                                    "idle")
+                                    "idle", "--prefect-api", session_api_url())
+    assert result["prefect_server"] == {"startup_s": 0.0, "api_url": session_api_url().rstrip("/"),
+                                        "started_here": False}
+    assert "Prefect API server start-up" not in completed.stdout
 
     run = result["contenders"]["run"]
     assert result["workers"] == 2 and run["exit_code"] == 0

@@ -228,6 +228,10 @@ def write_mart_files(con: duckdb.DuckDBPyConnection, publication: PublicationLay
     lab rows) are not written again."""
     previous = PublicationLayout(start.previous.resolve().parent) if start is not None and start.incremental else None
     reused = []
+    # A table's rows have no order (every reader orders by the table's key): without keeping the table's
+    # storage order, DuckDB writes the file on every thread (result_classification at 10M lab rows, 11.2M rows:
+    # 10.3 s down to 6.3 s on 2 cores, the same 255 MiB).
+    con.execute("set preserve_insertion_order = false")
     for table in MART_TABLES:
         target = publication.mart_file(table)
         if previous is not None and table not in rebuilt and _same_file(previous.mart_file(table), target):
@@ -235,6 +239,7 @@ def write_mart_files(con: duckdb.DuckDBPyConnection, publication: PublicationLay
             continue
         con.execute("copy (select * from " + table + ") to $target (format parquet, compression zstd)",
                     {"target": str(target)})
+    con.execute("reset preserve_insertion_order")
     if reused:
         print(f"marts' Parquet: {len(MART_TABLES) - len(reused)} written, {len(reused)} not rebuilt tonight "
               "and the live publication's")
