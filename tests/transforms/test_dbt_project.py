@@ -15,7 +15,7 @@ import yaml
 
 from b12lab.rules.rules_file import install_rules
 from b12lab.publish import dbt_build as runner
-from tests.helpers.models import compiled_models, model_yml, seed_tests, seeds
+from tests.helpers.models import compiled_models, model_yml, seed_tests, seeds, tests_tagged
 from tests.helpers.trend import month_ends
 from tests.transforms.lake import AS_OF, build, create_lake, diagnosis, lab, medication, patient, rules_for
 
@@ -132,6 +132,11 @@ def test_dbt_builds_every_seed_and_model_and_runs_the_tests(dbt_built):
 def _passed_seed_tests(lines: list[str]) -> set[str]:
     """The seeds' data tests that the build's log lines say passed (`PASS unique_measures_measure ...`)."""
     return {line.split(" PASS ", 1)[1].split()[0] for line in lines if " PASS " in line} & seed_tests()
+
+
+def test_the_tests_a_night_leaves_out_as_the_seeds_are_exactly_the_seeds_tests():
+    assert runner.SEED_TESTS == "tag:project_files"
+    assert tests_tagged("project_files") == seed_tests() != set()
 
 
 def test_the_seeds_are_tested_by_the_suite_and_not_at_night(dbt_built, sample_output):
