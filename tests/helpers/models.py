@@ -81,7 +81,7 @@ def seed_tests() -> set[str]:
             if node["resource_type"] == "test" and node["original_file_path"].startswith("seeds/")}
 
 
-def tests_tagged(tag: str) -> set[str]:
+def tagged_tests(tag: str) -> set[str]:
     return {node["name"] for node in _manifest()["nodes"].values()
             if node["resource_type"] == "test" and tag in node["tags"]}
 

@@ -15,7 +15,7 @@ import yaml
 
 from b12lab.rules.rules_file import install_rules
 from b12lab.publish import dbt_build as runner
-from tests.helpers.models import compiled_models, model_yml, seed_tests, seeds, tests_tagged
+from tests.helpers.models import compiled_models, model_yml, seed_tests, seeds, tagged_tests
 from tests.helpers.trend import month_ends
 from tests.transforms.lake import AS_OF, build, create_lake, diagnosis, lab, medication, patient, rules_for
 
@@ -136,7 +136,7 @@ def _passed_seed_tests(lines: list[str]) -> set[str]:
 
 def test_the_tests_a_night_leaves_out_as_the_seeds_are_exactly_the_seeds_tests():
     assert runner.SEED_TESTS == "tag:project_files"
-    assert tests_tagged("project_files") == seed_tests() != set()
+    assert tagged_tests("project_files") == seed_tests() != set()
 
 
 def test_the_seeds_are_tested_by_the_suite_and_not_at_night(dbt_built, sample_output):
