@@ -1015,8 +1015,9 @@ def print_comparison(result: dict, markdown: bool = False) -> None:
             peaks = ", ".join(f"{peak / MIB:,.0f}" for peak in item["worker_peak_rss_bytes"])
             print(f"{CONTENDER_TITLES.get(name, name)} on {len(item['worker_peak_rss_bytes'])} Dask workers "
                   f"(--workers {result.get('workers')}): peak RSS per worker {peaks} MiB (in the whole tree's peak)")
-    if result.get("prefect_server", {}).get("started_here", True) and "prefect_server" in result:
-        print(f"Prefect API server start-up (not included above): {result['prefect_server']['startup_s']:.1f} s")
+    server = result.get("prefect_server")
+    if server and server.get("started_here", True):  # results written before the option have no started_here
+        print(f"Prefect API server start-up (not included above): {server['startup_s']:.1f} s")
     if result.get("complete") is False:
         print("INCOMPLETE: the harness was interrupted; the contenders above are those measured before")
     for name, item in result["contenders"].items():

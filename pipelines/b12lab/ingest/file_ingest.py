@@ -33,8 +33,7 @@ from b12lab.common.settings import load_settings
 from b12lab.ingest.accounting import (FileAccount, ReconciliationError, SuspectedCode, file_accounts,
                                       quarantine_whole_file, record_file_problems)
 from b12lab.ingest.contract import (EXPORT_KINDS, LAB_COLUMNS, ExportFile, discover_exports, export_kind_of,
-                                    files_label,
-                                    fhir_resource_of, read_manifest)
+                                    fhir_resource_of, files_label, read_manifest)
 from b12lab.ingest.csv_reader import load_csv_file, load_mapped_file
 from b12lab.ingest.deduplication import has_table, register_existing_lab_keys
 from b12lab.ingest.fhir_reader import load_fhir_file

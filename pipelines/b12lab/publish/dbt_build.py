@@ -142,18 +142,17 @@ def build(warehouse: Path, work_dir: Path, as_of: date, *, log: Callable[[str], 
           all_tests: bool = False, data_tests: bool = True, select: list[str] | None = None,
           exclude: list[str] | None = None, memory_limit: str | None = None,
           write_manifest: bool = False) -> BuildResult:
-    """`dbt build` of every seed and model in `warehouse` as of the run's date `as_of` (the dbt variable
-    as_of), with the data tests of the marts and sources; `all_tests` adds the unit tests and the data tests of
-    the staging and intermediate models, which test the SQL rather than the night's data, and those of the
-    seeds, which test the project's own CSV files, the same on every machine and every night (the test suite
-    runs them; a night would spend seconds on them: 63 tests, 1.1 s of the sample's first night);
-    `data_tests` False builds without any test (a
-    comparison build of the test suite); `select` and `exclude`, dbt's node selection (every node when None),
-    `exclude` added to the tests left out. dbt writes no manifest.json and run_results.json (`--no-write-json`:
-    writing them is about a third of a small build's time) unless `write_manifest`: a night whose catalogue
-    must be generated afresh lets `docs` reuse the build's manifest, with every node it compiled, instead of
-    compiling the project again. A manifest.json of an earlier build is removed first, so one in the work
-    folder is always this build's. Raises ModelError naming the first node that failed or the first
+    """`dbt build` of every seed and model in `warehouse` as of the run's date `as_of` (the dbt variable as_of),
+    with the data tests of the marts and sources; `all_tests` adds the unit tests and the data tests of the
+    staging and intermediate models, which test the SQL rather than the night's data, and those of the seeds,
+    which test the project's own CSV files, the same on every machine and every night (the test suite runs them;
+    a night would spend seconds on them: 63 tests, 1.1 s of the sample's first night); `data_tests` False builds
+    without any test (a comparison build of the test suite); `select` and `exclude`, dbt's node selection (every
+    node when None), `exclude` added to the tests left out. dbt writes no manifest.json and run_results.json
+    (`--no-write-json`: writing them is about a third of a small build's time) unless `write_manifest`: a night
+    whose catalogue must be generated afresh lets `docs` reuse the build's manifest, with every node it compiled,
+    instead of compiling the project again. A manifest.json of an earlier build is removed first, so one in the
+    work folder is always this build's. Raises ModelError naming the first node that failed or the first
     error-severity test that found rows."""
     if isinstance(as_of, datetime) or not isinstance(as_of, date):
         raise ModelError(f"as_of: expected a date, got {type(as_of).__name__}")
