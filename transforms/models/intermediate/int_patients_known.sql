@@ -4,16 +4,17 @@
 -- when the patient is in it, with the death the registry records (death_date; deceased also when a FHIR
 -- Patient says deceasedBoolean true without a date). Preliminary and future-dated results also make a patient known: they are
 -- inputs, and "not tested" is the honest status for such a patient.
+{{ config(materialized='incremental', schema='incremental', pre_hook=[before_begin("{{ delete_rebuilt_patients() }}"), "{{ forget_rebuilt_patients() }}"]) }}
 with
 
 patient_ids as (
-    select patients.patient_id from {{ source('lake', 'patients') }} as patients
+    select patients.patient_id from {{ rebuilt_patients_only(source('lake', 'patients')) }} as patients
     union
-    select diagnoses.patient_id from {{ source('lake', 'diagnoses') }} as diagnoses
+    select diagnoses.patient_id from {{ rebuilt_patients_only(source('lake', 'diagnoses')) }} as diagnoses
     union
-    select medications.patient_id from {{ source('lake', 'medications') }} as medications
+    select medications.patient_id from {{ rebuilt_patients_only(source('lake', 'medications')) }} as medications
     union
-    select lab_results.patient_id from {{ source('lake', 'lab_results') }} as lab_results
+    select lab_results.patient_id from {{ rebuilt_patients_only(source('lake', 'lab_results')) }} as lab_results
 ),
 
 registry as (
@@ -29,7 +30,7 @@ registry as (
             partition by patients.patient_id
             order by patients.ingest_run desc nulls last, patients.source_file desc, patients.source_row desc
         ) as recency
-    from {{ source('lake', 'patients') }} as patients
+    from {{ rebuilt_patients_only(source('lake', 'patients')) }} as patients
 ),
 
 final as (
@@ -47,4 +48,4 @@ final as (
     where patient_ids.patient_id is not null
 )
 
-select * from final
+select * from {{ built_in_buckets_or('final') }}

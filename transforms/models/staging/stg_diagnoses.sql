@@ -1,6 +1,7 @@
 -- grain: one diagnosis record from the registry.
 -- rule: codes are compared on code_normalised (upper case, dots and spaces removed). The lake already
 -- carries it; it is recomputed here when missing so that a record is never lost to a null.
+{{ config(materialized='incremental', schema='incremental', pre_hook=[before_begin("{{ delete_rebuilt_patients() }}"), "{{ forget_rebuilt_patients() }}"]) }}
 with
 
 diagnosis_records as (
@@ -10,7 +11,7 @@ diagnosis_records as (
         diagnoses.code,
         diagnoses.code_normalised,
         diagnoses.recorded_at
-    from {{ source('lake', 'diagnoses') }} as diagnoses
+    from {{ rebuilt_patients_only(source('lake', 'diagnoses')) }} as diagnoses
 ),
 
 final as (
@@ -26,4 +27,4 @@ final as (
     from diagnosis_records
 )
 
-select * from final
+select * from {{ built_in_buckets_or('final') }}

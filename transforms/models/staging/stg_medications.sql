@@ -10,6 +10,7 @@
 -- terms does (route_terms: its text, each coding's display and each coding's code), so SNOMED CT 78421000
 -- sent with the display "Intramuscular route" is intramuscular by its code. is_oral: the same against the
 -- `oral_route` value set (PO, oral, by mouth, SNOMED CT 26643006).
+{{ config(materialized='incremental', schema='incremental', pre_hook=[before_begin("{{ delete_rebuilt_patients() }}"), "{{ forget_rebuilt_patients() }}"]) }}
 with
 
 medication_records as (
@@ -29,7 +30,7 @@ medication_records as (
         medications.dose,
         medications.start_date,
         medications.end_date
-    from {{ source('lake', 'medications') }} as medications
+    from {{ rebuilt_patients_only(source('lake', 'medications')) }} as medications
 ),
 
 atc_codes as (
@@ -148,4 +149,4 @@ final as (
         on route_classes.route_terms_normalised is not distinct from medication_records.route_terms_normalised
 )
 
-select * from final
+select * from {{ built_in_buckets_or('final') }}
