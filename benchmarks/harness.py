@@ -210,19 +210,25 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def delta_input(base: Export, delta: Export, target: Path) -> tuple[Path, dict[str, int]]:
-    """A copy of the base drop folder (hard links: the pipeline only reads) plus the delta's lab files,
-    renamed labs_delta_<site>...; returns the folder and the new files' rows."""
+def drop_folder(base: Export, target: Path) -> Path:
+    """The site's drop folder of the nightly runs: the base export's files, as hard links (the pipeline only
+    reads). The nights after the first add their files to it, as a site's export job does, so a night finds
+    the files it already ingested where they were (their digests remembered, docs/incremental.md)."""
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     for path in sorted(base.folder.iterdir()):
         link_or_copy(path, target / path.name)
+    return target
+
+
+def add_delta(delta: Export, folder: Path) -> dict[str, int]:
+    """The delta's lab files added to the drop folder, renamed labs_delta_<site>...; returns their rows."""
     added = {}
     for name in delta.lab_files:
         new_name = "labs_delta_" + name[len("labs_"):] if name.startswith("labs_") else "labs_delta_" + name
-        link_or_copy(delta.folder / name, target / new_name)
+        link_or_copy(delta.folder / name, folder / new_name)
         added[new_name] = delta.rows[name]
-    return target, added
+    return added
 
 
 def warm_page_cache(folders: list[Path]) -> None:
@@ -942,13 +948,14 @@ def compare(args: argparse.Namespace, work: Path) -> int:
             for attempt in range(args.repeat):
                 shutil.rmtree(output, ignore_errors=True)
                 _log("b12lab run (full) ...")
-                run = record("run", night("run", base.folder, attempt), base.lab_rows, attempt)
+                folder = drop_folder(base, work / "drop")
+                run = record("run", night("run", folder, attempt), base.lab_rows, attempt)
                 run["prefect"] = prefect_stages(server, output, run)
                 run.pop("rss_timeline", None)
                 run["prefect_server_rss_after_bytes"] = server.rss()
                 if delta is None or run["exit_code"] != 0:
                     continue
-                folder, added = delta_input(base, delta, work / "delta-input")
+                added = add_delta(delta, folder)
                 _log(f"b12lab run (+{sum(added.values()):,} lab rows in {', '.join(sorted(added))}) ...")
                 measured = record("delta", night("delta", folder, attempt), sum(added.values()), attempt)
                 measured["input_lab_rows"] = base.lab_rows + sum(added.values())

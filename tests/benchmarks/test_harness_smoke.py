@@ -3,6 +3,7 @@ contender. Nothing here asserts a duration or a memory figure: those belong to `
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -56,6 +57,10 @@ def test_every_contender_is_measured_and_the_two_nights_profiled(tmp_path, expor
     delta = result["contenders"]["delta"]
     assert delta["lab_rows"] < result["input"]["lab_rows"]
     assert all(name.startswith("labs_delta_") for name in delta["delta_files"])
+    # ... added to the first night's drop folder: the files ingested then are not read again.
+    said = re.search(r"sha256 read for (\d+) files? new or changed since last hashed, remembered for (\d+) unchanged",
+                     (tmp_path / "work" / "logs" / "delta-1.log").read_text())
+    assert said and int(said[1]) == len(delta["delta_files"]) and int(said[2]) > 0, said
     assert result["prefect_server"]["startup_s"] > 0 and result["prefect_server"]["started_here"]
     # Stage times read back from the Prefect API.
     tasks = {task["task"].split()[0] for task in result["contenders"]["run"]["prefect"]["tasks"]}
