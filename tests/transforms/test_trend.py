@@ -204,7 +204,8 @@ def assert_each_date_equals_its_own_build(tables: dict[str, list[dict]], dates: 
         assert rows(many, f"select {RESULT_COLUMNS} from int_classified_results "
                           "where ? between counted_from and counted_through "
                           "order by patient_id, collected_at, analyte, source_file, source_row", [as_of]) == rows(
-            single, f"select {RESULT_COLUMNS} from result_classification"), as_of
+            single, f"select {RESULT_COLUMNS} from result_classification "
+                    "order by patient_id, collected_at, analyte, source_file, source_row"), as_of
         assert rows(many, "select * from int_status_on_date where as_of = ? order by patient_id, evaluated_on",
                     [as_of]) == rows(single, "select * from int_status_on_date order by patient_id, evaluated_on"), \
             as_of

@@ -138,14 +138,21 @@ ORDER_KEYS = {
 }
 
 
+# Stored in no order (docs/clinical-decisions.md, Row order): sorting its 11M rows at 10M lab rows was 12 s.
+UNORDERED = {"result_classification"}
+
+
 def test_reproducible_and_ordered(built, tables):
     again = build(**tables, as_of=AS_OF)
     for table in MART_TABLES:
         first = built.execute(f"select * from {table}").fetchall()
         second = again.execute(f"select * from {table}").fetchall()
-        assert first == second, table
+        assert sorted(first, key=repr) == sorted(second, key=repr), table
+        if table not in UNORDERED:
+            assert first == second, table
         keys = rows(built, f"select {', '.join(ORDER_KEYS[table])} from {table}")
         as_tuples = [tuple(row.values()) for row in keys]
-        assert as_tuples == sorted(as_tuples), f"{table} is ordered by {ORDER_KEYS[table]}"
+        if table not in UNORDERED:
+            assert as_tuples == sorted(as_tuples), f"{table} is ordered by {ORDER_KEYS[table]}"
         assert len(set(as_tuples)) == len(as_tuples), f"{table} has one row per {ORDER_KEYS[table]}"
     again.close()
