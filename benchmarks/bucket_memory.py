@@ -1,6 +1,6 @@
 """One patient bucket built under a memory limit smaller than the bucket: DuckDB must spill, not fail.
 
-    python -m benchmarks.bucket_memory --patients 20000 --limit 56MB [--buckets 1] [--work DIR]
+    python -m benchmarks.bucket_memory --patients 20000 --limit 64MB [--buckets 1] [--work DIR]
 
 `b12lab synth` writes the population, and one night (`b12lab run`, the default memory limit) publishes it.
 From a copy of that warehouse, the patients are assigned to `--buckets` buckets as a night's driver assigns
@@ -34,7 +34,7 @@ def folder_size(folder: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=20000)
-    parser.add_argument("--limit", default="56MB", help="the bucket build's memory limit (B12LAB_MEMORY_LIMIT)")
+    parser.add_argument("--limit", default="64MB", help="the bucket build's memory limit (B12LAB_MEMORY_LIMIT)")
     parser.add_argument("--buckets", type=int, default=1, help="buckets the patients are split into; bucket 0 "
                                                                 "is built")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")

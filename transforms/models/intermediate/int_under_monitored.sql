@@ -80,13 +80,15 @@ monitoring_results as (
       and int_classified_results.category is not null
 ),
 
-patient_facts as not materialized (
+patient_facts as (
     -- every reason starts from these rows: a patient deceased on D is left out here, once, rather than each
     -- reason's rows joined to every patient's status on every date afterwards (a join that alone took the
-    -- model past a 64 MB limit for a bucket of 10,000 patients). Not materialized: DuckDB would otherwise
-    -- write every patient's row on every date once (24M wide rows at 10M lab rows, spilled to disk) and read
-    -- it back for each of the reasons; inlined, each reason reads only the status columns it needs, its own
-    -- conditions (has_pa, a status) pushed into the scan (the model: 48 s to 16 s at 10M, spill 3.2 GB to 0.6)
+    -- model past a 64 MB limit for a bucket of 10,000 patients). Every reason below is about a patient with
+    -- PA, on B12, deficient or borderline needing MMA on D, and reads only those rows (has_pa, on_b12 or
+    -- status in its own conditions), so the others are left out here too: DuckDB writes these rows once for
+    -- all the reasons, and every living patient's row on every date was 24M wide rows at 10M lab rows,
+    -- spilled to disk and read back for each reason (the model about 50 s; with 14 % of the rows, 17 s). A new
+    -- reason about other patients must widen this condition.
     select
         int_patient_status.as_of,
         int_patient_status.patient_id,
@@ -112,6 +114,11 @@ patient_facts as not materialized (
         on int_patient_pa.patient_id = int_patient_status.patient_id
        and int_patient_pa.as_of = int_patient_status.as_of
     where int_patient_status.deceased is not true
+      and (
+          int_patient_status.has_pa
+          or int_patient_status.on_b12
+          or int_patient_status.status in ('deficient', 'borderline_needs_mma')
+      )
 ),
 
 pa_no_post_treatment_recheck as (
