@@ -453,13 +453,8 @@ class PrefectServer:
         shutil.rmtree(self.home, ignore_errors=True)
         self.home.mkdir(parents=True)
         if self.existing:
-            try:
-                with urllib.request.urlopen(f"{self.api_url}/health", timeout=10) as response:
-                    healthy = response.status == 200
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as error:
-                raise RuntimeError(f"the Prefect API {self.api_url} does not answer ({error})") from error
-            if not healthy:
-                raise RuntimeError(f"the Prefect API {self.api_url} is not healthy")
+            if not self.healthy(timeout=10):
+                raise RuntimeError(f"the Prefect API {self.api_url} does not answer its health check")
             self.startup_s = 0.0
             return self.startup_s
         env = self.env()
@@ -475,16 +470,20 @@ class PrefectServer:
         while time.perf_counter() - started < SERVER_START_TIMEOUT:
             if self.process.poll() is not None:
                 raise RuntimeError(f"prefect server exited ({self.process.returncode}); see {self.log_file}")
-            try:
-                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        self.startup_s = time.perf_counter() - started
-                        return self.startup_s
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
+            if self.healthy(timeout=2):
+                self.startup_s = time.perf_counter() - started
+                return self.startup_s
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"prefect server not healthy after {SERVER_START_TIMEOUT:.0f} s; see {self.log_file}")
+
+    def healthy(self, timeout: float) -> bool:
+        """Whether the API answers its health check (HTTP 200) within `timeout` seconds."""
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/health", timeout=timeout) as response:
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return False
 
     def rss(self) -> int:
         return tree_rss(psutil.Process(self.process.pid)) if self.process and self.process.poll() is None else 0
