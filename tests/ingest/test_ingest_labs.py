@@ -154,6 +154,31 @@ def test_exact_duplicates_are_dropped_once_counted(tmp_path, ingest):
     assert result.account.by_reason[("dropped", "duplicate")] == 2
 
 
+def test_copies_without_accession_are_dropped_after_the_first_wherever_they_are_in_the_file(tmp_path, ingest):
+    rows = [lab_row(accession=""), lab_row(accession="A2"), lab_row(accession=""), lab_row(accession="",
+            result_value="301"), lab_row(accession="")]
+    result = ingest(write_labs(tmp_path / "in" / "labs.csv", rows))
+    assert [r["source_row"] for r in result.rows()] == [1, 2, 4]
+    assert result.account.by_reason[("dropped", "duplicate")] == 2
+
+
+def test_a_quarantined_record_is_no_first_copy(tmp_path, ingest):
+    # the same result twice, the first quarantined for its unit: the second is the first that counts
+    rows = [lab_row(unit="furlongs"), lab_row()]
+    result = ingest(write_labs(tmp_path / "in" / "labs.csv", rows))
+    assert [r["source_row"] for r in result.rows()] == [2]
+    assert ("dropped", "duplicate") not in result.account.by_reason
+
+
+def test_copies_of_a_result_already_in_the_lake_are_all_dropped(tmp_path, ingest):
+    first = ingest(write_labs(tmp_path / "in" / "labs_1.csv", [lab_row()]))
+    lab_file = first.lake.data_file("lab_results", first.source_hash)
+    second = ingest(write_labs(tmp_path / "in" / "labs_2.csv", [lab_row(), lab_row(accession="A2"), lab_row()]),
+                    earlier_lab_files=[lab_file])
+    assert [r["source_row"] for r in second.rows()] == [2]
+    assert second.account.by_reason[("dropped", "duplicate")] == 2
+
+
 def test_duplicates_of_results_already_in_the_lake_are_dropped(tmp_path, ingest):
     first = ingest(write_labs(tmp_path / "in" / "labs_1.csv", [lab_row()]))
     lab_file = first.lake.data_file("lab_results", first.source_hash)

@@ -286,3 +286,12 @@ def test_some_patients_died_after_their_last_record(export):
         if m[0] in deaths and m[5] <= "2025-12-31":
             last[m[0]] = max(last.get(m[0], ""), m[5])
     assert all(last.get(patient, "") < day for patient, day in deaths.items())
+
+
+@pytest.mark.parametrize("patients", [1, 6, 7])
+def test_a_few_patients_over_one_month_give_files_without_failing(tmp_path, patients):
+    # A window too short for any routine encounter: the benchmark's smallest 1 % night (6 patients, one month)
+    # once stopped here on an empty array.
+    summary = synthesize(patients, tmp_path, seed=20260602, start=date(2026, 1, 1), end=date(2026, 1, 31))
+    assert (tmp_path / "patients.csv").is_file()
+    assert summary["rows"]["patients.csv"] == patients

@@ -1398,9 +1398,10 @@ def routine_b12_not_added(rng: np.random.Generator, cohort: dict, rows: dict[str
     practice_share = PRACTICE_ROUTINE_B12_TESTING[cohort["practice"][rows["patient"]]]
     draws = rng.random(routine_count)
     routine = rows["encounter"] < routine_count
-    encounter = np.where(routine, rows["encounter"], 0)
+    # a window too short for any routine encounter (a few patients over one month) draws nothing to index
+    drawn = np.zeros(len(routine)) if routine_count == 0 else draws[np.where(routine, rows["encounter"], 0)]
     return (routine & (rows["analyte"] == B12) & (cohort["group"][rows["patient"]] == GENERAL)
-            & (draws[encounter] >= practice_share))
+            & (drawn >= practice_share))
 
 
 def make_results(rng: np.random.Generator, cohort: dict, window: Window, formats: FormatTable) -> dict:

@@ -9,8 +9,9 @@
 --                unparseable_value, unknown_unit, implausible_value;
 --   dropped      by a named rule: out_of_scope (a code that maps to no analyte: a lipid panel, a vital sign, a
 --                survey answer; counted per code in unmapped_codes, its text kept nowhere), cancelled,
---                entered_in_error (status), duplicate (an exact duplicate of an earlier record of this file or
---                of a result already in the lake).
+--                entered_in_error (status), duplicate (an exact duplicate of a result already in the lake here;
+--                of an earlier record of this file, or of an earlier file read with it, in lab_duplicates.sql,
+--                which updates this model's rows straight after it).
 -- Nothing is guessed: a unit, analyte or patient that is not known sends the row to quarantine. Dates are ISO
 -- 8601 (2024-03-05, 2024-03-05T09:00:00): 05/03/2024, an Excel serial (45356) or 5-Mar-24 is unparseable_date.
 -- A decimal comma is read only where it cannot be a thousands separator (0,35 and 12,5 are read; 1,234 could
@@ -207,14 +208,8 @@ deduplicated as (
         with_ranges.*,
         case
             when reason is not null then reason
-            -- Exact duplicates: same patient, analyte, collection time, accession, status and value.
-            -- Across the files of a task that reads several small Bundles at once too: an earlier file's
-            -- result is one the lake check below would find, had that file been ingested first on its own.
-            when row_number() over (
-                partition by reason is null, patient_id, analyte, collected_at, accession, status,
-                    comparator, value_si, value_text
-                order by source_row
-            ) > 1 then 'duplicate'
+            -- Exact duplicates (same patient, analyte, collection time, accession, status and value) of a
+            -- result already in the lake. Those of an earlier record of this read: lab_duplicates.sql, next.
             when exists (
                 select 1
                 from existing_lab_keys as existing
