@@ -16,7 +16,7 @@ them the same:
 - The Bundles of a read pool their Medication and Organization entries (fhir_references); a Bundle that
   gives a resource under a Type/id that an earlier Bundle of the read gives otherwise starts a new read.
 - Lab results stay in file order: a result that repeats one of an earlier file of the read is dropped as a
-  duplicate (lab_rows.sql), as the lake check drops it when the earlier file was ingested first; each read's
+  duplicate (lab_duplicates.sql), as the lake check drops it when the earlier file was ingested first; each read's
   lake files join the duplicate check of the files after it, and a lab file that starts another read ends the
   lab read before it. A registry kind's duplicates are counted within one file (record_file in its row
   model), as ever.
