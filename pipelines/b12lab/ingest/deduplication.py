@@ -1,8 +1,9 @@
 """Duplicates against the lake: the keys of the lab results already there, for the duplicate check.
 
 A duplicate is dropped, not stored twice. Within a file, each kind's row model (b12lab/ingest/sql/<kind>_rows.sql)
-finds them, and for lab results lab_duplicates.sql, straight after it; a lab result is also a duplicate of one already in the lake (or ingested earlier in the run), which
-lab_rows.sql finds in the view existing_lab_keys that this module builds. The keys of small lake files are kept
+finds them (for lab results lab_duplicates.sql, straight after it); a lab result is also a duplicate of one
+already in the lake (or ingested earlier in the run), which lab_rows.sql finds in the view existing_lab_keys
+that this module builds. The keys of small lake files are kept
 in a module-global cache, _key_cache, for the life of the process (see below): a lake file never changes once
 written, and a drop of thousands of small files would otherwise read every earlier file once per file.
 """
