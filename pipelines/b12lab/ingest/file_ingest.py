@@ -156,6 +156,7 @@ def store_records(con: duckdb.DuckDBPyConnection, exports: list[ExportFile], lak
                     "and (loinc is not null or local_code is not null)")
 
     accepted_columns = ", ".join(kind.lake_columns)
+    # In parsed_rows' order, the file's (_create_parsed_rows): sorting by source_row was 12 s of 61 at 5M rows.
     _within_memory(con, name, "the lake file of its accepted rows", lambda: _write_per_file(
         con, lake, kind.table, exports,
         f"select {accepted_columns}, {{lineage}} from parsed_rows {{files}} "
@@ -228,13 +229,12 @@ def _per_file(rows: list[tuple]) -> dict[int, list[tuple]]:
 
 
 def _create_parsed_rows(con: duckdb.DuckDBPyConnection, name: str, statement: str, params: dict) -> None:
-    """The row model over the whole file. Nothing reads parsed_rows in insertion order (every writer orders by
-    source_row), so DuckDB need not buffer the result to keep it."""
-    con.execute("set preserve_insertion_order = false")
-    try:
-        _within_memory(con, name, "the row model", lambda: con.execute(statement, params))
-    finally:
-        con.execute("set preserve_insertion_order = true")  # raw_file's numbering is file order
+    """The row model over the whole file, its rows in the file's order. A row model sorts nothing (the duplicates
+    within a file are lab_duplicates.sql's), so keeping that order costs little (5 % of a 5M-row lab file's),
+    and the lake file of accepted rows is then written in it without a sort: rows that come as the file had
+    them (by patient and date, as an export lists them) compress and filter far better in the warehouse (its
+    `lab_results` of 11.6M rows: 374 MiB and a checkpoint of 0.03 s, against 582 MiB and 7.5 s unordered)."""
+    _within_memory(con, name, "the row model", lambda: con.execute(statement, params))
 
 
 def _within_memory(con: duckdb.DuckDBPyConnection, name: str, step: str, action: Callable[[], object]) -> None:

@@ -187,20 +187,13 @@ class Lake:
         return removed
 
     def write_query(self, con: duckdb.DuckDBPyConnection, query: str, params: dict, target: Path) -> None:
-        """Write a query's result to one Parquet file, atomically (temporary name, then rename). The rows are in
-        the query's order if it has an `order by`, else in none: a lake table's rows have no order (every
-        reader orders by its key), and DuckDB then writes on every thread (the accepted rows of a 5M-row lab
-        file: 19 s sorted by record number, 7 s as they come)."""
+        """Write a query's result to one Parquet file, atomically (temporary name, then rename)."""
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_suffix(".parquet.tmp")
-        con.execute("set preserve_insertion_order = false")
-        try:
-            con.execute(
-                f"copy ({query}) to $target (format parquet, compression zstd)",
-                {**params, "target": str(temporary)},
-            )
-        finally:
-            con.execute("set preserve_insertion_order = true")
+        con.execute(
+            f"copy ({query}) to $target (format parquet, compression zstd)",
+            {**params, "target": str(temporary)},
+        )
         os.replace(temporary, target)
 
     @contextmanager
