@@ -26,16 +26,7 @@ with candidates as (
 ),
 
 repeated_keys as (
-    select
-        patient_id,
-        analyte,
-        collected_at,
-        accession,
-        status,
-        comparator,
-        value_si,
-        value_text,
-        min(source_row) as first_row
+    select candidates.* exclude (source_row), min(candidates.source_row) as first_row
     from candidates
     group by all
     having count(*) > 1
