@@ -47,10 +47,6 @@ __all__ = [
 ]
 
 
-# The lab row model, and the update after it that drops the later copies of a record within the read.
-LAB_ROW_MODEL, LAB_DUPLICATES = "lab_rows.sql", "lab_duplicates.sql"
-
-
 class IngestError(RuntimeError):
     """An export file could not be ingested for a reason other than its content (which is never an error)."""
 
@@ -129,9 +125,9 @@ def store_records(con: duckdb.DuckDBPyConnection, exports: list[ExportFile], lak
     sql = read_sql(INGEST_SQL_DIR / kind.sql_file)
     params = {"ingest_date": ingest_date} if "$ingest_date" in sql else {}
     _create_parsed_rows(con, name, f"create or replace temp table parsed_rows as {sql}", params)
-    if kind.sql_file == LAB_ROW_MODEL:
+    if kind.name == "labs":  # the later copies of a record within the read (lab_rows.sql leaves them)
         _within_memory(con, name, "the duplicates within the file",
-                       lambda: con.execute(read_sql(INGEST_SQL_DIR / LAB_DUPLICATES)))
+                       lambda: con.execute(read_sql(INGEST_SQL_DIR / "lab_duplicates.sql")))
     # File-level reasons, strongest last: every record of the file goes to quarantine.
     quarantine_whole_file(con, missing_columns, repeated_column, problem)
     # A trailer line (Total rows: 10, END OF REPORT) after the last record is no record: dropped by a rule.
