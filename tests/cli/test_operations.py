@@ -2,7 +2,8 @@
 the Prefect flow run's state, and the next night.
 
 Each run is the console script in its own process, reporting to the session's Prefect API (a server
-subprocess); signals and kills are real.
+subprocess); signals and kills are real. The night after one, checked by what it leaves in the output folder,
+is the nightly flow in the test's process (tests/helpers/nights.py).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import pytest
 
 from b12lab.ingest import LAB_COLUMNS
 from tests.helpers.exports import lab_row, write_csv, write_labs
+from tests.helpers.nights import flow_night
 from tests.helpers.processes import BIN, SAMPLE, b12lab, command_env, start_b12lab
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -135,8 +137,8 @@ def test_a_file_mostly_quarantined_stops_the_run_and_commits_nothing(sample_nigh
     assert "more than the 20% allowed (B12LAB_MAX_QUARANTINE_SHARE): nothing was committed" in line
     assert digest(output / "warehouse.duckdb") == before
     # A site that accepts more sets the share; the file is retried and committed.
-    allowed = run(drop, output, "--as-of", LIVE_AS_OF, B12LAB_MAX_QUARANTINE_SHARE="0.5")
-    assert allowed.returncode == 0, allowed.stderr
+    allowed = flow_night(drop, output, LIVE_AS_OF, max_quarantine_share=0.5)
+    assert allowed["status"] == "published"
     assert query(output / "warehouse.duckdb",
                  "select rows_quarantined from ingested_files where source_file = 'labs_changed_layout.csv'") == [(3,)]
 
@@ -249,7 +251,7 @@ def test_a_read_only_output_folder_fails_with_one_line(sample_night):
     assert synth.returncode == 1
     assert one_error_line(synth).startswith(f"b12lab: error: cannot write the synthetic exports to {output / 'synthetic'}")
     # The next night, with the folder writable again, publishes.
-    assert run(drop, output, "--as-of", LIVE_AS_OF).returncode == 0
+    assert flow_night(drop, output, LIVE_AS_OF)["status"] == "published"
 
 
 def test_a_damaged_commit_record_stops_the_run_in_one_line_and_keeps_the_previous_publication(sample_night):
@@ -276,8 +278,7 @@ def test_damaged_headline_history_is_set_aside_and_the_night_publishes(sample_ni
     assert (saved.parent / f"{saved.name}.damaged").is_file()
     page = (output / "report" / "index.html").read_text(encoding="utf-8")
     assert "Changes are since the previous published run" not in page  # nothing left to compare with
-    again = run(drop, output, "--as-of", LIVE_AS_OF)
-    assert again.returncode == 0, again.stderr
+    assert flow_night(drop, output, LIVE_AS_OF)["status"] == "published"
 
 # --- --as-of never hijacks the live publication ---------------------------------------------------------
 
@@ -300,8 +301,8 @@ def test_an_earlier_as_of_is_a_reproduction_beside_the_live_publication(sample_n
     assert sorted(str(p.relative_to(output)) for p in (output / "report" / "worklists").rglob("*.csv")) == worklists
 
     # The next nightly run compares itself with the live one, not with the reproduction.
-    later = run(drop, output, "--as-of", "2026-11-30")
-    assert later.returncode == 0, later.stderr
+    later = flow_night(drop, output, "2026-11-30")
+    assert later["status"] == "published"
     nightly_runs = query(output / "warehouse.duckdb", "select run_id, as_of from runs "
                          "where kind = 'nightly' and status = 'published' order by started_at")
     assert [str(as_of) for _, as_of in nightly_runs] == ["2026-10-31", "2026-11-30"]
@@ -387,8 +388,7 @@ def test_an_interrupted_run_stops_within_10_s_and_the_next_one_recovers(tmp_path
     # The next night recovers whichever signal stopped this one: run it once, on the sample (the large drop
     # is there only to be interrupted; re-ingesting a half-ingested drop is publish/test_faults.py's).
     if signum == signal.SIGTERM:
-        again = run(SAMPLE, output)
-        assert again.returncode == 0, again.stderr
+        assert flow_night(SAMPLE, output)["status"] == "published"
         assert query(output / "warehouse.duckdb", "select count(*) > 0 from cohort_deficient") == [(True,)]
 
 
@@ -400,8 +400,8 @@ def test_a_killed_run_is_marked_crashed_by_the_next_run(tmp_path):
     holder = __import__("json").loads((output / ".b12lab.lock").read_text())
     assert flow_run_state(holder["flow_run_id"]) == "RUNNING"  # nobody could report it
 
-    next_night = run(drop, output, "--as-of", LIVE_AS_OF)
-    assert next_night.returncode == 0, next_night.stderr
+    next_night = flow_night(drop, output, LIVE_AS_OF)
+    assert next_night["status"] == "published"
     assert flow_run_state(holder["flow_run_id"]) == "CRASHED"
     assert query(output / "warehouse.duckdb", f"select status from runs where run_id = '{holder['run_id']}'") == [
         ("crashed",)]

@@ -52,9 +52,12 @@ def ingest(tmp_path):
 
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory):
-    """A real `prefect server start` (scheduler and all services), as an operator runs it for `b12lab serve`."""
+    """A real `prefect server start` (scheduler and all services), as an operator runs it for `b12lab serve`.
+    One per test file that needs it, stopped when the file's tests are done: idle, its services still poll
+    their database (about 2 s of CPU a minute), which a server kept to the end of the session would spend
+    on the other files' time."""
     from tests.helpers.processes import PrefectServer
 
     server = PrefectServer(tmp_path_factory.mktemp("prefect-server-home"))
