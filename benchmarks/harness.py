@@ -504,11 +504,27 @@ class PrefectServer:
         self._log.close()
         self.process = None
 
+    def get(self, path: str) -> list | dict:
+        return self._request("GET", path)
+
     def post(self, path: str, body: dict) -> list | dict:
-        request = urllib.request.Request(f"{self.api_url}{path}", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
+        return self._request("POST", path, body)
+
+    def _request(self, method: str, path: str, body: dict | None = None) -> list | dict:
+        """One API call, retried as Prefect's own client retries it: a busy server (its database locked while
+        both cores are loaded) answers 429 or 503 for a moment."""
+        data = json.dumps(body).encode() if body is not None else None
+        for attempt in range(6):
+            request = urllib.request.Request(f"{self.api_url}{path}", data=data, method=method,
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                if error.code not in (429, 502, 503) or attempt == 5:
+                    raise
+            time.sleep(0.5 * 2 ** attempt)
+        raise AssertionError("unreachable")
 
 
 def parse_time(text: str | None) -> float | None:

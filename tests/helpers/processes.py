@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
+from benchmarks.harness import PrefectServer as HarnessServer
+from benchmarks.harness import free_port  # noqa: F401  (for the tests that need a port nobody listens on)
 
 BIN = Path(sys.executable).parent
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
@@ -47,52 +47,16 @@ def start_b12lab(*args, env: dict | None = None) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class PrefectServer:
-    """`prefect server start` in its own home: the API an operator points PREFECT_API_URL at."""
+class PrefectServer(HarnessServer):
+    """The benchmark harness's `prefect server start` (benchmarks/harness.py), started at once in its own home
+    without the UI: the API an operator points PREFECT_API_URL at, with the calls the tests make."""
 
     def __init__(self, home: Path):
-        self.port = free_port()
-        self.api_url = f"http://127.0.0.1:{self.port}/api"
-        self.env = command_env({"PREFECT_HOME": home, "PREFECT_API_URL": self.api_url,
-                                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"})
-        self.log = open(home / "server.log", "w")
-        self.process = subprocess.Popen(
-            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError("prefect server did not start in 120 s")
+        super().__init__(home, home / "server.log")
+        self.start()
 
-    def get(self, path: str) -> dict | list:
-        return self._request("GET", path)
-
-    def post(self, path: str, payload: dict) -> dict | list:
-        return self._request("POST", path, payload)
-
-    def _request(self, method: str, path: str, payload: dict | None = None) -> dict | list:
-        """One API call, retried as Prefect's own client retries it: a busy server (its database locked while
-        the suite loads both cores) answers 503 or 429 for a moment."""
-        for attempt in range(6):
-            response = httpx.request(method, f"{self.api_url}{path}", json=payload, timeout=30)
-            if response.status_code not in (429, 502, 503) or attempt == 5:
-                break
-            time.sleep(0.5 * 2 ** attempt)
-        response.raise_for_status()
-        return response.json()
+    def env(self) -> dict:
+        return {**super().env(), "PREFECT_UI_ENABLED": "false"}
 
     def flow_runs(self, **filters) -> list[dict]:
         return self.post("/flow_runs/filter", {"sort": "EXPECTED_START_TIME_DESC", **filters})
@@ -105,12 +69,3 @@ class PrefectServer:
                 return run
             time.sleep(1)
         raise AssertionError(f"flow run {flow_run_id} did not finish in {timeout} s: {run['state']}")
-
-    def stop(self) -> None:
-        os.killpg(self.process.pid, 15)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, 9)
-            self.process.wait()
-        self.log.close()
