@@ -524,7 +524,6 @@ class PrefectServer:
                 if error.code not in (429, 502, 503) or attempt == 5:
                     raise
             time.sleep(0.5 * 2 ** attempt)
-        raise AssertionError("unreachable")
 
 
 def parse_time(text: str | None) -> float | None:

@@ -7,7 +7,8 @@ import pytest
 
 from b12lab.flows.cluster import Placement, flow_for, local_cluster, on_cluster, task_runner
 from b12lab.flows.nightly import nightly
-from tests.helpers.processes import SAMPLE_AS_OF, b12lab, free_port, session_api_url
+from benchmarks.harness import free_port
+from tests.helpers.processes import SAMPLE_AS_OF, b12lab, session_api_url
 
 
 def test_no_option_runs_the_flow_as_it_is():

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import PrefectServer as HarnessServer
-from benchmarks.harness import free_port  # noqa: F401  (for the tests that need a port nobody listens on)
 
 BIN = Path(sys.executable).parent
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"

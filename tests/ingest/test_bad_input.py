@@ -58,6 +58,7 @@ from b12lab.ingest import IngestError, discover_exports, ingest_file
 from b12lab.lake.lake import Lake
 from b12lab.common.paths import EXPECTATIONS_DIR
 from tests.helpers.exports import lab_row, write_labs
+from tests.helpers.nights import flow_night
 
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
 KNOWN_QUARANTINE = set(next(
@@ -434,10 +435,10 @@ def test_the_flow_publishes_past_damaged_files(tmp_path):
     from b12lab.flows.nightly import RunFailed
 
     with pytest.raises(RunFailed, match=r"^labs_absurd_values.csv: \d+ of \d+ records in scope quarantined"):
-        nightly_run(inputs, output)
+        flow_night(inputs, output, AS_OF)
     assert not (output / "warehouse.duckdb").exists()
     # A site that takes what it can get from such files, with every record accounted for:
-    record = nightly_run(inputs, output, max_quarantine_share=1.0)
+    record = flow_night(inputs, output, AS_OF, max_quarantine_share=1.0)
     assert record["status"] == "published" and record["files_ingested"] == len(FLOW_CASES) + 1
     assert record["rows_read"] == record["rows_accepted"] + record["rows_quarantined"] + record["rows_dropped"]
 
@@ -466,15 +467,9 @@ def test_the_flow_publishes_past_damaged_files(tmp_path):
     # duplicates of the quarantined ones.
     write_labs(inputs / "labs_truncated_resent.csv.gz",
                [lab_row(patient_id=f"P{n:04d}", accession=f"A{n}") for n in range(1, 201)], gz=True)
-    again = nightly_run(inputs, output, max_quarantine_share=1.0)
+    again = flow_night(inputs, output, AS_OF, max_quarantine_share=1.0)
     assert again["files_ingested"] == 1 and again["files_skipped"] == len(FLOW_CASES) + 1
     assert again["rows_accepted"] == 200
-
-
-def nightly_run(inputs: Path, output: Path, **options) -> dict:
-    from b12lab.flows.nightly import nightly
-
-    return nightly(input_dir=inputs, output_dir=output, as_of=AS_OF, **options)
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -484,7 +479,7 @@ def test_a_failure_that_is_not_about_content_stops_with_one_line_naming_the_file
     committed and the previous publication stays as it was."""
     inputs, output = tmp_path / "in", tmp_path / "out"
     good_labs(inputs)
-    nightly_run(inputs, output)
+    flow_night(inputs, output, AS_OF)
     warehouse = output / "warehouse.duckdb"
     before = warehouse.read_bytes()
     current = (output / "current").resolve()
@@ -497,7 +492,7 @@ def test_a_failure_that_is_not_about_content_stops_with_one_line_naming_the_file
     from b12lab.flows.nightly import RunFailed
 
     with pytest.raises(RunFailed) as raised:
-        nightly_run(inputs, output)
+        flow_night(inputs, output, AS_OF)
     assert isinstance(raised.value.__cause__, IngestError)
     message = str(raised.value.__cause__)
     assert message == "labs_next.csv: could not be ingested (ConversionException); nothing was committed"
@@ -509,7 +504,7 @@ def test_a_failure_that_is_not_about_content_stops_with_one_line_naming_the_file
     assert read(warehouse, "select count(*) from ingested_files where source_file = 'labs_next.csv'") == [(0,)]
 
     monkeypatch.undo()
-    record = nightly_run(inputs, output)
+    record = flow_night(inputs, output, AS_OF)
     assert record["status"] == "published" and record["files_ingested"] == 1
 
 
@@ -519,7 +514,7 @@ def test_thousands_of_tiny_files_through_the_flow(tmp_path, capsys):
     connection (one of each per file made 3000 files take about 8 minutes)."""
     inputs = make_tiny_files(tmp_path / "in", TINY_FILES)
     started = time.perf_counter()
-    record = nightly_run(inputs, tmp_path / "out")
+    record = flow_night(inputs, tmp_path / "out", AS_OF)
     elapsed = time.perf_counter() - started
     assert record["status"] == "published"
     assert record["files_ingested"] == record["rows_read"] == record["rows_accepted"] == TINY_FILES

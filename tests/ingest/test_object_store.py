@@ -12,7 +12,8 @@ from b12lab.ingest.contract import EXPORT_BY_NAME, IGNORED_BY_NAME, discover_exp
 from b12lab.ingest.digests import content_hash
 from b12lab.ingest.object_store import (DropUnreadable, ObjectDigests, drop_location, is_remote, list_drop,
                                         stage_drop)
-from tests.helpers.processes import SAMPLE, SAMPLE_AS_OF, b12lab, free_port
+from benchmarks.harness import free_port
+from tests.helpers.processes import SAMPLE, SAMPLE_AS_OF, b12lab
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
