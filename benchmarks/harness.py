@@ -510,7 +510,7 @@ class PrefectServer:
     def post(self, path: str, body: dict) -> list | dict:
         return self._request("POST", path, body)
 
-    def _request(self, method: str, path: str, body: dict | None = None) -> list | dict:
+    def _request(self, method: str, path: str, body: dict | None = None) -> list | dict | None:
         """One API call, retried as Prefect's own client retries it: a busy server (its database locked while
         both cores are loaded) answers 429 or 503 for a moment."""
         data = json.dumps(body).encode() if body is not None else None
@@ -519,7 +519,8 @@ class PrefectServer:
                                              headers={"Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:
-                    return json.loads(response.read())
+                    content = response.read()
+                    return json.loads(content) if content else None  # a DELETE answers 204, no body
             except urllib.error.HTTPError as error:
                 if error.code not in (429, 502, 503) or attempt == 5:
                     raise

@@ -9,7 +9,6 @@ import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
 from b12lab.cli.notifications import spoken_period
@@ -45,7 +44,7 @@ def notifications_removed(prefect_server):
     yield
     for automation in prefect_server.post("/automations/filter", {}):
         if automation["name"].startswith("b12lab:"):
-            httpx.delete(f"{prefect_server.api_url}/automations/{automation['id']}", timeout=30).raise_for_status()
+            prefect_server.delete(f"/automations/{automation['id']}")
 
 
 def wait_for_posts(received: list, seconds: float) -> None:

@@ -60,6 +60,9 @@ class PrefectServer(HarnessServer):
     def flow_runs(self, **filters) -> list[dict]:
         return self.post("/flow_runs/filter", {"sort": "EXPECTED_START_TIME_DESC", **filters})
 
+    def delete(self, path: str) -> None:
+        self._request("DELETE", path)
+
     def wait_for_final_state(self, flow_run_id: str, timeout: float = 300) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
