@@ -44,14 +44,15 @@ run: install
 	$(BIN)/b12lab run --input $(INPUT) --output $(OUTPUT)
 
 # Two worker processes, one per core; a file's tests stay on one worker, so its module fixtures are built once.
+# Files are handed out in collection order, the longest first (tests/conftest.py, HEAVIEST_FILES).
 PYTEST_WORKERS ?= 2
 test: install
 	$(CHROMIUM_INSTALL)
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The inner loop: every test that needs no night of the pipeline, process or browser (markers in pyproject.toml).
 test-fast: install
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow"
 
 # After `make run`: a full-page screenshot of the report, to look at it as a reader would.
 report-screenshot: install

@@ -55,25 +55,37 @@ def _is_slow(item) -> bool:
     return code is not None and bool(_SLOW_CALLS & set(code.co_names))
 
 
-# The test files that take longest, heaviest first (seconds of one worker, measured with `--durations=0`).
-# pytest-xdist hands files (--dist loadfile) to whichever worker is free, in collection order: a long file
-# collected last keeps one worker busy while the other has nothing left. Started first, they overlap the many
-# short files instead. The rest keep their order.
+# The test files that take longest, heaviest first (seconds of one worker, measured with a per-test timeline of a
+# `make test`, their module fixtures included). pytest-xdist hands files (--dist loadfile) to whichever worker is
+# free, in collection order (the Makefile's --no-loadscope-reorder: by default it would sort them by their number
+# of tests, which sent the longest files, of few tests each, last): a long file handed out last keeps one worker
+# busy while the other has nothing left. Started first, they overlap the many short files instead. The rest keep
+# their order.
 HEAVIEST_FILES = (
-    "tests/cli/test_operations.py",
-    "tests/publish/test_incremental.py",
-    "tests/ingest/test_bad_input.py",
-    "tests/publish/test_faults.py",
-    "tests/benchmarks/test_harness_smoke.py",
-    "tests/flows/test_cluster.py",
-    "tests/flows/test_serve.py",
-    "tests/report/test_report.py",
-    "tests/publish/test_security.py",
-    "tests/transforms/test_dbt_project.py",
-    "tests/transforms/test_trend.py",
-    "tests/report/test_measures.py",
-    "tests/flows/test_flow.py",
-    "tests/ingest/test_object_store.py",
+    "tests/cli/test_operations.py",          # 143 s
+    "tests/publish/test_faults.py",          # 129 s
+    "tests/benchmarks/test_harness_smoke.py",  # 122 s
+    "tests/publish/test_incremental.py",     # 115 s
+    "tests/transforms/test_dbt_project.py",  # 98 s
+    "tests/ingest/test_bad_input.py",        # 93 s
+    "tests/flows/test_serve.py",             # 91 s
+    "tests/flows/test_cluster.py",           # 90 s
+    "tests/test_analyst_guide.py",           # 56 s, most of it the session's published sample night
+    "tests/report/test_report.py",           # 56 s
+    "tests/cli/test_notify.py",              # 55 s
+    "tests/publish/test_security.py",        # 52 s
+    "tests/report/test_measures.py",         # 50 s
+    "tests/flows/test_flow.py",              # 50 s
+    "tests/ingest/test_ingest_fhir_real.py",  # 45 s
+    "tests/cli/test_zero_record_files.py",   # 38 s
+    "tests/ingest/test_ingest_properties.py",  # 33 s
+    "tests/ingest/test_mapping.py",          # 31 s
+    "tests/transforms/test_trend.py",        # 30 s
+    "tests/test_wheel.py",                   # 28 s
+    "tests/synth/test_synth_fhir.py",        # 27 s
+    "tests/ingest/test_unmapped_analytes.py",  # 27 s
+    "tests/ingest/test_object_store.py",     # 26 s
+    "tests/ingest/test_site_feeds.py",       # 23 s
 )
 
 
