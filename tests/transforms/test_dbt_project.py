@@ -82,12 +82,21 @@ def _tests_of(column: dict) -> list[str]:
     return names
 
 
+def _model_test_arguments(model_entry: dict, name: str) -> dict:
+    for test in model_entry.get("data_tests", []) or []:
+        if isinstance(test, dict) and name in test:
+            return test[name]["arguments"]
+    return {}
+
+
 def _not_null_columns(model_entry: dict) -> list[str]:
     """The columns of a model's `not_null_columns` test (tests/generic/not_null_columns.sql)."""
-    for test in model_entry.get("data_tests", []) or []:
-        if isinstance(test, dict) and "not_null_columns" in test:
-            return test["not_null_columns"]["arguments"]["columns"]
-    return []
+    return _model_test_arguments(model_entry, "not_null_columns").get("columns", [])
+
+
+def _accepted_values(model_entry: dict) -> dict[str, list]:
+    """The columns and values of a model's `accepted_values_columns` test (tests/generic/accepted_values_columns.sql)."""
+    return _model_test_arguments(model_entry, "accepted_values_columns").get("values", {})
 
 
 def test_keys_are_tested_and_every_code_column_has_its_values_tested():
@@ -97,9 +106,16 @@ def test_keys_are_tested_and_every_code_column_has_its_values_tested():
         if "patient_id" in columns:
             assert "patient_id" in _not_null_columns(entry), model.name
         assert set(_not_null_columns(entry)) <= set(columns), model.name  # no column the model lacks
+        accepted = _accepted_values(entry)
+        assert set(accepted) <= set(columns), model.name
         for name in CODE_COLUMNS & set(columns):
             tests = _tests_of(columns[name])
-            assert {"accepted_values", "relationships"} & set(tests), f"{model.name}.{name}"
+            assert name in accepted or {"accepted_values", "relationships"} & set(tests), f"{model.name}.{name}"
+        # a column's accepted values are in the model's one accepted_values_columns test, but for a warning
+        for name, column in columns.items():
+            for test in column.get("data_tests", []) or []:
+                if isinstance(test, dict) and "accepted_values" in test:
+                    assert test["accepted_values"]["config"]["severity"] == "warn", f"{model.name}.{name}"
 
 
 def test_the_models_have_unit_tests_for_their_rule_boundaries():
@@ -338,16 +354,20 @@ def test_a_model_out_of_memory_names_the_limit_and_the_setting_to_raise(tmp_path
                     r" even spilling to disk; raise B12LAB_MEMORY_LIMIT( \(and \d+ more\))?$", message), message
 
 
-def test_the_not_null_columns_test_names_each_column_with_nulls_and_passes_a_filled_table():
-    """One scan of the model for all its never-null columns (transforms/tests/generic/not_null_columns.sql),
-    rendered here as dbt renders it: a row per column with nulls, with their number; none when all are filled."""
+def render_generic_test(name: str, **arguments) -> str:
+    """A generic test of transforms/tests/generic/ rendered as dbt renders it, on the table `checked`."""
     import jinja2
 
-    source = (runner.PROJECT_DIR / "tests" / "generic" / "not_null_columns.sql").read_text(encoding="utf-8")
-    body = source.split("%}", 1)[1] if source.startswith("{% test") else source.split("{% test", 1)[1].split("%}", 1)[1]
-    body = body.split("{% endtest %}", 1)[0]
-    quoting = type("Adapter", (), {"quote": staticmethod(lambda name: f'"{name}"')})
-    sql = jinja2.Template(body).render(model="checked", columns=["patient_id", "as of", "status"], adapter=quoting)
+    source = (runner.PROJECT_DIR / "tests" / "generic" / f"{name}.sql").read_text(encoding="utf-8")
+    body = source.split("{% test", 1)[1].split("%}", 1)[1].split("{% endtest %}", 1)[0]
+    quoting = type("Adapter", (), {"quote": staticmethod(lambda column: f'"{column}"')})
+    return jinja2.Template(body).render(model="checked", adapter=quoting, **arguments)
+
+
+def test_the_not_null_columns_test_names_each_column_with_nulls_and_passes_a_filled_table():
+    """One scan of the model for all its never-null columns (transforms/tests/generic/not_null_columns.sql):
+    a row per column with nulls, with their number; none when all are filled."""
+    sql = render_generic_test("not_null_columns", columns=["patient_id", "as of", "status"])
     with duckdb.connect() as con:
         con.execute('create table checked (patient_id varchar, "as of" date, status varchar, note varchar)')
         con.execute("insert into checked values ('P1', date '2024-01-31', 'normal', null), "
@@ -355,3 +375,20 @@ def test_the_not_null_columns_test_names_each_column_with_nulls_and_passes_a_fil
         assert sorted(con.execute(sql).fetchall()) == [("as of", 2), ("status", 1)]
         con.execute("update checked set \"as of\" = date '2024-01-31', status = 'normal'")
         assert con.execute(sql).fetchall() == []
+
+
+def test_the_accepted_values_columns_test_names_each_value_outside_its_columns_values():
+    """One query for all of a model's code columns (transforms/tests/generic/accepted_values_columns.sql): a row
+    per column and unexpected value, with its number of rows; a null is no value; text, numbers and booleans
+    compared as such; none when every value is accepted."""
+    sql = render_generic_test("accepted_values_columns", values={
+        "status": ["normal", "deficient"], "the window": ["1m", "it's"], "severity": [1, 2], "flagged": [True]})
+    with duckdb.connect() as con:
+        con.execute('create table checked (status varchar, "the window" varchar, severity integer, flagged boolean)')
+        con.execute("insert into checked values ('normal', '1m', 1, true), ('deficient', 'it''s', 2, true), "
+                    "(null, null, null, null), ('Normal', '3m', 3, false), ('Normal', '1m', 1, true)")
+        assert sorted(con.execute(sql).fetchall()) == [
+            ("flagged", "false", 1), ("severity", "3", 1), ("status", "Normal", 2), ("the window", "3m", 1)]
+        con.execute("delete from checked where status = 'Normal'")
+        assert con.execute(sql).fetchall() == []
+
