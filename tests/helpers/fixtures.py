@@ -71,7 +71,7 @@ def prefect_server(tmp_path_factory):
 class PublishedNight:
     drop: Path
     output: Path
-    result: subprocess.CompletedProcess  # the `b12lab run` process that published it
+    result: subprocess.CompletedProcess | None  # the `b12lab run` process that published it, if one did
 
 
 def copy_night(night: PublishedNight, to: Path) -> tuple[Path, Path]:
@@ -86,17 +86,38 @@ def copy_night(night: PublishedNight, to: Path) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def published_sample_night(prefect_harness, tmp_path_factory) -> PublishedNight:
     """`b12lab run` on a copy of data/sample as of SAMPLE_AS_OF, through the process and the session's Prefect
-    API: a full night costs about half a minute, so it runs once; tests read it (`sample_output`) or take a
-    copy to run later nights on (`sample_night`). Nobody writes to these folders."""
+    API: a full night costs about half a minute, so it runs once for the whole `make test`; tests read it
+    (`sample_output`) or take a copy to run later nights on (`sample_night`). Nobody writes to these folders.
+
+    Under pytest-xdist the first worker to need it runs it, holding a lock, in the folder the workers share
+    (the session's base temporary folder, unique to this `make test`); a worker that needs it later reads the
+    folders and the process's exit status and output, as recorded then (its flow run is in the first worker's
+    Prefect API, not this one's)."""
+    import fcntl
+    import json
+    import os
+
     from prefect.settings import PREFECT_API_URL
 
     from tests.helpers.processes import SAMPLE, SAMPLE_AS_OF, b12lab
 
-    root = tmp_path_factory.mktemp("published-sample")
-    drop, output = root / "drop", root / "out"
-    shutil.copytree(SAMPLE, drop)
-    result = b12lab("run", "--input", drop, "--output", output, "--as-of", SAMPLE_AS_OF,
-                    env={"PREFECT_API_URL": PREFECT_API_URL.value(), "B12LAB_PSEUDONYM_KEY": None})  # no key: no mart
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    root = shared / "published-sample"
+    drop, output, recorded = root / "drop", root / "out", root / "command.json"
+    with open(shared / "published-sample.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if recorded.is_file():
+            saved = json.loads(recorded.read_text())
+            result = subprocess.CompletedProcess(saved["args"], saved["returncode"], saved["stdout"], saved["stderr"])
+        else:
+            shutil.rmtree(root, ignore_errors=True)  # a run whose worker stopped before it was recorded
+            shutil.copytree(SAMPLE, drop)
+            result = b12lab("run", "--input", drop, "--output", output, "--as-of", SAMPLE_AS_OF,
+                            env={"PREFECT_API_URL": PREFECT_API_URL.value(), "B12LAB_PSEUDONYM_KEY": None})  # no mart
+            recorded.write_text(json.dumps({"args": [str(arg) for arg in result.args], "returncode": result.returncode,
+                                            "stdout": result.stdout, "stderr": result.stderr}))
     assert result.returncode == 0, result.stderr
     return PublishedNight(drop, output, result)
 
