@@ -45,7 +45,7 @@ _session_status = {"code": 0}
 # of `make test-fast` (the inner loop). It is found by the fixtures it uses or the names its body calls.
 _SLOW_FIXTURES = {"prefect_harness", "prefect_server", "published_sample_night", "sample_output", "sample_night",
                   "browser", "browser_page"}
-_SLOW_CALLS = {"b12lab", "B12LAB", "subprocess", "nightly", "run_pipeline"}
+_SLOW_CALLS = {"b12lab", "B12LAB", "subprocess", "nightly", "run_pipeline", "flow_night"}
 
 
 def _is_slow(item) -> bool:

@@ -85,19 +85,17 @@ def copy_night(night: PublishedNight, to: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def published_sample_night(prefect_harness, tmp_path_factory) -> PublishedNight:
-    """`b12lab run` on a copy of data/sample as of SAMPLE_AS_OF, through the process and the session's Prefect
-    API: a full night costs about half a minute, so it runs once for the whole `make test`; tests read it
-    (`sample_output`) or take a copy to run later nights on (`sample_night`). Nobody writes to these folders.
+    """`b12lab run` on a copy of data/sample as of SAMPLE_AS_OF, as `make run` runs it on a fresh machine: the
+    process, without a Prefect API (no PREFECT_API_URL), so it starts a temporary server of its own. A full
+    night costs about half a minute, so it runs once for the whole `make test`; tests read it (`sample_output`)
+    or take a copy to run later nights on (`sample_night`). Nobody writes to these folders.
 
     Under pytest-xdist the first worker to need it runs it, holding a lock, in the folder the workers share
     (the session's base temporary folder, unique to this `make test`); a worker that needs it later reads the
-    folders and the process's exit status and output, as recorded then (its flow run is in the first worker's
-    Prefect API, not this one's)."""
+    folders and the process's exit status and output, as recorded then."""
     import fcntl
     import json
     import os
-
-    from prefect.settings import PREFECT_API_URL
 
     from tests.helpers.processes import SAMPLE, SAMPLE_AS_OF, b12lab
 
@@ -115,7 +113,7 @@ def published_sample_night(prefect_harness, tmp_path_factory) -> PublishedNight:
             shutil.rmtree(root, ignore_errors=True)  # a run whose worker stopped before it was recorded
             shutil.copytree(SAMPLE, drop)
             result = b12lab("run", "--input", drop, "--output", output, "--as-of", SAMPLE_AS_OF,
-                            env={"PREFECT_API_URL": PREFECT_API_URL.value(), "B12LAB_PSEUDONYM_KEY": None})  # no mart
+                            env={"B12LAB_PSEUDONYM_KEY": None})  # no key: no pseudonymised mart
             recorded.write_text(json.dumps({"args": [str(arg) for arg in result.args], "returncode": result.returncode,
                                             "stdout": result.stdout, "stderr": result.stderr}))
     assert result.returncode == 0, result.stderr

@@ -16,7 +16,7 @@ from b12lab.common.paths import VOCABULARY_DIR
 from b12lab.report import charts
 from b12lab.report.page import empty_night_banner
 from b12lab.report.template import break_at_underscores
-from tests.helpers.processes import b12lab
+from tests.helpers.nights import flow_night
 from tests.report.test_report import Page
 
 with (VOCABULARY_DIR / "measures.csv").open(encoding="utf-8") as _stream:
@@ -431,14 +431,11 @@ def test_a_measure_without_patients_says_so_plainly(sample_output, warehouse):
 
 
 def test_a_run_that_knows_no_patient_says_so_in_a_banner(tmp_path):
-    """Without a Prefect API (no PREFECT_API_URL), as `make run` on a fresh machine: the command starts its own
-    temporary server. The suite's other runs use the session's."""
     drop = tmp_path / "drop"
     drop.mkdir()
     sample = Path(__file__).resolve().parents[2] / "data" / "sample" / "labs_valley.csv"
     (drop / "labs_valley.csv").write_text(sample.read_text(encoding="utf-8").splitlines()[0] + "\n")
-    result = b12lab("run", "--input", str(drop), "--output", str(tmp_path / "out"))
-    assert result.returncode == 0, result.stderr
+    assert flow_night(drop, tmp_path / "out")["status"] == "published"
     page = Page((tmp_path / "out" / "report" / "index.html").read_text(encoding="utf-8"))
     assert page.one("id", "banner")["text"].startswith("No patient is known.")
 
