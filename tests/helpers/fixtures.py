@@ -84,7 +84,7 @@ def copy_night(night: PublishedNight, to: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def published_sample_night(prefect_harness, tmp_path_factory) -> PublishedNight:
+def published_sample_night(tmp_path_factory) -> PublishedNight:
     """`b12lab run` on a copy of data/sample as of SAMPLE_AS_OF, as `make run` runs it on a fresh machine: the
     process, without a Prefect API (no PREFECT_API_URL), so it starts a temporary server of its own. A full
     night costs about half a minute, so it runs once for the whole `make test`; tests read it (`sample_output`)

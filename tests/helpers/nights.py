@@ -1,10 +1,10 @@
-"""A night of the nightly flow in this test's process, for a test whose night before was the `b12lab` process.
+"""A night of the nightly flow in this test's process, for a night a test checks by the output folder it leaves.
 
 The flow is the one `b12lab run` and the served deployment run (b12lab.flows.nightly.nightly), reporting to
 the session's Prefect API. A test whose point is what only a process shows (exit status, the one line on
-stderr, signals, a kill) runs the `b12lab` command for that night; the night after it, which a test checks by
-the output folder it leaves (the lake, the warehouse, the report), runs here: it costs the flow's work without
-a new process's start (about 9 s of CPU importing Prefect, Great Expectations and dbt and warming dbt up).
+stderr, signals, a kill) runs the `b12lab` command for that night; a night checked by what it leaves (the lake,
+the warehouse, the report), the one before a kill or the one after it, runs here: it costs the flow's work
+without a new process's start (about 9 s of CPU importing Prefect, Great Expectations and dbt and warming dbt up).
 """
 from __future__ import annotations
 
